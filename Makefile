@@ -1,0 +1,40 @@
+# Two commands do everything from a fresh clone: `make demo` and `make test`.
+# Both create their own virtual environment in .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+# Numba's compiled kernels are cached here so a second run starts fast.
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+
+.PHONY: setup data test demo bench clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[all]'
+	touch $(STAMP)
+
+# Fashion-MNIST comes from Debian's package; nothing is downloaded at run time.
+data:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  || echo "warning: could not install dataset-fashion-mnist; tests on real data will skip"; \
+	else echo "warning: no apt-get; install Fashion-MNIST IDX files under $(FASHION_DIR) or pass --data-dir"; fi
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: setup
+	$(VENV)/bin/fdaref demo
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .numba_cache runs build *.egg-info

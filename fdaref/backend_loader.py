@@ -1,0 +1,57 @@
+"""Find a backend by name: a built-in or installed one through the ``fdaref.backends`` entry-point group,
+or a third party's object given as ``package.module:object``. fdaref never imports a backend by name."""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from .optable import missing_ops
+
+ENTRY_POINT_GROUP = "fdaref.backends"
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend exists but cannot run here (no GPU, a missing package); the message says why."""
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    """Names of every backend registered through the entry-point group (installed or not)."""
+    return sorted(_entry_points())
+
+
+def load_backend(spec: str) -> Any:
+    """The op table named by ``spec``: "reference", a registered name, or "package.module:object".
+
+    ``object`` may be an op table or a zero-argument factory returning one. Raises BackendUnavailable with
+    the reason when the backend cannot run here, and LookupError for an unknown name.
+    """
+    if spec == "reference":
+        from .reference import REFERENCE
+        return REFERENCE
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            raise BackendUnavailable(f"backend {spec!r}: cannot import {module_name!r}: {exc}") from exc
+        except AttributeError:
+            raise LookupError(f"backend {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+    else:
+        eps = _entry_points()
+        if spec not in eps:
+            raise LookupError(f"unknown backend {spec!r}; registered: {', '.join(sorted(eps)) or 'none'} "
+                              "(or give package.module:object)")
+        try:
+            obj = eps[spec].load()
+        except ImportError as exc:
+            raise BackendUnavailable(f"backend {spec!r} is not installed here: {exc}") from exc
+    if callable(obj) and not hasattr(obj, "name"):
+        obj = obj()
+    if not hasattr(obj, "name") or missing_ops(obj) == list(missing_ops(object())):
+        raise TypeError(f"backend {spec!r} is not an op table (see fdaref.optable.OpTable)")
+    return obj

@@ -1,0 +1,186 @@
+"""Surrogate gradients ("estimators") of sign, registered by name (SPEC 2).
+
+Each estimator is d sign / dx as used in the backward pass. ``estimator_grad(x, name, **params)`` is the
+one entry point; third parties add their own with :func:`register_estimator`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ._validate import check_float_array, check_int, check_positive
+
+GradFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A named surrogate: ``grad(x, **params)`` with the parameter defaults and a checker for them."""
+    name: str
+    grad: GradFn
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[dict], dict] = staticmethod(lambda params: params)
+    doc: str = ""
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict:
+        """Defaults overlaid with ``params``; unknown names and invalid values raise."""
+        params = dict(params or {})
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"estimator {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                            f"it takes {sorted(self.defaults) or 'none'}")
+        return self.check({**self.defaults, **params})
+
+
+_REGISTRY: dict[str, Estimator] = {}
+
+
+def register_estimator(name: str, grad: GradFn, defaults: Mapping[str, Any] | None = None,
+                       check: Callable[[dict], dict] | None = None, doc: str = "",
+                       replace: bool = False) -> Estimator:
+    """Add a surrogate gradient under ``name``; ``grad(x, **params)`` maps an array to d sign/dx."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("estimator name must be a non-empty string")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"estimator {name!r} is already registered (pass replace=True to override)")
+    est = Estimator(name, grad, dict(defaults or {}), check or (lambda p: p), doc)
+    _REGISTRY[name] = est
+    return est
+
+
+def get_estimator(name: str) -> Estimator:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown estimator {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def estimator_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def estimator_grad(x: np.ndarray, name: str, **params: Any) -> np.ndarray:
+    """d sign / dx at ``x`` under the estimator ``name`` (SPEC 2). Same shape and dtype as ``x``."""
+    check_float_array(x, "x")
+    est = get_estimator(name)
+    return est.grad(x, **est.resolve(params))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The classic surrogates (SPEC 2).
+
+def ste(x: np.ndarray) -> np.ndarray:
+    """Straight-through estimator: 1 everywhere."""
+    return np.ones_like(x)
+
+
+def clipped_ste(x: np.ndarray) -> np.ndarray:
+    """BNN / hardtanh STE: 1 where |x| <= 1 (boundary included), else 0."""
+    return (np.abs(x) <= 1).astype(x.dtype)
+
+
+def approx_sign(x: np.ndarray) -> np.ndarray:
+    """Bi-Real ApproxSign: 2 - 2|x| where |x| <= 1, else 0."""
+    ax = np.abs(x)
+    return np.where(ax <= 1, 2 - 2 * ax, 0).astype(x.dtype)
+
+
+def sign_swish(x: np.ndarray, beta: float = 5.0) -> np.ndarray:
+    """BNN+ SignSwish: beta (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))."""
+    bx = beta * x
+    with np.errstate(over="ignore"):  # cosh overflows to inf far from 0, where the gradient is 0
+        return (beta * (2 - bx * np.tanh(bx / 2)) / (1 + np.cosh(bx))).astype(x.dtype)
+
+
+def tanh(x: np.ndarray, beta: float = 2.0) -> np.ndarray:
+    """DSQ / IR-Net style: beta (1 - tanh(beta x)^2)."""
+    return (beta * (1 - np.tanh(beta * x) ** 2)).astype(x.dtype)
+
+
+def _check_beta(params: dict) -> dict:
+    check_positive(params["beta"], "beta")
+    return params
+
+
+# ---------------------------------------------------------------------------------------------------
+# FDA (Eqs. 9-10): the truncated Fourier series of sign and its derivative.
+
+def _check_fda(params: dict) -> dict:
+    check_int(params["n"], "n", minimum=0)
+    check_positive(params["omega"], "omega")
+    if params["clip"] is not None:
+        check_positive(params["clip"], "clip")
+    return params
+
+
+def _clip_mask(x: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
+    """Zero the gradient where |x| > clip; |x| == clip keeps it (SPEC 2)."""
+    if clip is None:
+        return grad
+    return np.where(np.abs(x) > clip, 0, grad).astype(x.dtype)
+
+
+def fourier_series(x: np.ndarray, n: int = 9, omega: float = 0.1) -> np.ndarray:
+    """Eq. 9: s_n(x) = (4/pi) sum_{i=0}^{n} sin((2i+1) omega x) / (2i+1), the smooth stand-in for sign."""
+    check_float_array(x, "x")
+    _check_fda({"n": n, "omega": omega, "clip": None})
+    t = omega * x
+    total = np.zeros_like(x)
+    for i in range(n + 1):
+        total += np.sin((2 * i + 1) * t) / (2 * i + 1)
+    return (4 / np.pi) * total
+
+
+def fda_series(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
+    """Eq. 10, literally: (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x); n+1 cosine terms (inclusive)."""
+    t = omega * x
+    total = np.zeros_like(x)
+    with np.errstate(invalid="ignore"):  # cos(inf) is NaN, as it should be
+        for i in range(n + 1):
+            total += np.cos((2 * i + 1) * t)
+    return _clip_mask(x, (4 * omega / np.pi) * total, clip)
+
+
+def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
+    """Eq. 10 in closed form (SPEC 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
+
+    The identity sum_{i=0}^{n} cos((2i+1) t) = sin(2(n+1) t) / (2 sin t) makes the cost independent of n.
+    With M = 2(n+1) even, t = k pi + r (|r| <= pi/2) gives the same value (-1)^k sin(M r) / (2 sin r):
+    evaluating on the reduced r keeps numerator and denominator consistent (evaluating sin(M t) and sin t
+    separately loses ~1e-11 near t = k pi). Where |M r| < 1e-3 the 0/0 is replaced by its Taylor expansion
+    (n+1)(1 - (M^2 - 1) r^2 / 6), whose next term is below (n+1)(M r)^4 / 120 < 1e-14 (n+1).
+    Computed in float64 whatever the input dtype, returned in the input dtype.
+    """
+    m = 2.0 * (n + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN and inf inputs give NaN, as the series does
+        t = np.multiply(x, omega, dtype=np.float64)
+        k = np.rint(t * (1.0 / np.pi))
+        r = t - k * np.pi
+        odd = np.isfinite(k)
+        odd[odd] = (k[odd].astype(np.int64) & 1).astype(bool)
+        mr = m * r
+        ratio = np.sin(mr)
+        ratio /= 2.0 * np.sin(r)
+        near = np.abs(mr) < 1e-3
+        ratio[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r[near] ** 2)
+        np.negative(ratio, out=ratio, where=odd)  # (-1)^k
+        ratio *= 4.0 * omega / np.pi
+    return _clip_mask(x, ratio.astype(x.dtype, copy=False), clip)
+
+
+def fda_peak(n: int, omega: float) -> float:
+    """The largest value of |Eq. 10|, (4 omega / pi)(n+1), used to scale tolerances (SPEC 9)."""
+    return 4.0 * omega / np.pi * (n + 1)
+
+
+_FDA_DEFAULTS = {"n": 9, "omega": 0.1, "clip": None}
+
+register_estimator("ste", ste, doc="straight-through: 1")
+register_estimator("clipped_ste", clipped_ste, doc="1 where |x| <= 1")
+register_estimator("approx_sign", approx_sign, doc="Bi-Real: 2 - 2|x| where |x| <= 1")
+register_estimator("sign_swish", sign_swish, {"beta": 5.0}, _check_beta, doc="BNN+ SignSwish")
+register_estimator("tanh", tanh, {"beta": 2.0}, _check_beta, doc="DSQ / IR-Net: beta (1 - tanh^2)")
+register_estimator("fda", fda, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, closed form")
+register_estimator("fda_series", fda_series, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, literal series")
