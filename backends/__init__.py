@@ -1,0 +1,1 @@
+"""Backends: implementations of the op table (fdaref.optable.OpTable). They never import each other."""

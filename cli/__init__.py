@@ -1,0 +1,1 @@
+"""The ``fdaref`` command line (installed as fdaref.cli)."""

@@ -1,0 +1,1 @@
+"""The conformance suite: checks any op table against the fdaref reference."""
