@@ -1,0 +1,497 @@
+"""A minimal reverse-mode autodiff engine that runs on any op table (:mod:`fdaref.optable`).
+
+A :class:`Tensor` wraps one backend array together with the op table it lives on. Every differentiable
+operation is a :class:`Function` whose static ``forward(ctx, ...)`` / ``backward(ctx, g)`` call only
+op-table ops and Python array operators, so the same engine trains on numpy, torch, cupy or numba.
+
+Rules kept in one place each:
+- broadcasting: the backward loop sums every gradient down to its input's shape (``ops.sum_to_shape``);
+- accumulation: a tensor used twice gets ``g1 + g2`` (a new array; gradients are never mutated in place,
+  so the first contribution is stored without a copy);
+- graph traversal: iterative topological sort, so depth is limited by memory, not by Python's recursion.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+Array = Any
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inside this block no graph is recorded (evaluation, optimizer steps)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def default_ops() -> Any:
+    """The numpy reference op table (imported lazily: it pulls in every reference kernel)."""
+    from .reference import REFERENCE
+    return REFERENCE
+
+
+class Tensor:
+    """A backend array ``data`` on the op table ``ops``; ``grad`` is a backend array of the same shape."""
+
+    __array_ufunc__ = None  # numpy scalars on the left defer to our operators instead of broadcasting us
+
+    def __init__(self, data: Array, ops: Any = None, requires_grad: bool = False, device: str = "cpu"):
+        if isinstance(data, Tensor):
+            raise TypeError("Tensor(data): data is already a Tensor; use .detach() for a graph-free copy")
+        self.ops = ops if ops is not None else default_ops()
+        self.data = data
+        self.requires_grad = bool(requires_grad)
+        self.device = device
+        self.grad: Optional[Array] = None
+        self._ctx: Optional[Context] = None  # set on outputs of a Function while recording
+
+    @classmethod
+    def from_numpy(cls, a: np.ndarray, ops: Any = None, device: str = "cpu",
+                   requires_grad: bool = False) -> "Tensor":
+        """A tensor with the values and dtype of the numpy array ``a`` on ``ops`` / ``device``."""
+        ops = ops if ops is not None else default_ops()
+        return cls(ops.from_numpy(np.asarray(a), device), ops, requires_grad, device)
+
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: len(self.data.shape))
+
+    def numpy(self) -> np.ndarray:
+        """A host numpy copy of the values."""
+        return self.ops.to_numpy(self.data)
+
+    def detach(self) -> "Tensor":
+        """The same array, cut from the graph."""
+        return Tensor(self.data, self.ops, False, self.device)
+
+    def __repr__(self) -> str:
+        return (f"Tensor(shape={self.shape}, dtype={self.dtype}, ops={self.ops.name}, "
+                f"requires_grad={self.requires_grad})")
+
+    # -- operators (scalars and arrays are constants; Tensors are differentiated) ----------------------
+    def __add__(self, other): return Add.apply(self, other)
+    def __radd__(self, other): return Add.apply(other, self)
+    def __sub__(self, other): return Sub.apply(self, other)
+    def __rsub__(self, other): return Sub.apply(other, self)
+    def __mul__(self, other): return Mul.apply(self, other)
+    def __rmul__(self, other): return Mul.apply(other, self)
+    def __truediv__(self, other): return Div.apply(self, other)
+    def __rtruediv__(self, other): return Div.apply(other, self)
+    def __neg__(self): return Neg.apply(self)
+    def __getitem__(self, index): return GetItem.apply(self, index=index)
+
+    def reshape(self, *shape: int) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return Reshape.apply(self, shape=shape)
+
+    def flatten(self, start_dim: int = 1) -> "Tensor":
+        """Keep the first ``start_dim`` axes, merge the rest: (B, C, H, W) -> (B, C*H*W)."""
+        return self.reshape(*self.shape[:start_dim], -1)
+
+    def sum(self) -> "Tensor":
+        return Sum.apply(self)
+
+    def mean(self) -> "Tensor":
+        return Sum.apply(self) / float(np.prod(self.shape))
+
+    # -- reverse mode ----------------------------------------------------------------------------------
+    def backward(self, grad: Optional[Array] = None) -> None:
+        """Accumulate d self / d leaf into ``leaf.grad`` for every leaf that requires grad.
+
+        ``grad`` (shape of self) defaults to 1 for a single-element output. The graph is freed afterwards.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad (no input required grad, "
+                               "or it was computed under no_grad())")
+        if grad is None:
+            if int(np.prod(self.shape)) != 1:
+                raise RuntimeError(f"backward() without a gradient needs a single-element output; got shape "
+                                   f"{self.shape} (pass grad= of that shape)")
+            grad = self.ops.zeros(self.shape, like=self.data)
+            grad[...] = 1.0  # slice assignment keeps a 0-d backend array (numpy's 0-d + 1.0 is a scalar)
+        elif tuple(grad.shape) != self.shape:
+            raise ValueError(f"backward(grad): expected shape {self.shape}, got {tuple(grad.shape)}")
+
+        grads: dict[int, Array] = {id(self): grad}
+        for node in _topological_order(self):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue  # no path from the output reaches this node with a gradient
+            if node._ctx is None:  # a leaf
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            ctx, node._ctx = node._ctx, None  # free the graph as we go
+            in_grads = ctx.fn.backward(ctx, g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for parent, pg in zip(ctx.parents, in_grads):
+                if parent is None or pg is None or not parent.requires_grad:
+                    continue
+                if tuple(pg.shape) != parent.shape:  # the ONE place broadcasting is undone
+                    pg = node.ops.sum_to_shape(pg, parent.shape)
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Nodes reachable from ``root`` (which requires grad), outputs before inputs; iterative DFS."""
+    order, visited = [], {id(root)}
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)  # post-order: every parent was appended before this node
+            continue
+        stack.append((node, True))
+        if node._ctx is not None:
+            for parent in node._ctx.parents:
+                if parent is not None and parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, False))
+    return order[::-1]
+
+
+class Context:
+    """What a Function's forward leaves for its backward; ``ops`` is the op table of the inputs."""
+
+    def __init__(self, fn: type, ops: Any, parents: tuple[Optional[Tensor], ...]):
+        self.fn, self.ops, self.parents = fn, ops, parents
+        self.saved: tuple = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved = arrays
+
+
+class Function:
+    """Subclasses define static ``forward(ctx, *arrays, **kw) -> array`` and ``backward(ctx, g) -> grads``.
+
+    ``forward`` receives the backend arrays of Tensor arguments (other positional arguments as they are,
+    keyword arguments unchanged); ``backward`` returns one gradient (or None) per positional argument.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> Array:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, g: Array) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if not tensors:
+            raise TypeError(f"{cls.__name__}: needs at least one Tensor argument")
+        ops, device = tensors[0].ops, tensors[0].device
+        for t in tensors[1:]:
+            if t.ops is not ops or t.device != device:
+                raise ValueError(f"{cls.__name__}: operands live on different backends/devices "
+                                 f"({ops.name}/{device} and {t.ops.name}/{t.device}); move them with .to()")
+        parents = tuple(a if isinstance(a, Tensor) else None for a in args)
+        ctx = Context(cls, ops, parents)
+        out = cls.forward(ctx, *[a.data if isinstance(a, Tensor) else a for a in args], **kwargs)
+        requires_grad = _grad_enabled and any(t.requires_grad for t in tensors)
+        result = Tensor(out, ops, requires_grad, device)
+        if requires_grad:
+            result._ctx = ctx
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Elementwise arithmetic. Non-Tensor operands (Python numbers, backend arrays) are constants; their
+# gradient slot is None. Broadcast shapes are reduced by the backward loop, not here.
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b): return a + b
+
+    @staticmethod
+    def backward(ctx, g): return g, g
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b): return a - b
+
+    @staticmethod
+    def backward(ctx, g): return g, -g
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        return g * b, g * a
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        da = g / b
+        return da, -da * a / b
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a): return -a
+
+    @staticmethod
+    def backward(ctx, g): return -g
+
+
+class Sum(Function):
+    """Sum of all elements -> 0-d array (via ops.sum_to_shape, so no backend-specific reduction)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.shape = tuple(a.shape)
+        return ctx.ops.sum_to_shape(a, ())
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.zeros(ctx.shape, like=g) + g
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shape plumbing.
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, *, shape):
+        ctx.shape = tuple(a.shape)
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g): return g.reshape(ctx.shape)
+
+
+def _check_basic_index(index: Any) -> tuple:
+    """Only basic indexing (ints, slices, ..., None): its backward is a plain slice assignment."""
+    index = index if isinstance(index, tuple) else (index,)
+    for item in index:
+        if not (item is None or item is Ellipsis or isinstance(item, (int, slice, np.integer))) \
+                or isinstance(item, bool):
+            raise TypeError(f"Tensor[...]: only basic indexing (ints, slices, ..., None) is supported, got "
+                            f"{type(item).__name__}; advanced indexing has no slice-assignment backward")
+    return index
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, *, index):
+        ctx.index, ctx.shape = _check_basic_index(index), tuple(a.shape)
+        return a[ctx.index]
+
+    @staticmethod
+    def backward(ctx, g):
+        dx = ctx.ops.zeros(ctx.shape, like=g)
+        dx[ctx.index] = g
+        return dx
+
+
+class PadChannels(Function):
+    """(N, C, H, W) -> (N, before + C + after, H, W) with zero channels (ResNet option-A shortcut)."""
+
+    @staticmethod
+    def forward(ctx, x, *, before, after):
+        n, c, h, w = x.shape
+        ctx.span = slice(before, before + c)
+        out = ctx.ops.zeros((n, before + c + after, h, w), like=x)
+        out[:, ctx.span] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g): return g[:, ctx.span]
+
+
+def pad_channels(x: Tensor, before: int, after: int) -> Tensor:
+    """Zero-pad axis 1 of an NCHW tensor by ``before`` / ``after`` channels."""
+    return PadChannels.apply(x, before=before, after=after)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layers: thin adapters from op-table forward/backward pairs to Functions.
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, *, stride, padding, dilation, pad_value):
+        ctx.save_for_backward(x, w)
+        ctx.kw = dict(has_bias=b is not None, stride=stride, padding=padding, dilation=dilation,
+                      pad_value=pad_value)
+        return ctx.ops.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation,
+                                      pad_value=pad_value)
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.conv2d_backward(g, *ctx.saved, **ctx.kw)
+
+
+def conv2d(x: Tensor, w: Tensor, b: Optional[Tensor] = None, *, stride=(1, 1), padding=(0, 0),
+           dilation=(1, 1), pad_value: float = 0.0) -> Tensor:
+    """x (N, C_in, H, W), w (C_out, C_in, kh, kw), b (C_out,) -> (N, C_out, Ho, Wo); SPEC 5 pad_value."""
+    return Conv2d.apply(x, w, b, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
+                        pad_value=pad_value)
+
+
+class Linear(Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return ctx.ops.linear_forward(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.linear_backward(g, *ctx.saved, has_bias=ctx.has_bias)
+
+
+def linear(x: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
+    """x (B, in), w (out, in), b (out,) -> x w^T + b, (B, out)."""
+    return Linear.apply(x, w, b)
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, gamma, beta, *, running_mean, running_var, training, momentum, eps, stats):
+        y, mean, invstd, stats["mean"], stats["var"] = ctx.ops.batch_norm_forward(
+            x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps)
+        ctx.save_for_backward(x, gamma, mean, invstd)
+        ctx.training = training
+        return y
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.batch_norm_backward(g, *ctx.saved, training=ctx.training)
+
+
+def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Array, running_var: Array, *,
+               training: bool, momentum: float = 0.1, eps: float = 1e-5) -> tuple[Tensor, Array, Array]:
+    """Batch norm over axis 1; returns (y, new_running_mean, new_running_var) (the stats are arrays)."""
+    stats: dict[str, Array] = {}
+    y = BatchNorm.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
+                        training=training, momentum=momentum, eps=eps, stats=stats)
+    return y, stats["mean"], stats["var"]
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.ops.relu_forward(x)
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.relu_backward(g, *ctx.saved)
+
+
+class PReLU(Function):
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x, slope)
+        return ctx.ops.prelu_forward(x, slope)
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.prelu_backward(g, *ctx.saved)
+
+
+class _Pool(Function):
+    kind = ""
+
+    @classmethod
+    def forward(cls, ctx, x, *, kernel, stride, padding):
+        ctx.save_for_backward(x)
+        ctx.kw = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding))
+        return getattr(ctx.ops, f"{cls.kind}_pool2d_forward")(x, **ctx.kw)
+
+    @classmethod
+    def backward(cls, ctx, g): return getattr(ctx.ops, f"{cls.kind}_pool2d_backward")(g, *ctx.saved, **ctx.kw)
+
+
+class MaxPool2d(_Pool):
+    kind = "max"
+
+
+class AvgPool2d(_Pool):
+    kind = "avg"
+
+
+class CrossEntropy(Function):
+    @staticmethod
+    def forward(ctx, logits, labels, *, label_smoothing):
+        ctx.save_for_backward(logits, labels)
+        ctx.label_smoothing = label_smoothing
+        return ctx.ops.cross_entropy_forward(logits, labels, label_smoothing=label_smoothing)
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, labels = ctx.saved
+        return ctx.ops.cross_entropy_backward(g, logits, labels, label_smoothing=ctx.label_smoothing), None
+
+
+relu = ReLU.apply
+prelu = PReLU.apply
+
+
+def max_pool2d(x: Tensor, kernel, stride=None, padding=(0, 0)) -> Tensor:
+    return MaxPool2d.apply(x, kernel=kernel, stride=kernel if stride is None else stride, padding=padding)
+
+
+def avg_pool2d(x: Tensor, kernel, stride=None, padding=(0, 0)) -> Tensor:
+    return AvgPool2d.apply(x, kernel=kernel, stride=kernel if stride is None else stride, padding=padding)
+
+
+def cross_entropy(logits: Tensor, labels: Array, label_smoothing: float = 0.0) -> Tensor:
+    """Mean cross entropy of logits (B, C) against int64 labels (B,) (a backend array or a Tensor)."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    return CrossEntropy.apply(logits, labels, label_smoothing=label_smoothing)
+
+
+class Quantize(Function):
+    """Eq. 14 / SPEC 4: z = sign(t) + alpha e(t); backward via the surrogate and the noise module."""
+
+    @staticmethod
+    def forward(ctx, t, w1, w2, *, alpha, zero, estimator, params, layout, eta_kind, a, training):
+        ctx.save_for_backward(t, w1, w2)
+        ctx.kw = dict(alpha=alpha, estimator=estimator, params=params, layout=layout, eta_kind=eta_kind, a=a)
+        return ctx.ops.quantize_forward(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind,
+                                        a=a, training=training)
+
+    @staticmethod
+    def backward(ctx, g): return ctx.ops.quantize_backward(g, *ctx.saved, **ctx.kw)
+
+
+def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *, alpha: float, zero: float,
+             estimator: str, params: Mapping[str, Any], layout: str, eta_kind: str = "sin", a: float = 0.1,
+             training: bool = True) -> Tensor:
+    """The FDA quantizer on ``t`` (SPEC 4); ``w1``/``w2`` the noise module (d, m) / (m, d) or None."""
+    return Quantize.apply(t, w1, w2, alpha=alpha, zero=zero, estimator=estimator, params=params,
+                          layout=layout, eta_kind=eta_kind, a=a, training=training)
+
+
+def constant(array: Array, like: Tensor) -> Tensor:
+    """Wrap a backend array as a graph constant on ``like``'s backend (e.g. the weight scale s, SPEC 5)."""
+    return Tensor(array, like.ops, False, like.device)
+
+
+def weight_scale(w: Tensor, mode: str) -> Tensor:
+    """SPEC 5: s from the current weights as a constant: no gradient flows through s."""
+    return constant(w.ops.weight_scale(w.data, mode), w)
+
+
+__all__ = ["Tensor", "Function", "Context", "no_grad", "conv2d", "linear", "batch_norm", "relu", "prelu",
+           "max_pool2d", "avg_pool2d", "cross_entropy", "quantize", "pad_channels", "weight_scale", "constant"]
