@@ -1,0 +1,113 @@
+"""``fdaref evaluate``: test accuracy and confusion matrix of a trained checkpoint (or a bit-packed model).
+
+``--checkpoint RUN/checkpoint.npz`` rebuilds the model (on its training backend, or --backend) and
+evaluates it in inference mode (pure sign, SPEC 4) on the test set it was trained for, normalised with
+the training statistics stored in the checkpoint.
+
+``--packed model.npz`` evaluates an XNOR/popcount model exported by :mod:`fdaref.packed` instead. That
+module is optional; the hook expects ``fdaref.packed.load_packed(path)`` returning an object with
+``predict(images: np.ndarray (N, C, H, W) float) -> logits (N, classes)`` and a ``meta`` dict that may hold
+"dataset", "mean" and "std" (taken from --checkpoint when absent).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from fdaref.data import BatchLoader, load_splits
+from fdaref.train import format_confusion, load_checkpoint, load_trained
+from fdaref.train.evaluation import evaluate, test_loader
+from fdaref.train.metrics import accuracy_of, confusion_matrix
+
+from .train import EXIT_BAD_INPUT, USER_ERRORS, positive_int
+
+
+def packed_available() -> bool:
+    """Whether the optional bit-packed inference module (fdaref/packed.py) is installed."""
+    return importlib.util.find_spec("fdaref.packed") is not None
+
+
+def _evaluate_packed(args: argparse.Namespace) -> dict[str, Any]:
+    if not packed_available():
+        raise LookupError("--packed needs fdaref.packed (the bit-packed XNOR inference module), which is not "
+                          "installed in this version; evaluate the float checkpoint with --checkpoint instead")
+    packed = importlib.import_module("fdaref.packed")
+    loader_fn = getattr(packed, "load_packed", None)
+    if loader_fn is None:
+        raise LookupError("fdaref.packed has no load_packed(path); cannot evaluate --packed")
+    model = loader_fn(args.packed)
+    meta = dict(getattr(model, "meta", {}) or {})
+    if args.checkpoint:
+        ck = load_checkpoint(args.checkpoint)
+        meta.setdefault("dataset", ck["config"]["dataset"])
+        meta.setdefault("mean", ck["data"]["mean"])
+        meta.setdefault("std", ck["data"]["std"])
+        meta.setdefault("data_dir", ck["config"].get("data_dir"))
+    missing = [k for k in ("dataset", "mean", "std") if k not in meta]
+    if missing:
+        raise ValueError(f"--packed {args.packed}: the model does not record {missing}; add --checkpoint of the "
+                         "run it was exported from")
+    splits = load_splits(meta["dataset"], args.data_dir or meta.get("data_dir"), subset=1, val_fraction=0.0,
+                         test_subset=args.test_subset)
+    loader = BatchLoader(splits.test, args.batch_size, np.asarray(meta["mean"]), np.asarray(meta["std"]))
+    labels, preds = [], []
+    for x, y in loader.epoch(0):
+        preds.append(np.argmax(np.asarray(model.predict(x)), axis=1))
+        labels.append(y)
+    cm = confusion_matrix(np.concatenate(labels), np.concatenate(preds), splits.info.num_classes)
+    return {"mode": "packed", "accuracy": accuracy_of(cm), "confusion": cm, "classes": list(splits.info.classes),
+            "count": int(cm.sum())}
+
+
+def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    run = load_trained(args.checkpoint, backend=args.backend, device=args.device)
+    loader = test_loader(run, data_dir=args.data_dir, batch_size=args.batch_size, test_subset=args.test_subset)
+    res = evaluate(run.model, loader, run.ops, run.config.device)
+    return {"mode": "float", "accuracy": res.accuracy, "loss": res.loss, "confusion": res.confusion,
+            "classes": list(run.info.classes), "count": res.count, "backend": run.config.backend,
+            "epoch": run.checkpoint["position"]["epoch"], "epochs": run.config.epochs}
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.checkpoint and not args.packed:
+        print("fdaref evaluate: error: give --checkpoint RUN/checkpoint.npz (or --packed model.npz)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    t0 = time.perf_counter()
+    try:
+        res = _evaluate_packed(args) if args.packed else _evaluate_checkpoint(args)
+    except USER_ERRORS as exc:
+        print(f"fdaref evaluate: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    seconds = time.perf_counter() - t0
+    if args.json:
+        out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in res.items()}
+        out["seconds"] = seconds
+        print(json.dumps(out, indent=2))
+        return 0
+    what = args.packed if args.packed else args.checkpoint
+    extra = f", after epoch {res['epoch']}/{res['epochs']} on backend {res['backend']}" if "epoch" in res else ""
+    print(f"{what}: test accuracy {100 * res['accuracy']:.2f}% on {res['count']} images "
+          f"({res['mode']} inference{extra}; {seconds:.1f}s)")
+    print(format_confusion(res["confusion"], res["classes"]))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a checkpoint",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="checkpoint.npz written by fdaref train")
+    p.add_argument("--packed", help="bit-packed model.npz exported by fdaref.packed (when installed)")
+    p.add_argument("--backend", default=None, help="evaluate on this backend (default: the training backend)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--data-dir", default=None, help="data directory (default: the one used for training)")
+    p.add_argument("--test-subset", type=positive_int, default=None, help="only the first M test images")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)

@@ -1,0 +1,296 @@
+"""The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SPEC 6 schedules per
+epoch, metrics.jsonl, atomic checkpoints, bit-exact resume, Ctrl-C and NaN handling, summary.json.
+
+Determinism: the data order and augmentation of epoch e depend only on (seed, e) (fdaref.data.loader),
+the learning rate of step s only on s, and n / alpha only on e. A checkpoint therefore needs the model,
+the optimizer and the position (epoch, next batch, the epoch's running sums): resuming from it replays
+exactly the computation an uninterrupted run would have done, so both end with identical parameters.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from ..autodiff import Tensor, cross_entropy
+from ..data import BatchLoader, load_splits
+from ..data.dataset import Splits
+from ..nn import Module, set_schedule
+from ..optim import Optimizer
+from ..schedules import cosine_lr
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .evaluation import EvalResult, evaluate
+from .factory import build_backend, build_model, build_optimizer
+from .interrupt import StopFlag
+from .metrics import append_jsonl, truncate_jsonl, write_json
+from .progress import ProgressBar
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+# Config fields that may differ on --resume without changing the computation's meaning.
+RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ResumeError(RuntimeError):
+    """--resume cannot continue (no checkpoint, or a config that contradicts it)."""
+
+
+@dataclass
+class Position:
+    """Where training stands: the next batch to run and the running sums of the current epoch."""
+    epoch: int = 0
+    batch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    train_time: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(epoch=self.epoch, batch=self.batch, loss_sum=self.loss_sum, correct=self.correct,
+                    seen=self.seen, train_time=self.train_time)
+
+
+@dataclass
+class RunResult:
+    status: str                    # "complete" | "interrupted" | "diverged"
+    out: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: Module | None = None
+
+
+class Trainer:
+    """One training run of ``config`` writing into ``config.out``.
+
+    ``stop_after_steps`` simulates a Ctrl-C after that many optimizer steps (tests); ``progress`` turns the
+    per-epoch progress bar on stderr on or off; ``log`` receives one line per epoch.
+    """
+
+    def __init__(self, config: TrainConfig, *, progress: bool = True, stream: TextIO | None = None,
+                 stop_after_steps: int | None = None, splits: Splits | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.cfg = config.resolved()
+        self.stream = stream if stream is not None else sys.stderr
+        self.progress = progress
+        self.stop_after_steps = stop_after_steps
+        self.log = log or (lambda line: print(line, file=self.stream, flush=True))
+        self.out = Path(self.cfg.out)
+        self.splits = splits
+        self.checkpoint_path = self.out / CHECKPOINT
+        self.metrics_path = self.out / METRICS
+        self.summary_path = self.out / SUMMARY
+
+    # -- setup --------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.ops = build_backend(cfg)
+        if self.splits is None:
+            self.splits = load_splits(cfg.dataset, cfg.data_dir, seed=cfg.seed, subset=cfg.subset,
+                                      val_fraction=cfg.val_fraction, test_subset=cfg.test_subset)
+        s = self.splits
+        dtype = np.dtype(cfg.dtype).type
+        self.train_loader = BatchLoader(s.train, cfg.batch_size, s.mean, s.std, seed=cfg.seed, shuffle=True,
+                                        augment=cfg.augment, drop_last=True, dtype=dtype)
+        eval_bs = max(cfg.batch_size, 256)
+        self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
+        self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
+        self.model = build_model(cfg, s.info).to(self.ops, cfg.device)
+        self.model.train()
+        self.optimizer: Optimizer = build_optimizer(cfg, self.model)
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+    def _checkpoint_state(self, pos: Position, history: dict[str, Any]) -> dict[str, Any]:
+        s = self.splits
+        assert s is not None
+        return {
+            "config": self.cfg.to_dict(),
+            "options": self.cfg.options().to_dict(),
+            "data": {"name": s.info.name, "classes": list(s.info.classes), "mean": s.mean, "std": s.std,
+                     "train_size": len(s.train), "val_size": len(s.val), "test_size": len(s.test)},
+            "position": pos.to_dict(),
+            "rng": {"scheme": "numpy default_rng([seed, epoch, 0xDA7A]) per epoch; see fdaref.data.loader",
+                    "seed": self.cfg.seed, "epoch": pos.epoch, "next_batch": pos.batch},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": history,
+        }
+
+    def _save(self, pos: Position, history: dict[str, Any]) -> None:
+        save_checkpoint(self.checkpoint_path, self._checkpoint_state(pos, history))
+
+    def _restore(self) -> tuple[Position, dict[str, Any]]:
+        if not self.checkpoint_path.is_file():
+            raise ResumeError(f"--resume: no checkpoint at {self.checkpoint_path} (expected a run directory "
+                              "written by `fdaref train --out DIR`)")
+        ck = load_checkpoint(self.checkpoint_path)
+        saved = TrainConfig.from_dict(ck["config"])
+        diffs = [f"{k}: checkpoint {getattr(saved, k)!r}, now {getattr(self.cfg, k)!r}"
+                 for k in saved.to_dict() if k not in RESUME_MAY_CHANGE and getattr(saved, k) != getattr(self.cfg, k)]
+        if diffs:
+            raise ResumeError("--resume: the run's settings differ from the checkpoint's (" + "; ".join(diffs) +
+                              "); resume with the same settings or start a new --out directory")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        return Position(**ck["position"]), ck["history"]
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> RunResult:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._setup()
+        if resume:
+            pos, history = self._restore()
+            truncate_jsonl(self.metrics_path, pos.epoch)
+            self.log(f"resuming {self.out} at epoch {pos.epoch + 1}/{cfg.epochs}, batch {pos.batch + 1}/"
+                     f"{self.steps_per_epoch}")
+        else:
+            pos, history = Position(), {"best_val": None, "best_epoch": None, "last_good_epoch": None}
+            if self.metrics_path.exists():
+                self.metrics_path.unlink()
+        if pos.epoch >= cfg.epochs:
+            self.log(f"{self.out}: all {cfg.epochs} epochs already done")
+            return RunResult("complete", self.out, self._read_summary(), self.model)
+        wall_start = time.perf_counter()
+        with StopFlag() as stop:
+            steps_done = 0
+            while pos.epoch < cfg.epochs:
+                e = pos.epoch
+                sched = set_schedule(self.model, e, cfg.epochs)
+                bar = ProgressBar(self.steps_per_epoch, f"epoch {e + 1}/{cfg.epochs}", stream=self.stream,
+                                  enabled=self.progress)
+                bar.count = pos.batch
+                t0 = time.perf_counter()
+                for x, y in self.train_loader.epoch(e, start_batch=pos.batch):
+                    step = e * self.steps_per_epoch + pos.batch
+                    lr = cosine_lr(step, self.total_steps, cfg.lr)
+                    loss_value, correct = self._step(x, y, lr)
+                    if not math.isfinite(loss_value):
+                        bar.close()
+                        return self._diverged(pos, history, loss_value, lr)
+                    pos.batch += 1
+                    pos.loss_sum += loss_value * len(y)
+                    pos.correct += correct
+                    pos.seen += len(y)
+                    steps_done += 1
+                    bar.update(1, loss=pos.loss_sum / pos.seen, acc=f"{100 * pos.correct / pos.seen:.1f}%")
+                    if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
+                        stop.set()
+                    if stop and pos.batch < self.steps_per_epoch:
+                        pos.train_time += time.perf_counter() - t0
+                        bar.close()
+                        self._save(pos, history)
+                        self.log(f"stopped at epoch {e + 1}, batch {pos.batch}/{self.steps_per_epoch}; saved "
+                                 f"{self.checkpoint_path}; continue with --resume --out {self.out}")
+                        return RunResult("interrupted", self.out, {}, self.model)
+                pos.train_time += time.perf_counter() - t0
+                bar.close()
+                record = self._end_epoch(pos, sched, history)
+                pos = Position(epoch=e + 1)
+                history["last_good_epoch"] = e
+                self._save(pos, history)
+                append_jsonl(self.metrics_path, record)
+                if stop and pos.epoch < cfg.epochs:
+                    self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
+                             f"--resume --out {self.out}")
+                    return RunResult("interrupted", self.out, {}, self.model)
+        summary = self._summary(history, time.perf_counter() - wall_start)
+        write_json(self.summary_path, summary)
+        return RunResult("complete", self.out, summary, self.model)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
+        ops, dev = self.ops, self.cfg.device
+        self.optimizer.zero_grad()
+        logits = self.model(Tensor.from_numpy(x, ops, dev))
+        loss = cross_entropy(logits, ops.from_numpy(y, dev), label_smoothing=self.cfg.label_smoothing)
+        loss_value = float(loss.numpy())
+        if not math.isfinite(loss_value):
+            return loss_value, 0
+        loss.backward()
+        self.optimizer.lr = lr
+        self.optimizer.step()
+        correct = int((np.argmax(logits.numpy(), axis=1) == y).sum())
+        return loss_value, correct
+
+    def _end_epoch(self, pos: Position, sched: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
+        cfg, e = self.cfg, pos.epoch
+        t0 = time.perf_counter()
+        val = evaluate(self.model, self.val_loader, self.ops, cfg.device) if self.val_loader else None
+        test = evaluate(self.model, self.test_loader, self.ops, cfg.device)
+        eval_time = time.perf_counter() - t0
+        self.model.train()
+        if val is not None and (history["best_val"] is None or val.accuracy > history["best_val"]):
+            history["best_val"], history["best_epoch"] = val.accuracy, e
+        history["test_confusion"] = test.confusion
+        last_lr = cosine_lr(min((e + 1) * self.steps_per_epoch - 1, self.total_steps), self.total_steps, cfg.lr)
+        record = {
+            "epoch": e, "epochs": cfg.epochs,
+            "train_loss": pos.loss_sum / max(pos.seen, 1), "train_acc": pos.correct / max(pos.seen, 1),
+            "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
+            "test_loss": test.loss, "test_acc": test.accuracy,
+            "n": sched.get("n"), "alpha": sched.get("alpha"), "lr": last_lr,
+            "images_per_s": pos.seen / pos.train_time if pos.train_time > 0 else None,
+            "train_time_s": pos.train_time, "eval_time_s": eval_time,
+        }
+        val_txt = f" val {100 * val.accuracy:.2f}%" if val else ""
+        n_txt = f" n {record['n']}" if record["n"] is not None else ""
+        alpha_txt = f" alpha {record['alpha']:.4f}" if record["alpha"] is not None else ""
+        self.log(f"epoch {e + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} train {100 * record['train_acc']:.2f}%"
+                 f"{val_txt} test {100 * test.accuracy:.2f}%{n_txt}{alpha_txt} lr {last_lr:.4g} "
+                 f"{record['images_per_s'] or 0:.0f} img/s {pos.train_time:.1f}s")
+        return record
+
+    def _diverged(self, pos: Position, history: dict[str, Any], loss_value: float, lr: float) -> RunResult:
+        last = history.get("last_good_epoch")
+        where = (f"the last good checkpoint {self.checkpoint_path} (after epoch {last + 1}) is kept"
+                 if last is not None and self.checkpoint_path.is_file() else "no checkpoint had been written yet")
+        message = (f"training stopped: the loss is {loss_value} at epoch {pos.epoch + 1}/{self.cfg.epochs}, "
+                   f"batch {pos.batch + 1}/{self.steps_per_epoch} (lr {lr:.4g}); {where}. Try a lower --lr.")
+        write_json(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
+        raise TrainingDiverged(message)
+
+    def _summary(self, history: dict[str, Any], wall: float) -> dict[str, Any]:
+        from .metrics import read_jsonl
+        records = read_jsonl(self.metrics_path)
+        last = records[-1] if records else {}
+        s = self.splits
+        assert s is not None
+        rates = [r["images_per_s"] for r in records if r.get("images_per_s")]
+        return {
+            "status": "complete",
+            "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
+            "val_acc": last.get("val_acc"), "best_val_acc": history.get("best_val"),
+            "best_val_epoch": history.get("best_epoch"),
+            "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
+            "confusion_matrix": np.asarray(history.get("test_confusion")).tolist(),
+            "classes": list(s.info.classes),
+            "epochs": self.cfg.epochs, "images_per_s": float(np.mean(rates)) if rates else None,
+            "train_time_s": float(sum(r.get("train_time_s", 0.0) for r in records)),
+            "wall_time_s_this_session": wall,
+            "sizes": {"train": len(s.train), "val": len(s.val), "test": len(s.test)},
+            "config": self.cfg.to_dict(), "options": self.cfg.options().to_dict(),
+            "backend": {"name": self.ops.name, "version": getattr(self.ops, "version", "?"),
+                        "device": self.cfg.device},
+            "python": platform.python_version(), "numpy": np.__version__,
+            "checkpoint": str(self.checkpoint_path), "metrics": str(self.metrics_path),
+        }
+
+    def _read_summary(self) -> dict[str, Any]:
+        import json
+        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+
+
+def train(config: TrainConfig, *, resume: bool = False, **kwargs: Any) -> RunResult:
+    """Run (or resume) the training of ``config``; see :class:`Trainer`."""
+    return Trainer(config, **kwargs).run(resume=resume)
