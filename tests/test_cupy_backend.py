@@ -578,3 +578,32 @@ def test_xnor_linear_and_errors():
         BE.xnor_linear(BE.pack_signs(xs, axis=1), BE.pack_signs(ws, axis=1), features=60)
     with pytest.raises(TypeError, match="uint64"):
         BE.xnor_linear(xs, ws, features=70)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the fdaref engine on the array-generic path (NumPy standing in for CuPy) vs the reference op table
+
+def test_engine_resnet20_step_matches_reference():
+    """One SGD step of binary resnet20 through fdaref's engine: stand-in op table vs the reference."""
+    reference = pytest.importorskip("fdaref.reference", exc_type=ImportError)  # until fdaref.functional lands
+    autodiff = pytest.importorskip("fdaref.autodiff")
+    models = pytest.importorskip("fdaref.nn.models")
+    optim = pytest.importorskip("fdaref.optim")
+    rng = np.random.default_rng(0)
+    x_np, y = rng.normal(size=(4, 1, 8, 8)), rng.integers(0, 10, 4)
+    results = []
+    for ops in (reference.REFERENCE, BE):
+        model = models.resnet20(in_channels=1, num_classes=10, seed=0).to(ops, "cpu")
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        x = autodiff.Tensor.from_numpy(x_np, ops, "cpu")
+        losses = []
+        for _ in range(2):
+            loss = autodiff.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.numpy()))
+        results.append((losses, [p.numpy() for p in model.parameters()]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-9)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
