@@ -1,0 +1,62 @@
+"""ReLU (the resnet20 head) and PReLU (SPEC 8: one slope per block, init 0.25), forward and backward."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_float_array
+
+
+def _check_g(g: np.ndarray, x: np.ndarray) -> None:
+    check_float_array(g, "g")
+    if g.dtype != x.dtype:
+        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
+    if g.shape != x.shape:
+        raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), any shape, dtype kept; NaN stays NaN."""
+    check_float_array(x, "x")
+    return np.maximum(x, x.dtype.type(0))
+
+
+def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """g where x > 0, else 0 (relu'(0) = 0); shape and dtype of x."""
+    check_float_array(x, "x")
+    _check_g(g, x)
+    return np.where(x > 0, g, x.dtype.type(0))
+
+
+def _slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """``slope`` (1,) or (C,) reshaped to broadcast along axis 1 of x (B, C, ...)."""
+    check_float_array(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected at least 2 dimensions (B, C, ...), got shape {x.shape}")
+    check_float_array(slope, "slope", ndim=1)
+    if slope.dtype != x.dtype:
+        raise TypeError(f"slope: expected the dtype of x ({x.dtype}), got {slope.dtype}")
+    if slope.shape not in ((1,), (x.shape[1],)):
+        raise ValueError(f"slope: expected shape (1,) or ({x.shape[1]},) (the channels of x {x.shape}), "
+                         f"got {slope.shape}")
+    return slope.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def prelu_forward(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """x where x > 0, else slope * x. x: (B, C, ...); slope: (1,) or (C,) along axis 1. Shape of x."""
+    s = _slope(x, slope)
+    return np.where(x > 0, x, s * x)
+
+
+def prelu_backward(g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dslope): dx = g where x > 0 else slope * g (so slope at 0); dslope = sum g * x over x <= 0,
+    per channel for a (C,) slope, over everything for a (1,) slope. Shapes of x and slope."""
+    s = _slope(x, slope)
+    _check_g(g, x)
+    pos = x > 0
+    dx = np.where(pos, g, s * g)
+    contrib = np.where(pos, x.dtype.type(0), g * x)
+    if slope.shape[0] == 1:
+        dslope = contrib.sum().reshape(1)
+    else:
+        dslope = contrib.sum(axis=(0,) + tuple(range(2, x.ndim)))
+    return dx, dslope.astype(x.dtype, copy=False)

@@ -1,0 +1,44 @@
+"""Fully connected layer y = x w^T + b (SPEC 5: the float part of the binary linear layer, and the FP head)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .._validate import check_float_array
+
+
+def _check(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
+    check_float_array(x, "x", ndim=2)
+    check_float_array(w, "w", ndim=2)
+    if w.dtype != x.dtype:
+        raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w: expected (out, {x.shape[1]}) to match x {x.shape} (in = {x.shape[1]}), got {w.shape}")
+    if b is not None:
+        check_float_array(b, "b", ndim=1)
+        if b.dtype != x.dtype:
+            raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"b: expected shape ({w.shape[0]},) (out of w), got {b.shape}")
+
+
+def linear_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
+    """y = x @ w.T + b. x: (B, in); w: (out, in); b: (out,) or None; one float dtype. Returns (B, out)."""
+    _check(x, w, b)
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y
+
+
+def linear_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool
+                    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(dx, dw, db) for g (B, out): dx = g w (B, in), dw = g^T x (out, in), db = sum_B g (out,) or None."""
+    _check(x, w, None)
+    check_float_array(g, "g", ndim=2)
+    if g.dtype != x.dtype:
+        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
+    if g.shape != (x.shape[0], w.shape[0]):
+        raise ValueError(f"g: expected the output shape {(x.shape[0], w.shape[0])}, got {g.shape}")
+    return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)

@@ -1,0 +1,64 @@
+"""Cross-entropy with label smoothing on logits (the training loss), forward and backward."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validate import check_float_array, check_real
+
+
+def _check(logits: np.ndarray, labels: Any, label_smoothing: Any) -> float:
+    check_float_array(logits, "logits", ndim=2)
+    b, k = logits.shape
+    if b < 1 or k < 1:
+        raise ValueError(f"logits: expected a non-empty (B, C) array, got shape {logits.shape}")
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected an int64 numpy array of class indices, got "
+                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (b,):
+        raise ValueError(f"labels: expected shape ({b},) (the batch of logits {logits.shape}), got {labels.shape}")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"labels: expected class indices in [0, {k}), got values in [{labels.min()}, {labels.max()}]")
+    s = check_real(label_smoothing, "label_smoothing")
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {s}")
+    return s
+
+
+def _targets(logits: np.ndarray, labels: np.ndarray, s: float) -> np.ndarray:
+    """q = (1 - s) onehot(labels) + s / C, (B, C) in the logits' dtype."""
+    b, k = logits.shape
+    q = np.full((b, k), s / k, dtype=logits.dtype)
+    q[np.arange(b), labels] += logits.dtype.type(1 - s)
+    return q
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """Stable log softmax along axis 1: shift by the row max so exp never overflows."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def cross_entropy_forward(logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float) -> np.ndarray:
+    """loss = mean_b -sum_c q_bc log softmax(logits_b)_c, q = (1 - s) onehot + s / C.
+
+    logits: (B, C) float; labels: (B,) integer class indices in [0, C); s in [0, 1]. Returns a 0-d array
+    of the logits' dtype.
+    """
+    s = _check(logits, labels, label_smoothing)
+    q = _targets(logits, labels, s)
+    return np.asarray(-(q * _log_softmax(logits)).sum() / logits.dtype.type(logits.shape[0]), dtype=logits.dtype)
+
+
+def cross_entropy_backward(g: Any, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float) -> np.ndarray:
+    """d loss / d logits times the 0-d upstream gradient g: g (softmax(logits) - q) / B, shape (B, C)."""
+    s = _check(logits, labels, label_smoothing)
+    g = np.asarray(g)
+    if g.shape != ():
+        raise ValueError(f"g: expected a 0-d upstream gradient (the loss is a scalar), got shape {g.shape}")
+    if g.dtype.kind != "f":
+        raise TypeError(f"g: expected a float 0-d array, got dtype {g.dtype}")
+    p = np.exp(_log_softmax(logits))
+    scale = logits.dtype.type(g) / logits.dtype.type(logits.shape[0])
+    return (p - _targets(logits, labels, s)) * scale

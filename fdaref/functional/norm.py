@@ -1,0 +1,91 @@
+"""Batch normalisation over axis 1 of (B, C) or (B, C, H, W) (SPEC 8: every block's BN)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import check_float_array, check_real
+
+
+def _axes(x: np.ndarray) -> tuple[int, ...]:
+    """Reduction axes: every axis but the channel axis 1."""
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _bcast(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A (C,) vector shaped to broadcast along axis 1 of x."""
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _check_vec(v: np.ndarray, name: str, x: np.ndarray) -> None:
+    check_float_array(v, name, ndim=1)
+    if v.dtype != x.dtype:
+        raise TypeError(f"{name}: expected the dtype of x ({x.dtype}), got {v.dtype}")
+    if v.shape != (x.shape[1],):
+        raise ValueError(f"{name}: expected shape ({x.shape[1]},) (the channels of x {x.shape}), got {v.shape}")
+
+
+def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                       running_var: np.ndarray, *, training: bool, momentum: float, eps: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """y = (x - mean) * invstd * gamma + beta, invstd = 1 / sqrt(var + eps), per channel of axis 1.
+
+    x: (B, C) or (B, C, H, W); gamma, beta, running_mean, running_var: (C,); one float dtype.
+    Training: mean and the BIASED variance of the batch (over B, H, W); the running statistics update
+    as new = (1 - momentum) old + momentum batch with the UNBIASED batch variance (needs > 1 value per
+    channel). Eval: mean = running_mean, var = running_var; the running statistics come back unchanged.
+    Returns (y, mean (C,), invstd (C,), new_running_mean (C,), new_running_var (C,)); inputs not mutated.
+    """
+    check_float_array(x, "x", ndim=(2, 4))
+    for v, name in ((gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")):
+        _check_vec(v, name, x)
+    momentum = check_real(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
+    eps = check_real(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps: expected a number > 0, got {eps}")
+    dt = x.dtype.type
+    if training:
+        count = x.size // x.shape[1]
+        if count < 2:
+            raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
+        mean = x.mean(axis=_axes(x))
+        xc = x - _bcast(mean, x)
+        var = np.mean(xc * xc, axis=_axes(x))  # biased: normalises y
+        new_mean = dt(1 - momentum) * running_mean + dt(momentum) * mean
+        new_var = dt(1 - momentum) * running_var + dt(momentum) * (var * dt(count / (count - 1)))
+    else:
+        mean, var = running_mean.copy(), running_var
+        xc = x - _bcast(mean, x)
+        new_mean, new_var = running_mean.copy(), running_var.copy()
+    invstd = dt(1) / np.sqrt(var + dt(eps))
+    y = xc * _bcast(invstd * gamma, x) + _bcast(beta, x)
+    return y, mean, invstd, new_mean, new_var
+
+
+def batch_norm_backward(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+                        *, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dgamma, dbeta) of :func:`batch_norm_forward`, given its returned ``mean`` and ``invstd``.
+
+    With xhat = (x - mean) invstd, M values per channel: dbeta = sum g, dgamma = sum g xhat;
+    training (mean and invstd depend on x): dx = gamma invstd (g - dbeta / M - xhat dgamma / M);
+    eval (they are constants): dx = gamma invstd g. Shapes of x, (C,), (C,).
+    """
+    check_float_array(x, "x", ndim=(2, 4))
+    check_float_array(g, "g")
+    if g.dtype != x.dtype:
+        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
+    if g.shape != x.shape:
+        raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
+    for v, name in ((gamma, "gamma"), (mean, "mean"), (invstd, "invstd")):
+        _check_vec(v, name, x)
+    xhat = (x - _bcast(mean, x)) * _bcast(invstd, x)
+    dbeta = g.sum(axis=_axes(x))
+    dgamma = (g * xhat).sum(axis=_axes(x))
+    scale = _bcast(gamma * invstd, x)
+    if training:
+        m = x.dtype.type(x.size // x.shape[1])
+        dx = scale * (g - _bcast(dbeta / m, x) - xhat * _bcast(dgamma / m, x))
+    else:
+        dx = scale * g
+    return dx, dgamma, dbeta
