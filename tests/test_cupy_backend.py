@@ -607,3 +607,16 @@ def test_engine_resnet20_step_matches_reference():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-9)
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a CUDA device")
+def test_bench_script_exits_cleanly_without_a_gpu(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_cupy.py"
+    spec = importlib.util.spec_from_file_location("bench_cupy_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "cupy_cuda.json"
+    assert mod.main(["--out", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().err and not out.exists()
