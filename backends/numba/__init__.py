@@ -1,0 +1,15 @@
+"""The ``numba`` backend: fdaref's op table with Numba CPU kernels, plus bit-packed XNOR inference kernels.
+
+``backend`` is the op table (registered as the ``numba`` entry point); ``warmup()`` compiles or loads every
+kernel up front. Compiled kernels are cached on disk (``NUMBA_CACHE_DIR``, set to ``.numba_cache`` by the
+Makefile), so a second process starts in well under a second.
+"""
+try:
+    import numba  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(f"the numba backend needs the numba package ({exc}); pip install 'fdaref[numba]'") from exc
+
+from .ops import BACKEND as backend
+from .ops import NumbaBackend, warmup
+
+__all__ = ["backend", "NumbaBackend", "warmup"]

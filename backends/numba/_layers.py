@@ -1,0 +1,277 @@
+"""Numba kernels for the float layers: im2col / col2im for conv (the GEMMs go to BLAS through numpy),
+batch norm statistics and normalisation, max / average pooling. All parallel over independent planes or
+rows; fastmath off; ``error_model="numpy"`` (no ZeroDivisionError branches, so loops vectorise)."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from numba import njit, prange
+
+_CACHE = os.environ.get("FDAREF_NUMBA_NOCACHE") != "1"
+_JIT = dict(cache=_CACHE, error_model="numpy")
+
+
+# ------------------------------------------------------------------------------------------------------
+# conv: cols[(c*kh + i)*kw + j, n*P + ho*Wo + wo] = x_pad[n, c, ho*sh + i*dh, wo*sw + j*dw]
+
+@njit(parallel=True, **_JIT)
+def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
+    n_b, c_n, h_n, w_n = x.shape
+    p_n = ho_n * wo_n
+    for row in prange(c_n * kh * kw):
+        c = row // (kh * kw)
+        rem = row - c * kh * kw
+        i = rem // kw
+        j = rem - i * kw
+        for n in range(n_b):
+            base = n * p_n
+            for ho in range(ho_n):
+                h = ho * sh - ph + i * dh
+                o = base + ho * wo_n
+                if h < 0 or h >= h_n:
+                    for wo in range(wo_n):
+                        cols[row, o + wo] = pad_value
+                    continue
+                for wo in range(wo_n):
+                    w = wo * sw - pw + j * dw
+                    if w >= 0 and w < w_n:
+                        cols[row, o + wo] = x[n, c, h, w]
+                    else:
+                        cols[row, o + wo] = pad_value
+
+
+@njit(parallel=True, **_JIT)
+def col2im(dcols, n_b, c_n, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, dx):
+    """dx[n, c] = sum over taps of the column gradients that read it (padding gets nothing)."""
+    p_n = ho_n * wo_n
+    for plane in prange(n_b * c_n):
+        n = plane // c_n
+        c = plane - n * c_n
+        for hh in range(h_n):
+            for ww in range(w_n):
+                dx[n, c, hh, ww] = 0.0
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for ho in range(ho_n):
+                    h = ho * sh - ph + i * dh
+                    if h < 0 or h >= h_n:
+                        continue
+                    o = n * p_n + ho * wo_n
+                    for wo in range(wo_n):
+                        w = wo * sw - pw + j * dw
+                        if w >= 0 and w < w_n:
+                            dx[n, c, h, w] += dcols[row, o + wo]
+
+
+@njit(parallel=True, **_JIT)
+def cn_to_nc(y, n_b, out):
+    """(C, N*P) -> (N, C, P)."""
+    c_n, total = y.shape
+    p_n = total // n_b
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        for p in range(p_n):
+            out[n, c, p] = y[c, n * p_n + p]
+
+
+@njit(parallel=True, **_JIT)
+def nc_to_cn(g, out):
+    """(N, C, P) -> (C, N*P)."""
+    n_b, c_n, p_n = g.shape
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        for p in range(p_n):
+            out[c, n * p_n + p] = g[n, c, p]
+
+
+@njit(parallel=True, **_JIT)
+def add_bias_ncp(out, b):
+    n_b, c_n, p_n = out.shape
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        bv = b[c]
+        for p in range(p_n):
+            out[n, c, p] += bv
+
+
+# ------------------------------------------------------------------------------------------------------
+# batch norm on (N, C, S); statistics accumulate in float64.
+
+@njit(parallel=True, **_JIT)
+def bn_stats(x, mean, var):
+    """Per-channel mean and biased variance (two passes, float64 accumulators)."""
+    n_b, c_n, s_n = x.shape
+    m = n_b * s_n
+    for c in prange(c_n):
+        acc = 0.0
+        for n in range(n_b):
+            for s in range(s_n):
+                acc += x[n, c, s]
+        mu = acc / m
+        acc2 = 0.0
+        for n in range(n_b):
+            for s in range(s_n):
+                d = x[n, c, s] - mu
+                acc2 += d * d
+        mean[c] = mu
+        var[c] = acc2 / m
+
+
+@njit(parallel=True, **_JIT)
+def bn_apply(x, mean, invstd, gamma, beta, y):
+    n_b, c_n, s_n = x.shape
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        mu = mean[c]
+        k = invstd[c] * gamma[c]
+        bb = beta[c]
+        for s in range(s_n):
+            y[n, c, s] = (x[n, c, s] - mu) * k + bb
+
+
+@njit(parallel=True, **_JIT)
+def bn_grad_sums(g, x, mean, invstd, sum_g, sum_gx):
+    """sum_g[c] = sum g, sum_gx[c] = sum g * xhat (float64)."""
+    n_b, c_n, s_n = x.shape
+    for c in prange(c_n):
+        a = 0.0
+        b = 0.0
+        mu = mean[c]
+        for n in range(n_b):
+            for s in range(s_n):
+                gv = g[n, c, s]
+                a += gv
+                b += gv * (x[n, c, s] - mu)
+        sum_g[c] = a
+        sum_gx[c] = b * invstd[c]
+
+
+@njit(parallel=True, **_JIT)
+def bn_dx(g, x, mean, invstd, gamma, sum_g, sum_gx, training, dx):
+    n_b, c_n, s_n = x.shape
+    m = n_b * s_n
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        k = gamma[c] * invstd[c]
+        if training:
+            mg = sum_g[c] / m
+            mgx = sum_gx[c] / m
+            mu = mean[c]
+            inv = invstd[c]
+            for s in range(s_n):
+                xh = (x[n, c, s] - mu) * inv
+                dx[n, c, s] = k * (g[n, c, s] - mg - xh * mgx)
+        else:
+            for s in range(s_n):
+                dx[n, c, s] = k * g[n, c, s]
+
+
+# ------------------------------------------------------------------------------------------------------
+# pooling on (N*C, H, W) planes
+
+@njit(parallel=True, **_JIT)
+def max_pool_fwd(x, kh, kw, sh, sw, ph, pw, out, arg):
+    """Window max (padding = -inf) and the flat index of the FIRST maximal element (-1: none finite)."""
+    planes, h_n, w_n = x.shape
+    _, ho_n, wo_n = out.shape
+    for pl in prange(planes):
+        for ho in range(ho_n):
+            for wo in range(wo_n):
+                best = -np.inf
+                bi = -1
+                nan_seen = False
+                for i in range(kh):
+                    h = ho * sh - ph + i
+                    if h < 0 or h >= h_n:
+                        continue
+                    for j in range(kw):
+                        w = wo * sw - pw + j
+                        if w < 0 or w >= w_n:
+                            continue
+                        v = x[pl, h, w]
+                        if nan_seen:
+                            continue
+                        if v != v:
+                            best = v
+                            bi = h * w_n + w
+                            nan_seen = True
+                        elif v > best or bi < 0:
+                            best = v
+                            bi = h * w_n + w
+                out[pl, ho, wo] = best
+                arg[pl, ho, wo] = bi
+
+
+@njit(parallel=True, **_JIT)
+def max_pool_bwd(g, arg, h_n, w_n, dx):
+    planes, ho_n, wo_n = g.shape
+    for pl in prange(planes):
+        for k in range(h_n * w_n):
+            dx[pl, k // w_n, k % w_n] = 0.0
+        for ho in range(ho_n):
+            for wo in range(wo_n):
+                a = arg[pl, ho, wo]
+                if a >= 0:
+                    dx[pl, a // w_n, a % w_n] += g[pl, ho, wo]
+
+
+@njit(parallel=True, **_JIT)
+def avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, out):
+    planes, h_n, w_n = x.shape
+    _, ho_n, wo_n = out.shape
+    inv = 1.0 / (kh * kw)
+    for pl in prange(planes):
+        for ho in range(ho_n):
+            for wo in range(wo_n):
+                acc = 0.0
+                for i in range(kh):
+                    h = ho * sh - ph + i
+                    if h < 0 or h >= h_n:
+                        continue
+                    for j in range(kw):
+                        w = wo * sw - pw + j
+                        if w >= 0 and w < w_n:
+                            acc += x[pl, h, w]
+                out[pl, ho, wo] = acc * inv
+
+
+@njit(parallel=True, **_JIT)
+def avg_pool_bwd(g, kh, kw, sh, sw, ph, pw, dx):
+    planes, ho_n, wo_n = g.shape
+    _, h_n, w_n = dx.shape
+    inv = 1.0 / (kh * kw)
+    for pl in prange(planes):
+        for h in range(h_n):
+            for w in range(w_n):
+                dx[pl, h, w] = 0.0
+        for ho in range(ho_n):
+            for wo in range(wo_n):
+                gv = g[pl, ho, wo] * inv
+                for i in range(kh):
+                    h = ho * sh - ph + i
+                    if h < 0 or h >= h_n:
+                        continue
+                    for j in range(kw):
+                        w = wo * sw - pw + j
+                        if w >= 0 and w < w_n:
+                            dx[pl, h, w] += gv
+
+
+# ------------------------------------------------------------------------------------------------------
+# (B, C, P) <-> rows (B*P, C) for the activation layout of the noise module (SPEC 3)
+
+@njit(parallel=True, **_JIT)
+def bcp_to_rows(t, out):
+    b_n, c_n, p_n = t.shape
+    for b in prange(b_n):
+        for c in range(c_n):
+            for p in range(p_n):
+                out[b * p_n + p, c] = t[b, c, p]

@@ -1,0 +1,659 @@
+"""The ``numba`` backend: fdaref's op table (:class:`fdaref.optable.OpTable`) with Numba CPU kernels.
+
+What runs where:
+- Numba kernels (parallel, fastmath off, cached): sign, every built-in surrogate (fda fused in one pass, see
+  :mod:`._elementwise`), the elementwise parts of the noise module and the quantizer (forward: sign + alpha
+  (fc + eta) in one pass; backward: g est' + alpha (dT + g eta') in one pass, with the NCHW <-> row
+  transposition folded in), conv im2col / col2im, batch norm, max / average pooling, bit packing and the
+  XNOR-popcount conv2d / linear (:mod:`._bitpack`).
+- BLAS through numpy (``@``): the GEMMs of conv, linear and the noise module.
+- Plain numpy written here: relu, prelu, cross entropy, linear, weight_scale, sum_to_shape.
+- Reference fallback (fdaref's own functions): a surrogate registered by a third party (any estimator that is
+  not one of fdaref's built-ins) is evaluated by :func:`fdaref.estimators.estimator_grad`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from fdaref import estimators as _est
+from fdaref._validate import check_choice, check_float_array, check_int, check_real
+from fdaref.noise import ETAS, LAYOUTS, row_length
+from fdaref.scale import SCALE_MODES
+
+from . import _bitpack as bp
+from . import _elementwise as ew
+from . import _layers as ly
+
+Pair = tuple[int, int]
+_ETA_CODE = {"sin": 0, "linear": 1, "none": 2}
+# fdaref's built-in estimators, by the function registered for them (a replaced one falls back).
+_BUILTIN = {"fda": _est.fda, "ste": _est.ste, "clipped_ste": _est.clipped_ste, "approx_sign": _est.approx_sign,
+            "sign_swish": _est.sign_swish, "tanh": _est.tanh, "fda_series": _est.fda_series}
+CONV_CHUNK_BYTES = 4 << 20   # im2col columns per batch chunk (keeps the GEMM operands in cache)
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+
+def _pair(v: Any, name: str, minimum: int) -> Pair:
+    items = (v, v) if not isinstance(v, (tuple, list)) else tuple(v)
+    if len(items) != 2:
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+    return tuple(check_int(i, name, minimum=minimum) for i in items)  # type: ignore[return-value]
+
+
+def _pad_value(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"pad_value: expected one of 0, -1, +1, got {v!r}")
+    return float(check_choice(float(v), "pad_value", (0.0, -1.0, 1.0)))
+
+
+def _out_size(size: Sequence[int], kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, what: str) -> Pair:
+    out = []
+    for axis, n, k, s, p, d in zip(("height", "width"), size, kernel, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if span > n + 2 * p:
+            raise ValueError(f"{what}: the (dilated) kernel {axis} {span} is larger than the padded input "
+                             f"{axis} {n} + 2*{p} = {n + 2 * p}")
+        out.append((n + 2 * p - span) // s + 1)
+    return out[0], out[1]
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1)
+
+
+def _elementwise(serial, parallel, size: int, *args: Any) -> None:
+    """Run a kernel pair: the serial body for small arrays, the parallel driver otherwise."""
+    if size < ew.PAR_MIN:
+        serial(*args, 0, size)
+    else:
+        parallel(*args)
+
+
+def _resolve_estimator(name: str, params: Optional[Mapping[str, Any]]) -> tuple[int, dict]:
+    """(code, resolved params): code -1 = fda (fused kernel), >= 0 a built-in, None-like -3 = fallback."""
+    est = _est.get_estimator(name)
+    p = est.resolve(params)
+    if _BUILTIN.get(name) is not est.grad:
+        return -3, p
+    if name == "fda":
+        return -1, p
+    return ew.EST_CODES[name], p
+
+
+def _est_args(code: int, p: dict) -> tuple:
+    """(beta, n, omega, clip, m, np1, c6, scale) for the kernels."""
+    n = int(p.get("n", 0))
+    omega = float(p.get("omega", 0.1))
+    clip = p.get("clip")
+    m, np1, c6, scale, _, clipv = ew.fda_constants(n, omega, clip)
+    return float(p.get("beta", 1.0)), n, omega, clipv, m, np1, c6, scale
+
+
+def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str, a: float) -> int:
+    check_float_array(w1, "w1", ndim=2)
+    check_float_array(w2, "w2", ndim=2)
+    check_choice(eta_kind, "eta", ETAS)
+    check_real(a, "a")
+    d = row_length(t.shape, layout)
+    m = w1.shape[1]
+    if w1.shape[0] != d or w2.shape != (m, d):
+        raise ValueError(f"noise module for rows of length d={d} expects w1 (d, m) and w2 (m, d); "
+                         f"got w1 {w1.shape}, w2 {w2.shape}")
+    if w1.dtype != t.dtype or w2.dtype != t.dtype:
+        raise TypeError(f"w1, w2: expected the dtype of t ({t.dtype}), got {w1.dtype}, {w2.dtype}")
+    return d
+
+
+def _rows(t: np.ndarray, layout: str) -> tuple[np.ndarray, int, int, bool]:
+    """(rows (R, d) contiguous, C, H*W, is_activation_4d) of ``t`` under ``layout`` (SPEC 3)."""
+    d = row_length(t.shape, layout)
+    if layout == "activation" and t.ndim == 4:
+        b, c, h, w = t.shape
+        rows = np.empty((b * h * w, c), dtype=t.dtype)
+        ly.bcp_to_rows(np.ascontiguousarray(t).reshape(b, c, h * w), rows)
+        return rows, c, h * w, True
+    return np.ascontiguousarray(t).reshape(-1, d), d, 1, False
+
+
+# ------------------------------------------------------------------------------------------------------
+
+class NumbaBackend:
+    """fdaref's op table on the CPU with Numba kernels (see the module docstring for what runs where)."""
+
+    name = "numba"
+    devices = ("cpu",)
+    dtypes = ("float32", "float64")
+
+    def __init__(self) -> None:
+        import numba
+        self.version = f"numba {numba.__version__}, numpy {np.__version__}"
+
+    def refuses(self, op: str, device: str, dtype: str) -> Optional[str]:
+        if device != "cpu":
+            return f"the numba backend runs on the CPU only, not on {device!r}"
+        if dtype not in self.dtypes:
+            return f"the numba backend computes in float32 or float64, not {dtype}"
+        return None
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    def from_numpy(self, a: np.ndarray, device: str = "cpu") -> np.ndarray:
+        if device != "cpu":
+            raise ValueError(f"the numba backend has no device {device!r}; it runs on 'cpu'")
+        return np.array(a, copy=True)
+
+    def to_numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def zeros(self, shape: Sequence[int], like: np.ndarray) -> np.ndarray:
+        return np.zeros(tuple(shape), dtype=like.dtype)
+
+    @staticmethod
+    def sum_to_shape(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        shape = tuple(shape)
+        if x.shape == shape:
+            return x
+        lead = x.ndim - len(shape)
+        if lead < 0:
+            raise ValueError(f"sum_to_shape: cannot reduce shape {x.shape} to the larger rank of {shape}")
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                          if n == 1 and x.shape[lead + i] != 1)
+        return x.sum(axis=axes, keepdims=True).reshape(shape)
+
+    # -- SPEC 1-2 --------------------------------------------------------------------------------------------
+    def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
+        check_float_array(x, "x")
+        zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", (-1.0, 0.0, 1.0))
+        xf = _flat(x)
+        out = np.empty_like(xf)
+        _elementwise(ew.sign_range, ew.sign_par, xf.size, xf, out, x.dtype.type(zero))
+        return out.reshape(x.shape)
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        check_float_array(x, "x")
+        code, p = _resolve_estimator(estimator, params)
+        if code == -3:
+            return _est.estimator_grad(x, estimator, **p)     # reference fallback (third-party estimator)
+        xf = _flat(x)
+        out = np.empty_like(xf)
+        beta, n, omega, clip, m, np1, c6, scale = _est_args(code, p)
+        if code == -1:
+            _elementwise(ew.fda_range, ew.fda_par, xf.size, xf, out, m, np1, c6, scale, omega, clip)
+        else:
+            _elementwise(ew.est_range, ew.est_par, xf.size, xf, out, code, beta, n, omega, clip)
+        return out.reshape(x.shape)
+
+    # -- SPEC 3-4 --------------------------------------------------------------------------------------------
+    def _module_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str,
+                        a: float, zero: float, alpha: float) -> np.ndarray:
+        rows, c_dim, hw, act = _rows(t, layout)
+        h = rows @ w1
+        ew.relu_inplace_range(h.reshape(-1), 0, h.size)
+        fc = np.ascontiguousarray(h @ w2).reshape(-1)
+        tf = _flat(t)
+        out = np.empty_like(tf)
+        _elementwise(ew.qfwd_range, ew.qfwd_par, tf.size, tf, fc, out, zero, alpha, _ETA_CODE[eta_kind],
+                     float(a), c_dim, hw, act)
+        return out.reshape(t.shape)
+
+    def noise_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str, eta_kind: str = "sin",
+                      a: float = 0.1) -> np.ndarray:
+        check_float_array(t, "t")
+        _check_module(t, w1, w2, layout, eta_kind, a)
+        return self._module_forward(t, w1, w2, layout, eta_kind, a, math.nan, 1.0)
+
+    def _module_backward(self, g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str,
+                         eta_kind: str, a: float, alpha: float, code: int, p: dict,
+                         est_arr: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, c_dim, hw, act = _rows(t, layout)
+        grows, _, _, _ = _rows(g, layout)
+        h = rows @ w1
+        dh = grows @ w2.T
+        ew.relu_mask_mul_range(dh.reshape(-1), h.reshape(-1), 0, h.size)
+        d_rows = np.ascontiguousarray(dh @ w1.T).reshape(-1)
+        dw1 = rows.T @ dh
+        ew.relu_inplace_range(h.reshape(-1), 0, h.size)
+        dw2 = h.T @ grows
+        gf, tf = _flat(g), _flat(t)
+        out = np.empty_like(tf)
+        beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
+        kcode = -2 if code == -3 else code
+        _elementwise(ew.qbwd_range, ew.qbwd_par, tf.size, gf, tf, d_rows, out, float(alpha), _ETA_CODE[eta_kind],
+                     float(a), kcode, beta, n, omega, clip, m, np1, c6, scale, c_dim, hw, act, True)
+        if est_arr is not None:
+            out += gf * _flat(est_arr)
+        return out.reshape(t.shape), dw1, dw2
+
+    def noise_backward(self, g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
+                       eta_kind: str = "sin", a: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        check_float_array(t, "t")
+        check_float_array(g, "g")
+        _check_module(t, w1, w2, layout, eta_kind, a)
+        if g.shape != t.shape:
+            raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
+        return self._module_backward(g, t, w1, w2, layout, eta_kind, a, 1.0, -2, {}, None)
+
+    def quantize_forward(self, t: np.ndarray, w1: Optional[np.ndarray], w2: Optional[np.ndarray], *, alpha: float,
+                         zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin", a: float = 0.1,
+                         training: bool = True) -> np.ndarray:
+        check_float_array(t, "t")
+        check_real(alpha, "alpha")
+        if not training or alpha == 0 or w1 is None:
+            return self.sign(t, zero)
+        zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", (-1.0, 0.0, 1.0))
+        _check_module(t, w1, w2, layout, eta_kind, a)
+        return self._module_forward(t, w1, w2, layout, eta_kind, a, zero, float(alpha))
+
+    def quantize_backward(self, g: np.ndarray, t: np.ndarray, w1: Optional[np.ndarray], w2: Optional[np.ndarray], *,
+                          alpha: float, estimator: str = "fda", params: Optional[Mapping[str, Any]] = None,
+                          layout: str = "weight", eta_kind: str = "sin", a: float = 0.1
+                          ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        check_float_array(g, "g")
+        check_float_array(t, "t")
+        check_real(alpha, "alpha")
+        if g.shape != t.shape:
+            raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
+        code, p = _resolve_estimator(estimator, params)
+        if w1 is None or alpha == 0:
+            if code == -3:
+                dt = g * _est.estimator_grad(t, estimator, **p)
+            else:
+                gf, tf = _flat(g), _flat(t)
+                out = np.empty_like(tf)
+                beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
+                _elementwise(ew.qbwd_range, ew.qbwd_par, tf.size, gf, tf, tf, out, 0.0, 2, 0.0, code, beta, n,
+                             omega, clip, m, np1, c6, scale, 1, 1, False, False)
+                dt = out.reshape(t.shape)
+            if w1 is None:
+                return dt, None, None
+            _check_module(t, w1, w2, layout, eta_kind, a)
+            return dt, np.zeros_like(w1), np.zeros_like(w2)
+        _check_module(t, w1, w2, layout, eta_kind, a)
+        est_arr = _est.estimator_grad(t, estimator, **p) if code == -3 else None
+        dt, dw1, dw2 = self._module_backward(g, t, w1, w2, layout, eta_kind, a, float(alpha), code, p, est_arr)
+        return dt, alpha * dw1, alpha * dw2
+
+    # -- SPEC 5 ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def weight_scale(w: np.ndarray, mode: str = "channel") -> np.ndarray:
+        check_float_array(w, "w", ndim=(2, 4))
+        check_choice(mode, "scale", SCALE_MODES)
+        if mode == "channel":
+            return np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), keepdims=True)
+        if mode == "layer":
+            return np.mean(np.abs(w), keepdims=True)
+        return np.ones((1,) * w.ndim, dtype=w.dtype)
+
+    @staticmethod
+    def _conv_check(x, w, b, stride, padding, dilation, pad_value):
+        check_float_array(x, "x", ndim=4)
+        check_float_array(w, "w", ndim=4)
+        if w.dtype != x.dtype:
+            raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(f"w: expected C_in = {x.shape[1]} (the channels of x {x.shape}), got w {w.shape}")
+        if min(w.shape) < 1:
+            raise ValueError(f"w: expected every dimension >= 1, got shape {w.shape}")
+        if b is not None:
+            check_float_array(b, "b", ndim=1)
+            if b.dtype != x.dtype:
+                raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
+            if b.shape != (w.shape[0],):
+                raise ValueError(f"b: expected shape ({w.shape[0]},) (C_out of w), got {b.shape}")
+        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+        pv = _pad_value(pad_value)
+        out = _out_size(x.shape[2:], w.shape[2:], s, p, d, "conv2d")
+        return s, p, d, pv, out
+
+    @staticmethod
+    def _chunks(n_b: int, k: int, p_n: int, itemsize: int) -> list[tuple[int, int]]:
+        per = max(1, CONV_CHUNK_BYTES // max(1, k * p_n * itemsize))
+        return [(i, min(n_b, i + per)) for i in range(0, n_b, per)]
+
+    def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, stride: Pair = (1, 1),
+                       padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
+        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = self._conv_check(x, w, b, stride, padding, dilation,
+                                                                     pad_value)
+        x = np.ascontiguousarray(x)
+        n_b, c_in, _, _ = x.shape
+        c_out, _, kh, kw = w.shape
+        k, p_n = c_in * kh * kw, ho * wo
+        wm = np.ascontiguousarray(w).reshape(c_out, k)
+        out = np.empty((n_b, c_out, p_n), dtype=x.dtype)
+        for n0, n1 in self._chunks(n_b, k, p_n, x.itemsize):
+            cols = np.empty((k, (n1 - n0) * p_n), dtype=x.dtype)
+            ly.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, x.dtype.type(pv), cols)
+            ly.cn_to_nc(wm @ cols, n1 - n0, out[n0:n1])
+        if b is not None:
+            ly.add_bias_ncp(out, b)
+        return out.reshape(n_b, c_out, ho, wo)
+
+    def conv2d_backward(self, g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool,
+                        stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
+                        pad_value: float = 0.0) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = self._conv_check(x, w, None, stride, padding, dilation,
+                                                                     pad_value)
+        check_float_array(g, "g", ndim=4)
+        n_b, c_in, h_n, w_n = x.shape
+        c_out, _, kh, kw = w.shape
+        if g.shape != (n_b, c_out, ho, wo):
+            raise ValueError(f"g: expected shape {(n_b, c_out, ho, wo)}, got {g.shape}")
+        x = np.ascontiguousarray(x)
+        g3 = np.ascontiguousarray(g).reshape(n_b, c_out, ho * wo)
+        k, p_n = c_in * kh * kw, ho * wo
+        wm = np.ascontiguousarray(w).reshape(c_out, k)
+        dwm = np.zeros((c_out, k), dtype=x.dtype)
+        dx = np.empty_like(x)
+        for n0, n1 in self._chunks(n_b, k, p_n, x.itemsize):
+            nb = n1 - n0
+            cols = np.empty((k, nb * p_n), dtype=x.dtype)
+            ly.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, x.dtype.type(pv), cols)
+            gm = np.empty((c_out, nb * p_n), dtype=x.dtype)
+            ly.nc_to_cn(g3[n0:n1], gm)
+            dwm += gm @ cols.T
+            dcols = wm.T @ gm
+            ly.col2im(dcols, nb, c_in, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx[n0:n1])
+        db = g3.sum(axis=(0, 2)) if has_bias else None
+        return dx, dwm.reshape(w.shape), db
+
+    @staticmethod
+    def _linear_check(x, w, b):
+        check_float_array(x, "x", ndim=2)
+        check_float_array(w, "w", ndim=2)
+        if w.dtype != x.dtype:
+            raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(f"w: expected in = {x.shape[1]} (the features of x {x.shape}), got w {w.shape}")
+        if b is not None:
+            check_float_array(b, "b", ndim=1)
+            if b.shape != (w.shape[0],) or b.dtype != x.dtype:
+                raise ValueError(f"b: expected shape ({w.shape[0]},) and dtype {x.dtype}, got {b.shape} {b.dtype}")
+
+    def linear_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
+        self._linear_check(x, w, b)
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    def linear_backward(self, g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool
+                        ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        self._linear_check(x, w, None)
+        check_float_array(g, "g", ndim=2)
+        return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)
+
+    # -- float layers ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _bn3(x: np.ndarray) -> np.ndarray:
+        check_float_array(x, "x", ndim=(2, 4))
+        n_b, c = x.shape[:2]
+        return np.ascontiguousarray(x).reshape(n_b, c, -1)
+
+    def batch_norm_forward(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                           running_var: np.ndarray, *, training: bool, momentum: float = 0.1, eps: float = 1e-5
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        x3 = self._bn3(x)
+        c = x3.shape[1]
+        for name, arr in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                          ("running_var", running_var)):
+            check_float_array(arr, name, ndim=1)
+            if arr.shape != (c,):
+                raise ValueError(f"{name}: expected shape ({c},) (the channels of x {x.shape}), got {arr.shape}")
+        dt = x.dtype
+        if training:
+            mean64 = np.empty(c)
+            var64 = np.empty(c)
+            ly.bn_stats(x3, mean64, var64)
+            mean = mean64.astype(dt)
+            invstd = (1.0 / np.sqrt(var64 + eps)).astype(dt)
+            m = x3.shape[0] * x3.shape[2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                unbiased = var64 * (m / (m - 1)) if m > 1 else var64 * np.nan
+            new_mean = ((1 - momentum) * running_mean + momentum * mean64).astype(dt)
+            new_var = ((1 - momentum) * running_var + momentum * unbiased).astype(dt)
+        else:
+            mean = running_mean.astype(dt, copy=False)
+            invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(dt)
+            new_mean, new_var = running_mean, running_var
+        y = np.empty_like(x3)
+        ly.bn_apply(x3, mean, invstd, gamma, beta, y)
+        return y.reshape(x.shape), mean, invstd, new_mean, new_var
+
+    def batch_norm_backward(self, g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                            invstd: np.ndarray, *, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x3 = self._bn3(x)
+        check_float_array(g, "g")
+        if g.shape != x.shape:
+            raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
+        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+        c = x3.shape[1]
+        sum_g = np.empty(c)
+        sum_gx = np.empty(c)
+        ly.bn_grad_sums(g3, x3, mean, invstd, sum_g, sum_gx)
+        dx = np.empty_like(x3)
+        ly.bn_dx(g3, x3, mean, invstd, gamma, sum_g, sum_gx, bool(training), dx)
+        return dx.reshape(x.shape), sum_gx.astype(x.dtype), sum_g.astype(x.dtype)
+
+    @staticmethod
+    def relu_forward(x: np.ndarray) -> np.ndarray:
+        check_float_array(x, "x")
+        return np.where(x > 0, x, np.zeros((), x.dtype))
+
+    @staticmethod
+    def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        check_float_array(x, "x")
+        return np.where(x > 0, g, np.zeros((), g.dtype))
+
+    @staticmethod
+    def _slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        check_float_array(x, "x")
+        check_float_array(slope, "slope", ndim=1)
+        if slope.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
+            raise ValueError(f"slope: expected shape (1,) or ({x.shape[1]},), got {slope.shape}")
+        return slope.reshape((1, -1) + (1,) * (x.ndim - 2)) if x.ndim > 1 else slope
+
+    def prelu_forward(self, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        s = self._slope(x, slope)
+        return np.where(x > 0, x, s * x)
+
+    def prelu_backward(self, g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self._slope(x, slope)
+        dx = np.where(x > 0, g, s * g)
+        contrib = np.where(x > 0, np.zeros((), x.dtype), g * x)
+        if slope.shape[0] == 1:
+            ds = np.array([contrib.sum()], dtype=x.dtype)
+        else:
+            ds = contrib.sum(axis=(0,) + tuple(range(2, x.ndim))).astype(x.dtype)
+        return dx, ds
+
+    @staticmethod
+    def _pool_geom(x, kernel, stride, padding, what):
+        check_float_array(x, "x", ndim=4)
+        k, s, p = _pair(kernel, "kernel", 1), _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+        for axis, kk, pp in zip(("height", "width"), k, p):
+            if 2 * pp > kk:
+                raise ValueError(f"{what}: padding {pp} must be at most half the kernel {axis} {kk}")
+        out = _out_size(x.shape[2:], k, s, p, (1, 1), what)
+        return k, s, p, out
+
+    def max_pool2d_forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "max_pool2d")
+        n_b, c, h, w = x.shape
+        out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
+        arg = np.empty((n_b * c, ho, wo), dtype=np.int64)
+        ly.max_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out, arg)
+        return out.reshape(n_b, c, ho, wo)
+
+    def max_pool2d_backward(self, g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair,
+                            padding: Pair = (0, 0)) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "max_pool2d")
+        n_b, c, h, w = x.shape
+        out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
+        arg = np.empty((n_b * c, ho, wo), dtype=np.int64)
+        ly.max_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out, arg)
+        dx = np.empty((n_b * c, h, w), dtype=x.dtype)
+        ly.max_pool_bwd(np.ascontiguousarray(g).reshape(n_b * c, ho, wo), arg, h, w, dx)
+        return dx.reshape(x.shape)
+
+    def avg_pool2d_forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "avg_pool2d")
+        n_b, c, h, w = x.shape
+        out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
+        ly.avg_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out)
+        return out.reshape(n_b, c, ho, wo)
+
+    def avg_pool2d_backward(self, g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair,
+                            padding: Pair = (0, 0)) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "avg_pool2d")
+        n_b, c, h, w = x.shape
+        dx = np.empty((n_b * c, h, w), dtype=x.dtype)
+        ly.avg_pool_bwd(np.ascontiguousarray(g).reshape(n_b * c, ho, wo), kh, kw, sh, sw, ph, pw, dx)
+        return dx.reshape(x.shape)
+
+    @staticmethod
+    def _ce_check(logits, labels, label_smoothing):
+        check_float_array(logits, "logits", ndim=2)
+        labels = np.asarray(labels)
+        if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels: expected integer class indices of shape ({logits.shape[0]},), "
+                             f"got {labels.dtype} {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+            raise ValueError(f"labels: expected values in [0, {logits.shape[1]}), got {labels.min()}..{labels.max()}")
+        s = check_real(label_smoothing, "label_smoothing")
+        if not 0 <= s <= 1:
+            raise ValueError(f"label_smoothing: expected a number in [0, 1], got {s}")
+        return labels, s
+
+    @staticmethod
+    def _targets(logits, labels, s):
+        b, c = logits.shape
+        q = np.full((b, c), s / c, dtype=logits.dtype)
+        q[np.arange(b), labels] += 1 - s
+        return q
+
+    def cross_entropy_forward(self, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
+                              ) -> np.ndarray:
+        labels, s = self._ce_check(logits, labels, label_smoothing)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        q = self._targets(logits, labels, s)
+        return np.asarray(-(q * logp).sum() / logits.shape[0], dtype=logits.dtype)
+
+    def cross_entropy_backward(self, g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *,
+                               label_smoothing: float = 0.0) -> np.ndarray:
+        labels, s = self._ce_check(logits, labels, label_smoothing)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        sm = e / e.sum(axis=1, keepdims=True)
+        q = self._targets(logits, labels, s)
+        return (np.asarray(g, dtype=logits.dtype) * (sm - q) / logits.shape[0]).astype(logits.dtype)
+
+    # -- SPEC 9 ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def pack_signs(x: np.ndarray, *, axis: int = 1, zero: float = -1.0) -> np.ndarray:
+        check_float_array(x, "x")
+        if x.ndim == 0:
+            raise ValueError("x: cannot pack a 0-d array (give an array with the axis to pack)")
+        axis = check_int(axis, "axis")
+        if not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"axis: expected an axis of x (ndim {x.ndim}), got {axis}")
+        axis %= x.ndim
+        if isinstance(zero, bool) or float(zero) not in (-1.0, 1.0):
+            raise ValueError(f"zero: packed bits hold only -1 and +1, so zero must be -1 or +1, got {zero!r}")
+        if bp.any_nan(x):
+            raise ValueError("x: cannot pack NaN into sign bits")
+        c = x.shape[axis]
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+        words = (c + 63) // 64
+        out = np.zeros((outer, inner, words), dtype=np.uint64)
+        bp.pack_axis(np.ascontiguousarray(x).reshape(outer, c, inner), float(zero) < 0, out)
+        return out.reshape(x.shape[:axis] + x.shape[axis + 1:] + (words,))
+
+    @staticmethod
+    def _check_packed(a: Any, name: str, ndim: int, n: int, what: str) -> np.ndarray:
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint64:
+            raise TypeError(f"{name}: expected a uint64 numpy array of packed signs, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+        if a.ndim != ndim:
+            raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
+        if a.shape[-1] != (n + 63) // 64:
+            raise ValueError(f"{name}: {what} = {n} needs {(n + 63) // 64} words in the last axis, got {a.shape[-1]}")
+        return np.ascontiguousarray(a)
+
+    def xnor_conv2d(self, x_packed: np.ndarray, w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1),
+                    padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
+        channels = check_int(channels, "channels", minimum=1)
+        xp = self._check_packed(x_packed, "x_packed", 4, channels, "channels")
+        wp = self._check_packed(w_packed, "w_packed", 4, channels, "channels")
+        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+        pv = _pad_value(pad_value)
+        n_b, h, w, _ = xp.shape
+        c_out, kh, kw, _ = wp.shape
+        if min(c_out, kh, kw) < 1:
+            raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
+        ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
+        wt, tsum = bp.pack_weight_patches(wp, channels)
+        out = np.empty((n_b, c_out, ho, wo), dtype=np.int32)
+        bp.xnor_conv_kernel(xp, wt, tsum, channels, kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], ho, wo, pv, out)
+        return out
+
+    def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
+        features = check_int(features, "features", minimum=1)
+        xp = self._check_packed(x_packed, "x_packed", 2, features, "features")
+        wp = self._check_packed(w_packed, "w_packed", 2, features, "features")
+        out = np.empty((xp.shape[0], wp.shape[0]), dtype=np.int32)
+        bp.xnor_linear_kernel(xp, np.ascontiguousarray(wp.T), features, out)
+        return out
+
+
+def warmup(dtypes: Sequence[str] = ("float32", "float64")) -> float:
+    """Compile (or load from the cache) every kernel for ``dtypes`` on tiny inputs; returns the seconds taken.
+
+    Call it before timing anything or before property-based tests with deadlines: the first call of each
+    kernel otherwise compiles it (a few seconds each without a cache, milliseconds with one).
+    """
+    import time
+    t0 = time.perf_counter()
+    be = BACKEND
+    rng = np.random.default_rng(0)
+    for name in dtypes:
+        dt = np.dtype(name)
+        for big in (False, True):   # serial bodies and parallel drivers
+            x = rng.standard_normal(ew.PAR_MIN if big else 8).astype(dt)
+            be.sign(x)
+            be.surrogate(x, "fda", {"n": 3})
+            be.surrogate(x, "ste", {})
+        t = rng.standard_normal((2, 3, 4, 4)).astype(dt)
+        w1 = rng.standard_normal((3, 1)).astype(dt)
+        w2 = rng.standard_normal((1, 3)).astype(dt)
+        for layout, tt in (("activation", t), ("weight", t.reshape(2, 48))):
+            a1 = w1 if layout == "activation" else rng.standard_normal((48, 1)).astype(dt)
+            a2 = w2 if layout == "activation" else rng.standard_normal((1, 48)).astype(dt)
+            be.quantize_forward(tt, a1, a2, alpha=0.1, layout=layout)
+            be.quantize_backward(tt, tt, a1, a2, alpha=0.1, layout=layout)
+            be.quantize_backward(tt, tt, None, None, alpha=0.1, layout=layout)
+            be.noise_forward(tt, a1, a2, layout=layout)
+            be.noise_backward(tt, tt, a1, a2, layout=layout)
+        w = rng.standard_normal((2, 3, 3, 3)).astype(dt)
+        y = be.conv2d_forward(t, w, np.zeros(2, dt), padding=(1, 1))
+        be.conv2d_backward(y, t, w, has_bias=True, padding=(1, 1))
+        g, b = np.ones(3, dt), np.zeros(3, dt)
+        _, mean, inv, _, _ = be.batch_norm_forward(t, g, b, b, g, training=True)
+        be.batch_norm_backward(t, t, g, mean, inv, training=True)
+        be.max_pool2d_backward(np.ascontiguousarray(t[:, :, :2, :2]), t, kernel=(2, 2), stride=(2, 2))
+        be.avg_pool2d_backward(np.ascontiguousarray(t[:, :, :2, :2]), t, kernel=(2, 2), stride=(2, 2))
+        be.avg_pool2d_forward(t, kernel=(2, 2), stride=(2, 2))
+        xp = be.pack_signs(t, axis=1)
+    wp = be.pack_signs(rng.standard_normal((2, 3, 3, 3)), axis=1)
+    be.xnor_conv2d(xp, wp, channels=3, padding=(1, 1))
+    be.xnor_linear(be.pack_signs(rng.standard_normal((2, 70)), axis=1),
+                   be.pack_signs(rng.standard_normal((3, 70)), axis=1), features=70)
+    return time.perf_counter() - t0
+
+
+BACKEND = NumbaBackend()
