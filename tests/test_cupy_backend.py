@@ -384,8 +384,6 @@ def test_conv2d_forward_and_backward(stride, padding, dilation, pad_value):
     eps = 1e-3
     for arrs, grad, v in [((x + eps * vx, w, b), dx, vx), ((x, w + eps * vw, b), dw, vw), ((x, w, b + eps * vb), db, vb)]:
         fd = (np.sum(g * BE.conv2d_forward(*arrs, **geom)) - np.sum(g * y)) / eps
-        if arrs[1] is not w:  # bilinear in (x, w): the step in w is exact too up to rounding
-            pass
         assert math.isclose(fd, np.sum(grad * v), rel_tol=1e-6, abs_tol=1e-6)
     dx32 = BE.conv2d_backward(g.astype(np.float32), x.astype(np.float32), w.astype(np.float32),
                               has_bias=False, **geom)
