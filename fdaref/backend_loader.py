@@ -48,8 +48,8 @@ def load_backend(spec: str) -> Any:
                               "(or give package.module:object)")
         try:
             obj = eps[spec].load()
-        except ImportError as exc:
-            raise BackendUnavailable(f"backend {spec!r} is not installed here: {exc}") from exc
+        except (ImportError, AttributeError) as exc:
+            raise BackendUnavailable(f"backend {spec!r} cannot be loaded here: {exc}") from exc
     if callable(obj) and not hasattr(obj, "name"):
         obj = obj()
     if not hasattr(obj, "name") or missing_ops(obj) == list(missing_ops(object())):

@@ -1,0 +1,115 @@
+"""Issue 2 speed figures for the NumPy reference, measured side by side in one run.
+
+1. fda closed form vs the literal series (Eq. 10) at n = 18 on 10^6 float64 elements (target >= 5x).
+2. One training step (forward + backward + SGD) of binary resnet20, batch 128, 1x28x28, in the reference
+   vs the same architecture as a float model in PyTorch on the CPU (target: reference within 3x).
+
+    python bench/bench_reference.py [--threads 2] [--batch 128] [--out bench/results/reference_cpu.json]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from timing import interleaved, report  # noqa: E402
+
+
+def bench_fda(rows: list[dict]) -> None:
+    from fdaref.estimators import fda, fda_series
+    x = np.random.default_rng(0).normal(0, 3, 10**6)
+    t = interleaved({"closed": lambda: fda(x, 18, 0.1), "series": lambda: fda_series(x, 18, 0.1)})
+    ratio = t["series"] / t["closed"]
+    rows.append({"name": "fda closed form vs series, n=18, 1e6 float64 (speed-up)", "figure": ratio,
+                 "target": ">= 5", "ok": ratio >= 5, "seconds": t})
+
+
+def bench_step(rows: list[dict], batch: int) -> None:
+    import torch
+
+    from fdaref.autodiff import Tensor
+    from fdaref.nn.models import resnet20
+    from fdaref.optim import SGD
+
+    rng = np.random.default_rng(0)
+    x_np = rng.normal(size=(batch, 1, 28, 28))
+    y_np = rng.integers(0, 10, batch)
+    model = resnet20(in_channels=1, num_classes=10, seed=0)
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x, y = Tensor(x_np), y_np
+
+    def reference_step() -> None:
+        loss = model(x).cross_entropy(y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    tmodel = torch_float_resnet20()
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    tx, ty = torch.tensor(x_np, dtype=torch.float32), torch.tensor(y_np)
+
+    def torch_step() -> None:
+        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    t = interleaved({"reference": reference_step, "torch_float": torch_step}, repeats=5)
+    ratio = t["reference"] / t["torch_float"]
+    rows.append({"name": f"reference binary resnet20 step / torch float resnet20 step (batch {batch})",
+                 "figure": ratio, "target": "<= 3", "ok": ratio <= 3, "seconds": t})
+
+
+def torch_float_resnet20():
+    """The same architecture as SPEC 8 (option-A shortcuts, PReLU, conv -> PReLU -> BN) in plain float torch."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.a1, self.b1 = nn.PReLU(), nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.a2, self.b2 = nn.PReLU(), nn.BatchNorm2d(cout)
+            self.stride, self.pad = stride, cout - cin
+
+        def forward(self, x):
+            out = self.b1(self.a1(self.c1(x)))
+            out = self.b2(self.a2(self.c2(out)))
+            short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+            if self.pad:
+                short = torch.nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            return out + short
+
+    layers = [nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)]
+    cin = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            layers.append(Block(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*layers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (NumPy's BLAS uses all cores)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--out", default="bench/results/reference_cpu.json")
+    args = parser.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    rows: list[dict] = []
+    bench_fda(rows)
+    bench_step(rows, args.batch)
+    report("fdaref reference (NumPy) speed", rows, args.out, threads=args.threads, numpy=np.__version__,
+           torch=torch.__version__)
+
+
+if __name__ == "__main__":
+    main()
