@@ -1,0 +1,76 @@
+"""One concrete call of one op: its positional array inputs (by name) and its keyword parameters.
+
+The arrays of a :class:`Case` are the *given inputs*: float arrays are already in the dtype under test
+(float32 or float64), integer arrays (labels, packed bits) in their own dtype. The reference sees float64
+copies of exactly these values (:meth:`Case.reference_args`), so rounding the inputs to float32 never
+counts against a backend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    """``getattr(backend, op)(*arrays, **kwargs)``; ``label`` names an edge case ("" for a random one)."""
+
+    op: str
+    arrays: tuple[tuple[str, Optional[np.ndarray]], ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.arrays)
+
+    def get(self, name: str) -> Optional[np.ndarray]:
+        for key, value in self.arrays:
+            if key == name:
+                return value
+        raise KeyError(f"case of {self.op} has no input {name!r}; it has {self.names}")
+
+    def shapes(self) -> dict[str, Optional[tuple[int, ...]]]:
+        return {name: (None if a is None else tuple(a.shape)) for name, a in self.arrays}
+
+    def reference_args(self) -> list[Optional[np.ndarray]]:
+        """float64 copies of the float inputs, the other inputs unchanged (the reference's arguments)."""
+        return [to_f64(a) for _, a in self.arrays]
+
+    def replace_arrays(self, **new: Optional[np.ndarray]) -> "Case":
+        arrays = tuple((name, new.get(name, a)) for name, a in self.arrays)
+        return Case(self.op, arrays, dict(self.kwargs), self.label)
+
+    def describe(self) -> str:
+        parts = [f"{n}{'=None' if a is None else list(a.shape)}" for n, a in self.arrays]
+        kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.op}({', '.join(parts)}{', ' if kw else ''}{kw})"
+
+
+def to_f64(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """float64 copy of a float array; other arrays (and None) unchanged."""
+    if a is None or not isinstance(a, np.ndarray):
+        return a
+    if a.dtype.kind == "f":
+        return a.astype(np.float64)
+    return a
+
+
+def as_outputs(result: Any) -> list[Any]:
+    """An op's result as a list of outputs (a single array becomes a one-element list)."""
+    if isinstance(result, (tuple, list)):
+        return list(result)
+    return [result]
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and tuples inside kwargs as plain Python values (for repr and JSON)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,330 @@
+"""Fixed edge cases per op: the inputs where implementations typically differ, always run.
+
+Each builder takes (dtype, options) and returns labelled :class:`Case` objects; an edge case whose option
+is outside the options under test (a preset) is not generated.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .bits import pack_signs_independent
+from .case import Case
+from .strategies import OptionSpace, bn_statistics, neighbours
+
+Builder = Callable[[str, OptionSpace], list[Case]]
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _arr(values, dtype: str) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).astype(dtype)
+
+
+def _sign(dtype: str, o: OptionSpace) -> list[Case]:
+    fi = np.finfo(dtype)
+    x = _arr([0.0, -0.0, 1.0, -1.0, fi.tiny, -fi.tiny, fi.smallest_subnormal, -fi.smallest_subnormal,
+              np.nan, np.inf, -np.inf, fi.max, -fi.max], dtype)
+    return [Case("sign", (("x", x),), {"zero": z}, f"zeros, subnormals, nan, inf (zero={z:g})") for z in o.zeros]
+
+
+def _surrogate(dtype: str, o: OptionSpace) -> list[Case]:
+    cases = []
+    for est in o.estimators:
+        if est in ("fda", "fda_series"):
+            for n in sorted({o.n_range[0], o.n_range[1], 0}):
+                for omega in o.omegas[:2]:
+                    for clip in o.clips[:3]:
+                        pts = [0.0, -0.0]
+                        for k in range(-12, 13):
+                            pts += neighbours(k * math.pi / omega, dtype)
+                        if clip is not None:
+                            pts += neighbours(clip, dtype) + neighbours(-clip, dtype)
+                        cases.append(Case("surrogate", (("x", _arr(pts, dtype)),),
+                                          {"estimator": est, "params": {"n": n, "omega": omega, "clip": clip}},
+                                          f"fda at omega*x = k*pi +- 1 ulp and |x| == clip (n={n}, omega={omega}, clip={clip})"))
+        else:
+            pts = [0.0, -0.0, 0.5, -0.5, 3.0, -3.0, 40.0, -40.0] + neighbours(1.0, dtype) + neighbours(-1.0, dtype)
+            params = {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {}
+            cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
+                              f"{est} at 0, |x| == 1 +- 1 ulp and far out"))
+    return cases
+
+
+def _noise_arrays(shape: tuple[int, ...], layout: str, k: int, dtype: str, seed: int) -> dict[str, np.ndarray]:
+    d = int(np.prod(shape[1:])) if layout == "weight" else shape[1]
+    m = max(1, d // k)
+    r = _rng(seed)
+    t = r.standard_normal(shape)
+    t[0] = 0.0
+    return {"t": t.astype(dtype), "w1": r.uniform(-1, 1, (d, m)).astype(dtype),
+            "w2": r.uniform(-1, 1, (m, d)).astype(dtype), "g": r.standard_normal(shape).astype(dtype)}
+
+
+NOISE_EDGES = (((3, 1), "activation", 64, "d = 1 (one channel), m = 1"),
+               ((2, 65), "weight", 64, "d = 65 -> m = 1 (never a zero-width layer)"),
+               ((2, 130, 1, 1), "activation", 64, "d = 130 -> m = 2, one pixel"),
+               ((3, 5, 3, 3), "weight", 64, "conv weight d = 45 < 64 -> m = 1"))
+
+
+def _noise(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        cases = []
+        for i, (shape, layout, k, label) in enumerate(NOISE_EDGES):
+            a = _noise_arrays(shape, layout, k, dtype, 100 + i)
+            kw = {"layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
+            if backward:
+                cases.append(Case("noise_backward", (("g", a["g"]), ("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])), kw, label))
+            else:
+                cases.append(Case("noise_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])), kw, label))
+        return cases
+    return build
+
+
+def _quantize_forward(dtype: str, o: OptionSpace) -> list[Case]:
+    a = _noise_arrays((2, 3, 3, 3), "weight", 64, dtype, 7)
+    a["t"].flat[[1, 2]] = (0.0, -0.0)
+    cases = []
+    for zero in o.zeros:
+        kw = {"zero": zero, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                          {**kw, "alpha": 0.0, "training": True}, f"alpha == 0: exactly sign (zero={zero:g})"))
+        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                          {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
+        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
+                          {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
+        if o.noise:
+            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1, "training": True}, f"training with the module (zero={zero:g})"))
+    return cases
+
+
+def _quantize_backward(dtype: str, o: OptionSpace) -> list[Case]:
+    a = _noise_arrays((2, 3, 2, 2), "weight", 64, dtype, 8)
+    cases = []
+    for est in o.estimators:
+        params = {"n": o.n_range[0], "omega": o.omegas[0], "clip": o.clips[0]} if est in ("fda", "fda_series") else (
+            {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {})
+        t = a["t"].copy()
+        bound = params.get("clip") or 1.0
+        t.flat[:3] = (bound, -bound, 0.0)
+        kw = {"estimator": est, "params": params, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
+                          {**kw, "alpha": 0.1}, f"{est}, no module, t at the clip boundary"))
+        cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
+                          {**kw, "alpha": 0.0}, f"{est}, alpha == 0: zero module gradients"))
+        if o.noise:
+            cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1}, f"{est}, module with alpha = 0.1"))
+    return cases
+
+
+def _weight_scale(dtype: str, o: OptionSpace) -> list[Case]:
+    w = _rng(3).standard_normal((3, 2, 3, 3)).astype(dtype)
+    w[1] = 0.0
+    return [Case("weight_scale", (("w", w),), {"mode": m}, f"an all-zero output channel ({m})") for m in o.scales] + \
+        [Case("weight_scale", (("w", _arr([[-2.0]], dtype)),), {"mode": m}, f"1x1 linear weight ({m})") for m in o.scales]
+
+
+CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1x1 kernel, padding 2"),
+              ((2, 65, 3, 4), (3, 65, 3, 3), (1, 1), (1, 1), (1, 1), "65 input channels"),
+              ((1, 3, 5, 5), (2, 3, 2, 2), (2, 2), (1, 1), (2, 2), "even kernel, stride 2, dilation 2"),
+              ((1, 2, 4, 3), (1, 2, 3, 3), (3, 2), (2, 1), (1, 1), "stride larger than the kernel overlap"))
+
+
+def _conv(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        cases = []
+        for i, (xs, ws, stride, pad, dil, label) in enumerate(CONV_EDGES):
+            r = _rng(20 + i)
+            x = np.where(r.random(xs) < 0.5, -1.0, 1.0).astype(dtype)
+            w = r.standard_normal(ws).astype(dtype)
+            for pv in o.pad_values:
+                kw = {"stride": stride, "padding": pad, "dilation": dil, "pad_value": pv}
+                if backward:
+                    ho = (xs[2] + 2 * pad[0] - (ws[2] - 1) * dil[0] - 1) // stride[0] + 1
+                    wo = (xs[3] + 2 * pad[1] - (ws[3] - 1) * dil[1] - 1) // stride[1] + 1
+                    g = r.standard_normal((xs[0], ws[0], ho, wo)).astype(dtype)
+                    cases.append(Case("conv2d_backward", (("g", g), ("x", x), ("w", w)),
+                                      {"has_bias": True, **kw}, f"{label}, pad value {pv:g}"))
+                else:
+                    b = r.standard_normal(ws[0]).astype(dtype)
+                    cases.append(Case("conv2d_forward", (("x", x), ("w", w), ("b", b)), kw, f"{label}, pad value {pv:g}"))
+        return cases
+    return build
+
+
+def _linear(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        r = _rng(30)
+        cases = []
+        for (b, fin, fout) in ((1, 1, 1), (3, 65, 2)):
+            x, w = r.standard_normal((b, fin)).astype(dtype), r.standard_normal((fout, fin)).astype(dtype)
+            if backward:
+                g = r.standard_normal((b, fout)).astype(dtype)
+                cases += [Case("linear_backward", (("g", g), ("x", x), ("w", w)), {"has_bias": hb},
+                               f"B={b}, in={fin}, out={fout}, bias={hb}") for hb in (True, False)]
+            else:
+                cases += [Case("linear_forward", (("x", x), ("w", w), ("b", bb)), {}, f"B={b}, in={fin}, out={fout}, "
+                               f"bias={bb is not None}") for bb in (r.standard_normal(fout).astype(dtype), None)]
+        return cases
+    return build
+
+
+def _bn(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        r = _rng(40)
+        x = r.standard_normal((2, 3, 2, 2))
+        x[:, 1] = 1.5  # a constant channel: variance 0, invstd = 1/sqrt(eps)
+        x = x.astype(dtype)
+        gamma, beta = _arr([1.0, 2.0, 0.0], dtype), _arr([0.0, 0.5, -1.0], dtype)
+        rm, rv = _arr([0.1, -0.2, 0.3], dtype), _arr([1.0, 0.5, 2.0], dtype)
+        cases = []
+        for training in (True, False):
+            label = f"a constant channel ({'training' if training else 'eval'})"
+            if backward:
+                mean, invstd = bn_statistics(x, rm, rv, training, 1e-5, dtype)
+                g = r.standard_normal(x.shape).astype(dtype)
+                cases.append(Case("batch_norm_backward", (("g", g), ("x", x), ("gamma", gamma), ("mean", mean),
+                                                          ("invstd", invstd)), {"training": training}, label))
+            else:
+                cases.append(Case("batch_norm_forward", (("x", x), ("gamma", gamma), ("beta", beta), ("running_mean", rm),
+                                                         ("running_var", rv)),
+                                  {"training": training, "momentum": 0.1, "eps": 1e-5}, label))
+        return cases
+    return build
+
+
+def _relu(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        x = _arr([[0.0, -0.0, 1.0, -1.0, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]], dtype)
+        if backward:
+            return [Case("relu_backward", (("g", _arr([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], dtype)), ("x", x)), {}, "relu'(0) = 0")]
+        return [Case("relu_forward", (("x", x),), {}, "zeros of both signs")]
+    return build
+
+
+def _prelu(backward: bool) -> Builder:
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        x = _arr([[[[0.0, -0.0], [2.0, -2.0]]], [[[-1.0, 1.0], [0.0, -3.0]]]], dtype)  # (2, 1, 2, 2)
+        x3 = np.concatenate([x, -x, x * 0.5], axis=1)  # (2, 3, 2, 2)
+        cases = []
+        for xx, slope, label in ((x, _arr([0.25], dtype), "one slope, zeros"),
+                                 (x3, _arr([0.25, -0.5, 0.0], dtype), "per-channel slopes incl. 0")):
+            if backward:
+                g = _rng(50).standard_normal(xx.shape).astype(dtype)
+                cases.append(Case("prelu_backward", (("g", g), ("x", xx), ("slope", slope)), {}, label))
+            else:
+                cases.append(Case("prelu_forward", (("x", xx), ("slope", slope)), {}, label))
+        return cases
+    return build
+
+
+def _pool(kind: str, backward: bool) -> Builder:
+    op = f"{kind}_pool2d_{'backward' if backward else 'forward'}"
+
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        cases = []
+        geos = (((1, 1, 4, 4), (2, 2), (2, 2), (0, 0), "all-equal windows (ties)", "ones"),
+                ((1, 2, 3, 3), (3, 3), (1, 1), (1, 1), "overlapping windows, padding 1, ties", "ties"),
+                ((2, 1, 5, 3), (2, 3), (3, 1), (1, 1), "uneven geometry", "normal"),
+                ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), "1x1", "normal"))
+        for i, (shape, k, s, p, label, fill) in enumerate(geos):
+            r = _rng(60 + i)
+            x = {"ones": np.ones(shape), "ties": r.integers(-1, 2, shape).astype(float),
+                 "normal": r.standard_normal(shape)}[fill]
+            if kind == "max" and fill == "normal":
+                x = -np.abs(x)  # all negative: a padded -inf must never win, a padded 0 would
+            x = x.astype(dtype)
+            kw = {"kernel": k, "stride": s, "padding": p}
+            if backward:
+                ho = (shape[2] + 2 * p[0] - k[0]) // s[0] + 1
+                wo = (shape[3] + 2 * p[1] - k[1]) // s[1] + 1
+                g = r.standard_normal((shape[0], shape[1], ho, wo)).astype(dtype)
+                cases.append(Case(op, (("g", g), ("x", x)), kw, label))
+            else:
+                cases.append(Case(op, (("x", x),), kw, label))
+        return cases
+    return build
+
+
+def _cross_entropy(backward: bool) -> Builder:
+    op = f"cross_entropy_{'backward' if backward else 'forward'}"
+
+    def build(dtype: str, o: OptionSpace) -> list[Case]:
+        cases = []
+        for logits, labels, s, label in ((_arr([[1000.0, -1000.0, 0.0], [0.0, 0.0, 0.0]], dtype), [1, 2], 0.0,
+                                          "logits of +-1000 (overflow) and all-equal"),
+                                         (_arr([[3.0], [-2.0]], dtype), [0, 0], 0.1, "one class, smoothing 0.1"),
+                                         (_arr([[80.0, 81.0, 79.0, -5.0]], dtype), [3], 0.25, "large logits, smoothing")):
+            lab = np.asarray(labels, np.int64)
+            if backward:
+                cases.append(Case(op, (("g", np.asarray(1.0, dtype)), ("logits", logits), ("labels", lab)),
+                                  {"label_smoothing": s}, label))
+            else:
+                cases.append(Case(op, (("logits", logits), ("labels", lab)), {"label_smoothing": s}, label))
+        return cases
+    return build
+
+
+def _pack_signs(dtype: str, o: OptionSpace) -> list[Case]:
+    cases = []
+    for c in (1, 63, 64, 65, 128, 130):
+        x = np.where(_rng(c).random((2, c)) < 0.5, -1.0, 1.0)
+        x[:, ::7] = 0.0
+        for zero in (-1.0, 1.0):
+            cases.append(Case("pack_signs", (("x", x.astype(dtype)),), {"axis": 1, "zero": zero},
+                              f"{c} channels, zeros (zero={zero:g})"))
+    x4 = np.where(_rng(5).random((2, 70, 2, 3)) < 0.5, -1.0, 1.0).astype(dtype)
+    cases.append(Case("pack_signs", (("x", x4),), {"axis": 1, "zero": -1.0}, "NCHW activations, 70 channels"))
+    return cases
+
+
+def _xnor_conv2d(dtype: str, o: OptionSpace) -> list[Case]:
+    cases = []
+    for c, (h, w), k, pad, label in ((64, (3, 3), 3, 1, "64 channels (one full word)"),
+                                     (65, (2, 3), 3, 1, "65 channels, padding larger than the image"),
+                                     (3, (4, 4), 2, 2, "3 channels, even kernel, padding 2")):
+        r = _rng(70 + c)
+        x = np.where(r.random((2, c, h, w)) < 0.5, -1.0, 1.0)
+        wt = np.where(r.random((2, c, k, k)) < 0.5, -1.0, 1.0)
+        for pv in o.pad_values:
+            cases.append(Case("xnor_conv2d", (("x_packed", pack_signs_independent(x, 1)), ("w_packed", pack_signs_independent(wt, 1))),
+                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1), "pad_value": pv},
+                              f"{label}, pad value {pv:g}"))
+    return cases
+
+
+def _xnor_linear(dtype: str, o: OptionSpace) -> list[Case]:
+    cases = []
+    for f in (1, 64, 65, 130):
+        r = _rng(80 + f)
+        x, w = np.where(r.random((3, f)) < 0.5, -1.0, 1.0), np.where(r.random((2, f)) < 0.5, -1.0, 1.0)
+        cases.append(Case("xnor_linear", (("x_packed", pack_signs_independent(x, 1)), ("w_packed", pack_signs_independent(w, 1))),
+                          {"features": f}, f"{f} features"))
+    return cases
+
+
+EDGES: dict[str, Builder] = {
+    "sign": _sign, "surrogate": _surrogate,
+    "noise_forward": _noise(False), "noise_backward": _noise(True),
+    "quantize_forward": _quantize_forward, "quantize_backward": _quantize_backward,
+    "weight_scale": _weight_scale,
+    "conv2d_forward": _conv(False), "conv2d_backward": _conv(True),
+    "linear_forward": _linear(False), "linear_backward": _linear(True),
+    "batch_norm_forward": _bn(False), "batch_norm_backward": _bn(True),
+    "relu_forward": _relu(False), "relu_backward": _relu(True),
+    "prelu_forward": _prelu(False), "prelu_backward": _prelu(True),
+    "max_pool2d_forward": _pool("max", False), "max_pool2d_backward": _pool("max", True),
+    "avg_pool2d_forward": _pool("avg", False), "avg_pool2d_backward": _pool("avg", True),
+    "cross_entropy_forward": _cross_entropy(False), "cross_entropy_backward": _cross_entropy(True),
+    "pack_signs": _pack_signs, "xnor_conv2d": _xnor_conv2d, "xnor_linear": _xnor_linear,
+}
+
+
+def edge_cases(op: str, dtype: str, options: OptionSpace) -> list[Case]:
+    return EDGES[op](dtype, options)

@@ -1,0 +1,256 @@
+"""Run the suite: every op of the table on one backend, device and dtype.
+
+For each op: "not provided by <backend>" when the backend lacks it; "refused" with the backend's reason when
+``backend.refuses(op, device, dtype)`` says so; otherwise the fixed edge cases, then a Hypothesis property over
+constructed inputs (shrunk to a minimal failing example, which becomes the reproduction). An exception
+raised inside the backend is a failed case carrying its traceback, and the run goes on.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+
+from fdaref.optable import OP_NAMES
+
+from .case import Case, as_outputs, plain
+from .compare import OutputDiff, compare_output
+from .gradients import FDResult, check_backward_fd
+from .records import RECORDS, OpRecord
+from .report import ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, CaseResult, SuiteReport
+from .repro import reproduction
+from .strategies import ALL_OPTIONS, OptionSpace
+from .tolerances import magnitudes
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard to look: Hypothesis examples per op, reproducibility, and whether the layer checks run."""
+
+    name: str
+    examples: int
+    derandomize: bool
+    layers: bool = True
+    e2e_steps: int = 2
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", 10, True, layers=True, e2e_steps=1),
+    "ci": Profile("ci", 40, True, layers=True, e2e_steps=2),
+    "thorough": Profile("thorough", 300, False, layers=True, e2e_steps=4),
+}
+DEFAULT_PROFILE = "ci"
+
+
+@dataclass
+class Evaluation:
+    """The verdict on one case."""
+
+    ok: bool
+    diffs: list[OutputDiff] = field(default_factory=list)
+    fd: Optional[FDResult] = None
+    error: str = ""
+    message: str = ""
+
+    def explain(self) -> str:
+        parts = [self.message] if self.message else []
+        parts += [d.summary() for d in self.diffs if not d.ok]
+        if self.fd is not None and not self.fd.ok:
+            parts.append(f"finite-difference gradient check failed: {self.fd.message}")
+        if self.error:
+            parts.append("the backend raised " + self.error.strip().splitlines()[-1])
+        return "\n".join(parts)
+
+
+def backend_label(backend: Any) -> str:
+    return str(getattr(backend, "name", type(backend).__name__))
+
+
+def guess_spec(backend: Any) -> str:
+    """``module:attribute`` naming this object, for reproductions (best effort)."""
+    for module_name in (getattr(type(backend), "__module__", None), getattr(backend, "__module__", None)):
+        module = sys.modules.get(module_name or "")
+        if module is None:
+            continue
+        for attr, value in vars(module).items():
+            if value is backend:
+                return f"{module_name}:{attr}"
+    return f"{backend_label(backend)}"
+
+
+def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case, *, gradients: bool = True,
+             fd_seed: int = 0) -> Evaluation:
+    """Run ``case`` on the backend and the reference and compare every output (and the gradient rule)."""
+    ref_args = case.reference_args()
+    try:
+        ref_out = as_outputs(record.reference()(*ref_args, **copy.deepcopy(case.kwargs)))
+    except Exception:  # noqa: BLE001 - a bug in the reference or the suite: report it, never hide it
+        return Evaluation(False, error=traceback.format_exc(), message="the REFERENCE raised (a bug in fdaref)")
+    try:
+        dev_args = [None if a is None else backend.from_numpy(a, device) for _, a in case.arrays]
+        result = getattr(backend, case.op)(*dev_args, **copy.deepcopy(case.kwargs))
+        outs = as_outputs(result)
+        got = [None if o is None else np.asarray(backend.to_numpy(o)) for o in outs]
+        after = [None if a is None else np.asarray(backend.to_numpy(a)) for a in dev_args]
+    except Exception:  # noqa: BLE001 - any failure inside the backend is a failed case
+        return Evaluation(False, error=traceback.format_exc())
+    for (name, given_a), now in zip(case.arrays, after):
+        if given_a is not None and now is not None and (now.shape != given_a.shape or
+                                                        not np.array_equal(now, given_a, equal_nan=True)):
+            return Evaluation(False, message=f"the op modified its input {name!r} in place")
+    if len(got) != len(ref_out):
+        return Evaluation(False, message=f"returned {len(got)} outputs, expected {len(ref_out)} "
+                                         f"({', '.join(record.outputs)})")
+    tol = record.tolerance(dtype)
+    mags = magnitudes(tol, case, ref_args, ref_out)
+    diffs = [compare_output(name, g, r, tol, m, record.expected_dtype(i, dtype))
+             for i, (name, g, r, m) in enumerate(zip(record.outputs, got, ref_out, mags))]
+    ok = all(d.ok for d in diffs)
+    fd = None
+    structural = all(not d.problem for d in diffs)
+    if gradients and structural and record.gradient in ("fd", "surrogate-fd"):
+        try:
+            fd = check_backward_fd(case, got, dtype, seed=fd_seed)
+        except Exception:  # noqa: BLE001 - a broken gradient can make the check itself blow up
+            fd = FDResult(False, 0, message="the finite-difference check raised:\n" + traceback.format_exc())
+        ok = ok and fd.ok
+    return Evaluation(ok, diffs, fd)
+
+
+def _result(record: OpRecord, backend: Any, spec: str, device: str, dtype: str, check: str, case: Case,
+            ev: Evaluation, examples: int, seconds: float) -> CaseResult:
+    outcome = PASS if ev.ok else (ERROR if ev.error else FAIL)
+    res = CaseResult(record.op, check, backend_label(backend), device, dtype, outcome, examples,
+                     shapes=case.shapes(), kwargs=plain(case.kwargs),
+                     diffs=[d.to_dict() for d in ev.diffs], seconds=seconds)
+    if ev.fd is not None:
+        res.gradient = {"ok": ev.fd.ok, "directions": ev.fd.directions, "worst_error": ev.fd.worst_error,
+                        "allowed": ev.fd.allowed, "message": ev.fd.message, "skipped": ev.fd.skipped}
+    flips = sum(d.sign_flips for d in ev.diffs)
+    if flips:
+        res.sign_flips = flips
+    if not ev.ok:
+        res.message = ev.explain()
+        res.traceback = ev.error
+        res.reproduction = reproduction(case, spec, device, dtype)
+    return res
+
+
+class _CaseFailed(AssertionError):
+    pass
+
+
+def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, options: OptionSpace = ALL_OPTIONS,
+           spec: Optional[str] = None) -> list[CaseResult]:
+    """Every check of one op: not provided / refused, the edge cases, then the Hypothesis property."""
+    record = RECORDS[op]
+    spec = spec or guess_spec(backend)
+    label = backend_label(backend)
+    if not callable(getattr(backend, op, None)):
+        return [CaseResult(op, "op", label, device, dtype, NOT_PROVIDED, message=f"not provided by {label}")]
+    try:
+        reason = backend.refuses(op, device, dtype)
+    except Exception:  # noqa: BLE001
+        return [CaseResult(op, "refuses()", label, device, dtype, ERROR, message="refuses() raised",
+                           traceback=traceback.format_exc())]
+    if reason:
+        return [CaseResult(op, "op", label, device, dtype, REFUSED, message=str(reason))]
+    results = []
+    for case in record.edges(dtype, options):
+        t0 = time.perf_counter()
+        ev = evaluate(record, backend, device, dtype, case)
+        results.append(_result(record, backend, spec, device, dtype, f"edge: {case.label}", case, ev, 1,
+                               time.perf_counter() - t0))
+    results.append(run_property(record, backend, device, dtype, profile=profile, options=options, spec=spec))
+    return results
+
+
+def run_property(record: OpRecord, backend: Any, device: str, dtype: str, *, profile: Profile,
+                 options: OptionSpace = ALL_OPTIONS, spec: Optional[str] = None) -> CaseResult:
+    """The Hypothesis property of one op; on failure the shrunk example is reported and reproduced."""
+    spec = spec or guess_spec(backend)
+    state: dict[str, Any] = {"n": 0, "fail": None}
+    t0 = time.perf_counter()
+
+    @settings(max_examples=profile.examples, deadline=None, derandomize=profile.derandomize, database=None,
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink), report_multiple_bugs=False)
+    @given(record.strategy(dtype, options))
+    def prop(case: Case) -> None:
+        state["n"] += 1
+        ev = evaluate(record, backend, device, dtype, case, fd_seed=state["n"])
+        if not ev.ok:
+            state["fail"] = (case, ev)
+            raise _CaseFailed(ev.explain())
+
+    crash = ""
+    try:
+        prop()
+    except _CaseFailed:
+        pass
+    except Exception:  # noqa: BLE001 - Hypothesis itself (Flaky etc.) or a bug in a strategy
+        crash = traceback.format_exc()
+    seconds = time.perf_counter() - t0
+    check = f"random ({profile.examples} examples, {'derandomized' if profile.derandomize else 'random seed'})"
+    if state["fail"] is not None:
+        case, ev = state["fail"]
+        res = _result(record, backend, spec, device, dtype, check + ", shrunk", case, ev, state["n"], seconds)
+        if crash:
+            res.message += "\n(Hypothesis: " + crash.strip().splitlines()[-1] + ")"
+        return res
+    if crash:
+        return CaseResult(record.op, check, backend_label(backend), device, dtype, ERROR, state["n"],
+                          message="the property could not run", traceback=crash, seconds=seconds)
+    return CaseResult(record.op, check, backend_label(backend), device, dtype, PASS, state["n"], seconds=seconds)
+
+
+def resolve_backend(backend: Union[str, Any]) -> tuple[Any, str]:
+    """(op table, spec) from a name / ``module:object`` string or an op table object."""
+    if isinstance(backend, str):
+        from fdaref.backend_loader import load_backend
+        return load_backend(backend), backend
+    return backend, guess_spec(backend)
+
+
+def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "float32",
+              profile: Union[str, Profile] = DEFAULT_PROFILE, preset: Optional[str] = None,
+              ops: Optional[Iterable[str]] = None, layers: Optional[bool] = None,
+              progress: Any = None) -> SuiteReport:
+    """Check ``backend`` against the reference; returns the :class:`SuiteReport` (``report.ok()``).
+
+    ``backend`` is a name, ``package.module:object`` or an op table. ``preset`` restricts the drawn options to
+    that preset's (SPEC 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
+    Raises :class:`fdaref.backend_loader.BackendUnavailable` when the backend cannot run here.
+    """
+    be, spec = resolve_backend(backend)
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    options = OptionSpace.from_preset(preset) if preset else ALL_OPTIONS
+    report = SuiteReport(backend_label(be), str(getattr(be, "version", "?")), device, dtype, prof.name, preset)
+    t0 = time.perf_counter()
+    if device not in tuple(getattr(be, "devices", ("cpu",))):
+        report.add(CaseResult("*", "device", report.backend, device, dtype, REFUSED,
+                              message=f"{report.backend} declares devices {tuple(getattr(be, 'devices', ()))}"))
+    elif dtype not in tuple(getattr(be, "dtypes", ("float32", "float64"))):
+        report.add(CaseResult("*", "dtype", report.backend, device, dtype, REFUSED,
+                              message=f"{report.backend} declares dtypes {tuple(getattr(be, 'dtypes', ()))}"))
+    else:
+        for op in (list(ops) if ops is not None else OP_NAMES):
+            for res in run_op(be, op, device, dtype, profile=prof, options=options, spec=spec):
+                report.add(res)
+                if progress is not None:
+                    progress(res)
+        run_layers = prof.layers if layers is None else layers
+        if run_layers and ops is None:
+            from .layers import layer_checks
+            for res in layer_checks(be, device, dtype, profile=prof, preset=preset, spec=spec):
+                report.add(res)
+                if progress is not None:
+                    progress(res)
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,517 @@
+"""Hypothesis strategies that CONSTRUCT valid inputs for every op (never filter).
+
+Shapes include odd and 1-sized dimensions and channel counts that are not multiples of 8 or 64; geometry
+is built backwards from a valid output size, so every drawn conv / pool call is legal. Values come from a
+seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions: exact
+zeros (both signs), values exactly at a clip boundary and one ulp either side (in the dtype under test),
+points where sin(omega x) = 0 and their neighbours, ties for max pool. Every option of SPEC 1-7 is drawn
+from an :class:`OptionSpace`: all values by default, or only a preset's (``OptionSpace.from_preset``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from hypothesis import strategies as st
+
+from fdaref.noise import noise_width
+
+from .bits import pack_signs_independent
+from .case import Case
+
+Draw = Callable[[st.SearchStrategy], Any]
+ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
+
+
+@dataclass(frozen=True)
+class OptionSpace:
+    """Which option values the strategies draw (SPEC 1-7)."""
+
+    zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    estimators: tuple[str, ...] = ESTIMATORS
+    n_range: tuple[int, int] = (0, 20)
+    omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
+    clips: tuple[Optional[float], ...] = (None, 1.0, 0.5, 2.0, 1.5)
+    etas: tuple[str, ...] = ("sin", "linear", "none")
+    a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
+    alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0)
+    ks: tuple[int, ...] = (64, 4, 1)
+    scales: tuple[str, ...] = ("channel", "layer", "none")
+    pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
+    noise: bool = True
+    betas: Optional[tuple[float, ...]] = None  # None: a few per estimator
+
+    @classmethod
+    def from_preset(cls, name: str) -> "OptionSpace":
+        """Only the choices of the preset ``name`` (its n schedule's whole range for fda)."""
+        from fdaref.presets import get_preset
+
+        p = get_preset(name)
+        betas = dict(p.estimator_params).get("beta")
+        return cls(zeros=(p.zero,), estimators=(p.estimator,),
+                   n_range=(min(p.n_start, p.n_end), max(p.n_start, p.n_end)), omegas=(p.omega,),
+                   clips=(p.clip,), etas=(p.eta,), a_values=(p.a,),
+                   alphas=(p.alpha0, p.alpha0 / 2, 0.0) if p.noise else (0.0,), ks=(p.k,),
+                   scales=(p.scale,), pad_values=(p.pad_value,), noise=p.noise,
+                   betas=(betas,) if betas is not None else None)
+
+    def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
+        name = draw(st.sampled_from(self.estimators))
+        if name in ("fda", "fda_series"):
+            return name, {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
+                          "clip": draw(st.sampled_from(self.clips))}
+        if name == "sign_swish":
+            return name, {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
+        if name == "tanh":
+            return name, {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
+        return name, {}
+
+
+ALL_OPTIONS = OptionSpace()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks
+
+def dim(draw: Draw, lo: int = 1, hi: int = 7) -> int:
+    return draw(st.integers(lo, hi))
+
+
+def channels(draw: Draw, wide: bool = False) -> int:
+    """A channel count: small (1..9, mostly not multiples of 8); with ``wide`` also around 64 and 128."""
+    if wide:
+        return draw(st.sampled_from((1, 2, 3, 5, 7, 9, 63, 64, 65, 70, 129)))
+    return draw(st.integers(1, 9))
+
+
+def _dt(dtype: str) -> np.dtype:
+    return np.dtype(dtype)
+
+
+def neighbours(v: float, dtype: str) -> list[float]:
+    """v rounded to ``dtype`` and one ulp either side (in that dtype)."""
+    t = _dt(dtype).type
+    x = t(v)
+    return [float(x), float(np.nextafter(x, t(np.inf))), float(np.nextafter(x, t(-np.inf)))]
+
+
+def fill(draw: Draw, shape: Sequence[int], dtype: str, *, kind: str = "normal", scale: float = 1.0,
+         specials: Sequence[float] = (), max_specials: int = 6) -> np.ndarray:
+    """An array of ``shape``: seeded random values (``normal``, ``uniform`` in [-scale, scale], ``pm1``
+    for +-1, ``ties`` for small integers), plus up to ``max_specials`` drawn special values."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in shape)
+    if kind == "normal":
+        a = rng.standard_normal(shape) * scale
+    elif kind == "uniform":
+        a = rng.uniform(-scale, scale, shape)
+    elif kind == "positive":
+        a = rng.uniform(0.1, 1.0, shape) * scale
+    elif kind == "pm1":
+        a = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    elif kind == "ties":
+        a = rng.integers(-2, 3, shape).astype(np.float64) * scale
+    else:
+        raise ValueError(f"unknown fill kind {kind!r}")
+    a = a.astype(dtype)
+    size = a.size
+    if specials and size:
+        count = draw(st.integers(0, min(max_specials, size)))
+        for _ in range(count):
+            idx = draw(st.integers(0, size - 1))
+            a.flat[idx] = _dt(dtype).type(draw(st.sampled_from(tuple(specials))))
+    return a
+
+
+def general_shape(draw: Draw, max_rank: int = 4) -> tuple[int, ...]:
+    rank = draw(st.integers(1, max_rank))
+    return tuple(dim(draw, 1, 6) for _ in range(rank))
+
+
+def surrogate_specials(estimator: str, params: dict, dtype: str) -> list[float]:
+    """Zeros, the clip / |x| = 1 boundaries and their ulp neighbours, and for fda the points
+    omega x = k pi (where the closed form is 0/0) and their neighbours."""
+    out = [0.0, -0.0]
+    bound = params.get("clip") if estimator in ("fda", "fda_series") else 1.0
+    if estimator in ("clipped_ste", "approx_sign") or (estimator in ("fda", "fda_series") and bound is not None):
+        for b in (bound, -bound):
+            out += neighbours(b, dtype)
+    if estimator in ("fda", "fda_series"):
+        omega = params["omega"]
+        for k in range(-3, 4):
+            out += neighbours(k * math.pi / omega, dtype)
+    return out
+
+
+def surrogate_scale(estimator: str, params: dict) -> float:
+    if estimator in ("fda", "fda_series"):
+        return 3.0 * math.pi / params["omega"] if params.get("clip") is None else 1.5 * params["clip"]
+    return 1.5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Geometry: built from a valid output size backwards.
+
+def conv_geometry(draw: Draw) -> dict[str, Any]:
+    kh, kw = dim(draw, 1, 3), dim(draw, 1, 3)
+    sh, sw = dim(draw, 1, 2), dim(draw, 1, 2)
+    dh, dw = dim(draw, 1, 2), dim(draw, 1, 2)
+    ph, pw = dim(draw, 0, 2), dim(draw, 0, 2)
+    sizes = []
+    for k, s, d, p in ((kh, sh, dh, ph), (kw, sw, dw, pw)):
+        eff = (k - 1) * d + 1
+        lo = max(1, eff - 2 * p)
+        sizes.append(draw(st.integers(lo, lo + 5)))
+    return {"kernel": (kh, kw), "stride": (sh, sw), "dilation": (dh, dw), "padding": (ph, pw),
+            "H": sizes[0], "W": sizes[1]}
+
+
+def conv_out(size: int, k: int, s: int, d: int, p: int) -> int:
+    return (size + 2 * p - (k - 1) * d - 1) // s + 1
+
+
+def pool_geometry(draw: Draw) -> dict[str, Any]:
+    kh, kw = dim(draw, 1, 3), dim(draw, 1, 3)
+    sh, sw = dim(draw, 1, 3), dim(draw, 1, 3)
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    H = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 6))
+    W = draw(st.integers(max(1, kw - 2 * pw), max(1, kw - 2 * pw) + 6))
+    return {"kernel": (kh, kw), "stride": (sh, sw), "padding": (ph, pw), "H": H, "W": W}
+
+
+# ---------------------------------------------------------------------------------------------------
+# One composite strategy per op. Each takes (dtype, options) and returns a strategy of Case.
+
+def _sign(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        shape = general_shape(draw)
+        tiny = float(np.finfo(dtype).tiny)
+        x = fill(draw, shape, dtype, specials=(0.0, -0.0, tiny, -tiny, 1.0, -1.0, np.nan), max_specials=8)
+        return Case("sign", (("x", x),), {"zero": draw(st.sampled_from(opts.zeros))})
+    return build()
+
+
+def _surrogate(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        est, params = opts.estimator(draw)
+        x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(est, params),
+                 specials=surrogate_specials(est, params, dtype), max_specials=10)
+        return Case("surrogate", (("x", x),), {"estimator": est, "params": params})
+    return build()
+
+
+def noise_tensor_shape(draw: Draw, layout: str) -> tuple[int, ...]:
+    if draw(st.booleans()):
+        return (dim(draw, 1, 5), channels(draw), dim(draw, 1, 3), dim(draw, 1, 3))
+    return (dim(draw, 1, 5), channels(draw))
+
+
+def noise_inputs(draw: Draw, dtype: str, opts: OptionSpace, with_g: bool) -> tuple[dict, dict]:
+    layout = draw(st.sampled_from(("weight", "activation")))
+    shape = noise_tensor_shape(draw, layout)
+    d = int(np.prod(shape[1:])) if layout == "weight" else shape[1]
+    m = noise_width(d, draw(st.sampled_from(opts.ks)))
+    t = fill(draw, shape, dtype, specials=(0.0, -0.0, 1.0, -1.0))
+    if draw(st.booleans()):  # a whole zero row: t W1 = 0 exactly, so relu'(0) = 0 is exercised
+        if layout == "weight" or t.ndim == 2:
+            t[0] = 0
+        else:
+            t[0, :, 0, 0] = 0
+    w1 = fill(draw, (d, m), dtype, kind="uniform", scale=1.0 / math.sqrt(d) * 2)
+    w2 = fill(draw, (m, d), dtype, kind="uniform", scale=1.0 / math.sqrt(m) * 2)
+    arrays = {"t": t, "w1": w1, "w2": w2}
+    if with_g:
+        arrays["g"] = fill(draw, shape, dtype)
+    kwargs = {"layout": layout, "eta_kind": draw(st.sampled_from(opts.etas)), "a": draw(st.sampled_from(opts.a_values))}
+    return arrays, kwargs
+
+
+def _noise_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        arr, kw = noise_inputs(draw, dtype, opts, False)
+        return Case("noise_forward", (("t", arr["t"]), ("w1", arr["w1"]), ("w2", arr["w2"])), kw)
+    return build()
+
+
+def _noise_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        arr, kw = noise_inputs(draw, dtype, opts, True)
+        return Case("noise_backward", (("g", arr["g"]), ("t", arr["t"]), ("w1", arr["w1"]), ("w2", arr["w2"])), kw)
+    return build()
+
+
+def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            arr, kw = noise_inputs(draw, dtype, opts, backward)
+            est, params = opts.estimator(draw)
+            t = arr["t"]
+            specials = surrogate_specials(est, params, dtype) if backward else [0.0, -0.0]
+            for _ in range(draw(st.integers(0, min(4, t.size)))):
+                t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from(specials))
+            has_module = opts.noise and draw(st.booleans())
+            w1, w2 = (arr["w1"], arr["w2"]) if has_module else (None, None)
+            kw["alpha"] = draw(st.sampled_from(opts.alphas))
+            if backward:
+                kw.update(estimator=est, params=params)
+                return Case("quantize_backward", (("g", arr["g"]), ("t", t), ("w1", w1), ("w2", w2)), kw)
+            kw.update(zero=draw(st.sampled_from(opts.zeros)), training=draw(st.booleans()))
+            return Case("quantize_forward", (("t", t), ("w1", w1), ("w2", w2)), kw)
+        return build()
+    return strategy
+
+
+def _weight_scale(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        if draw(st.booleans()):
+            shape = (dim(draw, 1, 6), channels(draw), dim(draw, 1, 3), dim(draw, 1, 3))
+        else:
+            shape = (dim(draw, 1, 6), channels(draw))
+        w = fill(draw, shape, dtype, specials=(0.0, -0.0))
+        return Case("weight_scale", (("w", w),), {"mode": draw(st.sampled_from(opts.scales))})
+    return build()
+
+
+def conv_case(draw: Draw, dtype: str, opts: OptionSpace, backward: bool) -> Case:
+    geo = conv_geometry(draw)
+    n, cin, cout = dim(draw, 1, 3), channels(draw), channels(draw)
+    binary = draw(st.booleans())
+    kind = "pm1" if binary else "normal"
+    x = fill(draw, (n, cin, geo["H"], geo["W"]), dtype, kind=kind, specials=(0.0,))
+    w = fill(draw, (cout, cin) + geo["kernel"], dtype, kind="normal", specials=(0.0,))
+    kw = {"stride": geo["stride"], "padding": geo["padding"], "dilation": geo["dilation"],
+          "pad_value": draw(st.sampled_from(opts.pad_values))}
+    if backward:
+        ho = conv_out(geo["H"], geo["kernel"][0], geo["stride"][0], geo["dilation"][0], geo["padding"][0])
+        wo = conv_out(geo["W"], geo["kernel"][1], geo["stride"][1], geo["dilation"][1], geo["padding"][1])
+        g = fill(draw, (n, cout, ho, wo), dtype)
+        return Case("conv2d_backward", (("g", g), ("x", x), ("w", w)), {"has_bias": draw(st.booleans()), **kw})
+    b = fill(draw, (cout,), dtype) if draw(st.booleans()) else None
+    return Case("conv2d_forward", (("x", x), ("w", w), ("b", b)), kw)
+
+
+def _conv(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        return st.composite(lambda draw: conv_case(draw, dtype, opts, backward))()
+    return strategy
+
+
+def _linear(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            b_, fin, fout = dim(draw, 1, 6), channels(draw, wide=True), channels(draw)
+            x = fill(draw, (b_, fin), dtype, kind=draw(st.sampled_from(("normal", "pm1"))), specials=(0.0,))
+            w = fill(draw, (fout, fin), dtype, specials=(0.0,))
+            if backward:
+                g = fill(draw, (b_, fout), dtype)
+                return Case("linear_backward", (("g", g), ("x", x), ("w", w)), {"has_bias": draw(st.booleans())})
+            b = fill(draw, (fout,), dtype) if draw(st.booleans()) else None
+            return Case("linear_forward", (("x", x), ("w", w), ("b", b)), {})
+        return build()
+    return strategy
+
+
+def bn_inputs(draw: Draw, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    c = channels(draw)
+    if draw(st.booleans()):
+        shape = (dim(draw, 1, 4), c, dim(draw, 1, 4), dim(draw, 1, 4))
+    else:
+        shape = (dim(draw, 1, 6), c)
+    training = draw(st.booleans())
+    if training and int(np.prod(shape)) // c < 2:  # the unbiased variance needs 2 values per channel
+        shape = (shape[0] + 1,) + shape[1:]
+    offset = fill(draw, (1, c) + (1,) * (len(shape) - 2), dtype, kind="uniform", scale=3.0)
+    x = (fill(draw, shape, dtype, kind=draw(st.sampled_from(("normal", "ties")))) + offset).astype(dtype)
+    arrays = {"x": x, "gamma": fill(draw, (c,), dtype, specials=(0.0, 1.0)), "beta": fill(draw, (c,), dtype),
+              "running_mean": fill(draw, (c,), dtype), "running_var": fill(draw, (c,), dtype, kind="positive", scale=2.0)}
+    kw = {"training": training, "momentum": draw(st.sampled_from((0.1, 0.01, 0.5))),
+          "eps": draw(st.sampled_from((1e-5, 1e-3)))}
+    return arrays, kw
+
+
+def _batch_norm_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        a, kw = bn_inputs(draw, dtype)
+        return Case("batch_norm_forward", tuple((k, a[k]) for k in ("x", "gamma", "beta", "running_mean", "running_var")), kw)
+    return build()
+
+
+def bn_statistics(x: np.ndarray, rm: np.ndarray, rv: np.ndarray, training: bool, eps: float, dtype: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, invstd) as batch_norm_forward returns them, computed independently in float64."""
+    if training:
+        axes = (0,) + tuple(range(2, x.ndim))
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes)
+        var = ((x64 - mean.reshape((1, -1) + (1,) * (x.ndim - 2))) ** 2).mean(axis=axes)
+    else:
+        mean, var = rm.astype(np.float64), rv.astype(np.float64)
+    return mean.astype(dtype), (1.0 / np.sqrt(var + eps)).astype(dtype)
+
+
+def _batch_norm_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        a, kw = bn_inputs(draw, dtype)
+        mean, invstd = bn_statistics(a["x"], a["running_mean"], a["running_var"], kw["training"], kw["eps"], dtype)
+        g = fill(draw, a["x"].shape, dtype)
+        return Case("batch_norm_backward", (("g", g), ("x", a["x"]), ("gamma", a["gamma"]), ("mean", mean),
+                                            ("invstd", invstd)), {"training": kw["training"]})
+    return build()
+
+
+def image_or_matrix(draw: Draw) -> tuple[int, ...]:
+    if draw(st.booleans()):
+        return (dim(draw, 1, 3), channels(draw), dim(draw, 1, 5), dim(draw, 1, 5))
+    return (dim(draw, 1, 5), channels(draw))
+
+
+def _relu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            shape = general_shape(draw)
+            x = fill(draw, shape, dtype, specials=(0.0, -0.0))
+            if backward:
+                return Case("relu_backward", (("g", fill(draw, shape, dtype)), ("x", x)), {})
+            return Case("relu_forward", (("x", x),), {})
+        return build()
+    return strategy
+
+
+def _prelu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            shape = image_or_matrix(draw)
+            x = fill(draw, shape, dtype, specials=(0.0, -0.0))
+            slope_shape = (1,) if draw(st.booleans()) else (shape[1],)
+            slope = fill(draw, slope_shape, dtype, kind="uniform", scale=0.5, specials=(0.25, 0.0))
+            if backward:
+                return Case("prelu_backward", (("g", fill(draw, shape, dtype)), ("x", x), ("slope", slope)), {})
+            return Case("prelu_forward", (("x", x), ("slope", slope)), {})
+        return build()
+    return strategy
+
+
+def _pool(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    op = f"{kind}_pool2d_{'backward' if backward else 'forward'}"
+
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            geo = pool_geometry(draw)
+            shape = (dim(draw, 1, 3), channels(draw), geo["H"], geo["W"])
+            fill_kind = draw(st.sampled_from(("ties", "normal"))) if kind == "max" else "normal"
+            x = fill(draw, shape, dtype, kind=fill_kind, specials=(0.0, -0.0))
+            kw = {"kernel": geo["kernel"], "stride": geo["stride"], "padding": geo["padding"]}
+            if backward:
+                ho = conv_out(geo["H"], geo["kernel"][0], geo["stride"][0], 1, geo["padding"][0])
+                wo = conv_out(geo["W"], geo["kernel"][1], geo["stride"][1], 1, geo["padding"][1])
+                g = fill(draw, (shape[0], shape[1], ho, wo), dtype)
+                return Case(op, (("g", g), ("x", x)), kw)
+            return Case(op, (("x", x),), kw)
+        return build()
+    return strategy
+
+
+def _cross_entropy(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+    op = "cross_entropy_backward" if backward else "cross_entropy_forward"
+
+    def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+        @st.composite
+        def build(draw: Draw) -> Case:
+            b, c = dim(draw, 1, 6), dim(draw, 1, 11)
+            logits = fill(draw, (b, c), dtype, scale=draw(st.sampled_from((1.0, 10.0, 60.0))), specials=(0.0,))
+            labels = np.asarray([draw(st.integers(0, c - 1)) for _ in range(b)], dtype=np.int64)
+            kw = {"label_smoothing": draw(st.sampled_from((0.0, 0.1, 0.25)))}
+            if backward:
+                g = np.asarray(draw(st.sampled_from((1.0, 0.5, -2.0))), dtype=dtype)
+                return Case(op, (("g", g), ("logits", logits), ("labels", labels)), kw)
+            return Case(op, (("logits", logits), ("labels", labels)), kw)
+        return build()
+    return strategy
+
+
+def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        rank = draw(st.integers(1, 4))
+        shape = [dim(draw, 1, 3) for _ in range(rank)]
+        axis = draw(st.integers(-rank, rank - 1))
+        shape[axis] = channels(draw, wide=True)
+        x = fill(draw, shape, dtype, specials=(0.0, -0.0, 1.0, -1.0), max_specials=8)
+        return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from((-1.0, 1.0)))})
+    return build()
+
+
+def _xnor_conv2d(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        geo = conv_geometry(draw)
+        n, c, cout = dim(draw, 1, 2), channels(draw, wide=True), dim(draw, 1, 5)
+        x = fill(draw, (n, c, geo["H"], geo["W"]), "float64", kind="pm1")
+        w = fill(draw, (cout, c) + geo["kernel"], "float64", kind="pm1")
+        xp = pack_signs_independent(x, axis=1)  # (N, H, W, words)
+        wp = pack_signs_independent(w, axis=1)
+        kw = {"channels": c, "stride": geo["stride"], "padding": geo["padding"], "dilation": geo["dilation"],
+              "pad_value": draw(st.sampled_from(opts.pad_values))}
+        return Case("xnor_conv2d", (("x_packed", xp), ("w_packed", wp)), kw)
+    return build()
+
+
+def _xnor_linear(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    @st.composite
+    def build(draw: Draw) -> Case:
+        b, f, out = dim(draw, 1, 5), channels(draw, wide=True), dim(draw, 1, 6)
+        x = fill(draw, (b, f), "float64", kind="pm1")
+        w = fill(draw, (out, f), "float64", kind="pm1")
+        return Case("xnor_linear", (("x_packed", pack_signs_independent(x, axis=1)),
+                                    ("w_packed", pack_signs_independent(w, axis=1))), {"features": f})
+    return build()
+
+
+STRATEGIES: dict[str, Callable[[str, OptionSpace], st.SearchStrategy[Case]]] = {
+    "sign": _sign,
+    "surrogate": _surrogate,
+    "noise_forward": _noise_forward,
+    "noise_backward": _noise_backward,
+    "quantize_forward": _quantize(False),
+    "quantize_backward": _quantize(True),
+    "weight_scale": _weight_scale,
+    "conv2d_forward": _conv(False),
+    "conv2d_backward": _conv(True),
+    "linear_forward": _linear(False),
+    "linear_backward": _linear(True),
+    "batch_norm_forward": _batch_norm_forward,
+    "batch_norm_backward": _batch_norm_backward,
+    "relu_forward": _relu(False),
+    "relu_backward": _relu(True),
+    "prelu_forward": _prelu(False),
+    "prelu_backward": _prelu(True),
+    "max_pool2d_forward": _pool("max", False),
+    "max_pool2d_backward": _pool("max", True),
+    "avg_pool2d_forward": _pool("avg", False),
+    "avg_pool2d_backward": _pool("avg", True),
+    "cross_entropy_forward": _cross_entropy(False),
+    "cross_entropy_backward": _cross_entropy(True),
+    "pack_signs": _pack_signs,
+    "xnor_conv2d": _xnor_conv2d,
+    "xnor_linear": _xnor_linear,
+}
+
+
+def strategy_for(op: str, dtype: str, options: OptionSpace = ALL_OPTIONS) -> st.SearchStrategy[Case]:
+    """The strategy of valid cases of ``op`` in ``dtype``."""
+    return STRATEGIES[op](dtype, options)
