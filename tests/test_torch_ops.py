@@ -469,7 +469,7 @@ def _pool_backward_oracle(g, x, kernel, stride, padding, kind):
 
 
 POOL_OPS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
-POOLS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0)), ((2, 2), (1, 1), (2, 2))]
+POOLS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 0)), ((2, 2), (1, 1), (1, 1))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -489,6 +489,13 @@ def test_pools(rng, dtype, kind, geom):
         g, x, k["kernel"], k["stride"], k["padding"], kind))(g, x, **kw)
     got_b = getattr(TB, f"{kind}_pool2d_backward")(t(g, dtype), t(x, dtype), **kw)
     close(got_b, want_b, dtype, scale_=10, name=f"{kind}_pool2d_backward")
+
+
+@pytest.mark.parametrize("kind", ("max", "avg"))
+def test_pool_padding_wider_than_half_kernel_raises(kind):
+    x = TB.from_numpy(np.ones((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match="half the kernel"):
+        getattr(TB, f"{kind}_pool2d_forward")(x, kernel=(2, 2), stride=(1, 1), padding=(2, 2))
 
 
 def _ce_oracle(logits, labels, label_smoothing):

@@ -499,46 +499,35 @@ class TorchBackend:
     @staticmethod
     def _pool_args(x: Tensor, kernel: Any, stride: Any, padding: Any) -> tuple[Pair, Pair, Pair]:
         _check_float(x, "x", (4,))
-        return _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
-
-    @staticmethod
-    def _pad_for_pool(x: Tensor, kernel: Pair, padding: Pair, value: float) -> tuple[Tensor, Pair]:
-        """torch pools allow padding <= kernel / 2; wider padding is applied explicitly."""
-        if padding[0] <= kernel[0] // 2 and padding[1] <= kernel[1] // 2:
-            return x, padding
-        return F.pad(x, (padding[1], padding[1], padding[0], padding[0]), value=value), (0, 0)
+        kernel, stride, padding = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
+        if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+            raise ValueError(f"pool: expected kernel, stride >= 1 and padding >= 0, got {kernel}, {stride}, {padding}")
+        if any(2 * p > k for k, p in zip(kernel, padding)):  # as the reference: no all-padding window
+            raise ValueError(f"padding: expected at most half the kernel {kernel}, got {padding}")
+        return kernel, stride, padding
 
     def max_pool2d_forward(self, x: Tensor, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> Tensor:
         kernel, stride, padding = self._pool_args(x, kernel, stride, padding)
-        xp, pad = self._pad_for_pool(x, kernel, padding, -math.inf)
-        return F.max_pool2d(xp, kernel, stride, pad)
+        return F.max_pool2d(x, kernel, stride, padding)
 
     def max_pool2d_backward(self, g: Tensor, x: Tensor, *, kernel: Pair, stride: Pair,
                             padding: Pair = (0, 0)) -> Tensor:
         """The gradient goes to the first maximal element of each window (torch's kernels keep the first
         maximum: they replace it only on a strictly larger value)."""
         kernel, stride, padding = self._pool_args(x, kernel, stride, padding)
-        xp, pad = self._pad_for_pool(x, kernel, padding, -math.inf)
-        _, idx = F.max_pool2d(xp, kernel, stride, pad, return_indices=True)
-        dxp = torch.ops.aten.max_pool2d_with_indices_backward(g, xp, list(kernel), list(stride), list(pad),
-                                                              [1, 1], False, idx)
-        if xp is not x:
-            dxp = dxp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]].contiguous()
-        return dxp
+        _, idx = F.max_pool2d(x, kernel, stride, padding, return_indices=True)
+        return torch.ops.aten.max_pool2d_with_indices_backward(g, x, list(kernel), list(stride), list(padding),
+                                                               [1, 1], False, idx)
 
     def avg_pool2d_forward(self, x: Tensor, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> Tensor:
         kernel, stride, padding = self._pool_args(x, kernel, stride, padding)
-        xp, pad = self._pad_for_pool(x, kernel, padding, 0.0)
-        return F.avg_pool2d(xp, kernel, stride, pad, count_include_pad=True)
+        return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True)
 
     def avg_pool2d_backward(self, g: Tensor, x: Tensor, *, kernel: Pair, stride: Pair,
                             padding: Pair = (0, 0)) -> Tensor:
         kernel, stride, padding = self._pool_args(x, kernel, stride, padding)
-        xp, pad = self._pad_for_pool(x, kernel, padding, 0.0)
-        dxp = torch.ops.aten.avg_pool2d_backward(g, xp, list(kernel), list(stride), list(pad), False, True, None)
-        if xp is not x:
-            dxp = dxp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]].contiguous()
-        return dxp
+        return torch.ops.aten.avg_pool2d_backward(g, x, list(kernel), list(stride), list(padding), False, True,
+                                                  None)
 
     @staticmethod
     def _check_labels(logits: Tensor, labels: Tensor) -> None:
