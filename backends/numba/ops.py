@@ -403,22 +403,28 @@ class NumbaBackend:
             check_float_array(arr, name, ndim=1)
             if arr.shape != (c,):
                 raise ValueError(f"{name}: expected shape ({c},) (the channels of x {x.shape}), got {arr.shape}")
+        momentum = check_real(momentum, "momentum")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
+        if check_real(eps, "eps") <= 0:
+            raise ValueError(f"eps: expected a number > 0, got {eps}")
         dt = x.dtype
         if training:
+            if x3.shape[0] * x3.shape[2] < 2:
+                raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
             mean64 = np.empty(c)
             var64 = np.empty(c)
             ly.bn_stats(x3, mean64, var64)
             mean = mean64.astype(dt)
             invstd = (1.0 / np.sqrt(var64 + eps)).astype(dt)
             m = x3.shape[0] * x3.shape[2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                unbiased = var64 * (m / (m - 1)) if m > 1 else var64 * np.nan
+            unbiased = var64 * (m / (m - 1))
             new_mean = ((1 - momentum) * running_mean + momentum * mean64).astype(dt)
             new_var = ((1 - momentum) * running_var + momentum * unbiased).astype(dt)
         else:
             mean = running_mean.astype(dt, copy=False)
             invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(dt)
-            new_mean, new_var = running_mean, running_var
+            new_mean, new_var = running_mean.copy(), running_var.copy()
         y = np.empty_like(x3)
         ly.bn_apply(x3, mean, invstd, gamma, beta, y)
         return y.reshape(x.shape), mean, invstd, new_mean, new_var
@@ -567,6 +573,8 @@ class NumbaBackend:
         if bp.any_nan(x):
             raise ValueError("x: cannot pack NaN into sign bits")
         c = x.shape[axis]
+        if c < 1:
+            raise ValueError(f"x: expected at least 1 element along axis {axis}, got shape {x.shape}")
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         words = (c + 63) // 64

@@ -1,0 +1,119 @@
+"""The numba XNOR-popcount kernels are EXACT: equal to the float conv / matmul of the +-1 tensors for every
+SPEC 5 padding value and channel counts that do not fill a word (SPEC 9 layout)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from fdaref.backends.numba import backend as NB  # noqa: E402
+from fdaref.reference import REFERENCE as REF  # noqa: E402
+
+CHANNELS = [1, 5, 63, 64, 65, 130]
+
+
+def float_conv_pm1(x: np.ndarray, w: np.ndarray, stride, padding, dilation, pad_value) -> np.ndarray:
+    """Direct float64 cross-correlation with constant padding (an independent oracle: per-tap einsum)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, ho, wo))
+    for i, j in itertools.product(range(kh), range(kw)):
+        win = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+        out += np.einsum("nchw,oc->nohw", win, w[:, :, i, j])
+    return out
+
+
+def pm1(rng, shape, zeros=False):
+    v = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    if zeros:  # exact zeros take the packing convention's sign
+        v[rng.random(shape) < 0.1] = 0.0
+    return v
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pack_signs_layout(c):
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, c, 3, 2))
+    x[0, 0, 0, 0] = 0.0
+    for zero in (-1.0, 1.0):
+        got = NB.pack_signs(x, axis=1, zero=zero)
+        assert got.dtype == np.uint64 and got.shape == (2, 3, 2, (c + 63) // 64)
+        np.testing.assert_array_equal(got, REF.pack_signs(x, axis=1, zero=zero))
+        # SPEC 9 spelled out: bit j of word w is element 64 w + j, set = -1
+        for k in range(c):
+            bit = (got[1, 2, 1, k // 64] >> np.uint64(k % 64)) & np.uint64(1)
+            assert bool(bit) == bool(x[1, k, 2, 1] < 0)
+    for axis in (0, -1, 2):
+        np.testing.assert_array_equal(NB.pack_signs(x.astype(np.float32), axis=axis, zero=-1),
+                                      REF.pack_signs(x.astype(np.float32), axis=axis, zero=-1))
+
+
+def test_pack_signs_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        NB.pack_signs(np.array([[1.0, np.nan]]), axis=1, zero=-1)
+    with pytest.raises(ValueError, match="zero"):
+        NB.pack_signs(np.ones((2, 2)), axis=1, zero=0)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("pad_value", [0.0, -1.0, 1.0])
+def test_xnor_conv2d_exact(c, pad_value):
+    rng = np.random.default_rng(100 * c + int(pad_value) + 1)
+    co = 3 if c > 64 else 7
+    x = pm1(rng, (2, c, 5, 6))
+    w = pm1(rng, (co, c, 3, 3))
+    xp, wp = NB.pack_signs(x, axis=1, zero=-1), NB.pack_signs(w, axis=1, zero=-1)
+    for stride, padding, dilation in [((1, 1), (1, 1), (1, 1)), ((2, 1), (2, 1), (1, 2)), ((1, 2), (0, 0), (1, 1))]:
+        got = NB.xnor_conv2d(xp, wp, channels=c, stride=stride, padding=padding, dilation=dilation,
+                             pad_value=pad_value)
+        want = float_conv_pm1(x, w, stride, padding, dilation, pad_value)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, want.astype(np.int32))
+        assert np.array_equal(got, want)
+
+
+def test_xnor_conv2d_matches_reference_kernel():
+    rng = np.random.default_rng(9)
+    x, w = pm1(rng, (1, 20, 8, 8)), pm1(rng, (5, 20, 3, 1))
+    xp, wp = NB.pack_signs(x, axis=1, zero=1), NB.pack_signs(w, axis=1, zero=1)
+    kw = dict(channels=20, stride=(1, 1), padding=(2, 1), dilation=(2, 1), pad_value=0.0)
+    np.testing.assert_array_equal(NB.xnor_conv2d(xp, wp, **kw), REF.xnor_conv2d(xp, wp, **kw))
+
+
+def test_xnor_ignores_stray_bits_in_last_word():
+    rng = np.random.default_rng(10)
+    x, w = pm1(rng, (1, 5, 4, 4)), pm1(rng, (2, 5, 3, 3))
+    xp, wp = NB.pack_signs(x, axis=1, zero=-1), NB.pack_signs(w, axis=1, zero=-1)
+    kw = dict(channels=5, stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=0.0)
+    clean = NB.xnor_conv2d(xp, wp, **kw)
+    dirty_x, dirty_w = xp | np.uint64(1 << 40), wp | np.uint64(1 << 63)
+    np.testing.assert_array_equal(NB.xnor_conv2d(dirty_x, dirty_w, **kw), clean)
+
+
+@pytest.mark.parametrize("f", CHANNELS + [200])
+def test_xnor_linear_exact(f):
+    rng = np.random.default_rng(f)
+    x, w = pm1(rng, (9, f)), pm1(rng, (11, f))
+    xp, wp = NB.pack_signs(x, axis=1, zero=-1), NB.pack_signs(w, axis=1, zero=-1)
+    got = NB.xnor_linear(xp, wp, features=f)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, (x @ w.T).astype(np.int32))
+
+
+def test_xnor_errors():
+    xp = np.zeros((1, 4, 4, 1), np.uint64)
+    with pytest.raises(ValueError, match="words"):
+        NB.xnor_conv2d(xp, np.zeros((1, 3, 3, 2), np.uint64), channels=5, stride=(1, 1), padding=(0, 0),
+                       dilation=(1, 1), pad_value=0)
+    with pytest.raises(TypeError, match="uint64"):
+        NB.xnor_linear(np.zeros((1, 1)), np.zeros((1, 1), np.uint64), features=3)
+    with pytest.raises(ValueError, match="pad_value"):
+        NB.xnor_conv2d(xp, xp[:, :3, :3], channels=5, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+                       pad_value=2)
