@@ -112,7 +112,7 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
                      worst_abs=float(diff.flat[ia]), worst_abs_index=_index(ia, ref.shape),
                      worst_rel=float(rel.flat[ir]), worst_rel_index=_index(ir, ref.shape), tolerance=tol_d)
     if bad.any():
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             excess = np.where(bad, diff / np.maximum(allowed, 1e-300), -1.0)
         iw = int(np.argmax(excess))
         out.worst_index = _index(iw, ref.shape)

@@ -60,8 +60,11 @@ def _noise_arrays(shape: tuple[int, ...], layout: str, k: int, dtype: str, seed:
     m = max(1, d // k)
     r = _rng(seed)
     t = r.standard_normal(shape)
-    t[0] = 0.0
-    return {"t": t.astype(dtype), "w1": r.uniform(-1, 1, (d, m)).astype(dtype),
+    t[0] = 0.0  # a zero row: its pre-activation is exactly 0 (relu'(0) = 0)
+    w1 = r.uniform(-1, 1, (d, m))
+    rows = np.moveaxis(t, 1, -1).reshape(-1, d) if (layout == "activation" and t.ndim == 4) else t.reshape(-1, d)
+    w1 *= np.where(rows[-1] @ w1 < 0, -1.0, 1.0)  # the last row is active in every hidden unit
+    return {"t": t.astype(dtype), "w1": w1.astype(dtype),
             "w2": r.uniform(-1, 1, (m, d)).astype(dtype), "g": r.standard_normal(shape).astype(dtype)}
 
 

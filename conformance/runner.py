@@ -81,6 +81,9 @@ def guess_spec(backend: Any) -> str:
         for attr, value in vars(module).items():
             if value is backend:
                 return f"{module_name}:{attr}"
+    cls = type(backend)
+    if cls.__module__ in sys.modules and getattr(sys.modules[cls.__module__], cls.__qualname__, None) is cls:
+        return f"{cls.__module__}:{cls.__qualname__}"  # load_backend calls a zero-argument factory
     return f"{backend_label(backend)}"
 
 
