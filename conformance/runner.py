@@ -64,7 +64,8 @@ class Evaluation:
         if self.fd is not None and not self.fd.ok:
             parts.append(f"finite-difference gradient check failed: {self.fd.message}")
         if self.error:
-            parts.append("the backend raised " + self.error.strip().splitlines()[-1])
+            who = "the reference" if "REFERENCE" in self.message else "the backend"
+            parts.append(f"{who} raised " + self.error.strip().splitlines()[-1])
         return "\n".join(parts)
 
 
