@@ -1,0 +1,347 @@
+"""Bit-packed binary models: export a trained checkpoint with its binary weights as bits, and run it with
+XNOR-popcount kernels.
+
+``export_packed(checkpoint, out)`` writes one ``.npz`` (no pickle) holding
+- for every binary layer: the signs of its weights as a dense bit stream (``<layer>.weight_bits``: the flattened
+  weight tensor packed with the SPEC 9 bit order, 1 bit per weight, set = -1), its weight scale (SPEC 5, one float
+  per output channel or per layer) and its bias when it has one. Under the ``zero = 0`` convention a weight that
+  is exactly 0 has sign 0, which one bit cannot hold: such a layer stores a second bit plane
+  (``<layer>.weight_bits_b``, see "planes" below);
+- every float parameter and buffer as it is (stem conv, batch norms, PReLU slopes, the head);
+- ``__meta__``: JSON with the format tag, the training config (architecture, options, dtype), the data set and
+  its normalisation, and the per-layer geometry.
+The noise-module parameters are not exported: inference is sign only (SPEC 4).
+
+``load_packed(path)`` rebuilds the architecture from the config, loads the float state and replaces the forward
+of every binary layer by the packed one: in eval mode a binary layer computes conv(sign(x), sign(W) * s) + b, and
+with bits that is ``xnor_conv2d(pack(sign x), pack(sign W))`` (an exact integer) times s plus b. The XNOR kernels
+come from the fastest installed backend that provides them (``numba`` preferred, the NumPy reference otherwise).
+
+Planes: a tensor with values in {-1, 0, +1} is the mean of two +-1 tensors (0 -> +1 in one, -1 in the other), so
+its dot products are (dot(a, w) + dot(b, w)) / 2, still exact integers. This keeps the packed model equal to the
+float-simulated one under every sign convention of SPEC 1 (zero = -1, 0, +1).
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+FORMAT = "fdaref-packed-1"
+META = "__meta__"
+PREFERRED_BACKENDS: tuple[str, ...] = ("numba",)   # tried in order; the reference is the last resort
+_NOT_EXPORTED = ("w_noise1", "w_noise2", "a_noise1", "a_noise2")
+
+
+class PackedModelError(RuntimeError):
+    """A packed model file is missing, unreadable or not written by :func:`export_packed`."""
+
+
+# ------------------------------------------------------------------------------------------------------
+# bits
+
+def pack_flat(signs: np.ndarray) -> np.ndarray:
+    """A dense SPEC 9 bit stream of a +-1 tensor: element k of the flattened tensor is bit k % 64 of word
+    k // 64, set for -1; unused bits of the last word are 0."""
+    flat = np.ascontiguousarray(signs).reshape(-1)
+    words = -(-flat.size // 64)
+    bits = np.zeros(words * 64, dtype=bool)
+    bits[:flat.size] = flat < 0
+    return np.packbits(bits.reshape(words, 64), axis=-1, bitorder="little").view("<u8").reshape(words).astype(np.uint64)
+
+
+def unpack_flat(words: np.ndarray, shape: Sequence[int], dtype: Any = np.float64) -> np.ndarray:
+    """Inverse of :func:`pack_flat`: the +-1 tensor of ``shape``."""
+    n = int(np.prod(shape))
+    if words.dtype != np.uint64 or words.ndim != 1 or words.size != -(-n // 64):
+        raise PackedModelError(f"bit stream of {words.size} {words.dtype} words cannot hold a tensor of shape "
+                               f"{tuple(shape)} ({-(-n // 64)} uint64 words expected)")
+    bits = np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")[:n]
+    return np.where(bits.reshape(tuple(shape)) == 1, -1.0, 1.0).astype(dtype)
+
+
+def sign_planes(t: np.ndarray, zero: float) -> list[np.ndarray]:
+    """sign(t) under the SPEC 1 convention ``zero`` as one or two +-1 tensors whose mean is sign(t)."""
+    s = np.where(t > 0, 1.0, -1.0)
+    if zero == 1.0:
+        s = np.where(t < 0, -1.0, 1.0)
+    if zero == 0.0 and np.any(t == 0):
+        a = np.where(t == 0, 1.0, s)
+        b = np.where(t == 0, -1.0, s)
+        return [a, b]
+    return [s]
+
+
+def _xnor_backend(name: Optional[str] = None) -> Any:
+    """The op table whose pack_signs / xnor ops run the packed layers."""
+    from .backend_loader import BackendUnavailable, load_backend
+    from .optable import missing_ops
+    names = (name,) if name else PREFERRED_BACKENDS
+    for n in names:
+        try:
+            be = load_backend(n)
+        except (BackendUnavailable, ImportError, LookupError):
+            if name:
+                raise
+            continue
+        if not {"pack_signs", "xnor_conv2d", "xnor_linear"} & set(missing_ops(be)):
+            return be
+        if name:
+            raise LookupError(f"backend {name!r} does not provide the xnor ops")
+    from .reference import REFERENCE
+    return REFERENCE
+
+
+# ------------------------------------------------------------------------------------------------------
+# export
+
+@dataclass
+class ExportReport:
+    """Sizes of an export (bytes on disk and per part)."""
+    path: Path
+    packed_file_bytes: int
+    checkpoint_file_bytes: int
+    binary_float_bytes: int       # the binary layers' weights as floats (model dtype)
+    binary_packed_bytes: int      # their bits + scales
+    float_bytes: int              # everything else that is exported, as it is
+    layers: list[str] = field(default_factory=list)
+
+    @property
+    def binary_ratio(self) -> float:
+        return self.binary_float_bytes / max(1, self.binary_packed_bytes)
+
+    @property
+    def model_ratio(self) -> float:
+        """Float model weights (binary layers as floats + float parts) over the packed model's."""
+        return (self.binary_float_bytes + self.float_bytes) / max(1, self.binary_packed_bytes + self.float_bytes)
+
+    def summary(self) -> str:
+        return (f"wrote {self.path}: {self.packed_file_bytes:,} bytes (checkpoint {self.checkpoint_file_bytes:,} "
+                f"bytes, {self.checkpoint_file_bytes / max(1, self.packed_file_bytes):.1f}x smaller)\n"
+                f"  binary layers ({len(self.layers)}): {self.binary_float_bytes:,} bytes as floats -> "
+                f"{self.binary_packed_bytes:,} bytes packed ({self.binary_ratio:.1f}x smaller)\n"
+                f"  float layers / batch norm: {self.float_bytes:,} bytes (kept as they are)\n"
+                f"  model weights in all: {self.binary_float_bytes + self.float_bytes:,} -> "
+                f"{self.binary_packed_bytes + self.float_bytes:,} bytes ({self.model_ratio:.1f}x smaller)")
+
+
+def _binary_layers(model: Any) -> dict[str, Any]:
+    from .nn.layers import BinaryConv2d, BinaryLinear
+    return {name: m for name, m in model.named_modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
+
+
+def _load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> tuple[dict, Any, Any]:
+    """(checkpoint dict, resolved TrainConfig, model on the reference with the trained state, eval mode)."""
+    from .data import dataset_info
+    from .train.checkpoint import load_checkpoint
+    from .train.config import TrainConfig
+    from .train.factory import build_model
+    ck = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ck["config"]).resolved()
+    model = build_model(cfg, dataset_info(cfg.dataset))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return ck, cfg, model
+
+
+def export_packed(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> ExportReport:
+    """Write the packed model of ``checkpoint`` (a ``fdaref train`` checkpoint) to ``out``; see the module doc."""
+    from .reference import REFERENCE
+    ck, cfg, model = _load_checkpoint_model(checkpoint)
+    binary = _binary_layers(model)
+    state = model.state_dict()
+    arrays: dict[str, np.ndarray] = {}
+    layers_meta: dict[str, Any] = {}
+    bin_float = bin_packed = 0
+    skip = set()
+    for name, layer in binary.items():
+        w = layer.weight.numpy()
+        opts = layer.options
+        planes = sign_planes(w, float(opts.zero))
+        arrays[f"{name}.weight_bits"] = pack_flat(planes[0])
+        if len(planes) == 2:
+            arrays[f"{name}.weight_bits_b"] = pack_flat(planes[1])
+        s = np.asarray(REFERENCE.weight_scale(w, opts.scale))
+        arrays[f"{name}.scale"] = np.ascontiguousarray(s.reshape(-1))
+        bin_float += w.nbytes
+        bin_packed += sum(arrays[k].nbytes for k in arrays if k.startswith(f"{name}.weight_bits")) + s.nbytes
+        skip.add(f"{name}.weight")
+        skip.update(f"{name}.{p}" for p in _NOT_EXPORTED)
+        is_conv = hasattr(layer, "kernel_size")
+        layers_meta[name] = {
+            "kind": "conv2d" if is_conv else "linear", "weight_shape": list(w.shape), "planes": len(planes),
+            "zero": float(opts.zero), "scale": opts.scale, "scale_shape": list(s.shape),
+            "pad_value": float(opts.pad_value), "has_bias": layer.bias is not None,
+            **({"stride": list(layer.stride), "padding": list(layer.padding), "dilation": list(layer.dilation)}
+               if is_conv else {}),
+        }
+    float_bytes = 0
+    for k, v in state.items():
+        if k in skip:
+            continue
+        arrays[f"float.{k}"] = np.ascontiguousarray(v)
+        float_bytes += v.nbytes
+    meta = {
+        "format": FORMAT, "config": ck["config"], "dataset": cfg.dataset, "data_dir": cfg.data_dir,
+        "mean": np.asarray(ck["data"]["mean"]).tolist(), "std": np.asarray(ck["data"]["std"]).tolist(),
+        "dtype": cfg.dtype, "binary_layers": layers_meta,
+        "source": {"checkpoint": str(checkpoint), "epoch": ck.get("position", {}).get("epoch")},
+    }
+    arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, out)
+    return ExportReport(out, out.stat().st_size, Path(checkpoint).stat().st_size, bin_float, bin_packed,
+                        float_bytes, list(binary))
+
+
+# ------------------------------------------------------------------------------------------------------
+# load and run
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    p = Path(path)
+    if not p.is_file():
+        raise PackedModelError(f"{p}: packed model not found (write one with `fdaref export --checkpoint CKPT "
+                               f"--out {p.name}`)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if META not in z.files:
+                raise PackedModelError(f"{p}: not a fdaref packed model (no {META} member)")
+            meta = json.loads(bytes(z[META]).decode())
+            arrays = {k: z[k] for k in z.files if k != META}
+    except PackedModelError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
+        raise PackedModelError(f"{p}: unreadable packed model ({type(exc).__name__}: {exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise PackedModelError(f"{p}: unknown format {meta.get('format')!r} (expected {FORMAT!r})")
+    return meta, arrays
+
+
+class _PackedLayer:
+    """The eval-mode forward of one binary layer on bits: sum over planes of xnor(x plane, w plane) / count,
+    times the weight scale, plus the bias."""
+
+    def __init__(self, layer: Any, info: dict, w_planes: list[np.ndarray], scale: np.ndarray, be: Any):
+        self.layer, self.info, self.be = layer, info, be
+        self.kind = info["kind"]
+        self.zero = float(info["zero"])
+        self.channels = int(info["weight_shape"][1])
+        self.w_packed = [be.to_numpy(be.pack_signs(be.from_numpy(w), axis=1, zero=-1.0)) for w in w_planes]
+        self.scale = scale
+
+    def __call__(self, x: Any) -> Any:
+        from .autodiff import Tensor
+        xn = x.numpy()
+        be = self.be
+        x_planes = sign_planes(xn, self.zero)
+        acc = None
+        for xpl in x_planes:
+            xp = be.pack_signs(be.from_numpy(xpl), axis=1, zero=-1.0)
+            for wp in self.w_packed:
+                wpb = be.from_numpy(wp)
+                if self.kind == "conv2d":
+                    r = be.xnor_conv2d(xp, wpb, channels=self.channels, stride=tuple(self.info["stride"]),
+                                       padding=tuple(self.info["padding"]), dilation=tuple(self.info["dilation"]),
+                                       pad_value=self.info["pad_value"])
+                else:
+                    r = be.xnor_linear(xp, wpb, features=self.channels)
+                r = be.to_numpy(r).astype(np.int64)
+                acc = r if acc is None else acc + r
+        count = len(x_planes) * len(self.w_packed)
+        if count > 1:
+            acc = acc // count   # exact: see the module doc
+        dt = xn.dtype
+        shape = (1, -1, 1, 1) if self.kind == "conv2d" else (1, -1)
+        y = acc.astype(dt) * self.scale.astype(dt).reshape(shape)
+        if self.layer.bias is not None:
+            y = y + self.layer.bias.numpy().astype(dt).reshape(shape)
+        return Tensor.from_numpy(np.ascontiguousarray(y), x.ops, x.device)
+
+
+class PackedModel:
+    """A packed model ready for inference: ``predict(images) -> logits``; ``meta`` holds the data set and its
+    normalisation (what ``fdaref evaluate --packed`` reads)."""
+
+    def __init__(self, meta: dict, model: Any, ops: Any, xnor_backend: Any):
+        self.meta, self.model, self.ops, self.xnor_backend = meta, model, ops, xnor_backend
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Logits (N, classes) for normalised images (N, C, H, W) (cast to the model's dtype)."""
+        from .autodiff import Tensor, no_grad
+        x = np.ascontiguousarray(images, dtype=np.dtype(self.meta["dtype"]))
+        with no_grad():
+            return self.model(Tensor.from_numpy(x, self.ops)).numpy()
+
+    def __repr__(self) -> str:
+        return (f"PackedModel({self.meta['config'].get('model')}, {len(self.meta['binary_layers'])} binary layers, "
+                f"xnor on {self.xnor_backend.name}, float layers on {self.ops.name})")
+
+
+def load_packed(path: str | os.PathLike[str], *, backend: Optional[str] = None,
+                float_backend: Optional[str] = None) -> PackedModel:
+    """Rebuild the packed model stored at ``path``.
+
+    ``backend``: the op table for the XNOR kernels (default: the first of :data:`PREFERRED_BACKENDS` that is
+    installed, else the reference). ``float_backend``: the op table for the float layers (default: the same).
+    """
+    from .backend_loader import load_backend
+    from .data import dataset_info
+    from .train.config import TrainConfig
+    from .train.factory import build_model
+    meta, arrays = _read(path)
+    cfg = TrainConfig.from_dict(meta["config"]).resolved()
+    model = build_model(cfg, dataset_info(cfg.dataset))
+    xbe = _xnor_backend(backend)
+    ops = load_backend(float_backend) if float_backend else xbe
+    state = model.state_dict()
+    for k in state:
+        if f"float.{k}" in arrays:
+            state[k] = arrays[f"float.{k}"]
+    binary = _binary_layers(model)
+    if set(binary) != set(meta["binary_layers"]):
+        raise PackedModelError(f"{path}: binary layers {sorted(meta['binary_layers'])} do not match the "
+                               f"architecture's {sorted(binary)}")
+    model.load_state_dict(state)
+    model.to(ops)
+    model.eval()
+    dt = np.dtype(cfg.dtype)
+    for name, layer in binary.items():
+        info = meta["binary_layers"][name]
+        shape = info["weight_shape"]
+        planes = [unpack_flat(arrays[f"{name}.weight_bits"], shape)]
+        if info["planes"] == 2:
+            planes.append(unpack_flat(arrays[f"{name}.weight_bits_b"], shape))
+        layer.forward = _PackedLayer(layer, info, planes, arrays[f"{name}.scale"].astype(dt), xbe)
+    return PackedModel(meta, model, ops, xbe)
+
+
+def evaluate_packed(path: str | os.PathLike[str], dataset: Optional[str] = None, *, data_dir: Optional[str] = None,
+                    batch_size: int = 256, test_subset: Optional[int] = None, backend: Optional[str] = None
+                    ) -> dict[str, Any]:
+    """Accuracy, confusion matrix and predictions of the packed model on the test set of ``dataset`` (default:
+    the one it was trained on), normalised with the training statistics stored in the file."""
+    from .data import BatchLoader, load_splits
+    from .train.metrics import accuracy_of, confusion_matrix
+    pm = load_packed(path, backend=backend)
+    name = dataset or pm.meta["dataset"]
+    splits = load_splits(name, data_dir or pm.meta.get("data_dir"), subset=1, val_fraction=0.0,
+                         test_subset=test_subset)
+    loader = BatchLoader(splits.test, batch_size, np.asarray(pm.meta["mean"]), np.asarray(pm.meta["std"]),
+                         dtype=np.dtype(pm.meta["dtype"]).type)
+    labels, preds = [], []
+    for x, y in loader.epoch(0):
+        preds.append(np.argmax(pm.predict(x), axis=1))
+        labels.append(y)
+    labels_a, preds_a = np.concatenate(labels), np.concatenate(preds)
+    cm = confusion_matrix(labels_a, preds_a, splits.info.num_classes)
+    return {"mode": "packed", "accuracy": accuracy_of(cm), "confusion": cm, "count": int(cm.sum()),
+            "predictions": preds_a, "labels": labels_a, "xnor_backend": pm.xnor_backend.name}
