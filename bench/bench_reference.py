@@ -31,7 +31,7 @@ def bench_fda(rows: list[dict]) -> None:
 def bench_step(rows: list[dict], batch: int) -> None:
     import torch
 
-    from fdaref.autodiff import Tensor
+    from fdaref.autodiff import Tensor, cross_entropy
     from fdaref.nn.models import resnet20
     from fdaref.optim import SGD
 
@@ -40,10 +40,10 @@ def bench_step(rows: list[dict], batch: int) -> None:
     y_np = rng.integers(0, 10, batch)
     model = resnet20(in_channels=1, num_classes=10, seed=0)
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x, y = Tensor(x_np), y_np
+    x, y = Tensor.from_numpy(x_np), y_np
 
     def reference_step() -> None:
-        loss = model(x).cross_entropy(y)
+        loss = cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -9,7 +9,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import estimators, noise, quantizer, scale, sign
+from . import estimators, noise, quantizer, scale
+from .sign import sign as _sign  # the package re-exports the function under the module's name
 from ._validate import check_float_array
 from .functional import activation, bitpack, conv, linear, loss, norm, pool
 
@@ -58,7 +59,7 @@ class NumpyReference:
 
     # SPEC 1-4
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
-        return sign.sign(x, zero)
+        return _sign(x, zero)
 
     def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
         return estimators.estimator_grad(x, estimator, **dict(params))
