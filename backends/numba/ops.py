@@ -543,20 +543,27 @@ class NumbaBackend:
 
     def cross_entropy_forward(self, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
                               ) -> np.ndarray:
+        """Computed in float64 (the batch is small) and rounded once to the logits' dtype."""
         labels, s = self._ce_check(logits, labels, label_smoothing)
-        shifted = logits - logits.max(axis=1, keepdims=True)
+        z = logits.astype(np.float64)
+        shifted = z - z.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        q = self._targets(logits, labels, s)
+        q = self._targets(z, labels, s)
         return np.asarray(-(q * logp).sum() / logits.shape[0], dtype=logits.dtype)
 
     def cross_entropy_backward(self, g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *,
                                label_smoothing: float = 0.0) -> np.ndarray:
+        """g (softmax - q) / B in float64, rounded once: softmax - onehot cancels badly in float32."""
         labels, s = self._ce_check(logits, labels, label_smoothing)
-        shifted = logits - logits.max(axis=1, keepdims=True)
+        g = np.asarray(g)
+        if g.shape != ():
+            raise ValueError(f"g: expected a 0-d upstream gradient (the loss is a scalar), got shape {g.shape}")
+        z = logits.astype(np.float64)
+        shifted = z - z.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         sm = e / e.sum(axis=1, keepdims=True)
-        q = self._targets(logits, labels, s)
-        return (np.asarray(g, dtype=logits.dtype) * (sm - q) / logits.shape[0]).astype(logits.dtype)
+        q = self._targets(z, labels, s)
+        return (float(g) * (sm - q) / logits.shape[0]).astype(logits.dtype)
 
     # -- SPEC 9 ----------------------------------------------------------------------------------------------
     @staticmethod
