@@ -109,11 +109,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                                                    "package.module:object (default numpy)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default float32")
+    g.add_argument("--eval-every", type=positive_int, default=None,
+                   help="evaluate validation and test every k epochs and at the end (default 1)")
 
 
 CONFIG_FIELDS = ("model", "preset", "estimator", "noise", "eta", "scale", "dataset", "data_dir", "subset",
                  "test_subset", "val_fraction", "augment", "epochs", "batch_size", "lr", "optimizer", "momentum",
-                 "weight_decay", "label_smoothing", "seed", "backend", "device", "dtype")
+                 "weight_decay", "label_smoothing", "seed", "backend", "device", "dtype", "eval_every")
 
 
 def explicit_options(args: argparse.Namespace) -> dict[str, Any]:

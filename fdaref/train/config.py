@@ -36,9 +36,9 @@ class TrainConfig:
     noise: bool | None = None           # overrides the preset's noise module switch
     eta: str | None = None              # overrides the preset's eta (none / linear / sin)
     scale: str | None = None            # overrides the preset's weight scale (channel / layer / none)
-    epochs: int = 0                     # 0: the data set's default
-    batch_size: int = 0                 # 0: the data set's default
-    lr: float = 0.0                     # 0: the optimizer's default
+    epochs: int | None = None           # None: the data set's default
+    batch_size: int | None = None       # None: the data set's default
+    lr: float | None = None             # None: the optimizer's default
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float | None = None   # None: the optimizer's default
@@ -48,11 +48,12 @@ class TrainConfig:
     test_subset: int | None = None
     val_fraction: float = 0.1
     augment: bool = True
+    eval_every: int = 1                 # validation / test evaluation every k epochs (and always at the end)
     out: str = "runs/default"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every 0 / None default filled in from the data set and the optimizer; validated."""
+        """A copy with every None default filled in from the data set and the optimizer; validated."""
         c = TrainConfig(**{f.name: getattr(self, f.name) for f in fields(self)})
         if c.model not in MODELS:
             raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {c.model!r}")
@@ -63,14 +64,15 @@ class TrainConfig:
             raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {c.dtype!r}")
         if c.device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {c.device!r}")
-        c.epochs = c.epochs or EPOCHS[c.dataset]
-        c.batch_size = c.batch_size or BATCH_SIZE[c.dataset]
-        c.lr = c.lr or LR[c.optimizer]
+        c.epochs = EPOCHS[c.dataset] if c.epochs is None else c.epochs
+        c.batch_size = BATCH_SIZE[c.dataset] if c.batch_size is None else c.batch_size
+        c.lr = LR[c.optimizer] if c.lr is None else c.lr
         if c.weight_decay is None:
             c.weight_decay = WEIGHT_DECAY[c.optimizer]
         _int(c.epochs, "epochs", 1)
         _int(c.batch_size, "batch_size", 1)
         _int(c.seed, "seed", 0)
+        _int(c.eval_every, "eval_every", 1)
         if c.subset is not None:
             _int(c.subset, "subset", 1)
         if c.test_subset is not None:

@@ -226,28 +226,31 @@ class Trainer:
     def _end_epoch(self, pos: Position, sched: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
         cfg, e = self.cfg, pos.epoch
         t0 = time.perf_counter()
-        val = evaluate(self.model, self.val_loader, self.ops, cfg.device) if self.val_loader else None
-        test = evaluate(self.model, self.test_loader, self.ops, cfg.device)
+        due = (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1
+        val = evaluate(self.model, self.val_loader, self.ops, cfg.device) if self.val_loader and due else None
+        test = evaluate(self.model, self.test_loader, self.ops, cfg.device) if due else None
         eval_time = time.perf_counter() - t0
         self.model.train()
         if val is not None and (history["best_val"] is None or val.accuracy > history["best_val"]):
             history["best_val"], history["best_epoch"] = val.accuracy, e
-        history["test_confusion"] = test.confusion
+        if test is not None:
+            history["test_confusion"] = test.confusion
         last_lr = cosine_lr(min((e + 1) * self.steps_per_epoch - 1, self.total_steps), self.total_steps, cfg.lr)
         record = {
             "epoch": e, "epochs": cfg.epochs,
             "train_loss": pos.loss_sum / max(pos.seen, 1), "train_acc": pos.correct / max(pos.seen, 1),
             "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
-            "test_loss": test.loss, "test_acc": test.accuracy,
+            "test_loss": test.loss if test else None, "test_acc": test.accuracy if test else None,
             "n": sched.get("n"), "alpha": sched.get("alpha"), "lr": last_lr,
             "images_per_s": pos.seen / pos.train_time if pos.train_time > 0 else None,
             "train_time_s": pos.train_time, "eval_time_s": eval_time,
         }
         val_txt = f" val {100 * val.accuracy:.2f}%" if val else ""
+        test_txt = f" test {100 * test.accuracy:.2f}%" if test else ""
         n_txt = f" n {record['n']}" if record["n"] is not None else ""
         alpha_txt = f" alpha {record['alpha']:.4f}" if record["alpha"] is not None else ""
         self.log(f"epoch {e + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} train {100 * record['train_acc']:.2f}%"
-                 f"{val_txt} test {100 * test.accuracy:.2f}%{n_txt}{alpha_txt} lr {last_lr:.4g} "
+                 f"{val_txt}{test_txt}{n_txt}{alpha_txt} lr {last_lr:.4g} "
                  f"{record['images_per_s'] or 0:.0f} img/s {pos.train_time:.1f}s")
         return record
 

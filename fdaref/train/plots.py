@@ -19,6 +19,10 @@ def _pyplot() -> Any:
     return plt
 
 
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def matplotlib_available() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -33,16 +37,16 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path: str | os.Pa
     plt = _pyplot()
     epochs = [r["epoch"] + 1 for r in records]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in records], "o-", label="train loss")
+    ax1.plot(epochs, [_num(r.get("train_loss")) for r in records], "o-", label="train loss")
     if any(r.get("test_loss") is not None for r in records):
-        ax1.plot(epochs, [r.get("test_loss") for r in records], "s-", label="test loss")
+        ax1.plot(epochs, [_num(r.get("test_loss")) for r in records], "s-", label="test loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("cross entropy")
     ax1.legend()
     for key, style in (("train_acc", "o-"), ("val_acc", "^-"), ("test_acc", "s-")):
         vals = [r.get(key) for r in records]
         if any(v is not None for v in vals):
-            ax2.plot(epochs, [100 * v if v is not None else np.nan for v in vals], style, label=key.replace("_", " "))
+            ax2.plot(epochs, [100 * _num(v) for v in vals], style, label=key.replace("_", " "))
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy (%)")
     ax2.legend()
@@ -59,12 +63,12 @@ def plot_accuracy_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: 
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, runs in curves.items():
         length = min(len(r) for r in runs)
-        arr = 100 * np.array([list(r)[:length] for r in runs], dtype=float)
+        arr = 100 * np.array([[_num(v) for v in list(r)[:length]] for r in runs], dtype=float)
         x = np.arange(1, length + 1)
-        mean = arr.mean(axis=0)
+        mean = np.nanmean(arr, axis=0) if np.isfinite(arr).any() else arr[0]
         ax.plot(x, mean, "o-", ms=3, label=name)
         if len(arr) > 1:
-            std = arr.std(axis=0, ddof=1)
+            std = np.nanstd(arr, axis=0, ddof=1)
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")

@@ -1,0 +1,118 @@
+"""``fdaref demo`` (``make demo``): train a binary ResNet-20 with FDA + the noise module on Fashion-MNIST on
+the CPU with the fastest installed backend (torch, then numba, then the numpy reference), print its test
+accuracy and where the metrics, checkpoint and plot went, then run a quick conformance pass of every
+installed backend and print the pass/fail matrix.
+
+The defaults are sized for about 5 minutes of training on 2 CPU cores with the torch backend (a seeded
+subset of the training images, a few epochs, SGD with the paper's lr 0.1 / momentum 0.9 / wd 1e-4,
+cosine schedule, the ``paper`` preset); the full test set of 10,000 images is used for the accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fdaref.backend_loader import BackendUnavailable, load_backend
+from fdaref.train import TrainConfig, TrainingDiverged, format_confusion, read_jsonl, train
+
+from .train import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, USER_ERRORS, add_run_arguments, explicit_options
+
+BACKEND_PREFERENCE = ("torch", "numba", "numpy")
+# Sized for <= 5 minutes of training on 2 cores with the torch backend (measured; see the README).
+DEMO_DEFAULTS: dict[str, Any] = dict(model="resnet20", dataset="fashion-mnist", preset="paper", subset=12000,
+                                     val_fraction=0.0, epochs=4, batch_size=64, lr=0.1, optimizer="sgd",
+                                     device="cpu", dtype="float32", seed=0)
+
+
+def fastest_backend(device: str = "cpu") -> str:
+    """The first of torch, numba, numpy that loads here and runs on ``device``."""
+    reasons = []
+    for name in BACKEND_PREFERENCE:
+        try:
+            ops = load_backend(name)
+        except (BackendUnavailable, ImportError, LookupError, TypeError) as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        if device in tuple(getattr(ops, "devices", ("cpu",))):
+            return name
+        reasons.append(f"{name}: no {device} device")
+    raise BackendUnavailable("no backend can run the demo: " + "; ".join(reasons))
+
+
+def conformance_matrix() -> str:
+    """Run the conformance suite's quick pass over every installed backend; its pass/fail matrix as text.
+
+    Uses ``fdaref.conformance.quick_matrix()`` (or ``run_quick()``), provided by the conformance suite.
+    """
+    try:
+        conf = importlib.import_module("fdaref.conformance")
+    except ImportError as exc:
+        return f"conformance: the suite is not installed ({exc})"
+    for name in ("quick_matrix", "run_quick", "quick"):
+        fn = getattr(conf, name, None)
+        if callable(fn):
+            result = fn()
+            if isinstance(result, str):
+                return result
+            fmt = getattr(conf, "format_matrix", None)
+            return fmt(result) if callable(fmt) else str(result)
+    return ("conformance: fdaref.conformance has no quick-pass entry point yet (expected quick_matrix()); "
+            "run `fdaref conform` for the full suite")
+
+
+def run(args: argparse.Namespace) -> int:
+    values = {**DEMO_DEFAULTS, **explicit_options(args)}
+    try:
+        if "backend" not in values:
+            values["backend"] = fastest_backend(values["device"])
+        cfg = TrainConfig(**values, out=args.out)
+        print(f"fdaref demo: binary {cfg.model} ({cfg.preset} preset: FDA n 9->18 + noise module) on {cfg.dataset}, "
+              f"{cfg.subset or 'all'} training images, {cfg.epochs} epochs, backend {cfg.backend} on {cfg.device}",
+              flush=True)
+        t0 = time.perf_counter()
+        result = train(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingDiverged as exc:
+        print(f"fdaref demo: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except USER_ERRORS as exc:
+        print(f"fdaref demo: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if result.status == "interrupted":
+        return EXIT_INTERRUPTED
+    s = result.summary
+    out = Path(args.out)
+    plot = ""
+    try:
+        from fdaref.train.plots import plot_training_curves
+        plot = str(plot_training_curves(read_jsonl(out / "metrics.jsonl"), out / "curves.png",
+                                        title=f"demo: {cfg.model} FDA + noise on {cfg.dataset}"))
+    except ImportError as exc:
+        plot = f"(no plot: {exc})"
+    import numpy as np
+    print(format_confusion(np.asarray(s["confusion_matrix"]), s["classes"]))
+    print(f"\nTEST ACCURACY {100 * s['test_acc']:.2f}% on {s['sizes']['test']} {cfg.dataset} test images "
+          f"after {cfg.epochs} epochs ({s['train_time_s']:.0f}s of training, {time.perf_counter() - t0:.0f}s in all, "
+          f"backend {cfg.backend})")
+    print(f"metrics:    {out / 'metrics.jsonl'}\ncheckpoint: {out / 'checkpoint.npz'}\n"
+          f"summary:    {out / 'summary.json'}\nplot:       {plot}")
+    if args.conformance:
+        print("\nquick conformance pass of the installed backends:", flush=True)
+        print(conformance_matrix())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="binary ResNet-20 with FDA + noise on Fashion-MNIST (CPU, ~5 min), then "
+                                     "a quick conformance pass", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(p)
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    p.add_argument("--conformance", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the quick conformance pass afterwards (default on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
