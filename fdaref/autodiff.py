@@ -389,75 +389,53 @@ def batch_norm(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Array, runn
     return y, stats["mean"], stats["var"]
 
 
-class ReLU(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return ctx.ops.relu_forward(x)
-
-    @staticmethod
-    def backward(ctx, g): return ctx.ops.relu_backward(g, *ctx.saved)
-
-
-class PReLU(Function):
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x, slope)
-        return ctx.ops.prelu_forward(x, slope)
-
-    @staticmethod
-    def backward(ctx, g): return ctx.ops.prelu_backward(g, *ctx.saved)
-
-
-class _Pool(Function):
-    kind = ""
+class OpPair(Function):
+    """An op-table pair ``<op>_forward(*arrays, **kw)`` / ``<op>_backward(g, *arrays, **kw)``."""
+    op = ""
 
     @classmethod
-    def forward(cls, ctx, x, *, kernel, stride, padding):
-        ctx.save_for_backward(x)
-        ctx.kw = dict(kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding))
-        return getattr(ctx.ops, f"{cls.kind}_pool2d_forward")(x, **ctx.kw)
+    def forward(cls, ctx, *arrays, **kw):
+        ctx.save_for_backward(*arrays)
+        ctx.kw = kw
+        return getattr(ctx.ops, cls.op + "_forward")(*arrays, **kw)
 
     @classmethod
-    def backward(cls, ctx, g): return getattr(ctx.ops, f"{cls.kind}_pool2d_backward")(g, *ctx.saved, **ctx.kw)
+    def backward(cls, ctx, g): return getattr(ctx.ops, cls.op + "_backward")(g, *ctx.saved, **ctx.kw)
 
 
-class MaxPool2d(_Pool):
-    kind = "max"
+class ReLU(OpPair): op = "relu"
+class PReLU(OpPair): op = "prelu"                   # slope (1,) or (C,): (dx, dslope)
+class MaxPool2d(OpPair): op = "max_pool2d"
+class AvgPool2d(OpPair): op = "avg_pool2d"
+class CrossEntropy(OpPair): op = "cross_entropy"    # one gradient: the labels slot stays None
 
 
-class AvgPool2d(_Pool):
-    kind = "avg"
+def relu(x: Tensor) -> Tensor:
+    return ReLU.apply(x)
 
 
-class CrossEntropy(Function):
-    @staticmethod
-    def forward(ctx, logits, labels, *, label_smoothing):
-        ctx.save_for_backward(logits, labels)
-        ctx.label_smoothing = label_smoothing
-        return ctx.ops.cross_entropy_forward(logits, labels, label_smoothing=label_smoothing)
-
-    @staticmethod
-    def backward(ctx, g):
-        logits, labels = ctx.saved
-        return ctx.ops.cross_entropy_backward(g, logits, labels, label_smoothing=ctx.label_smoothing), None
-
-
-relu = ReLU.apply
-prelu = PReLU.apply
+def prelu(x: Tensor, slope: Tensor) -> Tensor:
+    return PReLU.apply(x, slope)
 
 
 def max_pool2d(x: Tensor, kernel, stride=None, padding=(0, 0)) -> Tensor:
-    return MaxPool2d.apply(x, kernel=kernel, stride=kernel if stride is None else stride, padding=padding)
+    """(N, C, H, W) -> (N, C, Ho, Wo); ``stride`` defaults to ``kernel``."""
+    return MaxPool2d.apply(x, kernel=tuple(kernel), stride=tuple(kernel if stride is None else stride),
+                           padding=tuple(padding))
 
 
 def avg_pool2d(x: Tensor, kernel, stride=None, padding=(0, 0)) -> Tensor:
-    return AvgPool2d.apply(x, kernel=kernel, stride=kernel if stride is None else stride, padding=padding)
+    return AvgPool2d.apply(x, kernel=tuple(kernel), stride=tuple(kernel if stride is None else stride),
+                           padding=tuple(padding))
 
 
-def cross_entropy(logits: Tensor, labels: Array, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross entropy of logits (B, C) against int64 labels (B,) (a backend array or a Tensor)."""
-    labels = labels.data if isinstance(labels, Tensor) else labels
+def cross_entropy(logits: Tensor, labels: Any, label_smoothing: float = 0.0) -> Tensor:
+    """Mean cross entropy (0-d) of logits (B, C) against int64 labels (B,): a numpy array (moved to the
+    logits' backend), a backend array or a Tensor."""
+    if isinstance(labels, Tensor):
+        labels = labels.data
+    elif isinstance(labels, np.ndarray):
+        labels = logits.ops.from_numpy(labels.astype(np.int64, copy=False), logits.device)
     return CrossEntropy.apply(logits, labels, label_smoothing=label_smoothing)
 
 
