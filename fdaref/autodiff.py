@@ -143,20 +143,25 @@ class Tensor:
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
-    """Nodes reachable from ``root`` (which requires grad), outputs before inputs; iterative DFS."""
-    order, visited = [], {id(root)}
+    """Nodes reachable from ``root``, each before all of its inputs; iterative depth-first post-order.
+
+    A node is marked when it is expanded (not when pushed), so it is appended only after every input
+    (and everything behind them) has been appended; a DAG has no node that is "in progress" twice.
+    """
+    order, visited = [], set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)  # post-order: every parent was appended before this node
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
             continue
+        if id(node) in visited:
+            continue  # pushed by two consumers; the first expansion wins
+        visited.add(id(node))
         stack.append((node, True))
-        if node._ctx is not None:
-            for parent in node._ctx.parents:
-                if parent is not None and parent.requires_grad and id(parent) not in visited:
-                    visited.add(id(parent))
-                    stack.append((parent, False))
+        for parent in (node._ctx.parents if node._ctx is not None else ()):
+            if parent is not None and parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
     return order[::-1]
 
 

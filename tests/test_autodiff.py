@@ -98,6 +98,27 @@ def test_diamond_graph_visits_shared_node_once():
     np.testing.assert_allclose(x.grad, [44.0])
 
 
+@pytest.mark.parametrize("order", ["shared_first", "shared_last"])
+def test_topological_order_independent_of_operand_order(order):
+    # y = b + 2b with b = 3x: b must receive both contributions before its own backward runs, whichever
+    # operand the depth-first search pushes first
+    x = T([1.0])
+    b = x * 3.0
+    y = b + b * 2.0 if order == "shared_first" else b * 2.0 + b
+    y.backward(np.ones(1))
+    np.testing.assert_array_equal(x.grad, [9.0])
+    # a longer version: a chain where every node is used by the next two
+    x = T([0.5])
+    nodes = [x * 1.0, x * 1.0]
+    for _ in range(30):
+        nodes.append(nodes[-1] * 0.5 + nodes[-2] * 0.25)
+    nodes[-1].backward(np.ones(1))
+    c = [1.0, 1.0]
+    for _ in range(30):
+        c.append(0.5 * c[-1] + 0.25 * c[-2])
+    np.testing.assert_allclose(x.grad, [c[-1] * 1.0 + 0.0], rtol=1e-12)
+
+
 def test_no_grad_records_nothing_and_restores():
     x = T([1.0, 2.0])
     with no_grad():
