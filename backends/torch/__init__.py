@@ -3,8 +3,8 @@ torch modules (:mod:`fdaref.backends.torch.modules`) for people who train in pla
 
 ``backend`` is the op table the fdaref engine and the conformance suite use (``--backend torch``).
 """
-from .fused import fda_grad, fda_grad_compiled, fda_series_naive
+from .fused import fda_grad, fda_grad_auto, fda_grad_compiled, fda_series_naive
 from .ops import TorchBackend, backend, ieee_fp32, register_surrogate, surrogate_grad, surrogate_names
 
 __all__ = ["backend", "TorchBackend", "ieee_fp32", "register_surrogate", "surrogate_grad", "surrogate_names",
-           "fda_grad", "fda_grad_compiled", "fda_series_naive"]
+           "fda_grad", "fda_grad_auto", "fda_grad_compiled", "fda_series_naive"]

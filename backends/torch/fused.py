@@ -54,8 +54,7 @@ def _fda_ratio_f64(x: Tensor, n: int, omega: float) -> Tensor:
     if bool(near.any()):
         r = t[near]
         num[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r * r)
-    k.remainder_(2.0).mul_(-2.0).add_(1.0)   # (-1)^k; NaN for non-finite x, as the series
-    return num.mul_(k)
+    return num.mul_(_parity_sign_(k))        # (-1)^k; NaN for non-finite x, as the series
 
 
 def _fda_ratio_f32(x: Tensor, n: int, omega: float) -> Tensor:
@@ -70,17 +69,22 @@ def _fda_ratio_f32(x: Tensor, n: int, omega: float) -> Tensor:
     a.mul_(c_hi)                                # x_hi c_hi, exact
     k = torch.round(a)
     a.sub_(k).add_(b)                           # v = u - k, |v| <= 1/2 (+ tiny) while |u| < 2^30
-    k.remainder_(2.0)                           # parity of k (exact, also beyond 2^24)
     torch.round(a, out=b)                       # re-reduce: huge |x| leave |v| > 1/2
     a.sub_(b)
-    k.add_(b).remainder_(2.0)
+    _parity_sign_(k).mul_(_parity_sign_(b))     # (-1)^k times (-1)^k2, k2 the second reduction's integer
     a.mul_(math.pi)                             # r
     torch.sin(a, out=b)                         # sin r
     a.mul_(m).sin_()                            # sin(M r)
     a.div_(b).mul_(0.5)
-    a.masked_fill_(b == 0, float(n + 1))        # the limit at r == 0 (v == 0 exactly)
-    k.mul_(-2.0).add_(1.0)                      # (-1)^k
+    # 0/0 only where r == 0 exactly: its limit n + 1. Non-finite x stay NaN: their (-1)^k is NaN.
+    a.nan_to_num_(nan=float(n + 1), posinf=math.inf, neginf=-math.inf)
     return a.mul_(k)
+
+
+def _parity_sign_(k: Tensor) -> Tensor:
+    """In place: (-1)^k = 1 - 4 |frac(k / 2)| for integer-valued k (exact; NaN for non-finite k). Cheaper
+    than remainder, which torch does not vectorize."""
+    return k.mul_(0.5).frac_().abs_().mul_(-4.0).add_(1.0)
 
 
 def fda_grad(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
@@ -128,11 +132,20 @@ def _fda_expr(x: Tensor, g: Tensor, n: int, omega: float) -> Tensor:
 
 
 _COMPILED: dict[str, Callable] = {}
+_COMPILE_FAILED: set[str] = set()
 
 
-def compile_available() -> bool:
-    """True unless ``FDAREF_TORCH_COMPILE=0`` or this torch has no torch.compile."""
-    return os.environ.get("FDAREF_TORCH_COMPILE", "1") != "0" and hasattr(torch, "compile")
+def use_compiled(device_type: str) -> bool:
+    """Whether :func:`fda_grad_auto` takes the torch.compile kernel on ``device_type``.
+
+    ``FDAREF_TORCH_COMPILE``: ``auto`` (default) compiles on CUDA only (on the CPU the one-off compile,
+    ~15-20 s per process, outweighs the gain for short runs and tests), ``1`` everywhere, ``0`` never. A
+    device where compiling failed once (no compiler, no Triton) stays on the eager kernel.
+    """
+    mode = os.environ.get("FDAREF_TORCH_COMPILE", "auto").lower()
+    if mode in ("0", "false", "no", "off") or not hasattr(torch, "compile") or device_type in _COMPILE_FAILED:
+        return False
+    return mode in ("1", "true", "yes", "on") or device_type == "cuda"
 
 
 def fda_grad_compiled(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
@@ -147,3 +160,19 @@ def fda_grad_compiled(x: Tensor, n: int, omega: float, clip: Optional[float] = N
     if clip is not None:
         out = out.masked_fill_(x.abs() > clip, 0.0)
     return out
+
+
+def fda_grad_auto(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
+                  g: Optional[Tensor] = None) -> Tensor:
+    """:func:`fda_grad_compiled` where :func:`use_compiled` says so, else :func:`fda_grad`; a failing compile
+    warns once and falls back to the eager kernel (same values within the float tolerance)."""
+    device_type = x.device.type
+    if use_compiled(device_type):
+        try:
+            return fda_grad_compiled(x, n, omega, clip, g)
+        except Exception as exc:  # compiler or Triton missing, or an unsupported setup
+            import warnings
+            _COMPILE_FAILED.add(device_type)
+            warnings.warn(f"fdaref torch backend: torch.compile of the FDA kernel failed on {device_type} "
+                          f"({type(exc).__name__}: {exc}); using the eager closed form", RuntimeWarning)
+    return fda_grad(x, n, omega, clip, g)

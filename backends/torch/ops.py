@@ -114,7 +114,7 @@ def surrogate_names() -> list[str]:
 
 
 def _fda(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
-    return fused.fda_grad(x, n, omega, clip)
+    return fused.fda_grad_auto(x, n, omega, clip)
 
 
 def _fda_series(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
@@ -152,7 +152,7 @@ def surrogate_grad(x: Tensor, estimator: str, params: Mapping[str, Any] | None =
             f"estimator {estimator!r} has no torch implementation; add one with "
             "fdaref.backends.torch.register_surrogate(name, fn)")
     if estimator == "fda":
-        return fused.fda_grad(x, resolved["n"], resolved["omega"], resolved["clip"], g)
+        return fused.fda_grad_auto(x, resolved["n"], resolved["omega"], resolved["clip"], g)
     out = fn(x, **resolved)
     return out if g is None else out.mul_(g)
 
