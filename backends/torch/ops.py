@@ -8,6 +8,10 @@ Precision on CUDA: TF32 would make conv2d and matmul differ from the float32 ref
 conv / matmul op runs inside :func:`ieee_fp32` (TF32 off) unless ``TorchBackend(allow_tf32=True)`` is
 asked for. :meth:`TorchBackend.conformance_context` turns TF32 off for a whole block (the conformance suite
 uses it), and ``NVIDIA_TF32_OVERRIDE=0`` does the same for a process.
+
+The fda surrogate is the fused closed form of :mod:`.fused`: by default the torch.compile kernel on CUDA and
+the eager in-place kernel on the CPU (``FDAREF_TORCH_COMPILE=0/1/auto`` overrides, see
+:func:`fused.use_compiled`).
 """
 from __future__ import annotations
 
