@@ -64,18 +64,26 @@ def _append(dst, off, v, nbits):
 # ------------------------------------------------------------------------------------------------------
 # pack_signs on a (outer, C, inner) view -> (outer, inner, words)
 
-@njit(parallel=True, **_JIT)
-def pack_axis(x, zero_neg, out):
-    """Set bit c of (o, i) where x[o, c, i] < 0, or == 0 when ``zero_neg``. ``out`` starts zeroed."""
+@njit(**_JIT)
+def pack_axis_range(x, zero_neg, out, start, stop):
+    """Outer indices [start, stop): bit c of out[o, i] is set where x[o, c, i] < 0 (or == 0 when ``zero_neg``).
+    ``out`` starts zeroed."""
     n_o, n_c, n_i = x.shape
-    for o in prange(n_o):
+    for o in range(start, stop):
         for c in range(n_c):
             word = c >> 6
             bit = _ONE << np.uint64(c & 63)
-            for i in range(n_i):
+            for i in range(np.uint64(0), np.uint64(n_i)):   # unsigned: contiguous vector loads
                 v = x[o, c, i]
-                if v < 0 or (zero_neg and v == 0):
-                    out[o, i, word] |= bit
+                neg = (v < 0) or (zero_neg and v == 0)
+                out[o, i, word] |= bit if neg else _ZERO
+
+
+@njit(parallel=True, **_JIT)
+def pack_axis_par(x, zero_neg, out, chunks):
+    n_o = x.shape[0]
+    for c in prange(chunks):
+        pack_axis_range(x, zero_neg, out, c * n_o // chunks, (c + 1) * n_o // chunks)
 
 
 @njit(**_JIT)
@@ -90,82 +98,213 @@ def any_nan(x):
 # XNOR conv2d
 
 @njit(**_JIT)
-def pack_weight_patches(w_packed, channels):
-    """(C_out, kh, kw, words) -> (KW, C_out) patch words (tap-major bit order) and (C_out, taps) tap sums
-    sum_c w = C - 2 popcount(tap)."""
+def prepare_weights(w_packed, channels):
+    """(C_out, kh, kw, words) -> the weights with unused bits cleared, and the per-tap sums
+    sum_c w[co, c, tap] = C - 2 popcount(tap) as (C_out, kh * kw) int64 (the zero-padding correction)."""
     co_n, kh, kw, nw = w_packed.shape
-    taps = kh * kw
-    k_bits = channels * taps
-    kw_words = (k_bits + 63) // 64
-    wt = np.zeros((kw_words, co_n), dtype=np.uint64)
-    tsum = np.zeros((co_n, taps), dtype=np.int64)
-    row = np.zeros(kw_words, dtype=np.uint64)
+    wm = np.empty_like(w_packed)
+    tsum = np.zeros((co_n, kh * kw), dtype=np.int64)
     for co in range(co_n):
-        row[:] = 0
         for i in range(kh):
             for j in range(kw):
-                t = i * kw + j
                 cnt = 0
-                for wi in range(nw):
-                    nb = min(64, channels - 64 * wi)
-                    v = w_packed[co, i, j, wi] & _low_mask(nb)
+                for k in range(nw):
+                    v = w_packed[co, i, j, k] & _low_mask(channels - 64 * k)
+                    wm[co, i, j, k] = v
                     cnt += popcount(v)
-                    _append(row, t * channels + 64 * wi, v, nb)
-                tsum[co, t] = channels - 2 * cnt
-        for k in range(kw_words):
-            wt[k, co] = row[k]
-    return wt, tsum
+                tsum[co, i * kw + j] = channels - 2 * cnt
+    return wm, tsum
+
+
+@njit(**_JIT)
+def pad_input_rows(x_packed, channels, ph, pw, pad_word_set, hp_n, wp_n, xflat, start, stop):
+    """Rows [start, stop) of the N * Hp padded input rows into ``xflat`` (N, words, Hp * Wp + tail): one flat,
+    contiguous plane per word; padding holds all-set bits (pad -1) or clear bits (pad 0 / +1); unused bits of
+    the last word are cleared."""
+    n_b, h_n, w_n, nw = x_packed.shape
+    for r in range(start, stop):
+        n = r // hp_n
+        hp = r - n * hp_n
+        h = hp - ph
+        base = hp * wp_n
+        for k in range(nw):
+            mask = _low_mask(channels - 64 * k)
+            padw = mask if pad_word_set else _ZERO
+            if h < 0 or h >= h_n:
+                for wp in range(wp_n):
+                    xflat[n, k, base + wp] = padw
+            else:
+                for wp in range(pw):
+                    xflat[n, k, base + wp] = padw
+                for w in range(w_n):
+                    xflat[n, k, base + pw + w] = x_packed[n, h, w, k] & mask
+                for wp in range(pw + w_n, wp_n):
+                    xflat[n, k, base + wp] = padw
+
+
+@njit(inline="always", **_JIT)
+def _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out):
+    """out[n, co] from the extended accumulator (Ho x Wp; columns >= Wo are discarded), then the zero-padding
+    correction on the border pixels only (``border_rows`` / ``border_cols``: indices with a padded tap)."""
+    ho_n, wo_n = out.shape[2], out.shape[3]
+    kh, kw = row_out.shape[1], col_out.shape[1]
+    for ho in range(ho_n):
+        base = np.uint64(ho * wp_n)
+        for wo in range(np.uint64(0), np.uint64(wo_n)):
+            out[n, co, ho, wo] = k_bits - 2 * acc[base + wo]
+    if not zero_pad:
+        return
+    for ho in border_rows:
+        for wo in range(wo_n):
+            corr = 0
+            for i in range(kh):
+                for j in range(kw):
+                    if row_out[ho, i] or col_out[wo, j]:
+                        corr += tsum[co, i * kw + j]
+            out[n, co, ho, wo] -= corr
+    for wo in border_cols:
+        for ho in range(ho_n):
+            if row_out[ho, 0] or row_out[ho, kh - 1]:
+                continue                          # a border row: done above
+            corr = 0
+            for j in range(kw):
+                if col_out[wo, j]:
+                    for i in range(kh):
+                        corr += tsum[co, i * kw + j]
+            out[n, co, ho, wo] -= corr
+
+
+@njit(**_JIT)
+def xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, border_rows, border_cols,
+                     zero_pad, out, start, stop):
+    """(n, co) planes [start, stop) of the output: out = K - 2 sum_taps popcount(x_pad XOR w) (- the correction).
+
+    Stride 1: each tap is ONE contiguous run over the padded plane ("extended rows" of width Wp; the Wp - Wo
+    extra columns per row are computed and discarded), so the innermost loop is long and vectorises.
+    Other strides: row by row with strided loads."""
+    n_b, nw, _ = xflat.shape
+    co_n, kh, kw, _ = wm.shape
+    ho_n, wo_n = out.shape[2], out.shape[3]
+    run = ho_n * wp_n
+    acc = np.empty(run, dtype=np.int64)
+    for pair in range(start, stop):
+        n = pair // co_n
+        co = pair - n * co_n
+        for q in range(run):
+            acc[q] = 0
+        if sh == 1 and sw == 1 and kh == 3 and kw == 3:
+            # 3x3, stride 1 (every resnet20 / vgg_small binary conv but two): the nine taps in one pass over
+            # the plane, so the accumulator is loaded and stored once per word instead of nine times
+            for k in range(nw):
+                w0, w1, w2 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
+                w3, w4, w5 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
+                w6, w7, w8 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
+                r1 = np.uint64(dh * wp_n)
+                r2 = np.uint64(2 * dh * wp_n)
+                c1 = np.uint64(dw)
+                c2 = np.uint64(2 * dw)
+                for q in range(np.uint64(0), np.uint64(run)):
+                    acc[q] += (popcount(xflat[n, k, q] ^ w0) + popcount(xflat[n, k, q + c1] ^ w1)
+                               + popcount(xflat[n, k, q + c2] ^ w2) + popcount(xflat[n, k, q + r1] ^ w3)
+                               + popcount(xflat[n, k, q + r1 + c1] ^ w4) + popcount(xflat[n, k, q + r1 + c2] ^ w5)
+                               + popcount(xflat[n, k, q + r2] ^ w6) + popcount(xflat[n, k, q + r2 + c1] ^ w7)
+                               + popcount(xflat[n, k, q + r2 + c2] ^ w8))
+            _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
+            continue
+        for i in range(kh):
+            for j in range(kw):
+                for k in range(nw):
+                    wv = wm[co, i, j, k]
+                    if sh == 1 and sw == 1:
+                        # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors
+                        off = np.uint64(i * dh * wp_n + j * dw)
+                        for q in range(np.uint64(0), np.uint64(run)):
+                            acc[q] += popcount(xflat[n, k, q + off] ^ wv)
+                    else:
+                        usw = np.uint64(sw)
+                        for ho in range(ho_n):
+                            src = np.uint64((ho * sh + i * dh) * wp_n + j * dw)
+                            dst = np.uint64(ho * wp_n)
+                            for wo in range(np.uint64(0), np.uint64(wo_n)):
+                                acc[dst + wo] += popcount(xflat[n, k, src + wo * usw] ^ wv)
+        _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
+
+
+@njit(**_JIT)
+def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value):
+    """Everything one XNOR conv call needs, allocated in one compiled call (Python overhead matters at batch 1)."""
+    n_b, h_n, w_n, nw = x_packed.shape
+    co_n, kh, kw, _ = w_packed.shape
+    wm, tsum = prepare_weights(w_packed, channels)
+    hp_n, wp_n = h_n + 2 * ph, w_n + 2 * pw
+    tail = (kw - 1) * dw + 1
+    xflat = np.empty((n_b, nw, hp_n * wp_n + tail), dtype=np.uint64)
+    for n in range(n_b):
+        for k in range(nw):
+            for q in range(hp_n * wp_n, hp_n * wp_n + tail):
+                xflat[n, k, q] = _ZERO
+    zero_pad = pad_value == 0
+    row_out = np.zeros((ho_n, kh), dtype=np.bool_)
+    col_out = np.zeros((wo_n, kw), dtype=np.bool_)
+    nbr = 0
+    nbc = 0
+    if zero_pad:
+        for ho in range(ho_n):
+            for i in range(kh):
+                h = ho * sh + i * dh - ph
+                row_out[ho, i] = h < 0 or h >= h_n
+            if row_out[ho, 0] or row_out[ho, kh - 1]:
+                nbr += 1
+        for wo in range(wo_n):
+            for j in range(kw):
+                w = wo * sw + j * dw - pw
+                col_out[wo, j] = w < 0 or w >= w_n
+            if col_out[wo, 0] or col_out[wo, kw - 1]:
+                nbc += 1
+    border_rows = np.empty(nbr, dtype=np.int64)
+    border_cols = np.empty(nbc, dtype=np.int64)
+    if zero_pad:
+        c = 0
+        for ho in range(ho_n):
+            if row_out[ho, 0] or row_out[ho, kh - 1]:
+                border_rows[c] = ho
+                c += 1
+        c = 0
+        for wo in range(wo_n):
+            if col_out[wo, 0] or col_out[wo, kw - 1]:
+                border_cols[c] = wo
+                c += 1
+    out = np.empty((n_b, co_n, ho_n, wo_n), dtype=np.int32)
+    return wm, tsum, xflat, row_out, col_out, border_rows, border_cols, out, hp_n, wp_n, zero_pad
+
+
+@njit(**_JIT)
+def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value):
+    """The whole XNOR conv in one thread: (N, C_out, Ho, Wo) int32."""
+    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, zero_pad = conv_setup(
+        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value)
+    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
+    pad_input_rows(x_packed, channels, ph, pw, pad_value < 0, hp_n, wp_n, xflat, 0, x_packed.shape[0] * hp_n)
+    xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad, out,
+                     0, out.shape[0] * out.shape[1])
+    return out
 
 
 @njit(parallel=True, **_JIT)
-def xnor_conv_kernel(x_packed, wt, tsum, channels, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, out):
-    """out[n, co, ho, wo] = sum over taps and channels of x_pad * w (exact, int32)."""
-    n_b, h_n, w_n, nw = x_packed.shape
-    kw_words, co_n = wt.shape
-    k_bits = channels * kh * kw
-    pad_bits = _ALL if pad_value < 0 else _ZERO
-    zero_pad = pad_value == 0
-    for nh in prange(n_b * ho_n):
-        n = nh // ho_n
-        ho = nh - n * ho_n
-        patch = np.empty(kw_words, dtype=np.uint64)
-        acc = np.empty(co_n, dtype=np.int64)
-        corr = np.empty(co_n, dtype=np.int64)
-        for wo in range(wo_n):
-            patch[:] = 0
-            any_pad = False
-            for i in range(kh):
-                h = ho * sh - ph + i * dh
-                for j in range(kw):
-                    w = wo * sw - pw + j * dw
-                    t = i * kw + j
-                    inside = h >= 0 and h < h_n and w >= 0 and w < w_n
-                    if not inside:
-                        if zero_pad:
-                            if not any_pad:
-                                corr[:] = 0
-                                any_pad = True
-                            for co in range(co_n):
-                                corr[co] += tsum[co, t]
-                            continue
-                    for wi in range(nw):
-                        nb = min(64, channels - 64 * wi)
-                        if inside:
-                            v = x_packed[n, h, w, wi] & _low_mask(nb)
-                        else:
-                            v = pad_bits & _low_mask(nb)
-                        _append(patch, t * channels + 64 * wi, v, nb)
-            acc[:] = 0
-            for k in range(kw_words):
-                pk = patch[k]
-                for co in range(co_n):
-                    acc[co] += popcount(pk ^ wt[k, co])
-            if any_pad:
-                for co in range(co_n):
-                    out[n, co, ho, wo] = k_bits - 2 * acc[co] - corr[co]
-            else:
-                for co in range(co_n):
-                    out[n, co, ho, wo] = k_bits - 2 * acc[co]
+def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, chunks):
+    """The XNOR conv with the padding and the (n, co) planes split into ``chunks`` parallel parts."""
+    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, zero_pad = conv_setup(
+        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value)
+    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
+    in_rows = x_packed.shape[0] * hp_n
+    for c in prange(chunks):
+        pad_input_rows(x_packed, channels, ph, pw, pad_value < 0, hp_n, wp_n, xflat, c * in_rows // chunks,
+                       (c + 1) * in_rows // chunks)
+    planes = out.shape[0] * out.shape[1]
+    for c in prange(chunks):
+        xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad,
+                         out, c * planes // chunks, (c + 1) * planes // chunks)
+    return out
 
 
 @njit(parallel=True, **_JIT)

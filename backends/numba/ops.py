@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+import numba
 import numpy as np
 
 from fdaref import estimators as _est
@@ -32,13 +33,16 @@ _ETA_CODE = {"sin": 0, "linear": 1, "none": 2}
 # fdaref's built-in estimators, by the function registered for them (a replaced one falls back).
 _BUILTIN = {"fda": _est.fda, "ste": _est.ste, "clipped_ste": _est.clipped_ste, "approx_sign": _est.approx_sign,
             "sign_swish": _est.sign_swish, "tanh": _est.tanh, "fda_series": _est.fda_series}
-CONV_CHUNK_BYTES = 4 << 20   # im2col columns per batch chunk (keeps the GEMM operands in cache)
+CONV_CHUNK_BYTES = 4 << 20
+XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)   # im2col columns per batch chunk (keeps the GEMM operands in cache)
 
 
 # ------------------------------------------------------------------------------------------------------
 # helpers
 
 def _pair(v: Any, name: str, minimum: int) -> Pair:
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int and min(v) >= minimum:
+        return v  # the common case, without the generic checks (this runs per call at batch 1)
     items = (v, v) if not isinstance(v, (tuple, list)) else tuple(v)
     if len(items) != 2:
         raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
@@ -586,7 +590,12 @@ class NumbaBackend:
         inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         words = (c + 63) // 64
         out = np.zeros((outer, inner, words), dtype=np.uint64)
-        bp.pack_axis(np.ascontiguousarray(x).reshape(outer, c, inner), float(zero) < 0, out)
+        x3 = np.ascontiguousarray(x).reshape(outer, c, inner)
+        threads = numba.get_num_threads()
+        if x.size < ew.PAR_MIN or outer < 2 or threads == 1:
+            bp.pack_axis_range(x3, float(zero) < 0, out, 0, outer)
+        else:
+            bp.pack_axis_par(x3, float(zero) < 0, out, min(outer, threads))
         return out.reshape(x.shape[:axis] + x.shape[axis + 1:] + (words,))
 
     @staticmethod
@@ -612,10 +621,13 @@ class NumbaBackend:
         if min(c_out, kh, kw) < 1:
             raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
         ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
-        wt, tsum = bp.pack_weight_patches(wp, channels)
-        out = np.empty((n_b, c_out, ho, wo), dtype=np.int32)
-        bp.xnor_conv_kernel(xp, wt, tsum, channels, kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], ho, wo, pv, out)
-        return out
+        (sh, sw), (ph, pw), (dh, dw) = s, p, d
+        planes = n_b * c_out
+        work = planes * ho * (w + 2 * pw) * kh * kw * xp.shape[3]     # popcounts
+        threads = numba.get_num_threads()
+        if work < XNOR_PAR_MIN or threads == 1 or planes < 2:
+            return bp.xnor_conv_serial(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv)
+        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, min(planes, threads))
 
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
         features = check_int(features, "features", minimum=1)
