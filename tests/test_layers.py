@@ -50,7 +50,7 @@ class SmoothTwin:
 
 
 def module_vjp_error(module: nn.Module, x: np.ndarray, rng: np.random.Generator, *, ops=REFERENCE,
-                     wrt_x: bool = True) -> float:
+                     wrt_x: bool = True, eps: float = 1e-6) -> float:
     """Engine VJP of ``module`` w.r.t. x and every parameter vs central differences of its forward."""
     module.to(ops)
     params = dict(module.named_parameters())
@@ -74,7 +74,7 @@ def module_vjp_error(module: nn.Module, x: np.ndarray, rng: np.random.Generator,
         return {"x": x_t.grad, **{k: p.grad for k, p in params.items()}}
 
     wrt = (["x"] if wrt_x else []) + list(params)
-    return check_vjp(forward, vjp, inputs, rng, wrt=wrt)
+    return check_vjp(forward, vjp, inputs, rng, wrt=wrt, eps=eps)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -187,3 +187,26 @@ def test_summary_counts_macs_and_sizes():
     text = s.table()
     assert "layers.3.conv1" in text and "binary parameters" in text and "packed size" in text
     assert model.training  # the trace ran in eval mode and restored the mode
+
+
+# -- whole-model gradients on the smooth twin (sign -> s_n, frozen scale; see test_layers) ---------------
+
+@pytest.mark.parametrize("in_planes,planes,stride", [(4, 4, 1), (4, 8, 2)])
+def test_basic_block_grad_on_smooth_twin(in_planes, planes, stride):
+    from test_layers import SmoothTwin, module_vjp_error
+    rng = np.random.default_rng(20)
+    block = nn.BasicBlock(in_planes, planes, stride, binary=True, options=BinaryOptions(k=2), rng=rng,
+                          dtype=np.float64)
+    assert module_vjp_error(block, rng.standard_normal((3, in_planes, 4, 4)) * 3, rng, ops=SmoothTwin()) < 1e-7
+
+
+@pytest.mark.parametrize("build", [lambda: nn.tiny(width=4, options=BinaryOptions(k=4)),
+                                   lambda: nn.resnet20(in_channels=1, num_classes=3)])
+def test_whole_model_grad_on_smooth_twin(build):
+    from test_layers import SmoothTwin, module_vjp_error
+    rng = np.random.default_rng(21)
+    model = build()
+    # eps 1e-8: ResNet-20 has ~10^5 (P)ReLU inputs; with eps 1e-6 a few of them cross their kink inside
+    # the finite-difference step (the error then shrinks linearly with eps, not quadratically)
+    err = module_vjp_error(model, rng.standard_normal((3, 1, 8, 8)) * 3, rng, ops=SmoothTwin(), eps=1e-8)
+    assert err < 1e-6
