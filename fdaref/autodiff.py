@@ -53,6 +53,7 @@ class Tensor:
         self.device = device
         self.grad: Optional[Array] = None
         self._ctx: Optional[Context] = None  # set on outputs of a Function while recording
+        self._leaf = True  # False for a recorded Function output (its _ctx is freed by backward)
 
     @classmethod
     def from_numpy(cls, a: np.ndarray, ops: Any = None, device: str = "cpu",
@@ -126,9 +127,12 @@ class Tensor:
             g = grads.pop(id(node), None)
             if g is None:
                 continue  # no path from the output reaches this node with a gradient
-            if node._ctx is None:  # a leaf
+            if node._leaf:
                 node.grad = g if node.grad is None else node.grad + g
                 continue
+            if node._ctx is None:
+                raise RuntimeError("backward(): part of this graph was already freed by an earlier backward() "
+                                   "call; recompute the forward pass for a second backward")
             ctx, node._ctx = node._ctx, None  # free the graph as we go
             in_grads = ctx.fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):
@@ -207,7 +211,7 @@ class Function:
         requires_grad = _grad_enabled and any(t.requires_grad for t in tensors)
         result = Tensor(out, ops, requires_grad, device)
         if requires_grad:
-            result._ctx = ctx
+            result._ctx, result._leaf = ctx, False
         return result
 
 

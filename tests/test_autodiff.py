@@ -217,6 +217,17 @@ def test_error_messages():
         x + y
 
 
+def test_second_backward_through_a_freed_graph_raises():
+    x = T([1.0, 2.0])
+    h = x * 2.0
+    a, b = (h * h).sum(), (h * 3.0).sum()
+    a.backward()
+    with pytest.raises(RuntimeError, match="already freed"):
+        b.backward()  # shares h, whose graph the first call freed
+    with pytest.raises(RuntimeError, match="already freed"):
+        a.backward()
+
+
 def test_helpers():
     x = T(np.arange(4.0).reshape(2, 2))
     d = (x * 2.0).detach()
