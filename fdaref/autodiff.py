@@ -174,6 +174,8 @@ class Context:
 
     def __init__(self, fn: type, ops: Any, parents: tuple[Optional[Tensor], ...]):
         self.fn, self.ops, self.parents = fn, ops, parents
+        # per positional argument: does it want a gradient? (lets backward skip work for constants)
+        self.needs_grad = tuple(p is not None and p.requires_grad for p in parents)
         self.saved: tuple = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -244,7 +246,7 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        return g * b, g * a
+        return g * b if ctx.needs_grad[0] else None, g * a if ctx.needs_grad[1] else None
 
 
 class Div(Function):
@@ -257,7 +259,7 @@ class Div(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         da = g / b
-        return da, -da * a / b
+        return da, -da * a / b if ctx.needs_grad[1] else None
 
 
 class Neg(Function):
