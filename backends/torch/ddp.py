@@ -47,7 +47,7 @@ def _data(args: argparse.Namespace) -> tuple[TensorDataset, int, int, int]:
     from fdaref.data.registry import load_splits
     splits = load_splits(args.dataset, args.data_dir, seed=args.seed, subset=args.subset)
     tr = splits.train
-    scale = float(tr.info.pixel_max) if hasattr(tr.info, "pixel_max") else 255.0
+    scale = float(tr.info.pixel_max)
     img = tr.images.astype(np.float32) / scale
     img = (img - splits.mean.reshape(1, -1, 1, 1)) / splits.std.reshape(1, -1, 1, 1)
     x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
