@@ -11,7 +11,10 @@ COMMANDS = ("train", "evaluate", "demo", "ablation", "plot", "conform", "vectors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fdaref", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fdaref",
+        description="Golden reference for binary neural networks trained with FDA (Xu et al., NeurIPS 2021): "
+                    "train, evaluate, check a backend's conformance, export golden vectors and packed models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
