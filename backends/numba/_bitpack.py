@@ -43,6 +43,26 @@ def popcount(typingctx, v):
     return types.int64(types.uint64), codegen
 
 
+@intrinsic
+def xorpop(typingctx, a, b):
+    """popcount(a XOR b) as int32 for two unsigned integers of the same width (8, 16, 32 or 64 bits), computed
+    at that width: with 16-bit lanes a 512-bit vector holds 32 of them (VPOPCNTW) instead of 8 64-bit ones."""
+    if not (isinstance(a, types.Integer) and not a.signed and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        import llvmlite.ir as ir
+        v = builder.ctpop(builder.xor(args[0], args[1]))
+        i32 = ir.IntType(32)
+        width = args[0].type.width
+        if width < 32:
+            return builder.zext(v, i32)
+        if width > 32:
+            return builder.trunc(v, i32)
+        return v
+    return types.int32(a, b), codegen
+
+
 @njit(inline="always", **_JIT)
 def _low_mask(nbits):
     """The lowest ``nbits`` (1..64) bits set."""
@@ -67,23 +87,30 @@ def _append(dst, off, v, nbits):
 @njit(**_JIT)
 def pack_axis_range(x, zero_neg, out, start, stop):
     """Outer indices [start, stop): bit c of out[o, i] is set where x[o, c, i] < 0 (or == 0 when ``zero_neg``).
-    ``out`` starts zeroed."""
+    ``out`` starts zeroed. Returns the number of NaNs seen (the caller refuses to pack NaN), counted in the same
+    pass."""
     n_o, n_c, n_i = x.shape
+    zn = _ONE if zero_neg else _ZERO
+    nans = 0
     for o in range(start, stop):
         for c in range(n_c):
             word = c >> 6
-            bit = _ONE << np.uint64(c & 63)
-            for i in range(np.uint64(0), np.uint64(n_i)):   # unsigned: contiguous vector loads
+            sh = np.uint64(c & 63)
+            for i in range(np.uint64(0), np.uint64(n_i)):   # branch-free, unsigned: vectorises
                 v = x[o, c, i]
-                neg = (v < 0) or (zero_neg and v == 0)
-                out[o, i, word] |= bit if neg else _ZERO
+                neg = np.uint64(v < 0) | (zn & np.uint64(v == 0))
+                out[o, i, word] |= neg << sh
+                nans += np.int64(v != v)
+    return nans
 
 
 @njit(parallel=True, **_JIT)
 def pack_axis_par(x, zero_neg, out, chunks):
     n_o = x.shape[0]
+    nans = 0
     for c in prange(chunks):
-        pack_axis_range(x, zero_neg, out, c * n_o // chunks, (c + 1) * n_o // chunks)
+        nans += pack_axis_range(x, zero_neg, out, c * n_o // chunks, (c + 1) * n_o // chunks)
+    return nans
 
 
 @njit(**_JIT)
@@ -98,11 +125,12 @@ def any_nan(x):
 # XNOR conv2d
 
 @njit(**_JIT)
-def prepare_weights(w_packed, channels):
-    """(C_out, kh, kw, words) -> the weights with unused bits cleared, and the per-tap sums
-    sum_c w[co, c, tap] = C - 2 popcount(tap) as (C_out, kh * kw) int64 (the zero-padding correction)."""
+def prepare_weights(w_packed, channels, lane):
+    """(C_out, kh, kw, words) -> the weights with unused bits cleared, in the lane dtype of ``lane`` (uint8 / 16 /
+    32 when C fits, else uint64), and the per-tap sums sum_c w[co, c, tap] = C - 2 popcount(tap) as
+    (C_out, kh * kw) int64 (the zero-padding correction)."""
     co_n, kh, kw, nw = w_packed.shape
-    wm = np.empty_like(w_packed)
+    wm = np.empty((co_n, kh, kw, nw), dtype=lane.dtype)
     tsum = np.zeros((co_n, kh * kw), dtype=np.int64)
     for co in range(co_n):
         for i in range(kh):
@@ -117,39 +145,39 @@ def prepare_weights(w_packed, channels):
 
 
 @njit(**_JIT)
-def pad_input_rows(x_packed, channels, ph, pw, pad_word_set, hp_n, wp_n, xflat, start, stop):
-    """Rows [start, stop) of the N * Hp padded input rows into ``xflat`` (N, words, Hp * Wp + tail): one flat,
-    contiguous plane per word; padding holds all-set bits (pad -1) or clear bits (pad 0 / +1); unused bits of
-    the last word are cleared."""
+def pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, hq_n, wq_n, xflat, start, stop):
+    """Rows [start, stop) of the N * Hp padded input rows into the polyphase planes ``xflat``
+    (N, words, sh * sw, Hq * Wq + tail): padded pixel (hp, wp) goes to phase (hp % sh, wp % sw) at flat position
+    (hp // sh) * Wq + wp // sw. With stride 1 that is the plain padded plane. Padding holds all-set bits (pad -1)
+    or clear bits (pad 0 / +1); unused bits of the last word are cleared."""
     n_b, h_n, w_n, nw = x_packed.shape
     for r in range(start, stop):
         n = r // hp_n
         hp = r - n * hp_n
         h = hp - ph
-        base = hp * wp_n
+        prow = (hp % sh) * sw
+        base = (hp // sh) * wq_n
+        inside_row = h >= 0 and h < h_n
         for k in range(nw):
             mask = _low_mask(channels - 64 * k)
             padw = mask if pad_word_set else _ZERO
-            if h < 0 or h >= h_n:
-                for wp in range(wp_n):
-                    xflat[n, k, base + wp] = padw
-            else:
-                for wp in range(pw):
-                    xflat[n, k, base + wp] = padw
-                for w in range(w_n):
-                    xflat[n, k, base + pw + w] = x_packed[n, h, w, k] & mask
-                for wp in range(pw + w_n, wp_n):
-                    xflat[n, k, base + wp] = padw
+            for wp in range(wp_n):
+                w = wp - pw
+                if inside_row and w >= 0 and w < w_n:
+                    v = x_packed[n, h, w, k] & mask
+                else:
+                    v = padw
+                xflat[n, k, prow + wp % sw, base + wp // sw] = v
 
 
 @njit(inline="always", **_JIT)
-def _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out):
-    """out[n, co] from the extended accumulator (Ho x Wp; columns >= Wo are discarded), then the zero-padding
+def _finish_plane(acc, n, co, k_bits, wq_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out):
+    """out[n, co] from the extended accumulator (Ho x Wq; columns >= Wo are discarded), then the zero-padding
     correction on the border pixels only (``border_rows`` / ``border_cols``: indices with a padded tap)."""
     ho_n, wo_n = out.shape[2], out.shape[3]
     kh, kw = row_out.shape[1], col_out.shape[1]
     for ho in range(ho_n):
-        base = np.uint64(ho * wp_n)
+        base = np.uint64(ho * wq_n)
         for wo in range(np.uint64(0), np.uint64(wo_n)):
             out[n, co, ho, wo] = k_bits - 2 * acc[base + wo]
     if not zero_pad:
@@ -175,74 +203,62 @@ def _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, borde
 
 
 @njit(**_JIT)
-def xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, border_rows, border_cols,
+def xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, border_rows, border_cols,
                      zero_pad, out, start, stop):
     """(n, co) planes [start, stop) of the output: out = K - 2 sum_taps popcount(x_pad XOR w) (- the correction).
 
-    Stride 1: each tap is ONE contiguous run over the padded plane ("extended rows" of width Wp; the Wp - Wo
-    extra columns per row are computed and discarded), so the innermost loop is long and vectorises.
-    Other strides: row by row with strided loads."""
-    n_b, nw, _ = xflat.shape
+    Every tap is ONE contiguous run over a polyphase plane ("extended rows" of width Wq; the Wq - Wo extra
+    columns per row are computed and discarded), so the innermost loop is long and vectorises whatever the
+    stride. 3x3 at stride 1 sums its nine taps in one pass."""
+    n_b, nw, _, _ = xflat.shape
     co_n, kh, kw, _ = wm.shape
-    ho_n, wo_n = out.shape[2], out.shape[3]
-    run = ho_n * wp_n
-    acc = np.empty(run, dtype=np.int64)
+    ho_n = out.shape[2]
+    run = ho_n * wq_n
+    acc = np.empty(run, dtype=np.int32)
     for pair in range(start, stop):
         n = pair // co_n
         co = pair - n * co_n
         for q in range(run):
             acc[q] = 0
         if sh == 1 and sw == 1 and kh == 3 and kw == 3:
-            # 3x3, stride 1 (every resnet20 / vgg_small binary conv but two): the nine taps in one pass over
-            # the plane, so the accumulator is loaded and stored once per word instead of nine times
             for k in range(nw):
                 w0, w1, w2 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
                 w3, w4, w5 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
                 w6, w7, w8 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
-                r1 = np.uint64(dh * wp_n)
-                r2 = np.uint64(2 * dh * wp_n)
+                r1 = np.uint64(dh * wq_n)
+                r2 = np.uint64(2 * dh * wq_n)
                 c1 = np.uint64(dw)
                 c2 = np.uint64(2 * dw)
+                # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors
                 for q in range(np.uint64(0), np.uint64(run)):
-                    acc[q] += (popcount(xflat[n, k, q] ^ w0) + popcount(xflat[n, k, q + c1] ^ w1)
-                               + popcount(xflat[n, k, q + c2] ^ w2) + popcount(xflat[n, k, q + r1] ^ w3)
-                               + popcount(xflat[n, k, q + r1 + c1] ^ w4) + popcount(xflat[n, k, q + r1 + c2] ^ w5)
-                               + popcount(xflat[n, k, q + r2] ^ w6) + popcount(xflat[n, k, q + r2 + c1] ^ w7)
-                               + popcount(xflat[n, k, q + r2 + c2] ^ w8))
-            _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
-            continue
-        for i in range(kh):
-            for j in range(kw):
-                for k in range(nw):
-                    wv = wm[co, i, j, k]
-                    if sh == 1 and sw == 1:
-                        # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors
-                        off = np.uint64(i * dh * wp_n + j * dw)
+                    acc[q] += (xorpop(xflat[n, k, 0, q], w0) + xorpop(xflat[n, k, 0, q + c1], w1)
+                               + xorpop(xflat[n, k, 0, q + c2], w2) + xorpop(xflat[n, k, 0, q + r1], w3)
+                               + xorpop(xflat[n, k, 0, q + r1 + c1], w4) + xorpop(xflat[n, k, 0, q + r1 + c2], w5)
+                               + xorpop(xflat[n, k, 0, q + r2], w6) + xorpop(xflat[n, k, 0, q + r2 + c1], w7)
+                               + xorpop(xflat[n, k, 0, q + r2 + c2], w8))
+        else:
+            for i in range(kh):
+                for j in range(kw):
+                    row, col = i * dh, j * dw
+                    phase = (row % sh) * sw + col % sw
+                    off = np.uint64((row // sh) * wq_n + col // sw)
+                    for k in range(nw):
+                        wv = wm[co, i, j, k]
                         for q in range(np.uint64(0), np.uint64(run)):
-                            acc[q] += popcount(xflat[n, k, q + off] ^ wv)
-                    else:
-                        usw = np.uint64(sw)
-                        for ho in range(ho_n):
-                            src = np.uint64((ho * sh + i * dh) * wp_n + j * dw)
-                            dst = np.uint64(ho * wp_n)
-                            for wo in range(np.uint64(0), np.uint64(wo_n)):
-                                acc[dst + wo] += popcount(xflat[n, k, src + wo * usw] ^ wv)
-        _finish_plane(acc, n, co, k_bits, wp_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
+                            acc[q] += xorpop(xflat[n, k, phase, q + off], wv)
+        _finish_plane(acc, n, co, k_bits, wq_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
 
 
 @njit(**_JIT)
-def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value):
+def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
     """Everything one XNOR conv call needs, allocated in one compiled call (Python overhead matters at batch 1)."""
     n_b, h_n, w_n, nw = x_packed.shape
     co_n, kh, kw, _ = w_packed.shape
-    wm, tsum = prepare_weights(w_packed, channels)
+    wm, tsum = prepare_weights(w_packed, channels, lane)
     hp_n, wp_n = h_n + 2 * ph, w_n + 2 * pw
-    tail = (kw - 1) * dw + 1
-    xflat = np.empty((n_b, nw, hp_n * wp_n + tail), dtype=np.uint64)
-    for n in range(n_b):
-        for k in range(nw):
-            for q in range(hp_n * wp_n, hp_n * wp_n + tail):
-                xflat[n, k, q] = _ZERO
+    hq_n, wq_n = (hp_n + sh - 1) // sh, (wp_n + sw - 1) // sw
+    tail = ((kw - 1) * dw) // sw + 1
+    xflat = np.zeros((n_b, nw, sh * sw, hq_n * wq_n + tail), dtype=lane.dtype)
     zero_pad = pad_value == 0
     row_out = np.zeros((ho_n, kh), dtype=np.bool_)
     col_out = np.zeros((wo_n, kw), dtype=np.bool_)
@@ -275,34 +291,35 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
                 border_cols[c] = wo
                 c += 1
     out = np.empty((n_b, co_n, ho_n, wo_n), dtype=np.int32)
-    return wm, tsum, xflat, row_out, col_out, border_rows, border_cols, out, hp_n, wp_n, zero_pad
+    return wm, tsum, xflat, row_out, col_out, border_rows, border_cols, out, hp_n, wp_n, hq_n, wq_n, zero_pad
 
 
 @njit(**_JIT)
-def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value):
+def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
     """The whole XNOR conv in one thread: (N, C_out, Ho, Wo) int32."""
-    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, zero_pad = conv_setup(
-        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value)
+    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, hq_n, wq_n, zero_pad = conv_setup(
+        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
     k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
-    pad_input_rows(x_packed, channels, ph, pw, pad_value < 0, hp_n, wp_n, xflat, 0, x_packed.shape[0] * hp_n)
-    xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad, out,
+    pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat, 0,
+                   x_packed.shape[0] * hp_n)
+    xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad, out,
                      0, out.shape[0] * out.shape[1])
     return out
 
 
 @njit(parallel=True, **_JIT)
-def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, chunks):
+def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, chunks):
     """The XNOR conv with the padding and the (n, co) planes split into ``chunks`` parallel parts."""
-    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, zero_pad = conv_setup(
-        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value)
+    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, hq_n, wq_n, zero_pad = conv_setup(
+        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
     k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
     in_rows = x_packed.shape[0] * hp_n
     for c in prange(chunks):
-        pad_input_rows(x_packed, channels, ph, pw, pad_value < 0, hp_n, wp_n, xflat, c * in_rows // chunks,
-                       (c + 1) * in_rows // chunks)
+        pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat,
+                       c * in_rows // chunks, (c + 1) * in_rows // chunks)
     planes = out.shape[0] * out.shape[1]
     for c in prange(chunks):
-        xnor_conv_planes(xflat, wm, tsum, k_bits, wp_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad,
+        xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad,
                          out, c * planes // chunks, (c + 1) * planes // chunks)
     return out
 

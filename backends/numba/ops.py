@@ -34,6 +34,9 @@ _ETA_CODE = {"sin": 0, "linear": 1, "none": 2}
 _BUILTIN = {"fda": _est.fda, "ste": _est.ste, "clipped_ste": _est.clipped_ste, "approx_sign": _est.approx_sign,
             "sign_swish": _est.sign_swish, "tanh": _est.tanh, "fda_series": _est.fda_series}
 CONV_CHUNK_BYTES = 4 << 20
+# Lane width of the XNOR conv's working copy: C <= 8 / 16 / 32 channels fit a uint8 / 16 / 32 lane, so a
+# SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SPEC 9 layout.
+_LANES = {b: np.empty(0, dtype=f"uint{b}") for b in (8, 16, 32, 64)}
 XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)   # im2col columns per batch chunk (keeps the GEMM operands in cache)
 
 
@@ -581,8 +584,6 @@ class NumbaBackend:
         axis %= x.ndim
         if isinstance(zero, bool) or float(zero) not in (-1.0, 1.0):
             raise ValueError(f"zero: packed bits hold only -1 and +1, so zero must be -1 or +1, got {zero!r}")
-        if bp.any_nan(x):
-            raise ValueError("x: cannot pack NaN into sign bits")
         c = x.shape[axis]
         if c < 1:
             raise ValueError(f"x: expected at least 1 element along axis {axis}, got shape {x.shape}")
@@ -593,9 +594,11 @@ class NumbaBackend:
         x3 = np.ascontiguousarray(x).reshape(outer, c, inner)
         threads = numba.get_num_threads()
         if x.size < ew.PAR_MIN or outer < 2 or threads == 1:
-            bp.pack_axis_range(x3, float(zero) < 0, out, 0, outer)
+            nans = bp.pack_axis_range(x3, float(zero) < 0, out, 0, outer)
         else:
-            bp.pack_axis_par(x3, float(zero) < 0, out, min(outer, threads))
+            nans = bp.pack_axis_par(x3, float(zero) < 0, out, min(outer, threads))
+        if nans:
+            raise ValueError(f"x: NaN has no sign and cannot be packed ({nans} NaN values)")
         return out.reshape(x.shape[:axis] + x.shape[axis + 1:] + (words,))
 
     @staticmethod
@@ -623,11 +626,13 @@ class NumbaBackend:
         ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
         (sh, sw), (ph, pw), (dh, dw) = s, p, d
         planes = n_b * c_out
-        work = planes * ho * (w + 2 * pw) * kh * kw * xp.shape[3]     # popcounts
+        work = planes * ho * (w + 2 * pw) // sw * kh * kw * xp.shape[3]     # popcounts
         threads = numba.get_num_threads()
+        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
         if work < XNOR_PAR_MIN or threads == 1 or planes < 2:
-            return bp.xnor_conv_serial(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv)
-        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, min(planes, threads))
+            return bp.xnor_conv_serial(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane)
+        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane,
+                                     min(planes, threads))
 
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
         features = check_int(features, "features", minimum=1)
