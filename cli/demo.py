@@ -43,25 +43,17 @@ def fastest_backend(device: str = "cpu") -> str:
     raise BackendUnavailable("no backend can run the demo: " + "; ".join(reasons))
 
 
-def conformance_matrix() -> str:
-    """Run the conformance suite's quick pass over every installed backend; its pass/fail matrix as text.
-
-    Uses ``fdaref.conformance.quick_matrix()`` (or ``run_quick()``), provided by the conformance suite.
-    """
+def conformance_matrix(profile: str = "quick") -> str:
+    """The conformance suite's pass/fail matrix of every installed backend (``fdaref.conformance.run_matrix``)."""
     try:
         conf = importlib.import_module("fdaref.conformance")
     except ImportError as exc:
         return f"conformance: the suite is not installed ({exc})"
-    for name in ("quick_matrix", "run_quick", "quick"):
-        fn = getattr(conf, name, None)
-        if callable(fn):
-            result = fn()
-            if isinstance(result, str):
-                return result
-            fmt = getattr(conf, "format_matrix", None)
-            return fmt(result) if callable(fmt) else str(result)
-    return ("conformance: fdaref.conformance has no quick-pass entry point yet (expected quick_matrix()); "
-            "run `fdaref conform` for the full suite")
+    run_matrix = getattr(conf, "run_matrix", None)
+    if not callable(run_matrix):
+        return "conformance: fdaref.conformance has no run_matrix(); run `fdaref conform` for the full suite"
+    table = run_matrix(profile=profile, print_table=False)
+    return conf.format_matrix(table)
 
 
 def run(args: argparse.Namespace) -> int:
