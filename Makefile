@@ -27,8 +27,9 @@ data:
 	  || echo "warning: could not install dataset-fashion-mnist; tests on real data will skip"; \
 	else echo "warning: no apt-get; install Fashion-MNIST IDX files under $(FASHION_DIR) or pass --data-dir"; fi
 
+# One BLAS thread in tests: many small GEMMs with idle OpenBLAS threads spinning on 2 shared cores ran 3-5x slower.
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 demo: setup
 	$(VENV)/bin/fdaref demo
