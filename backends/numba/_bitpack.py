@@ -161,50 +161,48 @@ def pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n,
         for k in range(nw):
             mask = _low_mask(channels - 64 * k)
             padw = mask if pad_word_set else _ZERO
+            if sw == 1:
+                if not inside_row:
+                    for wp in range(wp_n):
+                        xflat[n, k, prow, base + wp] = padw
+                    continue
+                for wp in range(pw):
+                    xflat[n, k, prow, base + wp] = padw
+                for w in range(w_n):
+                    xflat[n, k, prow, base + pw + w] = x_packed[n, h, w, k] & mask
+                for wp in range(pw + w_n, wp_n):
+                    xflat[n, k, prow, base + wp] = padw
+                continue
+            pc = 0          # wp % sw and wp // sw, kept incrementally (no integer division per pixel)
+            qc = 0
             for wp in range(wp_n):
                 w = wp - pw
                 if inside_row and w >= 0 and w < w_n:
                     v = x_packed[n, h, w, k] & mask
                 else:
                     v = padw
-                xflat[n, k, prow + wp % sw, base + wp // sw] = v
+                xflat[n, k, prow + pc, base + qc] = v
+                pc += 1
+                if pc == sw:
+                    pc = 0
+                    qc += 1
 
 
 @njit(inline="always", **_JIT)
-def _finish_plane(acc, n, co, k_bits, wq_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out):
-    """out[n, co] from the extended accumulator (Ho x Wq; columns >= Wo are discarded), then the zero-padding
-    correction on the border pixels only (``border_rows`` / ``border_cols``: indices with a padded tap)."""
+def _finish_plane(acc, n, co, k_bits, wq_n, bh, bw, corr, out):
+    """out[n, co] from the extended accumulator (Ho x Wq; columns >= Wo are discarded), minus the zero-padding
+    correction ``corr[b, co]`` at the border pixels (bh[b], bw[b])."""
     ho_n, wo_n = out.shape[2], out.shape[3]
-    kh, kw = row_out.shape[1], col_out.shape[1]
     for ho in range(ho_n):
         base = np.uint64(ho * wq_n)
         for wo in range(np.uint64(0), np.uint64(wo_n)):
             out[n, co, ho, wo] = k_bits - 2 * acc[base + wo]
-    if not zero_pad:
-        return
-    for ho in border_rows:
-        for wo in range(wo_n):
-            corr = 0
-            for i in range(kh):
-                for j in range(kw):
-                    if row_out[ho, i] or col_out[wo, j]:
-                        corr += tsum[co, i * kw + j]
-            out[n, co, ho, wo] -= corr
-    for wo in border_cols:
-        for ho in range(ho_n):
-            if row_out[ho, 0] or row_out[ho, kh - 1]:
-                continue                          # a border row: done above
-            corr = 0
-            for j in range(kw):
-                if col_out[wo, j]:
-                    for i in range(kh):
-                        corr += tsum[co, i * kw + j]
-            out[n, co, ho, wo] -= corr
+    for b in range(bh.shape[0]):
+        out[n, co, bh[b], bw[b]] -= corr[b, co]
 
 
 @njit(**_JIT)
-def xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, border_rows, border_cols,
-                     zero_pad, out, start, stop):
+def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, start, stop):
     """(n, co) planes [start, stop) of the output: out = K - 2 sum_taps popcount(x_pad XOR w) (- the correction).
 
     Every tap is ONE contiguous run over a polyphase plane ("extended rows" of width Wq; the Wq - Wo extra
@@ -246,7 +244,7 @@ def xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col
                         wv = wm[co, i, j, k]
                         for q in range(np.uint64(0), np.uint64(run)):
                             acc[q] += xorpop(xflat[n, k, phase, q + off], wv)
-        _finish_plane(acc, n, co, k_bits, wq_n, row_out, col_out, border_rows, border_cols, zero_pad, tsum, out)
+        _finish_plane(acc, n, co, k_bits, wq_n, bh, bw, corr, out)
 
 
 @njit(**_JIT)
@@ -259,58 +257,123 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
     hq_n, wq_n = (hp_n + sh - 1) // sh, (wp_n + sw - 1) // sw
     tail = ((kw - 1) * dw) // sw + 1
     xflat = np.zeros((n_b, nw, sh * sw, hq_n * wq_n + tail), dtype=lane.dtype)
-    zero_pad = pad_value == 0
+    # Zero padding: the padded taps were packed as +1, which added sum_c w[co, c, tap] for each; the border
+    # pixels (bh[b], bw[b]) get corr[b, co] = the sum of those tap sums, computed once per call.
     row_out = np.zeros((ho_n, kh), dtype=np.bool_)
     col_out = np.zeros((wo_n, kw), dtype=np.bool_)
-    nbr = 0
-    nbc = 0
-    if zero_pad:
+    nb = 0
+    if pad_value == 0:
         for ho in range(ho_n):
             for i in range(kh):
                 h = ho * sh + i * dh - ph
                 row_out[ho, i] = h < 0 or h >= h_n
-            if row_out[ho, 0] or row_out[ho, kh - 1]:
-                nbr += 1
         for wo in range(wo_n):
             for j in range(kw):
                 w = wo * sw + j * dw - pw
                 col_out[wo, j] = w < 0 or w >= w_n
-            if col_out[wo, 0] or col_out[wo, kw - 1]:
-                nbc += 1
-    border_rows = np.empty(nbr, dtype=np.int64)
-    border_cols = np.empty(nbc, dtype=np.int64)
-    if zero_pad:
-        c = 0
+    rb = np.zeros(ho_n, dtype=np.bool_)       # rows / columns with a padded tap (taps are monotone in i, j)
+    cb = np.zeros(wo_n, dtype=np.bool_)
+    ncb = 0
+    if pad_value == 0:
         for ho in range(ho_n):
-            if row_out[ho, 0] or row_out[ho, kh - 1]:
-                border_rows[c] = ho
-                c += 1
+            rb[ho] = row_out[ho, 0] or row_out[ho, kh - 1]
+        for wo in range(wo_n):
+            cb[wo] = col_out[wo, 0] or col_out[wo, kw - 1]
+            ncb += cb[wo]
+        for ho in range(ho_n):
+            nb += wo_n if rb[ho] else ncb
+    bh = np.empty(nb, dtype=np.int64)
+    bw = np.empty(nb, dtype=np.int64)
+    corr = np.zeros((nb, co_n), dtype=np.int32)
+    if nb:
+        # Border pixels share few padding patterns (3x3, pad 1: top / none / bottom rows x left / none / right
+        # columns): one correction vector per (row pattern, column pattern), then a lookup per border pixel.
+        rp = np.empty(ho_n, dtype=np.int64)
+        row_pats = np.empty((ho_n, kh), dtype=np.bool_)
+        nrp = 0
+        for ho in range(ho_n):
+            found = -1
+            for a in range(nrp):
+                same = True
+                for i in range(kh):
+                    same = same and row_pats[a, i] == row_out[ho, i]
+                if same:
+                    found = a
+                    break
+            if found < 0:
+                for i in range(kh):
+                    row_pats[nrp, i] = row_out[ho, i]
+                found = nrp
+                nrp += 1
+            rp[ho] = found
+        cp = np.empty(wo_n, dtype=np.int64)
+        col_pats = np.empty((wo_n, kw), dtype=np.bool_)
+        ncp = 0
+        for wo in range(wo_n):
+            found = -1
+            for a in range(ncp):
+                same = True
+                for j in range(kw):
+                    same = same and col_pats[a, j] == col_out[wo, j]
+                if same:
+                    found = a
+                    break
+            if found < 0:
+                for j in range(kw):
+                    col_pats[ncp, j] = col_out[wo, j]
+                found = ncp
+                ncp += 1
+            cp[wo] = found
+        table = np.zeros((nrp, ncp, co_n), dtype=np.int32)
+        for a in range(nrp):
+            for c in range(ncp):
+                for i in range(kh):
+                    for j in range(kw):
+                        if row_pats[a, i] or col_pats[c, j]:
+                            for co in range(co_n):
+                                table[a, c, co] += tsum[co, i * kw + j]
+        cols = np.empty(ncb, dtype=np.int64)
         c = 0
         for wo in range(wo_n):
-            if col_out[wo, 0] or col_out[wo, kw - 1]:
-                border_cols[c] = wo
+            if cb[wo]:
+                cols[c] = wo
                 c += 1
+        b = 0
+        for ho in range(ho_n):
+            if rb[ho]:
+                for wo in range(wo_n):
+                    bh[b] = ho
+                    bw[b] = wo
+                    b += 1
+            else:
+                for wo in cols:
+                    bh[b] = ho
+                    bw[b] = wo
+                    b += 1
+        for b in range(nb):
+            a, c = rp[bh[b]], cp[bw[b]]
+            for co in range(co_n):
+                corr[b, co] = table[a, c, co]
     out = np.empty((n_b, co_n, ho_n, wo_n), dtype=np.int32)
-    return wm, tsum, xflat, row_out, col_out, border_rows, border_cols, out, hp_n, wp_n, hq_n, wq_n, zero_pad
+    return wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n
 
 
 @njit(**_JIT)
 def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
     """The whole XNOR conv in one thread: (N, C_out, Ho, Wo) int32."""
-    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, hq_n, wq_n, zero_pad = conv_setup(
+    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
         x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
     k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
     pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat, 0,
                    x_packed.shape[0] * hp_n)
-    xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad, out,
-                     0, out.shape[0] * out.shape[1])
+    xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, 0, out.shape[0] * out.shape[1])
     return out
 
 
 @njit(parallel=True, **_JIT)
 def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, chunks):
     """The XNOR conv with the padding and the (n, co) planes split into ``chunks`` parallel parts."""
-    wm, tsum, xflat, row_out, col_out, brows, bcols, out, hp_n, wp_n, hq_n, wq_n, zero_pad = conv_setup(
+    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
         x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
     k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
     in_rows = x_packed.shape[0] * hp_n
@@ -319,8 +382,8 @@ def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_
                        c * in_rows // chunks, (c + 1) * in_rows // chunks)
     planes = out.shape[0] * out.shape[1]
     for c in prange(chunks):
-        xnor_conv_planes(xflat, wm, tsum, k_bits, wq_n, sh, sw, dh, dw, row_out, col_out, brows, bcols, zero_pad,
-                         out, c * planes // chunks, (c + 1) * planes // chunks)
+        xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
+                         (c + 1) * planes // chunks)
     return out
 
 
