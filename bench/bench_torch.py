@@ -104,13 +104,31 @@ class NaiveSign(torch.autograd.Function):
         return naive_fda_backward(g, t, ctx.n, ctx.omega), None, None
 
 
+def rows_noise(noise: M.NoiseAdaptation, t: torch.Tensor, layout: str) -> torch.Tensor:
+    """BiBench-style e(t) through autograd: activations permuted to (B H W, C) rows and back (written here
+    so that the baseline stays what it was when the library's own module moved to the NCHW form)."""
+    nchw = layout == "activation" and t.dim() == 4
+    rows = t.permute(0, 2, 3, 1).reshape(-1, noise.d) if nchw else t.reshape(-1, noise.d)
+    fc = torch.relu(rows @ noise.w1) @ noise.w2
+    if nchw:
+        b, c, h, w = t.shape
+        fc = fc.reshape(b, h, w, c).permute(0, 3, 1, 2)
+    else:
+        fc = fc.reshape(t.shape)
+    if noise.eta == "sin":
+        return fc + noise.a * torch.sin(t)
+    if noise.eta == "linear":
+        return fc + noise.a * t
+    return fc
+
+
 class NaiveQuantizer(M.FDAQuantizer):
-    """The naive baseline layer's quantizer: NaiveSign + alpha * e(t) through autograd."""
+    """The naive baseline layer's quantizer: NaiveSign + alpha * e(t) through autograd (rows via permute)."""
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         z = NaiveSign.apply(t, int(self.params["n"]), float(self.params["omega"]))
         if self.training and self.alpha != 0 and self.noise is not None:
-            z = z + self.alpha * self.noise(t, self.layout)
+            z = z + self.alpha * rows_noise(self.noise, t, self.layout)
         return z
 
 

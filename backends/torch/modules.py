@@ -47,15 +47,17 @@ class FDAQuantizeFn(torch.autograd.Function):
     def forward(ctx: Any, t: torch.Tensor, w1: Optional[torch.Tensor], w2: Optional[torch.Tensor], alpha: float,
                 zero: float, estimator: str, params: Mapping[str, Any], layout: str, eta_kind: str, a: float,
                 training: bool) -> torch.Tensor:
-        ctx.save_for_backward(t, w1, w2)
+        z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind,
+                                            a=a, training=training)
+        # h = t W1 (m / d of t's size) is kept so that backward does not redo the product
+        ctx.save_for_backward(t, w1, w2, h)
         ctx.kw = dict(alpha=alpha, estimator=estimator, params=params, layout=layout, eta_kind=eta_kind, a=a)
-        return _ops.quantize_forward(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind, a=a,
-                                     training=training)
+        return z
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-        t, w1, w2 = ctx.saved_tensors
-        dt, dw1, dw2 = _ops.quantize_backward(g.contiguous(), t, w1, w2, **ctx.kw)
+        t, w1, w2, h = ctx.saved_tensors
+        dt, dw1, dw2 = _ops.quantize_backward_saved(g, t, h, w1, w2, **ctx.kw)
         return (dt, dw1, dw2) + (None,) * 8
 
 
@@ -78,14 +80,13 @@ class NoiseAdaptation(nn.Module):
         self.w2 = nn.Parameter(_uniform((self.m, d), 1 / math.sqrt(self.m), generator))
 
     def forward(self, t: torch.Tensor, layout: str = "weight") -> torch.Tensor:
-        rows = t.permute(0, 2, 3, 1).reshape(-1, self.d) if layout == "activation" and t.dim() == 4 \
-            else t.reshape(-1, self.d)
-        fc = torch.relu(rows @ self.w1) @ self.w2
         if layout == "activation" and t.dim() == 4:
-            b, c, h, w = t.shape
-            fc = fc.reshape(b, h, w, c).permute(0, 3, 1, 2)
+            # pixels as rows without a permute: (m, C) x (B, C, H W) -> (B, m, H W), then back to (B, C, H W)
+            b = t.shape[0]
+            h = torch.matmul(self.w1.T, t.reshape(b, self.d, -1))
+            fc = torch.matmul(self.w2.T, torch.relu(h)).reshape(t.shape)
         else:
-            fc = fc.reshape(t.shape)
+            fc = (torch.relu(t.reshape(-1, self.d) @ self.w1) @ self.w2).reshape(t.shape)
         if self.eta == "sin":
             return fc + self.a * torch.sin(t)
         if self.eta == "linear":

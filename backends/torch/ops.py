@@ -198,6 +198,73 @@ def _check_module(t: Tensor, w1: Tensor, w2: Tensor, layout: str, eta_kind: str)
                          f"got w1 {tuple(w1.shape)}, w2 {tuple(w2.shape)}")
 
 
+# Activations (B, C, H, W) are rows of length C, one per pixel (SPEC 3). Computing the module on a (B, C, P)
+# view (P = H W) instead of permuted (B H W, C) rows skips the two NCHW <-> NHWC copies a permute costs on each
+# way through; with m = 1 (C < 128) the two products are a channel reduction and an outer product.
+
+def _is_nchw(t: Tensor, layout: str) -> bool:
+    return layout == "activation" and t.dim() == 4
+
+
+def _bcp(t: Tensor) -> Tensor:
+    """The (B, C, P) view of a contiguous (B, C, H, W) tensor (a copy only if ``t`` is not contiguous)."""
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
+def _hidden(t: Tensor, w1: Tensor, layout: str) -> Tensor:
+    """The module's pre-activation t W1: (B, m, P) for 4-D activations, (rows, m) otherwise."""
+    if _is_nchw(t, layout):
+        return torch.matmul(w1.T, _bcp(t))
+    return _to_rows(t, layout) @ w1
+
+
+def _add_fc_(out: Tensor, r: Tensor, w: Tensor, layout: str, scale: float) -> Tensor:
+    """In place: ``out += scale * (r @ w)`` in the layout of ``out`` (contiguous, the shape of t), where ``r``
+    comes from :func:`_hidden` (r = relu(h) forward, dh backward) and ``w`` is (m, d): W2 forward, W1^T
+    backward. One pass over ``out``; no row-shaped temporary."""
+    if _is_nchw(out, layout):
+        ov = out.view(out.shape[0], out.shape[1], -1)
+        if r.shape[1] == 1:   # m = 1: an outer product, a broadcast multiply-add
+            ov.addcmul_(w.T, r, value=scale)
+        else:
+            ov.baddbmm_(w.T.expand(out.shape[0], -1, -1), r, alpha=scale)
+    else:
+        out.view(r.shape[0], -1).addmm_(r, w, alpha=scale)
+    return out
+
+
+def _fc_param_grads(g: Tensor, t: Tensor, r: Tensor, dh: Tensor, layout: str) -> tuple[Tensor, Tensor]:
+    """dW1 = t^T dh and dW2 = relu(h)^T g over all rows (unscaled). For 4-D activations the per-image
+    products (C, P) x (P, m) are summed over the batch: the outputs are tiny, so no row copy is made."""
+    if _is_nchw(t, layout):
+        gv = _bcp(g)
+        return (torch.matmul(_bcp(t), dh.transpose(1, 2)).sum(0),
+                torch.matmul(r, gv.transpose(1, 2)).sum(0))
+    return _to_rows(t, layout).T @ dh, r.T @ _to_rows(g, layout)
+
+
+def _dhidden(g: Tensor, h: Tensor, w2: Tensor, layout: str) -> Tensor:
+    """dh = (g W2^T) * (h > 0), shaped like ``h``."""
+    dr = torch.matmul(w2, _bcp(g)) if _is_nchw(g, layout) else _to_rows(g, layout) @ w2.T
+    return dr.mul_(h > 0)
+
+
+# the exact sign (SPEC 1) in four cheap passes: x * 2^e * 2^e maps every nonzero finite x (denormals too) to
+# |u| >= 2^51 (or inf), 0 to 0, NaN to NaN; adding the zero convention and clamping to [-1, 1] leaves
+# +-1, ``zero`` at 0 and NaN at NaN. torch.sign + masked_fill (for 0 and NaN) costs two mask tensors and two
+# masked writes, each slower on the CPU than a fused arithmetic pass.
+_SIGN_SCALE = {torch.float32: 2.0 ** 100, torch.float64: 2.0 ** 600}  # 2^-149 * 2^200, 2^-1074 * 2^1200 >= 1
+
+
+def _fast_sign(x: Tensor, zero: float) -> Tensor:
+    """sign(x) with ``zero`` at 0 and NaN kept, as a new contiguous tensor (x float32 or float64)."""
+    s = _SIGN_SCALE[x.dtype]
+    out = torch.mul(x.contiguous(), s).mul_(s)
+    if zero != 0:
+        out.add_(zero)
+    return out.clamp_(-1.0, 1.0)
+
+
 def _eta(t: Tensor, kind: str, a: float) -> Optional[Tensor]:
     if kind == "sin":
         return torch.sin(t).mul_(a)
@@ -312,9 +379,7 @@ class TorchBackend:
     def sign(self, x: Tensor, zero: float = -1.0) -> Tensor:
         _check_float(x, "x")
         _check_choice(zero, "zero", ZERO_CONVENTIONS)
-        out = torch.sign(x)
-        out.masked_fill_(x == 0, float(zero))
-        return out.masked_fill_(torch.isnan(x), math.nan)  # torch.sign(NaN) is 0
+        return _fast_sign(x, float(zero))
 
     def surrogate(self, x: Tensor, estimator: str, params: Mapping[str, Any]) -> Tensor:
         _check_float(x, "x")
@@ -323,11 +388,13 @@ class TorchBackend:
     def noise_forward(self, t: Tensor, w1: Tensor, w2: Tensor, *, layout: str, eta_kind: str = "sin",
                       a: float = 0.1) -> Tensor:
         _check_module(t, w1, w2, layout, eta_kind)
+        t = t.contiguous()
         with self._precise():
-            fc = torch.relu(_to_rows(t, layout) @ w1) @ w2
-        out = _from_rows(fc, t.shape, layout)
-        shortcut = _eta(t, eta_kind, a)
-        return out.contiguous() if shortcut is None else shortcut.add_(out)
+            r = _hidden(t, w1, layout).clamp_(min=0)
+            out = _eta(t, eta_kind, a)
+            if out is None:
+                out = torch.zeros_like(t)
+            return _add_fc_(out, r, w2, layout, 1.0)
 
     def noise_backward(self, g: Tensor, t: Tensor, w1: Tensor, w2: Tensor, *, layout: str,
                        eta_kind: str = "sin", a: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
@@ -335,53 +402,90 @@ class TorchBackend:
         _check_float(g, "g")
         if g.shape != t.shape:
             raise ValueError(f"g: expected the shape of t {tuple(t.shape)}, got {tuple(g.shape)}")
-        dt, dw1, dw2 = self._noise_vjp(g, t, w1, w2, layout)
+        g, t = g.contiguous(), t.contiguous()
         if eta_kind == "sin":
-            dt.addcmul_(g, torch.cos(t), value=a)
+            dt = torch.cos(t).mul_(g).mul_(a)
         elif eta_kind == "linear":
-            dt.add_(g, alpha=a)
+            dt = torch.mul(g, a)
+        else:
+            dt = torch.zeros_like(t)
+        with self._precise():
+            h = _hidden(t, w1, layout)
+        dw1, dw2 = self._add_fc_vjp_(dt, g, t, h, w1, w2, layout, 1.0)
         return dt, dw1, dw2
 
-    def _noise_vjp(self, g: Tensor, t: Tensor, w1: Tensor, w2: Tensor, layout: str
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-        """The fully connected part of Eq. 13: (dt, dW1, dW2) without the eta shortcut; dt is fresh."""
-        rows, grows = _to_rows(t, layout), _to_rows(g, layout)
+    def _add_fc_vjp_(self, dt: Tensor, g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: Tensor, layout: str,
+                     scale: float) -> tuple[Tensor, Tensor]:
+        """The fully connected part of Eq. 13's backward, scaled: ``dt += scale * dfc/dt^T g`` in place;
+        returns (scale dW1, scale dW2). ``g``, ``t``, ``dt`` contiguous, ``h`` = :func:`_hidden` (t, w1)."""
         with self._precise():
-            h = rows @ w1
-            dh = (grows @ w2.T).mul_(h > 0)
-            dt = _from_rows(dh @ w1.T, t.shape, layout).contiguous()
-            return dt, rows.T @ dh, h.clamp_(min=0).T @ grows
+            dh = _dhidden(g, h, w2, layout)
+            _add_fc_(dt, dh, w1.T, layout, scale)
+            dw1, dw2 = _fc_param_grads(g, t, h.clamp(min=0), dh, layout)
+        return dw1.mul_(scale), dw2.mul_(scale)
 
     def quantize_forward(self, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *, alpha: float,
                          zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin", a: float = 0.1,
                          training: bool = True) -> Tensor:
-        z = self.sign(t, zero)
+        return self.quantize_forward_saving(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind,
+                                            a=a, training=training)[0]
+
+    def quantize_forward_saving(self, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *, alpha: float,
+                                zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin",
+                                a: float = 0.1, training: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        """:meth:`quantize_forward`, also returning the module's pre-activation h = t W1 (None where the
+        module is not evaluated) for :meth:`quantize_backward_saved`: h is d / m times smaller than t, so
+        keeping it costs less than the product it saves in backward."""
+        _check_float(t, "t")
+        _check_choice(zero, "zero", ZERO_CONVENTIONS)
+        z = _fast_sign(t, float(zero))              # fresh and contiguous: the other terms go into it
         if not training or alpha == 0 or w1 is None:
-            return z
-        return z.add_(self.noise_forward(t, w1, w2, layout=layout, eta_kind=eta_kind, a=a), alpha=alpha)
+            return z, None
+        _check_module(t, w1, w2, layout, eta_kind)
+        t = t.contiguous()
+        if eta_kind == "sin":
+            z.add_(torch.sin(t), alpha=alpha * a)
+        elif eta_kind == "linear":
+            z.add_(t, alpha=alpha * a)
+        with self._precise():
+            h = _hidden(t, w1, layout)
+            _add_fc_(z, h.clamp(min=0), w2, layout, alpha)
+        return z, h
 
     def quantize_backward(self, g: Tensor, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *,
                           alpha: float, estimator: str = "fda", params: Mapping[str, Any] | None = None,
                           layout: str = "weight", eta_kind: str = "sin", a: float = 0.1
                           ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        """Fused: the surrogate is multiplied into its own buffer, the eta and fc terms added in place."""
+        return self.quantize_backward_saved(g, t, None, w1, w2, alpha=alpha, estimator=estimator, params=params,
+                                            layout=layout, eta_kind=eta_kind, a=a)
+
+    def quantize_backward_saved(self, g: Tensor, t: Tensor, h: Optional[Tensor], w1: Optional[Tensor],
+                                w2: Optional[Tensor], *, alpha: float, estimator: str = "fda",
+                                params: Mapping[str, Any] | None = None, layout: str = "weight",
+                                eta_kind: str = "sin", a: float = 0.1
+                                ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        """Fused: the surrogate is multiplied into its own buffer, the eta and fc terms added in place.
+        ``h``: the pre-activation from :meth:`quantize_forward_saving` (None: recomputed)."""
         _check_float(g, "g")
         _check_float(t, "t")
         if g.shape != t.shape:
             raise ValueError(f"g: expected the shape of t {tuple(t.shape)}, got {tuple(g.shape)}")
+        g, t = g.contiguous(), t.contiguous()
         dt = surrogate_grad(t, estimator, params, g)
         if w1 is None:
             return dt, None, None
         _check_module(t, w1, w2, layout, eta_kind)
         if alpha == 0:
             return dt, torch.zeros_like(w1), torch.zeros_like(w2)
-        fc_dt, dw1, dw2 = self._noise_vjp(g, t, w1, w2, layout)
-        dt.add_(fc_dt, alpha=alpha)
         if eta_kind == "sin":
             dt.addcmul_(g, torch.cos(t), value=alpha * a)
         elif eta_kind == "linear":
             dt.add_(g, alpha=alpha * a)
-        return dt, dw1.mul_(alpha), dw2.mul_(alpha)
+        if h is None:
+            with self._precise():
+                h = _hidden(t, w1, layout)
+        dw1, dw2 = self._add_fc_vjp_(dt, g, t, h, w1, w2, layout, alpha)
+        return dt, dw1, dw2
 
     # -- SPEC 5 ----------------------------------------------------------------------------------------
     def weight_scale(self, w: Tensor, mode: str = "channel") -> Tensor:
