@@ -242,16 +242,25 @@ class _PackedLayer:
         from .autodiff import Tensor
         xn = x.numpy()
         be = self.be
-        x_planes = sign_planes(xn, self.zero)
+        fused = getattr(be, "sign_xnor_conv2d", None) if self.kind == "conv2d" else None
+        if fused is not None and (self.zero != 0.0 or not np.any(xn == 0)):
+            x_planes = [xn]      # one plane: the fused kernel takes the signs of x itself
+            zero = -1.0 if self.zero == 0.0 else self.zero
+        else:
+            x_planes = sign_planes(xn, self.zero)
+            zero = -1.0
         acc = None
         for xpl in x_planes:
-            xp = be.pack_signs(be.from_numpy(xpl), axis=1, zero=-1.0)
+            xp = None if fused is not None else be.pack_signs(be.from_numpy(xpl), axis=1, zero=-1.0)
             for wp in self.w_packed:
                 wpb = be.from_numpy(wp)
                 if self.kind == "conv2d":
-                    r = be.xnor_conv2d(xp, wpb, channels=self.channels, stride=tuple(self.info["stride"]),
-                                       padding=tuple(self.info["padding"]), dilation=tuple(self.info["dilation"]),
-                                       pad_value=self.info["pad_value"])
+                    geom = dict(stride=tuple(self.info["stride"]), padding=tuple(self.info["padding"]),
+                                dilation=tuple(self.info["dilation"]), pad_value=self.info["pad_value"])
+                    if fused is not None:   # sign + pack + XNOR conv in one call (numba's inference fast path)
+                        r = fused(np.ascontiguousarray(xpl, dtype=xn.dtype), wpb, zero=zero, **geom)
+                    else:
+                        r = be.xnor_conv2d(xp, wpb, channels=self.channels, **geom)
                 else:
                     r = be.xnor_linear(xp, wpb, features=self.channels)
                 r = be.to_numpy(r).astype(np.int64)

@@ -117,3 +117,22 @@ def test_xnor_errors():
     with pytest.raises(ValueError, match="pad_value"):
         NB.xnor_conv2d(xp, xp[:, :3, :3], channels=5, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
                        pad_value=2)
+
+
+@pytest.mark.parametrize("c", [5, 16, 64, 65])
+@pytest.mark.parametrize("pad_value", [0.0, -1.0, 1.0])
+def test_sign_xnor_conv2d_fused_equals_pack_then_conv(c, pad_value):
+    """The inference fast path (signs packed inside the conv call) equals pack_signs + xnor_conv2d."""
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, c, 6, 7)).astype(np.float32)
+    x[0, :, 0, 0] = 0.0
+    w = pm1(rng, (4, c, 3, 3))
+    wp = NB.pack_signs(w, axis=1, zero=-1)
+    for zero in (-1.0, 1.0):
+        for stride in ((1, 1), (2, 2), (2, 1)):
+            kw = dict(stride=stride, padding=(1, 1), dilation=(1, 1), pad_value=pad_value)
+            want = NB.xnor_conv2d(NB.pack_signs(x, axis=1, zero=zero), wp, channels=c, **kw)
+            np.testing.assert_array_equal(NB.sign_xnor_conv2d(x, wp, zero=zero, **kw), want)
+    with pytest.raises(ValueError, match="NaN"):
+        x[1, 0, 1, 1] = np.nan
+        NB.sign_xnor_conv2d(x, wp, zero=-1.0, stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=0.0)

@@ -359,6 +359,81 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
 
 
 @njit(**_JIT)
+def sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, hq_n, wq_n, xflat, start, stop):
+    """Like :func:`pad_input_rows`, but straight from the float activations x (N, C, H, W): the signs are packed
+    (set bit = negative, or zero when ``zero_neg``) into the padded polyphase planes with no intermediate
+    SPEC 9 array. Returns the number of NaNs seen."""
+    n_b, c_n, h_n, w_n = x.shape
+    nw = xflat.shape[1]
+    buf = np.empty(wp_n, dtype=np.uint64)
+    zn = _ONE if zero_neg else _ZERO
+    nans = 0
+    for r in range(start, stop):
+        n = r // hp_n
+        hp = r - n * hp_n
+        h = hp - ph
+        prow = (hp % sh) * sw
+        base = (hp // sh) * wq_n
+        inside_row = h >= 0 and h < h_n
+        for k in range(nw):
+            mask = _low_mask(channels - 64 * k)
+            padw = mask if pad_word_set else _ZERO
+            for wp in range(wp_n):
+                buf[wp] = padw
+            if inside_row:
+                for w in range(w_n):
+                    buf[pw + w] = _ZERO
+                for c in range(64 * k, min(channels, 64 * k + 64)):
+                    shift = np.uint64(c - 64 * k)
+                    for w in range(np.uint64(0), np.uint64(w_n)):
+                        v = x[n, c, h, w]
+                        neg = np.uint64(v < 0) | (zn & np.uint64(v == 0))
+                        buf[np.uint64(pw) + w] |= neg << shift
+                        nans += np.int64(v != v)
+            pc = 0
+            qc = 0
+            for wp in range(wp_n):
+                xflat[n, k, prow + pc, base + qc] = buf[wp]
+                pc += 1
+                if pc == sw:
+                    pc = 0
+                    qc += 1
+    return nans
+
+
+@njit(**_JIT)
+def sign_conv_serial(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg):
+    """sign(x) packed and XNOR-convolved in one call: (N, C_out, Ho, Wo) int32 and the NaN count."""
+    xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)   # shape only
+    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
+        xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
+    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
+    nans = sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat, 0,
+                          x.shape[0] * hp_n)
+    xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, 0, out.shape[0] * out.shape[1])
+    return out, nans
+
+
+@njit(parallel=True, **_JIT)
+def sign_conv_parallel(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg, chunks):
+    """:func:`sign_conv_serial` with the packing and the (n, co) planes split into ``chunks`` parallel parts."""
+    xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)
+    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
+        xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
+    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
+    in_rows = x.shape[0] * hp_n
+    nans = 0
+    for c in prange(chunks):
+        nans += sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat,
+                               c * in_rows // chunks, (c + 1) * in_rows // chunks)
+    planes = out.shape[0] * out.shape[1]
+    for c in prange(chunks):
+        xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
+                         (c + 1) * planes // chunks)
+    return out, nans
+
+
+@njit(**_JIT)
 def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
     """The whole XNOR conv in one thread: (N, C_out, Ho, Wo) int32."""
     wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(

@@ -634,6 +634,39 @@ class NumbaBackend:
         return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane,
                                      min(planes, threads))
 
+    def sign_xnor_conv2d(self, x: np.ndarray, w_packed: np.ndarray, *, zero: float = -1.0, stride: Pair = (1, 1),
+                         padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
+        """Inference fast path (not part of the op table): exactly
+        ``xnor_conv2d(pack_signs(x, axis=1, zero=zero), w_packed, channels=C, ...)`` for float x (N, C, H, W),
+        with the signs packed straight into the kernel's working planes in the same compiled call."""
+        check_float_array(x, "x", ndim=4)
+        if isinstance(zero, bool) or float(zero) not in (-1.0, 1.0):
+            raise ValueError(f"zero: packed bits hold only -1 and +1, so zero must be -1 or +1, got {zero!r}")
+        channels = x.shape[1]
+        if channels < 1:
+            raise ValueError(f"x: expected at least 1 channel, got shape {x.shape}")
+        wp = self._check_packed(w_packed, "w_packed", 4, channels, "channels")
+        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+        pv = _pad_value(pad_value)
+        n_b, _, h, w = x.shape
+        c_out, kh, kw, _ = wp.shape
+        ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
+        (sh, sw), (ph, pw), (dh, dw) = s, p, d
+        x = np.ascontiguousarray(x)
+        planes = n_b * c_out
+        work = planes * ho * (w + 2 * pw) // sw * kh * kw * wp.shape[3]
+        threads = numba.get_num_threads()
+        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
+        zn = float(zero) < 0
+        if work < XNOR_PAR_MIN or threads == 1 or planes < 2:
+            out, nans = bp.sign_conv_serial(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zn)
+        else:
+            out, nans = bp.sign_conv_parallel(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zn,
+                                              min(planes, threads))
+        if nans:
+            raise ValueError(f"x: NaN has no sign and cannot be packed ({nans} NaN values)")
+        return out
+
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
         features = check_int(features, "features", minimum=1)
         xp = self._check_packed(x_packed, "x_packed", 2, features, "features")
