@@ -223,3 +223,24 @@ def test_errors_are_clear():
         NB.surrogate(np.zeros(3), "nope", {})
     with pytest.raises(ValueError, match="w1 \\(d, m\\)"):
         NB.noise_forward(np.zeros((2, 3)), np.zeros((4, 1)), np.zeros((1, 4)), layout="weight")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_noise_eta_large_and_special_arguments(dt):
+    """eta = a sin(t): the polynomial path (|t| < 1e5) and the libm fallback (huge t), inf / NaN."""
+    rng = np.random.default_rng(11)
+    t = rnd(rng, (3, 8), dt)
+    t[0, :6] = [1e4, -3e4, 2e5, 1e7, 3e30 if dt == np.float32 else 1e300, np.inf]
+    t[1, 0] = np.nan
+    w1, w2 = rnd(rng, (8, 2), dt, 0.5), rnd(rng, (2, 8), dt, 0.5)
+    g = rnd(rng, (3, 8), dt)
+    kw = dict(layout="weight", eta_kind="sin", a=0.1)
+    finite = np.isfinite(t)
+    got, want = NB.noise_forward(t, w1, w2, **kw), REF.noise_forward(t, w1, w2, **kw)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    # rows with huge entries have huge fc; compare the sin part through the row of moderate values
+    np.testing.assert_allclose(got[2], want[2], **TOL[dt])
+    gd = NB.quantize_backward(g, t, w1, w2, alpha=0.2, estimator="fda", params={"n": 9}, **kw)[0]
+    wd = REF.quantize_backward(g, t, w1, w2, alpha=0.2, estimator="fda", params={"n": 9}, **kw)[0]
+    np.testing.assert_array_equal(np.isnan(gd), np.isnan(wd))
+    assert finite.sum() > 0

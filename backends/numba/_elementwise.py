@@ -307,77 +307,136 @@ def est_par(x, out, code, beta, n, omega, clip):
 
 
 # ------------------------------------------------------------------------------------------------------
-# The quantizer's fused elementwise parts. ``fc`` is relu(T W1) W2 in row order (rows, d); ``perm`` maps the
-# flat NCHW index i of t to its flat row-order index (activation layout; identity for weights): with
-# (B, C, H, W) and hw = H*W, element i = (b, c, p) sits at row b*hw + p, column c.
+# sin / cos for eta (Eq. 13): the branch-free polynomial with quadrant reduction (vectorises, unlike libm);
+# arguments beyond BIG are recomputed with libm in a second, rarely taken pass (the three-part reduction is
+# exact only for |a| < 2^20 pi/2).
+BIG = 1.0e5
+
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
-def _row_index(i, c_dim, hw, act):
-    if not act:
-        return i
-    b = i // (c_dim * hw)
-    rem = i - b * c_dim * hw
-    c = rem // hw
-    p = rem - c * hw
-    return (b * hw + p) * c_dim + c
+def sin_quadrant(a: float, shift: float) -> float:
+    """sin(a + shift * pi/2) for integral ``shift`` (0: sin, 1: cos), |a| < 2^20 pi/2."""
+    q = np.rint(a * _TWO_OVER_PI)
+    y = ((a - q * _P1) - q * _P2) - q * _P3
+    s = _sin_small(y)
+    c = _cos_small(y)
+    q = q + shift
+    h = q * 0.5
+    v = c if h != np.floor(h) else s
+    q4 = q - 4.0 * np.floor(q * 0.25)
+    return -v if q4 >= 2.0 else v
+
+
+# ------------------------------------------------------------------------------------------------------
+# The quantizer's fused elementwise parts. ``fc`` / ``drows`` are in row order (rows, d) (SPEC 3). The flat
+# tensor is walked in "planes": with the activation layout (B, C, H, W) a plane is one (b, c) map of hw = H*W
+# elements and element p of plane (b, c) sits at row b*hw + p, column c, i.e. flat row-order index
+# (b*hw + p)*C + c; with the weight layout rows and tensor agree, so C = 1 and a "plane" is a block of hw
+# elements. One integer division per plane, none per element.
+
+@njit(error_model="numpy", cache=_CACHE, inline="always")
+def _eta_sin(v: float, a: float, kind: int) -> float:
+    """eta(v) (Eq. 13) without libm: a sin(v) via the polynomial (0 beyond BIG: fixed up afterwards), a v, 0."""
+    if kind == 0:
+        sv = sin_quadrant(v, 0.0)
+        return a * (0.0 if (abs(v) > BIG and abs(v) < np.inf) else sv)   # NaN / inf propagate
+    if kind == 1:
+        return a * v
+    return 0.0
+
+
+@njit(error_model="numpy", cache=_CACHE, inline="always")
+def _eta_cos(v: float, a: float, kind: int) -> float:
+    """eta'(v): a cos(v) via the polynomial (0 beyond BIG: fixed up afterwards), a, 0."""
+    if kind == 0:
+        cv = sin_quadrant(v, 1.0)
+        return a * (0.0 if (abs(v) > BIG and abs(v) < np.inf) else cv)
+    if kind == 1:
+        return a
+    return 0.0
 
 
 @njit(error_model="numpy", cache=_CACHE)
-def qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, act, start, stop):
-    """out = sign(t) + alpha (fc + eta(t)); also used for the bare noise forward with sign off (alpha = 1,
-    zero = nan signals "no sign term")."""
-    for i in range(start, stop):
-        v = t[i]
-        e = fc[_row_index(i, c_dim, hw, act)]
-        if eta_kind == 0:
-            e += a * math.sin(v)
-        elif eta_kind == 1:
-            e += a * v
-        if zero != zero:
-            out[i] = e
+def qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, start, stop):
+    """Planes [start, stop): out = sign(t) + alpha (fc + eta(t)); with zero = NaN (the bare noise forward)
+    out = fc + eta(t)."""
+    size = t.size
+    bare = zero != zero
+    for plane in range(start, stop):
+        b = plane // c_dim
+        c = plane - b * c_dim
+        i0 = plane * hw
+        cnt = min(hw, size - i0)
+        r0 = b * hw * c_dim + c
+        if bare:
+            for p in range(cnt):
+                v = np.float64(t[i0 + p])
+                out[i0 + p] = np.float64(fc[r0 + p * c_dim]) + _eta_sin(v, a, eta_kind)
         else:
-            s = 1.0 if v > 0 else (-1.0 if v < 0 else (zero if v == 0 else v))
-            out[i] = s + alpha * e
+            for p in range(cnt):
+                v = np.float64(t[i0 + p])
+                e = np.float64(fc[r0 + p * c_dim]) + _eta_sin(v, a, eta_kind)
+                sg = 1.0 if v > 0 else (-1.0 if v < 0 else (zero if v == 0 else v))
+                out[i0 + p] = sg + alpha * e
+        if eta_kind == 0:   # libm for the (rare) huge arguments
+            k = 1.0 if bare else alpha
+            for p in range(cnt):
+                v = np.float64(t[i0 + p])
+                if abs(v) > BIG and abs(v) < np.inf:
+                    out[i0 + p] = np.float64(out[i0 + p]) + k * (a * math.sin(v))
 
 
 @njit(error_model="numpy", cache=_CACHE, parallel=True)
-def qfwd_par(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, act):
-    size = t.size
-    for c in prange((size + CHUNK - 1) // CHUNK):
-        qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, act, c * CHUNK, min(size, (c + 1) * CHUNK))
+def qfwd_par(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, planes, chunks):
+    for c in prange(chunks):
+        qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, c * planes // chunks, (c + 1) * planes // chunks)
 
 
 @njit(error_model="numpy", cache=_CACHE)
 def qbwd_range(g, t, drows, out, alpha, eta_kind, a, est_code, beta, n, omega, clip, m, np1, c6, scale,
-               c_dim, hw, act, has_module, start, stop):
-    """out = g est'(t) + alpha (drows + g eta'(t)), est = fda when ``est_code`` < 0; the module part only
-    when ``has_module``. (With alpha = 1 and est_code = -2 it is the bare noise backward: drows + g eta'.)"""
-    for i in range(start, stop):
-        gv = np.float64(g[i])
-        v = np.float64(t[i])
+               c_dim, hw, has_module, start, stop):
+    """Planes [start, stop): out = g est'(t) + alpha (drows + g eta'(t)), est = fda when ``est_code`` == -1,
+    none when -2; the module part only when ``has_module``. One loop per estimator kind (no per-element
+    dispatch), so the fda loop vectorises."""
+    size = t.size
+    for plane in range(start, stop):
+        b = plane // c_dim
+        c = plane - b * c_dim
+        i0 = plane * hw
+        cnt = min(hw, size - i0)
+        r0 = b * hw * c_dim + c
         if est_code == -1:
-            d = gv * fda_point(t[i], m, np1, c6, scale, omega, clip)
-        elif est_code == -2:
-            d = 0.0
+            if has_module:
+                for p in range(cnt):
+                    gv = np.float64(g[i0 + p])
+                    tv = t[i0 + p]
+                    v = np.float64(tv)
+                    e = np.float64(drows[r0 + p * c_dim]) + gv * _eta_cos(v, a, eta_kind)
+                    out[i0 + p] = gv * fda_point(tv, m, np1, c6, scale, omega, clip) + alpha * e
+            else:
+                for p in range(cnt):
+                    out[i0 + p] = np.float64(g[i0 + p]) * fda_point(t[i0 + p], m, np1, c6, scale, omega, clip)
         else:
-            d = gv * est_scalar(v, est_code, beta, n, omega, clip)
-        if has_module:
-            e = np.float64(drows[_row_index(i, c_dim, hw, act)])
-            if eta_kind == 0:
-                e += gv * (a * math.cos(v))
-            elif eta_kind == 1:
-                e += gv * a
-            d += alpha * e
-        out[i] = d
+            for p in range(cnt):
+                gv = np.float64(g[i0 + p])
+                v = np.float64(t[i0 + p])
+                d = 0.0 if est_code == -2 else gv * est_scalar(v, est_code, beta, n, omega, clip)
+                if has_module:
+                    d += alpha * (np.float64(drows[r0 + p * c_dim]) + gv * _eta_cos(v, a, eta_kind))
+                out[i0 + p] = d
+        if has_module and eta_kind == 0:   # libm for the (rare) huge arguments
+            for p in range(cnt):
+                v = np.float64(t[i0 + p])
+                if abs(v) > BIG and abs(v) < np.inf:
+                    out[i0 + p] = np.float64(out[i0 + p]) + alpha * (np.float64(g[i0 + p]) * (a * math.cos(v)))
 
 
 @njit(error_model="numpy", cache=_CACHE, parallel=True)
 def qbwd_par(g, t, drows, out, alpha, eta_kind, a, est_code, beta, n, omega, clip, m, np1, c6, scale,
-             c_dim, hw, act, has_module):
-    size = t.size
-    for c in prange((size + CHUNK - 1) // CHUNK):
+             c_dim, hw, has_module, planes, chunks):
+    for c in prange(chunks):
         qbwd_range(g, t, drows, out, alpha, eta_kind, a, est_code, beta, n, omega, clip, m, np1, c6, scale,
-                   c_dim, hw, act, has_module, c * CHUNK, min(size, (c + 1) * CHUNK))
+                   c_dim, hw, has_module, c * planes // chunks, (c + 1) * planes // chunks)
 
 
 @njit(error_model="numpy", cache=_CACHE)

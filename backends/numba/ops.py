@@ -81,6 +81,25 @@ def _elementwise(serial, parallel, size: int, *args: Any) -> None:
         parallel(*args)
 
 
+BLOCK = 4096   # elements per "plane" of the weight layout in the quantizer kernels
+
+
+def _planes(t_shape: tuple, act: bool, c_dim: int, hw: int) -> tuple[int, int, int]:
+    """(C, plane size, number of planes) for the quantizer kernels (see :mod:`._elementwise`)."""
+    size = int(np.prod(t_shape))
+    if act:
+        return c_dim, hw, size // max(1, hw)
+    return 1, BLOCK, -(-size // BLOCK)
+
+
+def _run_planes(serial, parallel, size: int, planes: int, *args: Any) -> None:
+    threads = numba.get_num_threads()
+    if size < ew.PAR_MIN or planes < 2 or threads == 1:
+        serial(*args, 0, planes)
+    else:
+        parallel(*args, planes, min(planes, 4 * threads))
+
+
 def _resolve_estimator(name: str, params: Optional[Mapping[str, Any]]) -> tuple[int, dict]:
     """(code, resolved params): code -1 = fda (fused kernel), >= 0 a built-in, None-like -3 = fallback."""
     est = _est.get_estimator(name)
@@ -203,8 +222,9 @@ class NumbaBackend:
         fc = np.ascontiguousarray(h @ w2).reshape(-1)
         tf = _flat(t)
         out = np.empty_like(tf)
-        _elementwise(ew.qfwd_range, ew.qfwd_par, tf.size, tf, fc, out, zero, alpha, _ETA_CODE[eta_kind],
-                     float(a), c_dim, hw, act)
+        cd, pl, planes = _planes(t.shape, act, c_dim, hw)
+        _run_planes(ew.qfwd_range, ew.qfwd_par, tf.size, planes, tf, fc, out, zero, alpha, _ETA_CODE[eta_kind],
+                    float(a), cd, pl)
         return out.reshape(t.shape)
 
     def noise_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str, eta_kind: str = "sin",
@@ -229,8 +249,9 @@ class NumbaBackend:
         out = np.empty_like(tf)
         beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
         kcode = -2 if code == -3 else code
-        _elementwise(ew.qbwd_range, ew.qbwd_par, tf.size, gf, tf, d_rows, out, float(alpha), _ETA_CODE[eta_kind],
-                     float(a), kcode, beta, n, omega, clip, m, np1, c6, scale, c_dim, hw, act, True)
+        cd, pl, planes = _planes(t.shape, act, c_dim, hw)
+        _run_planes(ew.qbwd_range, ew.qbwd_par, tf.size, planes, gf, tf, d_rows, out, float(alpha),
+                    _ETA_CODE[eta_kind], float(a), kcode, beta, n, omega, clip, m, np1, c6, scale, cd, pl, True)
         if est_arr is not None:
             out += gf * _flat(est_arr)
         return out.reshape(t.shape), dw1, dw2
@@ -272,8 +293,9 @@ class NumbaBackend:
                 gf, tf = _flat(g), _flat(t)
                 out = np.empty_like(tf)
                 beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
-                _elementwise(ew.qbwd_range, ew.qbwd_par, tf.size, gf, tf, tf, out, 0.0, 2, 0.0, code, beta, n,
-                             omega, clip, m, np1, c6, scale, 1, 1, False, False)
+                cd, pl, planes = _planes(t.shape, False, 1, 1)
+                _run_planes(ew.qbwd_range, ew.qbwd_par, tf.size, planes, gf, tf, tf, out, 0.0, 2, 0.0, code, beta,
+                            n, omega, clip, m, np1, c6, scale, cd, pl, False)
                 dt = out.reshape(t.shape)
             if w1 is None:
                 return dt, None, None
