@@ -22,6 +22,7 @@ C++ on the CPU, Triton on CUDA); it reduces in float64 and evaluates the sines i
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Callable, Optional
@@ -33,6 +34,7 @@ Tensor = torch.Tensor
 _C_SCALE = 4.0 / math.pi
 
 
+@functools.lru_cache(maxsize=64)  # called once per CPU block: the tensor round trip is not free
 def _split12(c: float) -> tuple[float, float]:
     """c = hi + lo with ``hi`` a float32 of 12 significant bits (so hi times a 12-bit float32 is exact)."""
     hi = torch.tensor(c, dtype=torch.float32).view(torch.int32).bitwise_and(-4096).view(torch.float32).item()

@@ -265,6 +265,85 @@ def _fast_sign(x: Tensor, zero: float) -> Tensor:
     return out.clamp_(-1.0, 1.0)
 
 
+# Cache blocking on the CPU (the quantizer of 4-D activations): every elementwise step of the quantizer runs
+# on a group of images (about fused.CPU_BLOCK elements) before the next group, so the block of t, g and the
+# scratch buffers stay in L2 and no tensor-sized temporary (sin t, cos t, the surrogate's work) is allocated:
+# a fresh multi-MB buffer costs page faults on every call. The per-image products of the module are the same
+# as in the unblocked path; dW1 / dW2 are summed block by block.
+
+def _use_blocks(t: Tensor, layout: str) -> bool:
+    return t.device.type == "cpu" and _is_nchw(t, layout) and t.numel() > 0
+
+
+def _images_per_block(t: Tensor) -> int:
+    return max(1, fused.CPU_BLOCK // max(1, t[0].numel()))
+
+
+def _quantize_forward_blocked(t: Tensor, w1: Tensor, w2: Tensor, alpha: float, zero: float, eta_kind: str,
+                              a: float) -> tuple[Tensor, Tensor]:
+    """z = sign(t) + alpha (relu(t W1) W2 + eta(t)) and h = t W1, both in NCHW, image block by block."""
+    tv = _bcp(t.contiguous())
+    b, c, p = tv.shape
+    z = torch.empty_like(tv)
+    h = torch.empty((b, w1.shape[1], p), dtype=t.dtype)
+    nb = _images_per_block(t)
+    work = torch.empty((min(nb, b), c, p), dtype=t.dtype)
+    s = _SIGN_SCALE[t.dtype]
+    w1t, w2t = w1.T, w2.T
+    for i in range(0, b, nb):
+        xs, zs, hs = tv[i:i + nb], z[i:i + nb], h[i:i + nb]
+        torch.mul(xs, s, out=zs).mul_(s)            # sign (see _fast_sign)
+        if zero != 0:
+            zs.add_(zero)
+        zs.clamp_(-1.0, 1.0)
+        if eta_kind == "sin":
+            zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
+        elif eta_kind == "linear":
+            zs.add_(xs, alpha=alpha * a)
+        torch.matmul(w1t, xs, out=hs)
+        r = hs.clamp(min=0)
+        if r.shape[1] == 1:
+            zs.addcmul_(w2t, r, value=alpha)
+        else:
+            zs.baddbmm_(w2t.expand(xs.shape[0], -1, -1), r, alpha=alpha)
+    return z.view(t.shape), h
+
+
+def _quantize_backward_blocked(g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: Tensor, alpha: float,
+                               estimator: str, params: Mapping[str, Any] | None, eta_kind: str, a: float
+                               ) -> tuple[Tensor, Tensor, Tensor]:
+    """SPEC 4 backward of the activation quantizer (module present, alpha != 0), image block by block."""
+    tv, gv = _bcp(t.contiguous()), _bcp(g.contiguous())
+    b, c, p = tv.shape
+    dt = torch.empty_like(tv)
+    dw1, dw2 = torch.zeros_like(w1), torch.zeros_like(w2)
+    nb = _images_per_block(t)
+    size = min(nb, b) * c * p
+    work = tuple(torch.empty(size, dtype=t.dtype) for _ in range(3))
+    resolved = get_estimator(estimator).resolve(params)
+    lean = estimator == "fda" and not fused.use_compiled("cpu")
+    for i in range(0, b, nb):
+        xs, gs, ds, hs = tv[i:i + nb], gv[i:i + nb], dt[i:i + nb], h[i:i + nb]
+        if lean:
+            fused.fda_into_(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"], resolved["omega"], work)
+            if resolved["clip"] is not None:
+                ds.masked_fill_(xs.abs() > resolved["clip"], 0.0)
+        else:
+            ds.copy_(surrogate_grad(xs, estimator, params, gs))
+        if eta_kind == "sin":
+            ds.addcmul_(gs, torch.cos(xs, out=work[0][:xs.numel()].view(xs.shape)), value=alpha * a)
+        elif eta_kind == "linear":
+            ds.add_(gs, alpha=alpha * a)
+        dh = torch.matmul(w2, gs).mul_(hs > 0)
+        if dh.shape[1] == 1:
+            ds.addcmul_(w1, dh, value=alpha)
+        else:
+            ds.baddbmm_(w1.expand(xs.shape[0], -1, -1), dh, alpha=alpha)
+        dw1.add_(torch.matmul(xs, dh.transpose(1, 2)).sum(0))
+        dw2.add_(torch.matmul(hs.clamp(min=0), gs.transpose(1, 2)).sum(0))
+    return dt.view(t.shape), dw1.mul_(alpha), dw2.mul_(alpha)
+
+
 def _eta(t: Tensor, kind: str, a: float) -> Optional[Tensor]:
     if kind == "sin":
         return torch.sin(t).mul_(a)
@@ -438,10 +517,12 @@ class TorchBackend:
         keeping it costs less than the product it saves in backward."""
         _check_float(t, "t")
         _check_choice(zero, "zero", ZERO_CONVENTIONS)
-        z = _fast_sign(t, float(zero))              # fresh and contiguous: the other terms go into it
         if not training or alpha == 0 or w1 is None:
-            return z, None
+            return _fast_sign(t, float(zero)), None
         _check_module(t, w1, w2, layout, eta_kind)
+        if _use_blocks(t, layout):
+            return _quantize_forward_blocked(t, w1, w2, alpha, float(zero), eta_kind, a)
+        z = _fast_sign(t, float(zero))              # fresh and contiguous: the other terms go into it
         t = t.contiguous()
         if eta_kind == "sin":
             z.add_(torch.sin(t), alpha=alpha * a)
@@ -471,10 +552,15 @@ class TorchBackend:
         if g.shape != t.shape:
             raise ValueError(f"g: expected the shape of t {tuple(t.shape)}, got {tuple(g.shape)}")
         g, t = g.contiguous(), t.contiguous()
+        if w1 is not None:
+            _check_module(t, w1, w2, layout, eta_kind)
+            if alpha != 0 and _use_blocks(t, layout):
+                if h is None:
+                    h = _hidden(t, w1, layout)
+                return _quantize_backward_blocked(g, t, h, w1, w2, alpha, estimator, params, eta_kind, a)
         dt = surrogate_grad(t, estimator, params, g)
         if w1 is None:
             return dt, None, None
-        _check_module(t, w1, w2, layout, eta_kind)
         if alpha == 0:
             return dt, torch.zeros_like(w1), torch.zeros_like(w2)
         if eta_kind == "sin":
