@@ -126,7 +126,7 @@ def fda_grad(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
 #   the block of x stay in L2 between passes.
 
 LEAN_LIMIT = 256.0
-CPU_BLOCK = 1 << 16
+CPU_BLOCK = 1 << 17
 
 
 def lean_applies(x: Tensor, omega: float) -> bool:
