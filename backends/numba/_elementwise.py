@@ -334,12 +334,23 @@ def sin_quadrant(a: float, shift: float) -> float:
 # (b*hw + p)*C + c; with the weight layout rows and tensor agree, so C = 1 and a "plane" is a block of hw
 # elements. One integer division per plane, none per element.
 
+@njit(error_model="numpy", cache=_CACHE)
+def any_big(t, start, stop):
+    """Whether BIG < |t| < inf anywhere in t[start:stop] (a vectorised count: the fixup loops below are slow
+    to run over every element, so they run only when this says so)."""
+    cnt = 0
+    for p in range(np.uint64(start), np.uint64(stop)):
+        v = abs(np.float64(t[p]))
+        cnt += np.int64((v > BIG) & (v < np.inf))
+    return cnt > 0
+
+
 @njit(error_model="numpy", cache=_CACHE, inline="always")
 def _eta_sin(v: float, a: float, kind: int) -> float:
     """eta(v) (Eq. 13) without libm: a sin(v) via the polynomial (0 beyond BIG: fixed up afterwards), a v, 0."""
     if kind == 0:
         sv = sin_quadrant(v, 0.0)
-        return a * (0.0 if (abs(v) > BIG and abs(v) < np.inf) else sv)   # NaN / inf propagate
+        return a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else sv)   # NaN / inf propagate
     if kind == 1:
         return a * v
     return 0.0
@@ -350,7 +361,7 @@ def _eta_cos(v: float, a: float, kind: int) -> float:
     """eta'(v): a cos(v) via the polynomial (0 beyond BIG: fixed up afterwards), a, 0."""
     if kind == 0:
         cv = sin_quadrant(v, 1.0)
-        return a * (0.0 if (abs(v) > BIG and abs(v) < np.inf) else cv)
+        return a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else cv)
     if kind == 1:
         return a
     return 0.0
@@ -365,22 +376,23 @@ def qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, start, stop):
     for plane in range(start, stop):
         b = plane // c_dim
         c = plane - b * c_dim
-        i0 = plane * hw
-        cnt = min(hw, size - i0)
-        r0 = b * hw * c_dim + c
+        cnt = np.uint64(min(hw, size - plane * hw))
+        i0 = np.uint64(plane * hw)                 # unsigned indices: no negative-index wraparound, so the
+        r0 = np.uint64(b * hw * c_dim + c)         # loads stay contiguous vectors
+        ucd = np.uint64(c_dim)
         if bare:
-            for p in range(cnt):
+            for p in range(np.uint64(0), cnt):
                 v = np.float64(t[i0 + p])
-                out[i0 + p] = np.float64(fc[r0 + p * c_dim]) + _eta_sin(v, a, eta_kind)
+                out[i0 + p] = np.float64(fc[r0 + p * ucd]) + _eta_sin(v, a, eta_kind)
         else:
-            for p in range(cnt):
+            for p in range(np.uint64(0), cnt):
                 v = np.float64(t[i0 + p])
-                e = np.float64(fc[r0 + p * c_dim]) + _eta_sin(v, a, eta_kind)
+                e = np.float64(fc[r0 + p * ucd]) + _eta_sin(v, a, eta_kind)
                 sg = 1.0 if v > 0 else (-1.0 if v < 0 else (zero if v == 0 else v))
                 out[i0 + p] = sg + alpha * e
-        if eta_kind == 0:   # libm for the (rare) huge arguments
+        if eta_kind == 0 and any_big(t, i0, i0 + cnt):   # libm for the (rare) huge arguments
             k = 1.0 if bare else alpha
-            for p in range(cnt):
+            for p in range(np.uint64(0), cnt):
                 v = np.float64(t[i0 + p])
                 if abs(v) > BIG and abs(v) < np.inf:
                     out[i0 + p] = np.float64(out[i0 + p]) + k * (a * math.sin(v))
@@ -402,30 +414,31 @@ def qbwd_range(g, t, drows, out, alpha, eta_kind, a, est_code, beta, n, omega, c
     for plane in range(start, stop):
         b = plane // c_dim
         c = plane - b * c_dim
-        i0 = plane * hw
-        cnt = min(hw, size - i0)
-        r0 = b * hw * c_dim + c
+        cnt = np.uint64(min(hw, size - plane * hw))
+        i0 = np.uint64(plane * hw)                 # unsigned indices: no negative-index wraparound, so the
+        r0 = np.uint64(b * hw * c_dim + c)         # loads stay contiguous vectors
+        ucd = np.uint64(c_dim)
         if est_code == -1:
             if has_module:
-                for p in range(cnt):
+                for p in range(np.uint64(0), cnt):
                     gv = np.float64(g[i0 + p])
                     tv = t[i0 + p]
                     v = np.float64(tv)
-                    e = np.float64(drows[r0 + p * c_dim]) + gv * _eta_cos(v, a, eta_kind)
+                    e = np.float64(drows[r0 + p * ucd]) + gv * _eta_cos(v, a, eta_kind)
                     out[i0 + p] = gv * fda_point(tv, m, np1, c6, scale, omega, clip) + alpha * e
             else:
-                for p in range(cnt):
+                for p in range(np.uint64(0), cnt):
                     out[i0 + p] = np.float64(g[i0 + p]) * fda_point(t[i0 + p], m, np1, c6, scale, omega, clip)
         else:
-            for p in range(cnt):
+            for p in range(np.uint64(0), cnt):
                 gv = np.float64(g[i0 + p])
                 v = np.float64(t[i0 + p])
                 d = 0.0 if est_code == -2 else gv * est_scalar(v, est_code, beta, n, omega, clip)
                 if has_module:
-                    d += alpha * (np.float64(drows[r0 + p * c_dim]) + gv * _eta_cos(v, a, eta_kind))
+                    d += alpha * (np.float64(drows[r0 + p * ucd]) + gv * _eta_cos(v, a, eta_kind))
                 out[i0 + p] = d
-        if has_module and eta_kind == 0:   # libm for the (rare) huge arguments
-            for p in range(cnt):
+        if has_module and eta_kind == 0 and any_big(t, i0, i0 + cnt):   # libm for the (rare) huge arguments
+            for p in range(np.uint64(0), cnt):
                 v = np.float64(t[i0 + p])
                 if abs(v) > BIG and abs(v) < np.inf:
                     out[i0 + p] = np.float64(out[i0 + p]) + alpha * (np.float64(g[i0 + p]) * (a * math.cos(v)))

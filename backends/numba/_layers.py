@@ -16,8 +16,20 @@ _JIT = dict(cache=_CACHE, error_model="numpy")
 # ------------------------------------------------------------------------------------------------------
 # conv: cols[(c*kh + i)*kw + j, n*P + ho*Wo + wo] = x_pad[n, c, ho*sh + i*dh, wo*sw + j*dw]
 
+@njit(inline="always", **_JIT)
+def _inside(j, dw, pw, sw, w_n, wo_n):
+    """The output columns wo whose input column wo*sw - pw + j*dw lies inside [0, W): [lo, hi)."""
+    start = pw - j * dw                           # wo*sw >= start
+    lo = 0 if start <= 0 else (start + sw - 1) // sw
+    top = w_n - 1 + pw - j * dw                   # wo*sw <= top
+    hi = 0 if top < 0 else min(wo_n, top // sw + 1)
+    return lo, max(lo, hi)
+
+
 @njit(parallel=True, **_JIT)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
+    """cols[(c*kh + i)*kw + j, n*P + ho*Wo + wo] = x_pad[n, c, ho*sh + i*dh, wo*sw + j*dw]; the in-bounds run of
+    each output row is a plain (strided) copy, the padding a fill."""
     n_b, c_n, h_n, w_n = x.shape
     p_n = ho_n * wo_n
     for row in prange(c_n * kh * kw):
@@ -25,6 +37,8 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
         rem = row - c * kh * kw
         i = rem // kw
         j = rem - i * kw
+        lo, hi = _inside(j, dw, pw, sw, w_n, wo_n)
+        w0 = j * dw - pw
         for n in range(n_b):
             base = n * p_n
             for ho in range(ho_n):
@@ -34,12 +48,15 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
                     for wo in range(wo_n):
                         cols[row, o + wo] = pad_value
                     continue
-                for wo in range(wo_n):
-                    w = wo * sw - pw + j * dw
-                    if w >= 0 and w < w_n:
-                        cols[row, o + wo] = x[n, c, h, w]
-                    else:
-                        cols[row, o + wo] = pad_value
+                for wo in range(lo):
+                    cols[row, o + wo] = pad_value
+                uo = np.uint64(o)
+                uw0 = np.uint64(w0 + lo * sw)
+                usw = np.uint64(sw)
+                for k in range(np.uint64(0), np.uint64(hi - lo)):
+                    cols[row, uo + np.uint64(lo) + k] = x[n, c, h, uw0 + k * usw]
+                for wo in range(hi, wo_n):
+                    cols[row, o + wo] = pad_value
 
 
 @njit(parallel=True, **_JIT)
@@ -50,20 +67,22 @@ def col2im(dcols, n_b, c_n, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n
         n = plane // c_n
         c = plane - n * c_n
         for hh in range(h_n):
-            for ww in range(w_n):
+            for ww in range(np.uint64(0), np.uint64(w_n)):
                 dx[n, c, hh, ww] = 0.0
         for i in range(kh):
             for j in range(kw):
                 row = (c * kh + i) * kw + j
+                lo, hi = _inside(j, dw, pw, sw, w_n, wo_n)
+                w0 = j * dw - pw
                 for ho in range(ho_n):
                     h = ho * sh - ph + i * dh
                     if h < 0 or h >= h_n:
                         continue
-                    o = n * p_n + ho * wo_n
-                    for wo in range(wo_n):
-                        w = wo * sw - pw + j * dw
-                        if w >= 0 and w < w_n:
-                            dx[n, c, h, w] += dcols[row, o + wo]
+                    uo = np.uint64(n * p_n + ho * wo_n + lo)
+                    uw0 = np.uint64(w0 + lo * sw)
+                    usw = np.uint64(sw)
+                    for k in range(np.uint64(0), np.uint64(hi - lo)):
+                        dx[n, c, h, uw0 + k * usw] += dcols[row, uo + k]
 
 
 @njit(parallel=True, **_JIT)
@@ -74,8 +93,9 @@ def cn_to_nc(y, n_b, out):
     for nc in prange(n_b * c_n):
         n = nc // c_n
         c = nc - n * c_n
-        for p in range(p_n):
-            out[n, c, p] = y[c, n * p_n + p]
+        base = np.uint64(n * p_n)
+        for p in range(np.uint64(0), np.uint64(p_n)):
+            out[n, c, p] = y[c, base + p]
 
 
 @njit(parallel=True, **_JIT)
@@ -85,8 +105,9 @@ def nc_to_cn(g, out):
     for nc in prange(n_b * c_n):
         n = nc // c_n
         c = nc - n * c_n
-        for p in range(p_n):
-            out[c, n * p_n + p] = g[n, c, p]
+        base = np.uint64(n * p_n)
+        for p in range(np.uint64(0), np.uint64(p_n)):
+            out[c, base + p] = g[n, c, p]
 
 
 @njit(parallel=True, **_JIT)

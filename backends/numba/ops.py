@@ -14,6 +14,7 @@ What runs where:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 import numba
@@ -27,6 +28,7 @@ from fdaref.scale import SCALE_MODES
 from . import _bitpack as bp
 from . import _elementwise as ew
 from . import _layers as ly
+from . import _noise_act as na
 
 Pair = tuple[int, int]
 _ETA_CODE = {"sin": 0, "linear": 1, "none": 2}
@@ -146,6 +148,46 @@ def _rows(t: np.ndarray, layout: str) -> tuple[np.ndarray, int, int, bool]:
     return np.ascontiguousarray(t).reshape(-1, d), d, 1, False
 
 
+def limit_blas_threads(n: int) -> bool:
+    """Set the thread count of the OpenBLAS that numpy uses (scipy-openblas in numpy's wheels, or a plain
+    OpenBLAS) to ``n``; True if a library took it. Linux only (the loaded library is found in /proc/self/maps)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith(".so")
+                     or "openblas" in line.lower() and ".so" in line.split()[-1]}
+    except OSError:
+        return False
+    done = False
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn(int(n))
+                done = True
+                break
+    return done
+
+
+def _configure_blas() -> None:
+    """The numba backend parallelises inside its own kernels; OpenBLAS's worker threads, which busy-wait after
+    every GEMM, then fight them for the cores (measured on the 2-core box: a resnet20 step 2 s with one BLAS
+    thread, 13 s with two). So numpy's BLAS runs single-threaded once this backend is loaded, unless the user
+    chose: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set, or FDAREF_NUMBA_BLAS_THREADS = N (0: leave it alone)."""
+    choice = os.environ.get("FDAREF_NUMBA_BLAS_THREADS")
+    if choice is None and ("OPENBLAS_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ):
+        return
+    n = 1 if choice is None else int(choice)
+    if n > 0:
+        limit_blas_threads(n)
+
+
 # ------------------------------------------------------------------------------------------------------
 
 class NumbaBackend:
@@ -156,8 +198,8 @@ class NumbaBackend:
     dtypes = ("float32", "float64")
 
     def __init__(self) -> None:
-        import numba
         self.version = f"numba {numba.__version__}, numpy {np.__version__}"
+        _configure_blas()
 
     def refuses(self, op: str, device: str, dtype: str) -> Optional[str]:
         if device != "cpu":
@@ -216,6 +258,14 @@ class NumbaBackend:
     # -- SPEC 3-4 --------------------------------------------------------------------------------------------
     def _module_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str,
                         a: float, zero: float, alpha: float) -> np.ndarray:
+        if layout == "activation" and t.ndim == 4:      # straight from NCHW (see _noise_act)
+            b, c, hh, ww = t.shape
+            t3 = np.ascontiguousarray(t).reshape(b, c, hh * ww)
+            h = np.empty((b, w1.shape[1], hh * ww))
+            na.hidden(t3, w1, True, h)
+            out = np.empty_like(t3)
+            na.forward_out(t3, h, w2, zero, alpha, _ETA_CODE[eta_kind], float(a), out)
+            return out.reshape(t.shape)
         rows, c_dim, hw, act = _rows(t, layout)
         h = rows @ w1
         ew.relu_inplace_range(h.reshape(-1), 0, h.size)
@@ -236,6 +286,25 @@ class NumbaBackend:
     def _module_backward(self, g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str,
                          eta_kind: str, a: float, alpha: float, code: int, p: dict,
                          est_arr: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
+        kcode = -2 if code == -3 else code
+        if layout == "activation" and t.ndim == 4:      # straight from NCHW (see _noise_act)
+            b, c, hh, ww = t.shape
+            t3 = np.ascontiguousarray(t).reshape(b, c, hh * ww)
+            g3 = np.ascontiguousarray(g).reshape(b, c, hh * ww)
+            hid = np.empty((b, w1.shape[1], hh * ww))
+            na.hidden(t3, w1, False, hid)
+            dh = np.empty_like(hid)
+            na.hidden_grad(g3, w2, hid, dh)
+            out = np.empty_like(t3)
+            na.backward_dt(g3, t3, dh, w1, float(alpha), _ETA_CODE[eta_kind], float(a), kcode, beta, n, omega, clip,
+                           m, np1, c6, scale, out)
+            dw1 = np.empty(w1.shape)
+            dw2 = np.empty(w2.shape)
+            na.weight_grads(t3, g3, hid, dh, dw1, dw2)
+            if est_arr is not None:
+                out += g3 * np.ascontiguousarray(est_arr).reshape(g3.shape)
+            return out.reshape(t.shape), dw1.astype(t.dtype), dw2.astype(t.dtype)
         rows, c_dim, hw, act = _rows(t, layout)
         grows, _, _, _ = _rows(g, layout)
         h = rows @ w1
@@ -247,8 +316,6 @@ class NumbaBackend:
         dw2 = h.T @ grows
         gf, tf = _flat(g), _flat(t)
         out = np.empty_like(tf)
-        beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
-        kcode = -2 if code == -3 else code
         cd, pl, planes = _planes(t.shape, act, c_dim, hw)
         _run_planes(ew.qbwd_range, ew.qbwd_par, tf.size, planes, gf, tf, d_rows, out, float(alpha),
                     _ETA_CODE[eta_kind], float(a), kcode, beta, n, omega, clip, m, np1, c6, scale, cd, pl, True)
