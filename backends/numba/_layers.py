@@ -296,3 +296,45 @@ def bcp_to_rows(t, out):
         for c in range(c_n):
             for p in range(p_n):
                 out[b * p_n + p, c] = t[b, c, p]
+
+
+# ------------------------------------------------------------------------------------------------------
+# PReLU on (N, C, P) with a slope per channel (or one shared: slope of length 1)
+
+@njit(**_JIT)
+def _prelu_row(xr, s, yr):
+    for p in range(np.uint64(0), np.uint64(xr.shape[0])):
+        v = xr[p]
+        yr[p] = v if v > 0 else s * v
+
+
+@njit(parallel=True, **_JIT)
+def prelu_fwd(x, slope, y):
+    n_b, c_n, p_n = x.shape
+    shared = slope.shape[0] == 1
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        _prelu_row(x[n, c], slope[0] if shared else slope[c], y[n, c])
+
+
+@njit(**_JIT)
+def _prelu_grad_row(gr, xr, s, dxr):
+    acc = 0.0
+    for p in range(np.uint64(0), np.uint64(xr.shape[0])):
+        v = xr[p]
+        gv = gr[p]
+        dxr[p] = gv if v > 0 else s * gv
+        acc += 0.0 if v > 0 else np.float64(gv) * np.float64(v)
+    return acc
+
+
+@njit(parallel=True, **_JIT)
+def prelu_bwd(g, x, slope, dx, dslope_nc):
+    """dx, and dslope contributions per (n, c) row (float64) for the caller to reduce."""
+    n_b, c_n, p_n = x.shape
+    shared = slope.shape[0] == 1
+    for nc in prange(n_b * c_n):
+        n = nc // c_n
+        c = nc - n * c_n
+        dslope_nc[nc] = _prelu_grad_row(g[n, c], x[n, c], slope[0] if shared else slope[c], dx[n, c])

@@ -560,17 +560,30 @@ class NumbaBackend:
 
     def prelu_forward(self, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
         s = self._slope(x, slope)
-        return np.where(x > 0, x, s * x)
+        if x.ndim < 2 or slope.dtype != x.dtype:
+            return np.where(x > 0, x, s * x)
+        x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+        y = np.empty_like(x3)
+        ly.prelu_fwd(x3, slope, y)
+        return y.reshape(x.shape)
 
     def prelu_backward(self, g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self._slope(x, slope)
-        dx = np.where(x > 0, g, s * g)
-        contrib = np.where(x > 0, np.zeros((), x.dtype), g * x)
-        if slope.shape[0] == 1:
-            ds = np.array([contrib.sum()], dtype=x.dtype)
-        else:
-            ds = contrib.sum(axis=(0,) + tuple(range(2, x.ndim))).astype(x.dtype)
-        return dx, ds
+        if x.ndim < 2 or slope.dtype != x.dtype or g.dtype != x.dtype or g.shape != x.shape:
+            dx = np.where(x > 0, g, s * g)
+            contrib = np.where(x > 0, np.zeros((), x.dtype), g * x)
+            if slope.shape[0] == 1:
+                return dx, np.array([contrib.sum()], dtype=x.dtype)
+            return dx, contrib.sum(axis=(0,) + tuple(range(2, x.ndim))).astype(x.dtype)
+        n_b, c_n = x.shape[:2]
+        x3 = np.ascontiguousarray(x).reshape(n_b, c_n, -1)
+        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+        dx = np.empty_like(x3)
+        part = np.empty(n_b * c_n)
+        ly.prelu_bwd(g3, x3, slope, dx, part)
+        part = part.reshape(n_b, c_n)
+        ds = np.array([part.sum()]) if slope.shape[0] == 1 else part.sum(axis=0)
+        return dx.reshape(x.shape), ds.astype(x.dtype)
 
     @staticmethod
     def _pool_geom(x, kernel, stride, padding, what):
