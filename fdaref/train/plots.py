@@ -71,6 +71,7 @@ def plot_accuracy_curves(curves: Mapping[str, Sequence[Sequence[float]]], path: 
             std = np.nanstd(arr, axis=0, ddof=1)
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
