@@ -140,10 +140,11 @@ def lean_applies(x: Tensor, omega: float) -> bool:
 
 
 def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: float,
-                   work: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """out = fda'(x) (times ``g``) for float32 ``x`` with :func:`lean_applies`; ``out``, ``x``, ``g`` flat or
-    of one shape, contiguous; ``work``: three float32 buffers of ``x``'s numel (overwritten). ``out`` may
-    not alias ``x`` or ``g``."""
+                   work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
+    """out = (fda'(x) + cos_coef cos(x)) (times ``g``) for float32 ``x`` with :func:`lean_applies`; ``out``,
+    ``x``, ``g`` of one shape and contiguous; ``work``: three float32 buffers of ``x``'s shape (overwritten).
+    ``out`` may not alias ``x`` or ``g``. The cos term is the quantizer's eta = a sin backward (SPEC 4),
+    folded in here so that it costs two passes instead of a tensor and three."""
     m = 2.0 * (n + 1)
     c_hi, c_lo = _split12(omega / math.pi)
     half_scale = 0.5 * _C_SCALE * omega             # (4 omega / pi) / 2: the 2 of 2 sin r folded in
@@ -154,13 +155,27 @@ def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: f
     a.mul_(c_hi)                                    # x_hi c_hi, exact
     torch.add(a, b, out=k).round_()                 # k = rint(u)
     a.sub_(k).add_(b)                               # v = u - k, |v| <= 1/2 (+ an ulp)
-    k.mul_(0.5).frac_().abs_().mul_(-4.0 * half_scale).add_(half_scale)   # (-1)^k times the scale
+    k.mul_(math.pi).cos_()                          # (-1)^k: |k| <= 256, so cos(fl(pi k)) rounds to +-1 exactly
     torch.mul(a, math.pi, out=b).sin_()             # sin r, r = pi v
     a.mul_(m * math.pi).sin_()                      # sin(M r)
     a.div_(b).nan_to_num_(nan=m)                    # 0/0 only at r == 0: the limit M (x 1/2 in the scale)
+    a.mul_(k)
+    if cos_coef != 0:
+        a.add_(torch.cos(x, out=b), alpha=cos_coef / half_scale)
     if g is None:
-        return torch.mul(a, k, out=out)
-    return torch.mul(a.mul_(k), g, out=out)
+        return torch.mul(a, half_scale, out=out)
+    return torch.addcmul(_zero(a), a, g, value=half_scale, out=out)
+
+
+def _zero(like: Tensor) -> Tensor:
+    return torch.zeros((), dtype=like.dtype, device=like.device)
+
+
+def _blocking() -> int:
+    """Elements per CPU block: CPU_BLOCK with one intra-op thread. With several, every op is a fork/join,
+    blocks multiply their number, and on a shared machine the joins cost more than the DRAM traffic saved
+    (a resnet20 step on 2 threads of a loaded 2-core box: 4.7 s blocked, 4.0 s whole tensors)."""
+    return CPU_BLOCK if torch.get_num_threads() == 1 else 1 << 62
 
 
 def _fda_blocked(x: Tensor, n: int, omega: float, g: Optional[Tensor]) -> Tensor:
@@ -168,23 +183,27 @@ def _fda_blocked(x: Tensor, n: int, omega: float, g: Optional[Tensor]) -> Tensor
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     xf, of = x.reshape(-1), out.view(-1)
     gf = None if g is None else g.reshape(-1)
-    size = min(CPU_BLOCK, xf.numel())
+    block = _blocking()
+    size = min(block, xf.numel())
     work = (torch.empty(size, dtype=x.dtype), torch.empty(size, dtype=x.dtype), torch.empty(size, dtype=x.dtype))
-    for i in range(0, xf.numel(), CPU_BLOCK):
-        xs, os_ = xf[i:i + CPU_BLOCK], of[i:i + CPU_BLOCK]
-        gs = None if gf is None else gf[i:i + CPU_BLOCK]
+    for i in range(0, xf.numel(), block):
+        xs, os_ = xf[i:i + block], of[i:i + block]
+        gs = None if gf is None else gf[i:i + block]
         fda_into_(os_, xs, gs, n, omega, work)
     return out
 
 
 def fda_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: float,
-              work: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """out = g * fda'(x) (no clip) for one CPU block: the lean kernel where it applies, else the general one."""
+              work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
+    """out = g (fda'(x) + cos_coef cos x) (no clip) for one CPU block, all flat: the lean kernel where it
+    applies, else the general one. ``work``: flat buffers at least as long as ``x``."""
     if lean_applies(x, omega):
         l = x.numel()
-        return fda_lean_into_(out, x, g, n, omega, (work[0][:l], work[1][:l], work[2][:l]))
+        return fda_lean_into_(out, x, g, n, omega, (work[0][:l], work[1][:l], work[2][:l]), cos_coef)
     ratio = _fda_ratio_f32(x.contiguous(), n, omega) if x.dtype == torch.float32 else _fda_ratio_f64(x, n, omega)
     ratio.mul_(_C_SCALE * omega)
+    if cos_coef != 0:
+        ratio.add_(torch.cos(x), alpha=cos_coef)
     return torch.mul(ratio, g, out=out) if g is not None else out.copy_(ratio)
 
 

@@ -49,7 +49,7 @@ class FDAQuantizeFn(torch.autograd.Function):
                 training: bool) -> torch.Tensor:
         z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind,
                                             a=a, training=training)
-        # h = t W1 (m / d of t's size) is kept so that backward does not redo the product
+        # r = relu(t W1) (m / d of t's size) is kept so that backward does not redo the product
         ctx.save_for_backward(t, w1, w2, h)
         ctx.kw = dict(alpha=alpha, estimator=estimator, params=params, layout=layout, eta_kind=eta_kind, a=a)
         return z

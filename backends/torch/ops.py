@@ -249,7 +249,7 @@ def _dhidden(g: Tensor, h: Tensor, w2: Tensor, layout: str) -> Tensor:
     return dr.mul_(h > 0)
 
 
-# the exact sign (SPEC 1) in four cheap passes: x * 2^e * 2^e maps every nonzero finite x (denormals too) to
+# the exact sign (SPEC 1) in two cheap passes: x * 2^e * 2^e maps every nonzero finite x (denormals too) to
 # |u| >= 2^51 (or inf), 0 to 0, NaN to NaN; adding the zero convention and clamping to [-1, 1] leaves
 # +-1, ``zero`` at 0 and NaN at NaN. torch.sign + masked_fill (for 0 and NaN) costs two mask tensors and two
 # masked writes, each slower on the CPU than a fused arithmetic pass.
@@ -258,11 +258,16 @@ _SIGN_SCALE = {torch.float32: 2.0 ** 100, torch.float64: 2.0 ** 600}  # 2^-149 *
 
 def _fast_sign(x: Tensor, zero: float) -> Tensor:
     """sign(x) with ``zero`` at 0 and NaN kept, as a new contiguous tensor (x float32 or float64)."""
+    return _sign_into_(torch.empty_like(x, memory_format=torch.contiguous_format), x, zero)
+
+
+def _sign_into_(out: Tensor, x: Tensor, zero: float) -> Tensor:
+    """out = sign(x) (``zero`` at 0, NaN kept) in two passes: addcmul evaluates zero + (s x) s left to right,
+    so s^2 (inf in float32) is never formed."""
     s = _SIGN_SCALE[x.dtype]
-    out = torch.mul(x.contiguous(), s).mul_(s)
-    if zero != 0:
-        out.add_(zero)
-    return out.clamp_(-1.0, 1.0)
+    zt = torch.full((), zero, dtype=x.dtype, device=x.device)
+    st = torch.full((), s, dtype=x.dtype, device=x.device)
+    return torch.addcmul(zt, x, st, value=s, out=out).clamp_(-1.0, 1.0)
 
 
 # Cache blocking on the CPU (the quantizer of 4-D activations): every elementwise step of the quantizer runs
@@ -276,32 +281,27 @@ def _use_blocks(t: Tensor, layout: str) -> bool:
 
 
 def _images_per_block(t: Tensor) -> int:
-    return max(1, fused.CPU_BLOCK // max(1, t[0].numel()))
+    return max(1, min(t.shape[0], fused._blocking() // max(1, t[0].numel())))
 
 
 def _quantize_forward_blocked(t: Tensor, w1: Tensor, w2: Tensor, alpha: float, zero: float, eta_kind: str,
                               a: float) -> tuple[Tensor, Tensor]:
-    """z = sign(t) + alpha (relu(t W1) W2 + eta(t)) and h = t W1, both in NCHW, image block by block."""
+    """z = sign(t) + alpha (relu(t W1) W2 + eta(t)) and r = relu(t W1), both in NCHW, image block by block."""
     tv = _bcp(t.contiguous())
     b, c, p = tv.shape
     z = torch.empty_like(tv)
     h = torch.empty((b, w1.shape[1], p), dtype=t.dtype)
     nb = _images_per_block(t)
-    work = torch.empty((min(nb, b), c, p), dtype=t.dtype)
-    s = _SIGN_SCALE[t.dtype]
+    work = torch.empty((min(nb, b), c, p), dtype=t.dtype) if eta_kind == "sin" else None
     w1t, w2t = w1.T, w2.T
     for i in range(0, b, nb):
         xs, zs, hs = tv[i:i + nb], z[i:i + nb], h[i:i + nb]
-        torch.mul(xs, s, out=zs).mul_(s)            # sign (see _fast_sign)
-        if zero != 0:
-            zs.add_(zero)
-        zs.clamp_(-1.0, 1.0)
+        _sign_into_(zs, xs, zero)
         if eta_kind == "sin":
             zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
         elif eta_kind == "linear":
             zs.add_(xs, alpha=alpha * a)
-        torch.matmul(w1t, xs, out=hs)
-        r = hs.clamp(min=0)
+        r = torch.matmul(w1t, xs, out=hs).clamp_(min=0)   # relu(h) is all backward needs (h > 0 iff r > 0)
         if r.shape[1] == 1:
             zs.addcmul_(w2t, r, value=alpha)
         else:
@@ -312,7 +312,8 @@ def _quantize_forward_blocked(t: Tensor, w1: Tensor, w2: Tensor, alpha: float, z
 def _quantize_backward_blocked(g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: Tensor, alpha: float,
                                estimator: str, params: Mapping[str, Any] | None, eta_kind: str, a: float
                                ) -> tuple[Tensor, Tensor, Tensor]:
-    """SPEC 4 backward of the activation quantizer (module present, alpha != 0), image block by block."""
+    """SPEC 4 backward of the activation quantizer (module present, alpha != 0), image block by block;
+    ``h``: relu(t W1) (B, m, H W)."""
     tv, gv = _bcp(t.contiguous()), _bcp(g.contiguous())
     b, c, p = tv.shape
     dt = torch.empty_like(tv)
@@ -324,15 +325,17 @@ def _quantize_backward_blocked(g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: 
     lean = estimator == "fda" and not fused.use_compiled("cpu")
     for i in range(0, b, nb):
         xs, gs, ds, hs = tv[i:i + nb], gv[i:i + nb], dt[i:i + nb], h[i:i + nb]
-        if lean:
-            fused.fda_into_(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"], resolved["omega"], work)
+        cos_coef = alpha * a if eta_kind == "sin" else 0.0
+        if lean and (resolved["clip"] is None or cos_coef == 0):
+            fused.fda_into_(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"], resolved["omega"], work,
+                            cos_coef)
             if resolved["clip"] is not None:
                 ds.masked_fill_(xs.abs() > resolved["clip"], 0.0)
         else:
             ds.copy_(surrogate_grad(xs, estimator, params, gs))
-        if eta_kind == "sin":
-            ds.addcmul_(gs, torch.cos(xs, out=work[0][:xs.numel()].view(xs.shape)), value=alpha * a)
-        elif eta_kind == "linear":
+            if cos_coef:
+                ds.addcmul_(gs, torch.cos(xs), value=cos_coef)
+        if eta_kind == "linear":
             ds.add_(gs, alpha=alpha * a)
         dh = torch.matmul(w2, gs).mul_(hs > 0)
         if dh.shape[1] == 1:
@@ -340,7 +343,7 @@ def _quantize_backward_blocked(g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: 
         else:
             ds.baddbmm_(w1.expand(xs.shape[0], -1, -1), dh, alpha=alpha)
         dw1.add_(torch.matmul(xs, dh.transpose(1, 2)).sum(0))
-        dw2.add_(torch.matmul(hs.clamp(min=0), gs.transpose(1, 2)).sum(0))
+        dw2.add_(torch.matmul(hs, gs.transpose(1, 2)).sum(0))
     return dt.view(t.shape), dw1.mul_(alpha), dw2.mul_(alpha)
 
 
@@ -496,7 +499,8 @@ class TorchBackend:
     def _add_fc_vjp_(self, dt: Tensor, g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: Tensor, layout: str,
                      scale: float) -> tuple[Tensor, Tensor]:
         """The fully connected part of Eq. 13's backward, scaled: ``dt += scale * dfc/dt^T g`` in place;
-        returns (scale dW1, scale dW2). ``g``, ``t``, ``dt`` contiguous, ``h`` = :func:`_hidden` (t, w1)."""
+        returns (scale dW1, scale dW2). ``g``, ``t``, ``dt`` contiguous; ``h``: t W1 from :func:`_hidden`, or its
+        relu (the mask h > 0 and relu(h) are the same for both)."""
         with self._precise():
             dh = _dhidden(g, h, w2, layout)
             _add_fc_(dt, dh, w1.T, layout, scale)
@@ -512,9 +516,9 @@ class TorchBackend:
     def quantize_forward_saving(self, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *, alpha: float,
                                 zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin",
                                 a: float = 0.1, training: bool = True) -> tuple[Tensor, Optional[Tensor]]:
-        """:meth:`quantize_forward`, also returning the module's pre-activation h = t W1 (None where the
-        module is not evaluated) for :meth:`quantize_backward_saved`: h is d / m times smaller than t, so
-        keeping it costs less than the product it saves in backward."""
+        """:meth:`quantize_forward`, also returning the module's hidden activation r = relu(t W1) (None where
+        the module is not evaluated) for :meth:`quantize_backward_saved`: r is d / m times smaller than t, so
+        keeping it costs less than the product it saves in backward (and h > 0 exactly where r > 0)."""
         _check_float(t, "t")
         _check_choice(zero, "zero", ZERO_CONVENTIONS)
         if not training or alpha == 0 or w1 is None:
@@ -529,9 +533,9 @@ class TorchBackend:
         elif eta_kind == "linear":
             z.add_(t, alpha=alpha * a)
         with self._precise():
-            h = _hidden(t, w1, layout)
-            _add_fc_(z, h.clamp(min=0), w2, layout, alpha)
-        return z, h
+            r = _hidden(t, w1, layout).clamp_(min=0)
+            _add_fc_(z, r, w2, layout, alpha)
+        return z, r
 
     def quantize_backward(self, g: Tensor, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *,
                           alpha: float, estimator: str = "fda", params: Mapping[str, Any] | None = None,
@@ -546,7 +550,7 @@ class TorchBackend:
                                 eta_kind: str = "sin", a: float = 0.1
                                 ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Fused: the surrogate is multiplied into its own buffer, the eta and fc terms added in place.
-        ``h``: the pre-activation from :meth:`quantize_forward_saving` (None: recomputed)."""
+        ``h``: relu(t W1) from :meth:`quantize_forward_saving` (None: recomputed)."""
         _check_float(g, "g")
         _check_float(t, "t")
         if g.shape != t.shape:
@@ -556,7 +560,7 @@ class TorchBackend:
             _check_module(t, w1, w2, layout, eta_kind)
             if alpha != 0 and _use_blocks(t, layout):
                 if h is None:
-                    h = _hidden(t, w1, layout)
+                    h = _hidden(t, w1, layout).clamp_(min=0)
                 return _quantize_backward_blocked(g, t, h, w1, w2, alpha, estimator, params, eta_kind, a)
         dt = surrogate_grad(t, estimator, params, g)
         if w1 is None:
@@ -569,7 +573,7 @@ class TorchBackend:
             dt.add_(g, alpha=alpha * a)
         if h is None:
             with self._precise():
-                h = _hidden(t, w1, layout)
+                h = _hidden(t, w1, layout).clamp_(min=0)
         dw1, dw2 = self._add_fc_vjp_(dt, g, t, h, w1, w2, layout, alpha)
         return dt, dw1, dw2
 
