@@ -63,6 +63,29 @@ def xorpop(typingctx, a, b):
     return types.int32(a, b), codegen
 
 
+@intrinsic
+def xorpop_n(typingctx, a, b):
+    """popcount(a XOR b) in the width of the operands (uint8 / 16 / 32 / 64), so that sums of a few of them stay
+    in narrow SIMD lanes (numba would widen a Python-level sum of small integers to 64 bits)."""
+    if not (isinstance(a, types.Integer) and not a.signed and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(builder.xor(args[0], args[1]))
+    return a(a, b), codegen
+
+
+@intrinsic
+def add_n(typingctx, a, b):
+    """a + b (wrapping) in the width of the operands, without numba's widening of small integers."""
+    if not (isinstance(a, types.Integer) and not a.signed and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.add(args[0], args[1])
+    return a(a, b), codegen
+
+
 @njit(inline="always", **_JIT)
 def _low_mask(nbits):
     """The lowest ``nbits`` (1..64) bits set."""
@@ -213,6 +236,8 @@ def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out,
     ho_n = out.shape[2]
     run = ho_n * wq_n
     acc = np.empty(run, dtype=np.int32)
+    acc_n = np.empty(run, dtype=xflat.dtype)          # the lane-width partial sums (see ``narrow``)
+    narrow = xflat.itemsize <= 4                      # 9 taps x <= 32 bits fit the lane
     for pair in range(start, stop):
         n = pair // co_n
         co = pair - n * co_n
@@ -227,13 +252,26 @@ def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out,
                 r2 = np.uint64(2 * dh * wq_n)
                 c1 = np.uint64(dw)
                 c2 = np.uint64(2 * dw)
-                # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors
-                for q in range(np.uint64(0), np.uint64(run)):
-                    acc[q] += (xorpop(xflat[n, k, 0, q], w0) + xorpop(xflat[n, k, 0, q + c1], w1)
-                               + xorpop(xflat[n, k, 0, q + c2], w2) + xorpop(xflat[n, k, 0, q + r1], w3)
-                               + xorpop(xflat[n, k, 0, q + r1 + c1], w4) + xorpop(xflat[n, k, 0, q + r1 + c2], w5)
-                               + xorpop(xflat[n, k, 0, q + r2], w6) + xorpop(xflat[n, k, 0, q + r2 + c1], w7)
-                               + xorpop(xflat[n, k, 0, q + r2 + c2], w8))
+                # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors. With
+                # one word of <= 32 bits the nine counts are summed in the lane's own width (9 * 8 < 2^8, ...).
+                xr = xflat[n, k, 0]
+                if narrow:
+                    for q in range(np.uint64(0), np.uint64(run)):
+                        t = add_n(add_n(add_n(xorpop_n(xr[q], w0), xorpop_n(xr[q + c1], w1)),
+                                        add_n(xorpop_n(xr[q + c2], w2), xorpop_n(xr[q + r1], w3))),
+                                  add_n(add_n(xorpop_n(xr[q + r1 + c1], w4), xorpop_n(xr[q + r1 + c2], w5)),
+                                        add_n(add_n(xorpop_n(xr[q + r2], w6), xorpop_n(xr[q + r2 + c1], w7)),
+                                              xorpop_n(xr[q + r2 + c2], w8))))
+                        acc_n[q] = t
+                    for q in range(np.uint64(0), np.uint64(run)):
+                        acc[q] += np.int32(acc_n[q])
+                else:
+                    for q in range(np.uint64(0), np.uint64(run)):
+                        acc[q] += (xorpop(xr[q], w0) + xorpop(xr[q + c1], w1)
+                                   + xorpop(xr[q + c2], w2) + xorpop(xr[q + r1], w3)
+                                   + xorpop(xr[q + r1 + c1], w4) + xorpop(xr[q + r1 + c2], w5)
+                                   + xorpop(xr[q + r2], w6) + xorpop(xr[q + r2 + c1], w7)
+                                   + xorpop(xr[q + r2 + c2], w8))
         else:
             for i in range(kh):
                 for j in range(kw):
