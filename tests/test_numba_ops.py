@@ -244,3 +244,14 @@ def test_noise_eta_large_and_special_arguments(dt):
     wd = REF.quantize_backward(g, t, w1, w2, alpha=0.2, estimator="fda", params={"n": 9}, **kw)[0]
     np.testing.assert_array_equal(np.isnan(gd), np.isnan(wd))
     assert finite.sum() > 0
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_noise_forward_at_zero_is_finite(dt):
+    """Regression (conformance): the bare noise forward at t == 0 must not pick up the sign's NaN marker."""
+    t = np.zeros((1, 3, 2, 2), dt)
+    w1, w2 = np.full((3, 1), 0.5, dt), np.full((1, 3), 0.5, dt)
+    for layout, tt, a1, a2 in (("activation", t, w1, w2), ("weight", t.reshape(1, 12), np.full((12, 1), 0.5, dt),
+                                                          np.full((1, 12), 0.5, dt))):
+        np.testing.assert_array_equal(NB.noise_forward(tt, a1, a2, layout=layout, eta_kind="sin", a=0.1),
+                                      REF.noise_forward(tt, a1, a2, layout=layout, eta_kind="sin", a=0.1))

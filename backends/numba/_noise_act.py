@@ -65,13 +65,14 @@ def _forward_row(tv, fc, ov, zero, alpha, eta_kind, a):
     bare = zero != zero
     k = 1.0 if bare else alpha
     s_on = 0.0 if bare else 1.0
+    zv = 0.0 if bare else zero          # (zero = NaN only marks the bare forward; 0 * NaN would leak)
     if eta_kind == 0:
         for p in range(np.uint64(0), np.uint64(p_n)):
             v = np.float64(tv[p])
             sv = sin_quadrant(v, 0.0)
             e = fc[p] + a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else sv)
             sg = np.float64(v > 0) - np.float64(v < 0)
-            sg = zero if v == 0 else sg
+            sg = zv if v == 0 else sg
             sg = v if v != v else sg
             ov[p] = s_on * sg + k * e
         if any_big(tv, 0, p_n):
@@ -85,7 +86,7 @@ def _forward_row(tv, fc, ov, zero, alpha, eta_kind, a):
             v = np.float64(tv[p])
             e = fc[p] + ak * v
             sg = np.float64(v > 0) - np.float64(v < 0)
-            sg = zero if v == 0 else sg
+            sg = zv if v == 0 else sg
             sg = v if v != v else sg
             ov[p] = s_on * sg + k * e
 
