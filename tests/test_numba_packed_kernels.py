@@ -67,10 +67,11 @@ def test_pack_signs_errors():
 def test_xnor_conv2d_exact(c, pad_value):
     rng = np.random.default_rng(100 * c + int(pad_value) + 1)
     co = 3 if c > 64 else 7
-    x = pm1(rng, (2, c, 5, 6))
+    x = pm1(rng, (2, c, 7, 6))
     w = pm1(rng, (co, c, 3, 3))
     xp, wp = NB.pack_signs(x, axis=1, zero=-1), NB.pack_signs(w, axis=1, zero=-1)
-    for stride, padding, dilation in [((1, 1), (1, 1), (1, 1)), ((2, 1), (2, 1), (1, 2)), ((1, 2), (0, 0), (1, 1))]:
+    for stride, padding, dilation in [((1, 1), (1, 1), (1, 1)), ((2, 2), (1, 1), (1, 1)), ((2, 1), (2, 1), (1, 2)),
+                                      ((1, 2), (0, 0), (1, 1)), ((2, 2), (0, 2), (1, 1))]:
         got = NB.xnor_conv2d(xp, wp, channels=c, stride=stride, padding=padding, dilation=dilation,
                              pad_value=pad_value)
         want = float_conv_pm1(x, w, stride, padding, dilation, pad_value)

@@ -272,6 +272,27 @@ def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out,
                                    + xorpop(xr[q + r1 + c1], w4) + xorpop(xr[q + r1 + c2], w5)
                                    + xorpop(xr[q + r2], w6) + xorpop(xr[q + r2 + c1], w7)
                                    + xorpop(xr[q + r2 + c2], w8))
+        elif sh == 2 and sw == 2 and kh == 3 and kw == 3 and dh == 1 and dw == 1 and narrow:
+            # 3x3 / stride 2 (the downsampling convs): the nine taps over the four polyphase planes, one pass
+            q1 = np.uint64(1)
+            qw = np.uint64(wq_n)
+            for k in range(nw):
+                w00, w01, w02 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
+                w10, w11, w12 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
+                w20, w21, w22 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
+                e0 = xflat[n, k, 0]    # phase (even row, even col)
+                e1 = xflat[n, k, 1]    # (even, odd)
+                e2 = xflat[n, k, 2]    # (odd, even)
+                e3 = xflat[n, k, 3]    # (odd, odd)
+                for q in range(np.uint64(0), np.uint64(run)):
+                    t = add_n(add_n(add_n(xorpop_n(e0[q], w00), xorpop_n(e0[q + q1], w02)),
+                                    add_n(xorpop_n(e0[q + qw], w20), xorpop_n(e0[q + qw + q1], w22))),
+                              add_n(add_n(xorpop_n(e1[q], w01), xorpop_n(e1[q + qw], w21)),
+                                    add_n(add_n(xorpop_n(e2[q], w10), xorpop_n(e2[q + q1], w12)),
+                                          xorpop_n(e3[q], w11))))
+                    acc_n[q] = t
+                for q in range(np.uint64(0), np.uint64(run)):
+                    acc[q] += np.int32(acc_n[q])
         else:
             for i in range(kh):
                 for j in range(kw):

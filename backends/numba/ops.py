@@ -754,6 +754,9 @@ class NumbaBackend:
         c_out, kh, kw, _ = wp.shape
         ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
         (sh, sw), (ph, pw), (dh, dw) = s, p, d
+        if n_b > 1:   # batches: the packing kernel's long contiguous rows beat packing inside the conv call
+            return self.xnor_conv2d(self.pack_signs(x, axis=1, zero=zero), wp, channels=channels, stride=s,
+                                    padding=p, dilation=d, pad_value=pv)
         x = np.ascontiguousarray(x)
         planes = n_b * c_out
         work = planes * ho * (w + 2 * pw) // sw * kh * kw * wp.shape[3]
