@@ -1,16 +1,18 @@
 """The ``numba`` backend: fdaref's op table (:class:`fdaref.optable.OpTable`) with Numba CPU kernels.
 
 What runs where:
-- Numba kernels (parallel, fastmath off, cached): sign, every built-in surrogate (fda fused in one pass, see
-  :mod:`._elementwise`), the elementwise parts of the noise module and the quantizer (forward: sign + alpha
-  (fc + eta) in one pass; backward: g est' + alpha (dT + g eta') in one pass, with the NCHW <-> row
-  transposition folded in), conv im2col / col2im, batch norm, max / average pooling, bit packing and the
-  XNOR-popcount conv2d / linear (:mod:`._bitpack`).
-- BLAS through numpy (``@``): the GEMMs of conv, linear and the noise module.
-- Plain numpy written here: relu, prelu, cross entropy, linear, weight_scale, sum_to_shape.
+- Numba kernels (parallel where it pays, fastmath off, cached on disk): sign, every built-in surrogate (fda fused
+  in one pass with the closed form and the range reduction of :func:`fdaref.estimators.fda`, see
+  :mod:`._elementwise`), the noise module and the quantizer (forward: sign + alpha (fc + eta) in one pass;
+  backward: g est' + alpha (dT + g eta') in one pass; on activations straight from NCHW, :mod:`._noise_act`),
+  conv im2col / col2im, batch norm, PReLU, max / average pooling, bit packing and the XNOR-popcount conv2d /
+  linear (:mod:`._bitpack`), plus the inference fast path :meth:`NumbaBackend.sign_xnor_conv2d`.
+- BLAS through numpy (``@``): the GEMMs of conv, linear and the noise module on weights. Loading this backend
+  makes numpy's OpenBLAS single-threaded (see :func:`_configure_blas`) and sets OMP_WAIT_POLICY=PASSIVE unless
+  the user set it (see ``__init__``).
+- Plain numpy written here: relu, cross entropy (float64 inside), linear, weight_scale, sum_to_shape.
 - Reference fallback (fdaref's own functions): a surrogate registered by a third party (any estimator that is
-  not one of fdaref's built-ins) is evaluated by :func:`fdaref.estimators.estimator_grad`.
-"""
+  not one of fdaref's built-ins) is evaluated by :func:`fdaref.estimators.estimator_grad`. Nothing else.
 from __future__ import annotations
 
 import math
