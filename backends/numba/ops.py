@@ -13,6 +13,7 @@ What runs where:
 - Plain numpy written here: relu, cross entropy (float64 inside), linear, weight_scale, sum_to_shape.
 - Reference fallback (fdaref's own functions): a surrogate registered by a third party (any estimator that is
   not one of fdaref's built-ins) is evaluated by :func:`fdaref.estimators.estimator_grad`. Nothing else.
+"""
 from __future__ import annotations
 
 import math
