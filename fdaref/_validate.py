@@ -58,7 +58,22 @@ def check_choice(value: Any, name: str, choices: tuple) -> Any:
 
 def pair(value: Any, name: str, *, minimum: int = 0) -> tuple[int, int]:
     """An int or a pair of ints (height, width), each >= ``minimum``."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and min(value) >= minimum:
+        return value  # the common case, without the generic checks (backends call this per op at batch 1)
     items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(items) != 2:
         raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
     return tuple(check_int(v, name, minimum=minimum) for v in items)  # type: ignore[return-value]
+
+
+def check_grad(g: Any, x: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
+    """The upstream gradient of a layer with input ``x``: a float array of the dtype of x and the output
+    ``shape`` (None: the shape of x)."""
+    check_float_array(g, "g", ndim=None if shape is None else len(shape))
+    if g.dtype != x.dtype:
+        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
+    if shape is None and g.shape != x.shape:
+        raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
+    if shape is not None and g.shape != shape:
+        raise ValueError(f"g: expected the output shape {shape}, got {g.shape}")

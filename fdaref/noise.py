@@ -70,7 +70,8 @@ def eta_grad(t: np.ndarray, kind: str = "sin", a: float = 0.1) -> np.ndarray:
     return np.zeros_like(t)
 
 
-def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, kind: str, a: float) -> int:
+def check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, kind: str, a: float) -> int:
+    """Validate the inputs of the noise module (Eq. 13); return the row length d."""
     check_float_array(t, "t")
     check_float_array(w1, "w1", ndim=2)
     check_float_array(w2, "w2", ndim=2)
@@ -87,7 +88,7 @@ def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, ki
 def noise_forward(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
                   eta_kind: str = "sin", a: float = 0.1) -> np.ndarray:
     """Eq. 13: e(t) = relu(t W1) W2 + eta(t), row-wise; returns the shape of ``t``."""
-    _check_module(t, w1, w2, layout, eta_kind, a)
+    check_module(t, w1, w2, layout, eta_kind, a)
     rows = to_rows(t, layout)
     fc = np.maximum(rows @ w1, 0) @ w2
     return from_rows(fc, t.shape, layout) + eta(t, eta_kind, a)
@@ -101,7 +102,7 @@ def noise_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray,
     dT = ((G W2^T) * mask) W1^T + G * eta'(T);  dW1 = T^T ((G W2^T) * mask);  dW2 = relu(h)^T G.
     (Eqs. 15-17; the factor alpha of Eq. 14 is applied by the quantizer.)
     """
-    _check_module(t, w1, w2, layout, eta_kind, a)
+    check_module(t, w1, w2, layout, eta_kind, a)
     if g.shape != t.shape:
         raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
     rows, grows = to_rows(t, layout), to_rows(g, layout)

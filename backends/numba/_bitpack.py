@@ -307,6 +307,41 @@ def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out,
 
 
 @njit(**_JIT)
+def _taps_outside(out, s, d, p, n):
+    """out[o, i] = whether tap i of output o (input index o*s + i*d - p) falls in the padding of a length-n axis."""
+    for o in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            v = o * s + i * d - p
+            out[o, i] = v < 0 or v >= n
+
+
+@njit(**_JIT)
+def _patterns(rows):
+    """(ids, patterns, count): the distinct rows of the bool matrix ``rows`` in order of first appearance
+    (patterns[:count]) and, for each row, the index of its pattern."""
+    n, k = rows.shape
+    ids = np.empty(n, dtype=np.int64)
+    pats = np.empty((n, k), dtype=np.bool_)
+    count = 0
+    for r in range(n):
+        found = -1
+        for a in range(count):
+            same = True
+            for i in range(k):
+                same = same and pats[a, i] == rows[r, i]
+            if same:
+                found = a
+                break
+        if found < 0:
+            for i in range(k):
+                pats[count, i] = rows[r, i]
+            found = count
+            count += 1
+        ids[r] = found
+    return ids, pats, count
+
+
+@njit(**_JIT)
 def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
     """Everything one XNOR conv call needs, allocated in one compiled call (Python overhead matters at batch 1)."""
     n_b, h_n, w_n, nw = x_packed.shape
@@ -322,14 +357,8 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
     col_out = np.zeros((wo_n, kw), dtype=np.bool_)
     nb = 0
     if pad_value == 0:
-        for ho in range(ho_n):
-            for i in range(kh):
-                h = ho * sh + i * dh - ph
-                row_out[ho, i] = h < 0 or h >= h_n
-        for wo in range(wo_n):
-            for j in range(kw):
-                w = wo * sw + j * dw - pw
-                col_out[wo, j] = w < 0 or w >= w_n
+        _taps_outside(row_out, sh, dh, ph, h_n)
+        _taps_outside(col_out, sw, dw, pw, w_n)
     rb = np.zeros(ho_n, dtype=np.bool_)       # rows / columns with a padded tap (taps are monotone in i, j)
     cb = np.zeros(wo_n, dtype=np.bool_)
     ncb = 0
@@ -347,42 +376,8 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
     if nb:
         # Border pixels share few padding patterns (3x3, pad 1: top / none / bottom rows x left / none / right
         # columns): one correction vector per (row pattern, column pattern), then a lookup per border pixel.
-        rp = np.empty(ho_n, dtype=np.int64)
-        row_pats = np.empty((ho_n, kh), dtype=np.bool_)
-        nrp = 0
-        for ho in range(ho_n):
-            found = -1
-            for a in range(nrp):
-                same = True
-                for i in range(kh):
-                    same = same and row_pats[a, i] == row_out[ho, i]
-                if same:
-                    found = a
-                    break
-            if found < 0:
-                for i in range(kh):
-                    row_pats[nrp, i] = row_out[ho, i]
-                found = nrp
-                nrp += 1
-            rp[ho] = found
-        cp = np.empty(wo_n, dtype=np.int64)
-        col_pats = np.empty((wo_n, kw), dtype=np.bool_)
-        ncp = 0
-        for wo in range(wo_n):
-            found = -1
-            for a in range(ncp):
-                same = True
-                for j in range(kw):
-                    same = same and col_pats[a, j] == col_out[wo, j]
-                if same:
-                    found = a
-                    break
-            if found < 0:
-                for j in range(kw):
-                    col_pats[ncp, j] = col_out[wo, j]
-                found = ncp
-                ncp += 1
-            cp[wo] = found
+        rp, row_pats, nrp = _patterns(row_out)
+        cp, col_pats, ncp = _patterns(col_out)
         table = np.zeros((nrp, ncp, co_n), dtype=np.int32)
         for a in range(nrp):
             for c in range(ncp):

@@ -55,10 +55,9 @@ _C18 = -1.0 / 6402373705728000.0
 
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
-def _sin_small(y: float) -> float:
-    """sin(y) for |y| <= pi/4 (truncation error < 1e-19)."""
-    z = y * y
-    p = _S17
+def _sin_tail(y: float, z: float, p: float) -> float:
+    """The odd Taylor polynomial of sin(y), z = y^2, by Horner from the coefficient of y^17 down, given ``p``,
+    the Horner sum of the higher terms down to (and with) the y^17 coefficient."""
     p = fma(p, z, _S15)
     p = fma(p, z, _S13)
     p = fma(p, z, _S11)
@@ -67,6 +66,12 @@ def _sin_small(y: float) -> float:
     p = fma(p, z, _S5)
     p = fma(p, z, _S3)
     return fma(y * z, p, y)
+
+
+@njit(error_model="numpy", cache=_CACHE, inline="always")
+def _sin_small(y: float) -> float:
+    """sin(y) for |y| <= pi/4 (truncation error < 1e-19)."""
+    return _sin_tail(y, y * y, _S17)
 
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
@@ -89,32 +94,7 @@ def _cos_small(y: float) -> float:
 def _sin_half_pi(r: float) -> float:
     """sin(r) for |r| <= pi/2 + 1e-9 without reduction (odd Taylor polynomial to r^23, error < 1e-20)."""
     z = r * r
-    p = _S23
-    p = fma(p, z, _S21)
-    p = fma(p, z, _S19)
-    p = fma(p, z, _S17)
-    p = fma(p, z, _S15)
-    p = fma(p, z, _S13)
-    p = fma(p, z, _S11)
-    p = fma(p, z, _S9)
-    p = fma(p, z, _S7)
-    p = fma(p, z, _S5)
-    p = fma(p, z, _S3)
-    return fma(r * z, p, r)
-
-
-@njit(error_model="numpy", cache=_CACHE, inline="always")
-def _sin_any(a: float) -> float:
-    """sin(a) for |a| < 2^20 * pi/2, branch-free: quadrant q = rint(2a/pi), three-part Cody-Waite."""
-    q = np.rint(a * _TWO_OVER_PI)
-    y = ((a - q * _P1) - q * _P2) - q * _P3
-    s = _sin_small(y)
-    c = _cos_small(y)
-    h = q * 0.5
-    odd_q = h != np.floor(h)                     # q = 1, 3 (mod 4): cos
-    q4 = q - 4.0 * np.floor(q * 0.25)            # 0 .. 3
-    v = c if odd_q else s
-    return -v if q4 >= 2.0 else v
+    return _sin_tail(r, z, fma(fma(fma(_S23, z, _S21), z, _S19), z, _S17))
 
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
@@ -346,11 +326,18 @@ def any_big(t, start, stop):
 
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
+def _sin_below_big(v: float, shift: float) -> float:
+    """sin(v + shift * pi/2) via the polynomial; 0 where BIG < |v| < inf (fixed up afterwards with libm).
+    NaN / inf propagate."""
+    sv = sin_quadrant(v, shift)
+    return 0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else sv
+
+
+@njit(error_model="numpy", cache=_CACHE, inline="always")
 def _eta_sin(v: float, a: float, kind: int) -> float:
-    """eta(v) (Eq. 13) without libm: a sin(v) via the polynomial (0 beyond BIG: fixed up afterwards), a v, 0."""
+    """eta(v) (Eq. 13) without libm: a sin(v), a v, 0."""
     if kind == 0:
-        sv = sin_quadrant(v, 0.0)
-        return a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else sv)   # NaN / inf propagate
+        return a * _sin_below_big(v, 0.0)
     if kind == 1:
         return a * v
     return 0.0
@@ -358,13 +345,22 @@ def _eta_sin(v: float, a: float, kind: int) -> float:
 
 @njit(error_model="numpy", cache=_CACHE, inline="always")
 def _eta_cos(v: float, a: float, kind: int) -> float:
-    """eta'(v): a cos(v) via the polynomial (0 beyond BIG: fixed up afterwards), a, 0."""
+    """eta'(v): a cos(v), a, 0."""
     if kind == 0:
-        cv = sin_quadrant(v, 1.0)
-        return a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else cv)
+        return a * _sin_below_big(v, 1.0)
     if kind == 1:
         return a
     return 0.0
+
+
+@njit(error_model="numpy", cache=_CACHE, inline="always")
+def _plane(plane, c_dim, hw, size):
+    """(elements, first flat index, first row-order index, row stride) of ``plane``, all unsigned: no
+    negative-index wraparound, so the loads stay contiguous vectors."""
+    b = plane // c_dim
+    c = plane - b * c_dim
+    return (np.uint64(min(hw, size - plane * hw)), np.uint64(plane * hw), np.uint64(b * hw * c_dim + c),
+            np.uint64(c_dim))
 
 
 @njit(error_model="numpy", cache=_CACHE)
@@ -374,12 +370,7 @@ def qfwd_range(t, fc, out, zero, alpha, eta_kind, a, c_dim, hw, start, stop):
     size = t.size
     bare = zero != zero
     for plane in range(start, stop):
-        b = plane // c_dim
-        c = plane - b * c_dim
-        cnt = np.uint64(min(hw, size - plane * hw))
-        i0 = np.uint64(plane * hw)                 # unsigned indices: no negative-index wraparound, so the
-        r0 = np.uint64(b * hw * c_dim + c)         # loads stay contiguous vectors
-        ucd = np.uint64(c_dim)
+        cnt, i0, r0, ucd = _plane(plane, c_dim, hw, size)
         if bare:
             for p in range(np.uint64(0), cnt):
                 v = np.float64(t[i0 + p])
@@ -412,12 +403,7 @@ def qbwd_range(g, t, drows, out, alpha, eta_kind, a, est_code, beta, n, omega, c
     dispatch), so the fda loop vectorises."""
     size = t.size
     for plane in range(start, stop):
-        b = plane // c_dim
-        c = plane - b * c_dim
-        cnt = np.uint64(min(hw, size - plane * hw))
-        i0 = np.uint64(plane * hw)                 # unsigned indices: no negative-index wraparound, so the
-        r0 = np.uint64(b * hw * c_dim + c)         # loads stay contiguous vectors
-        ucd = np.uint64(c_dim)
+        cnt, i0, r0, ucd = _plane(plane, c_dim, hw, size)
         if est_code == -1:
             if has_module:
                 for p in range(np.uint64(0), cnt):

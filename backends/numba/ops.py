@@ -10,9 +10,10 @@ What runs where:
 - BLAS through numpy (``@``): the GEMMs of conv, linear and the noise module on weights. Loading this backend
   makes numpy's OpenBLAS single-threaded (see :func:`_configure_blas`) and sets OMP_WAIT_POLICY=PASSIVE unless
   the user set it (see ``__init__``).
-- Plain numpy written here: relu, cross entropy (float64 inside), linear, weight_scale, sum_to_shape.
-- Reference fallback (fdaref's own functions): a surrogate registered by a third party (any estimator that is
-  not one of fdaref's built-ins) is evaluated by :func:`fdaref.estimators.estimator_grad`. Nothing else.
+- Plain numpy written here: cross entropy (float64 inside, with fdaref's log softmax and targets), linear.
+- fdaref's own functions: relu, weight_scale, sum_to_shape, and every argument check (so the errors are the
+  reference's); a surrogate registered by a third party (any estimator that is not one of fdaref's built-ins)
+  is evaluated by :func:`fdaref.estimators.estimator_grad`.
 """
 from __future__ import annotations
 
@@ -24,9 +25,18 @@ import numba
 import numpy as np
 
 from fdaref import estimators as _est
-from fdaref._validate import check_choice, check_float_array, check_int, check_real
-from fdaref.noise import ETAS, LAYOUTS, row_length
-from fdaref.scale import SCALE_MODES
+from fdaref import scale as _scale
+from fdaref._validate import check_choice, check_float_array, check_grad, check_int, check_real
+from fdaref.functional import activation as _act
+from fdaref.functional._geometry import geometry, out_size, pad_value_of
+from fdaref.functional.bitpack import check_pack_args, check_packed, words as _words
+from fdaref.functional.conv import check_conv_args
+from fdaref.functional.linear import check_linear_args
+from fdaref.functional.loss import check_cross_entropy_args, check_scalar_grad, log_softmax, smoothed_targets
+from fdaref.functional.norm import check_batch_norm_args, check_batch_norm_grad_args
+from fdaref.functional.pool import check_pool_args
+from fdaref.noise import check_module, row_length
+from fdaref.reference import sum_to_shape
 
 from . import _bitpack as bp
 from . import _elementwise as ew
@@ -48,34 +58,13 @@ XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially
 # ------------------------------------------------------------------------------------------------------
 # helpers
 
-def _pair(v: Any, name: str, minimum: int) -> Pair:
-    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int and min(v) >= minimum:
-        return v  # the common case, without the generic checks (this runs per call at batch 1)
-    items = (v, v) if not isinstance(v, (tuple, list)) else tuple(v)
-    if len(items) != 2:
-        raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
-    return tuple(check_int(i, name, minimum=minimum) for i in items)  # type: ignore[return-value]
-
-
-def _pad_value(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"pad_value: expected one of 0, -1, +1, got {v!r}")
-    return float(check_choice(float(v), "pad_value", (0.0, -1.0, 1.0)))
-
-
-def _out_size(size: Sequence[int], kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, what: str) -> Pair:
-    out = []
-    for axis, n, k, s, p, d in zip(("height", "width"), size, kernel, stride, padding, dilation):
-        span = d * (k - 1) + 1
-        if span > n + 2 * p:
-            raise ValueError(f"{what}: the (dilated) kernel {axis} {span} is larger than the padded input "
-                             f"{axis} {n} + 2*{p} = {n + 2 * p}")
-        out.append((n + 2 * p - span) // s + 1)
-    return out[0], out[1]
-
-
 def _flat(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1)
+
+
+def _ncp(x: np.ndarray) -> np.ndarray:
+    """x (N, C, ...) as a contiguous (N, C, rest) array."""
+    return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
 
 
 def _elementwise(serial, parallel, size: int, *args: Any) -> None:
@@ -125,19 +114,11 @@ def _est_args(code: int, p: dict) -> tuple:
     return float(p.get("beta", 1.0)), n, omega, clipv, m, np1, c6, scale
 
 
-def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str, a: float) -> int:
-    check_float_array(w1, "w1", ndim=2)
-    check_float_array(w2, "w2", ndim=2)
-    check_choice(eta_kind, "eta", ETAS)
-    check_real(a, "a")
-    d = row_length(t.shape, layout)
-    m = w1.shape[1]
-    if w1.shape[0] != d or w2.shape != (m, d):
-        raise ValueError(f"noise module for rows of length d={d} expects w1 (d, m) and w2 (m, d); "
-                         f"got w1 {w1.shape}, w2 {w2.shape}")
+def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str, a: float) -> None:
+    """fdaref's checks of the noise module, plus one dtype for t, w1 and w2 (the kernels are typed)."""
+    check_module(t, w1, w2, layout, eta_kind, a)
     if w1.dtype != t.dtype or w2.dtype != t.dtype:
         raise TypeError(f"w1, w2: expected the dtype of t ({t.dtype}), got {w1.dtype}, {w2.dtype}")
-    return d
 
 
 def _rows(t: np.ndarray, layout: str) -> tuple[np.ndarray, int, int, bool]:
@@ -223,17 +204,7 @@ class NumbaBackend:
     def zeros(self, shape: Sequence[int], like: np.ndarray) -> np.ndarray:
         return np.zeros(tuple(shape), dtype=like.dtype)
 
-    @staticmethod
-    def sum_to_shape(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-        shape = tuple(shape)
-        if x.shape == shape:
-            return x
-        lead = x.ndim - len(shape)
-        if lead < 0:
-            raise ValueError(f"sum_to_shape: cannot reduce shape {x.shape} to the larger rank of {shape}")
-        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
-                                          if n == 1 and x.shape[lead + i] != 1)
-        return x.sum(axis=axes, keepdims=True).reshape(shape)
+    sum_to_shape = staticmethod(sum_to_shape)
 
     # -- SPEC 1-2 --------------------------------------------------------------------------------------------
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
@@ -282,7 +253,6 @@ class NumbaBackend:
 
     def noise_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str, eta_kind: str = "sin",
                       a: float = 0.1) -> np.ndarray:
-        check_float_array(t, "t")
         _check_module(t, w1, w2, layout, eta_kind, a)
         return self._module_forward(t, w1, w2, layout, eta_kind, a, math.nan, 1.0)
 
@@ -328,9 +298,8 @@ class NumbaBackend:
 
     def noise_backward(self, g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
                        eta_kind: str = "sin", a: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        check_float_array(t, "t")
-        check_float_array(g, "g")
         _check_module(t, w1, w2, layout, eta_kind, a)
+        check_float_array(g, "g")
         if g.shape != t.shape:
             raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
         return self._module_backward(g, t, w1, w2, layout, eta_kind, a, 1.0, -2, {}, None)
@@ -377,36 +346,7 @@ class NumbaBackend:
         return dt, alpha * dw1, alpha * dw2
 
     # -- SPEC 5 ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def weight_scale(w: np.ndarray, mode: str = "channel") -> np.ndarray:
-        check_float_array(w, "w", ndim=(2, 4))
-        check_choice(mode, "scale", SCALE_MODES)
-        if mode == "channel":
-            return np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), keepdims=True)
-        if mode == "layer":
-            return np.mean(np.abs(w), keepdims=True)
-        return np.ones((1,) * w.ndim, dtype=w.dtype)
-
-    @staticmethod
-    def _conv_check(x, w, b, stride, padding, dilation, pad_value):
-        check_float_array(x, "x", ndim=4)
-        check_float_array(w, "w", ndim=4)
-        if w.dtype != x.dtype:
-            raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
-        if w.shape[1] != x.shape[1]:
-            raise ValueError(f"w: expected C_in = {x.shape[1]} (the channels of x {x.shape}), got w {w.shape}")
-        if min(w.shape) < 1:
-            raise ValueError(f"w: expected every dimension >= 1, got shape {w.shape}")
-        if b is not None:
-            check_float_array(b, "b", ndim=1)
-            if b.dtype != x.dtype:
-                raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
-            if b.shape != (w.shape[0],):
-                raise ValueError(f"b: expected shape ({w.shape[0]},) (C_out of w), got {b.shape}")
-        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-        pv = _pad_value(pad_value)
-        out = _out_size(x.shape[2:], w.shape[2:], s, p, d, "conv2d")
-        return s, p, d, pv, out
+    weight_scale = staticmethod(_scale.weight_scale)
 
     @staticmethod
     def _chunks(n_b: int, k: int, p_n: int, itemsize: int) -> list[tuple[int, int]]:
@@ -415,8 +355,8 @@ class NumbaBackend:
 
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, stride: Pair = (1, 1),
                        padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
-        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = self._conv_check(x, w, b, stride, padding, dilation,
-                                                                     pad_value)
+        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = check_conv_args(x, w, b, stride, padding, dilation,
+                                                                   pad_value)
         x = np.ascontiguousarray(x)
         n_b, c_in, _, _ = x.shape
         c_out, _, kh, kw = w.shape
@@ -434,13 +374,11 @@ class NumbaBackend:
     def conv2d_backward(self, g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool,
                         stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1),
                         pad_value: float = 0.0) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = self._conv_check(x, w, None, stride, padding, dilation,
-                                                                     pad_value)
-        check_float_array(g, "g", ndim=4)
+        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = check_conv_args(x, w, None, stride, padding, dilation,
+                                                                   pad_value)
         n_b, c_in, h_n, w_n = x.shape
         c_out, _, kh, kw = w.shape
-        if g.shape != (n_b, c_out, ho, wo):
-            raise ValueError(f"g: expected shape {(n_b, c_out, ho, wo)}, got {g.shape}")
+        check_grad(g, x, (n_b, c_out, ho, wo))
         x = np.ascontiguousarray(x)
         g3 = np.ascontiguousarray(g).reshape(n_b, c_out, ho * wo)
         k, p_n = c_in * kh * kw, ho * wo
@@ -459,21 +397,8 @@ class NumbaBackend:
         db = g3.sum(axis=(0, 2)) if has_bias else None
         return dx, dwm.reshape(w.shape), db
 
-    @staticmethod
-    def _linear_check(x, w, b):
-        check_float_array(x, "x", ndim=2)
-        check_float_array(w, "w", ndim=2)
-        if w.dtype != x.dtype:
-            raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
-        if w.shape[1] != x.shape[1]:
-            raise ValueError(f"w: expected in = {x.shape[1]} (the features of x {x.shape}), got w {w.shape}")
-        if b is not None:
-            check_float_array(b, "b", ndim=1)
-            if b.shape != (w.shape[0],) or b.dtype != x.dtype:
-                raise ValueError(f"b: expected shape ({w.shape[0]},) and dtype {x.dtype}, got {b.shape} {b.dtype}")
-
     def linear_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
-        self._linear_check(x, w, b)
+        check_linear_args(x, w, b)
         y = x @ w.T
         if b is not None:
             y += b
@@ -481,36 +406,19 @@ class NumbaBackend:
 
     def linear_backward(self, g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool
                         ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        self._linear_check(x, w, None)
-        check_float_array(g, "g", ndim=2)
+        check_linear_args(x, w, None)
+        check_grad(g, x, (x.shape[0], w.shape[0]))
         return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)
 
     # -- float layers ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _bn3(x: np.ndarray) -> np.ndarray:
-        check_float_array(x, "x", ndim=(2, 4))
-        n_b, c = x.shape[:2]
-        return np.ascontiguousarray(x).reshape(n_b, c, -1)
-
     def batch_norm_forward(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                            running_var: np.ndarray, *, training: bool, momentum: float = 0.1, eps: float = 1e-5
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        x3 = self._bn3(x)
+        momentum, eps = check_batch_norm_args(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+        x3 = _ncp(x)
         c = x3.shape[1]
-        for name, arr in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                          ("running_var", running_var)):
-            check_float_array(arr, name, ndim=1)
-            if arr.shape != (c,):
-                raise ValueError(f"{name}: expected shape ({c},) (the channels of x {x.shape}), got {arr.shape}")
-        momentum = check_real(momentum, "momentum")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
-        if check_real(eps, "eps") <= 0:
-            raise ValueError(f"eps: expected a number > 0, got {eps}")
         dt = x.dtype
         if training:
-            if x3.shape[0] * x3.shape[2] < 2:
-                raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
             mean64 = np.empty(c)
             var64 = np.empty(c)
             ly.bn_stats(x3, mean64, var64)
@@ -530,11 +438,8 @@ class NumbaBackend:
 
     def batch_norm_backward(self, g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
                             invstd: np.ndarray, *, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x3 = self._bn3(x)
-        check_float_array(g, "g")
-        if g.shape != x.shape:
-            raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
-        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+        check_batch_norm_grad_args(g, x, gamma, mean, invstd)
+        x3, g3 = _ncp(x), _ncp(g)
         c = x3.shape[1]
         sum_g = np.empty(c)
         sum_gx = np.empty(c)
@@ -543,44 +448,23 @@ class NumbaBackend:
         ly.bn_dx(g3, x3, mean, invstd, gamma, sum_g, sum_gx, bool(training), dx)
         return dx.reshape(x.shape), sum_gx.astype(x.dtype), sum_g.astype(x.dtype)
 
-    @staticmethod
-    def relu_forward(x: np.ndarray) -> np.ndarray:
-        check_float_array(x, "x")
-        return np.where(x > 0, x, np.zeros((), x.dtype))
+    relu_forward = staticmethod(_act.relu_forward)
+    relu_backward = staticmethod(_act.relu_backward)
 
     @staticmethod
-    def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
-        check_float_array(x, "x")
-        return np.where(x > 0, g, np.zeros((), g.dtype))
-
-    @staticmethod
-    def _slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
-        check_float_array(x, "x")
-        check_float_array(slope, "slope", ndim=1)
-        if slope.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
-            raise ValueError(f"slope: expected shape (1,) or ({x.shape[1]},), got {slope.shape}")
-        return slope.reshape((1, -1) + (1,) * (x.ndim - 2)) if x.ndim > 1 else slope
-
-    def prelu_forward(self, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
-        s = self._slope(x, slope)
-        if x.ndim < 2 or slope.dtype != x.dtype:
-            return np.where(x > 0, x, s * x)
-        x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    def prelu_forward(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        _act.prelu_slope(x, slope)
+        x3 = _ncp(x)
         y = np.empty_like(x3)
         ly.prelu_fwd(x3, slope, y)
         return y.reshape(x.shape)
 
-    def prelu_backward(self, g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = self._slope(x, slope)
-        if x.ndim < 2 or slope.dtype != x.dtype or g.dtype != x.dtype or g.shape != x.shape:
-            dx = np.where(x > 0, g, s * g)
-            contrib = np.where(x > 0, np.zeros((), x.dtype), g * x)
-            if slope.shape[0] == 1:
-                return dx, np.array([contrib.sum()], dtype=x.dtype)
-            return dx, contrib.sum(axis=(0,) + tuple(range(2, x.ndim))).astype(x.dtype)
-        n_b, c_n = x.shape[:2]
-        x3 = np.ascontiguousarray(x).reshape(n_b, c_n, -1)
-        g3 = np.ascontiguousarray(g).reshape(x3.shape)
+    @staticmethod
+    def prelu_backward(g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _act.prelu_slope(x, slope)
+        check_grad(g, x)
+        x3, g3 = _ncp(x), _ncp(g)
+        n_b, c_n = x3.shape[:2]
         dx = np.empty_like(x3)
         part = np.empty(n_b * c_n)
         ly.prelu_bwd(g3, x3, slope, dx, part)
@@ -589,155 +473,110 @@ class NumbaBackend:
         return dx.reshape(x.shape), ds.astype(x.dtype)
 
     @staticmethod
-    def _pool_geom(x, kernel, stride, padding, what):
-        check_float_array(x, "x", ndim=4)
-        k, s, p = _pair(kernel, "kernel", 1), _pair(stride, "stride", 1), _pair(padding, "padding", 0)
-        for axis, kk, pp in zip(("height", "width"), k, p):
-            if 2 * pp > kk:
-                raise ValueError(f"{what}: padding {pp} must be at most half the kernel {axis} {kk}")
-        out = _out_size(x.shape[2:], k, s, p, (1, 1), what)
-        return k, s, p, out
-
-    def max_pool2d_forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "max_pool2d")
+    def _max_pool(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> tuple[np.ndarray, np.ndarray]:
+        """(y (N, C, Ho, Wo), the flat index in x's plane of each window's first maximum)."""
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = check_pool_args(x, kernel, stride, padding)
         n_b, c, h, w = x.shape
         out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
         arg = np.empty((n_b * c, ho, wo), dtype=np.int64)
         ly.max_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out, arg)
-        return out.reshape(n_b, c, ho, wo)
+        return out.reshape(n_b, c, ho, wo), arg
+
+    def max_pool2d_forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
+        return self._max_pool(x, kernel, stride, padding)[0]
 
     def max_pool2d_backward(self, g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair,
                             padding: Pair = (0, 0)) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "max_pool2d")
+        y, arg = self._max_pool(x, kernel, stride, padding)
+        check_grad(g, x, y.shape)
         n_b, c, h, w = x.shape
-        out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
-        arg = np.empty((n_b * c, ho, wo), dtype=np.int64)
-        ly.max_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out, arg)
         dx = np.empty((n_b * c, h, w), dtype=x.dtype)
-        ly.max_pool_bwd(np.ascontiguousarray(g).reshape(n_b * c, ho, wo), arg, h, w, dx)
+        ly.max_pool_bwd(np.ascontiguousarray(g).reshape(arg.shape), arg, h, w, dx)
         return dx.reshape(x.shape)
 
-    def avg_pool2d_forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "avg_pool2d")
+    @staticmethod
+    def avg_pool2d_forward(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair = (0, 0)) -> np.ndarray:
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = check_pool_args(x, kernel, stride, padding)
         n_b, c, h, w = x.shape
         out = np.empty((n_b * c, ho, wo), dtype=x.dtype)
         ly.avg_pool_fwd(np.ascontiguousarray(x).reshape(n_b * c, h, w), kh, kw, sh, sw, ph, pw, out)
         return out.reshape(n_b, c, ho, wo)
 
-    def avg_pool2d_backward(self, g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair,
+    @staticmethod
+    def avg_pool2d_backward(g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair,
                             padding: Pair = (0, 0)) -> np.ndarray:
-        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = self._pool_geom(x, kernel, stride, padding, "avg_pool2d")
+        (kh, kw), (sh, sw), (ph, pw), (ho, wo) = check_pool_args(x, kernel, stride, padding)
         n_b, c, h, w = x.shape
+        check_grad(g, x, (n_b, c, ho, wo))
         dx = np.empty((n_b * c, h, w), dtype=x.dtype)
         ly.avg_pool_bwd(np.ascontiguousarray(g).reshape(n_b * c, ho, wo), kh, kw, sh, sw, ph, pw, dx)
         return dx.reshape(x.shape)
 
     @staticmethod
-    def _ce_check(logits, labels, label_smoothing):
-        check_float_array(logits, "logits", ndim=2)
-        labels = np.asarray(labels)
-        if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
-            raise ValueError(f"labels: expected integer class indices of shape ({logits.shape[0]},), "
-                             f"got {labels.dtype} {labels.shape}")
-        if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-            raise ValueError(f"labels: expected values in [0, {logits.shape[1]}), got {labels.min()}..{labels.max()}")
-        s = check_real(label_smoothing, "label_smoothing")
-        if not 0 <= s <= 1:
-            raise ValueError(f"label_smoothing: expected a number in [0, 1], got {s}")
-        return labels, s
-
-    @staticmethod
-    def _targets(logits, labels, s):
-        b, c = logits.shape
-        q = np.full((b, c), s / c, dtype=logits.dtype)
-        q[np.arange(b), labels] += 1 - s
-        return q
-
-    def cross_entropy_forward(self, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
+    def cross_entropy_forward(logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float = 0.0
                               ) -> np.ndarray:
         """Computed in float64 (the batch is small) and rounded once to the logits' dtype."""
-        labels, s = self._ce_check(logits, labels, label_smoothing)
+        s = check_cross_entropy_args(logits, labels, label_smoothing)
         z = logits.astype(np.float64)
-        shifted = z - z.max(axis=1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        q = self._targets(z, labels, s)
-        return np.asarray(-(q * logp).sum() / logits.shape[0], dtype=logits.dtype)
+        return np.asarray(-(smoothed_targets(z, labels, s) * log_softmax(z)).sum() / z.shape[0], dtype=logits.dtype)
 
-    def cross_entropy_backward(self, g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *,
+    @staticmethod
+    def cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *,
                                label_smoothing: float = 0.0) -> np.ndarray:
         """g (softmax - q) / B in float64, rounded once: softmax - onehot cancels badly in float32."""
-        labels, s = self._ce_check(logits, labels, label_smoothing)
-        g = np.asarray(g)
-        if g.shape != ():
-            raise ValueError(f"g: expected a 0-d upstream gradient (the loss is a scalar), got shape {g.shape}")
+        s = check_cross_entropy_args(logits, labels, label_smoothing)
+        g = check_scalar_grad(g)
         z = logits.astype(np.float64)
-        shifted = z - z.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        sm = e / e.sum(axis=1, keepdims=True)
-        q = self._targets(z, labels, s)
-        return (float(g) * (sm - q) / logits.shape[0]).astype(logits.dtype)
+        return (float(g) * (np.exp(log_softmax(z)) - smoothed_targets(z, labels, s)) / z.shape[0]).astype(logits.dtype)
 
     # -- SPEC 9 ----------------------------------------------------------------------------------------------
     @staticmethod
     def pack_signs(x: np.ndarray, *, axis: int = 1, zero: float = -1.0) -> np.ndarray:
-        check_float_array(x, "x")
-        if x.ndim == 0:
-            raise ValueError("x: cannot pack a 0-d array (give an array with the axis to pack)")
-        axis = check_int(axis, "axis")
-        if not -x.ndim <= axis < x.ndim:
-            raise ValueError(f"axis: expected an axis of x (ndim {x.ndim}), got {axis}")
-        axis %= x.ndim
-        if isinstance(zero, bool) or float(zero) not in (-1.0, 1.0):
-            raise ValueError(f"zero: packed bits hold only -1 and +1, so zero must be -1 or +1, got {zero!r}")
+        axis = check_pack_args(x, axis, zero)
         c = x.shape[axis]
-        if c < 1:
-            raise ValueError(f"x: expected at least 1 element along axis {axis}, got shape {x.shape}")
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-        words = (c + 63) // 64
+        words = _words(c)
         out = np.zeros((outer, inner, words), dtype=np.uint64)
         x3 = np.ascontiguousarray(x).reshape(outer, c, inner)
         threads = numba.get_num_threads()
         if x.size < ew.PAR_MIN or outer < 2 or threads == 1:
-            nans = bp.pack_axis_range(x3, float(zero) < 0, out, 0, outer)
+            nans = bp.pack_axis_range(x3, zero < 0, out, 0, outer)
         else:
-            nans = bp.pack_axis_par(x3, float(zero) < 0, out, min(outer, threads))
+            nans = bp.pack_axis_par(x3, zero < 0, out, min(outer, threads))
         if nans:
             raise ValueError(f"x: NaN has no sign and cannot be packed ({nans} NaN values)")
         return out.reshape(x.shape[:axis] + x.shape[axis + 1:] + (words,))
 
     @staticmethod
-    def _check_packed(a: Any, name: str, ndim: int, n: int, what: str) -> np.ndarray:
-        if not isinstance(a, np.ndarray) or a.dtype != np.uint64:
-            raise TypeError(f"{name}: expected a uint64 numpy array of packed signs, got "
-                            f"{getattr(a, 'dtype', type(a).__name__)}")
-        if a.ndim != ndim:
-            raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
-        if a.shape[-1] != (n + 63) // 64:
-            raise ValueError(f"{name}: {what} = {n} needs {(n + 63) // 64} words in the last axis, got {a.shape[-1]}")
-        return np.ascontiguousarray(a)
+    def _xnor_plan(h: int, w: int, wp: np.ndarray, n_b: int, channels: int, stride: Any, padding: Any,
+                   dilation: Any, pad_value: Any) -> tuple:
+        """Validated geometry and schedule of an XNOR conv of (N, C, H, W) signs with the packed weights ``wp``:
+        (stride, padding, dilation, pad_value, (Ho, Wo), lane, threads of the parallel driver or 0: serial)."""
+        s, p, d = geometry(stride, padding, dilation)
+        pv = pad_value_of(pad_value)
+        c_out, kh, kw, words = wp.shape
+        if min(c_out, kh, kw) < 1:
+            raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
+        ho, wo = out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
+        planes = n_b * c_out
+        work = planes * ho * (w + 2 * p[1]) // s[1] * kh * kw * words     # popcounts
+        threads = numba.get_num_threads()
+        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
+        serial = work < XNOR_PAR_MIN or threads == 1 or planes < 2
+        return s, p, d, pv, (ho, wo), lane, 0 if serial else min(planes, threads)
 
     def xnor_conv2d(self, x_packed: np.ndarray, w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1),
                     padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
         channels = check_int(channels, "channels", minimum=1)
-        xp = self._check_packed(x_packed, "x_packed", 4, channels, "channels")
-        wp = self._check_packed(w_packed, "w_packed", 4, channels, "channels")
-        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-        pv = _pad_value(pad_value)
+        xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 4, _words(channels)))
+        wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
         n_b, h, w, _ = xp.shape
-        c_out, kh, kw, _ = wp.shape
-        if min(c_out, kh, kw) < 1:
-            raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
-        ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
-        (sh, sw), (ph, pw), (dh, dw) = s, p, d
-        planes = n_b * c_out
-        work = planes * ho * (w + 2 * pw) // sw * kh * kw * xp.shape[3]     # popcounts
-        threads = numba.get_num_threads()
-        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
-        if work < XNOR_PAR_MIN or threads == 1 or planes < 2:
+        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo), lane, threads = self._xnor_plan(
+            h, w, wp, n_b, channels, stride, padding, dilation, pad_value)
+        if not threads:
             return bp.xnor_conv_serial(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane)
-        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane,
-                                     min(planes, threads))
+        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, threads)
 
     def sign_xnor_conv2d(self, x: np.ndarray, w_packed: np.ndarray, *, zero: float = -1.0, stride: Pair = (1, 1),
                          padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
@@ -745,40 +584,29 @@ class NumbaBackend:
         ``xnor_conv2d(pack_signs(x, axis=1, zero=zero), w_packed, channels=C, ...)`` for float x (N, C, H, W),
         with the signs packed straight into the kernel's working planes in the same compiled call."""
         check_float_array(x, "x", ndim=4)
-        if isinstance(zero, bool) or float(zero) not in (-1.0, 1.0):
-            raise ValueError(f"zero: packed bits hold only -1 and +1, so zero must be -1 or +1, got {zero!r}")
-        channels = x.shape[1]
-        if channels < 1:
-            raise ValueError(f"x: expected at least 1 channel, got shape {x.shape}")
-        wp = self._check_packed(w_packed, "w_packed", 4, channels, "channels")
-        s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-        pv = _pad_value(pad_value)
-        n_b, _, h, w = x.shape
-        c_out, kh, kw, _ = wp.shape
-        ho, wo = _out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
-        (sh, sw), (ph, pw), (dh, dw) = s, p, d
+        check_pack_args(x, 1, zero)
+        n_b, channels, h, w = x.shape
+        wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
+        s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding,
+                                                                dilation, pad_value)
         if n_b > 1:   # batches: the packing kernel's long contiguous rows beat packing inside the conv call
             return self.xnor_conv2d(self.pack_signs(x, axis=1, zero=zero), wp, channels=channels, stride=s,
                                     padding=p, dilation=d, pad_value=pv)
         x = np.ascontiguousarray(x)
-        planes = n_b * c_out
-        work = planes * ho * (w + 2 * pw) // sw * kh * kw * wp.shape[3]
-        threads = numba.get_num_threads()
-        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
-        zn = float(zero) < 0
-        if work < XNOR_PAR_MIN or threads == 1 or planes < 2:
-            out, nans = bp.sign_conv_serial(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zn)
+        (sh, sw), (ph, pw), (dh, dw) = s, p, d
+        if not threads:
+            out, nans = bp.sign_conv_serial(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zero < 0)
         else:
-            out, nans = bp.sign_conv_parallel(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zn,
-                                              min(planes, threads))
+            out, nans = bp.sign_conv_parallel(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zero < 0,
+                                              threads)
         if nans:
             raise ValueError(f"x: NaN has no sign and cannot be packed ({nans} NaN values)")
         return out
 
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
         features = check_int(features, "features", minimum=1)
-        xp = self._check_packed(x_packed, "x_packed", 2, features, "features")
-        wp = self._check_packed(w_packed, "w_packed", 2, features, "features")
+        xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 2, _words(features)))
+        wp = check_packed(w_packed, "w_packed", 2, _words(features))
         out = np.empty((xp.shape[0], wp.shape[0]), dtype=np.int32)
         bp.xnor_linear_kernel(xp, np.ascontiguousarray(wp.T), features, out)
         return out

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import check_float_array
-
-
-def _check_g(g: np.ndarray, x: np.ndarray) -> None:
-    check_float_array(g, "g")
-    if g.dtype != x.dtype:
-        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
-    if g.shape != x.shape:
-        raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
+from .._validate import check_float_array, check_grad
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
@@ -23,11 +15,11 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
 def relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     """g where x > 0, else 0 (relu'(0) = 0); shape and dtype of x."""
     check_float_array(x, "x")
-    _check_g(g, x)
+    check_grad(g, x)
     return np.where(x > 0, g, x.dtype.type(0))
 
 
-def _slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+def prelu_slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """``slope`` (1,) or (C,) reshaped to broadcast along axis 1 of x (B, C, ...)."""
     check_float_array(x, "x")
     if x.ndim < 2:
@@ -43,15 +35,15 @@ def _slope(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
 
 def prelu_forward(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """x where x > 0, else slope * x. x: (B, C, ...); slope: (1,) or (C,) along axis 1. Shape of x."""
-    s = _slope(x, slope)
+    s = prelu_slope(x, slope)
     return np.where(x > 0, x, s * x)
 
 
 def prelu_backward(g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dslope): dx = g where x > 0 else slope * g (so slope at 0); dslope = sum g * x over x <= 0,
     per channel for a (C,) slope, over everything for a (1,) slope. Shapes of x and slope."""
-    s = _slope(x, slope)
-    _check_g(g, x)
+    s = prelu_slope(x, slope)
+    check_grad(g, x)
     pos = x > 0
     dx = np.where(pos, g, s * g)
     contrib = np.where(pos, x.dtype.type(0), g * x)

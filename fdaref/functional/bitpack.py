@@ -25,26 +25,22 @@ else:  # pragma: no cover - numpy 1.x: count the 8 bytes of each word through a 
         return _TABLE[a[..., None].view(np.uint8)].sum(axis=-1, dtype=np.uint8)
 
 
-def _words(channels: int) -> int:
+def words(channels: int) -> int:
+    """ceil(channels / 64): the uint64 words that hold ``channels`` packed signs."""
     return -(-channels // WORD)
 
 
 def _mask(channels: int) -> np.ndarray:
     """(words,) uint64 masks of the valid bits of each word."""
-    m = np.full(_words(channels), np.iinfo(np.uint64).max, dtype=np.uint64)
+    m = np.full(words(channels), np.iinfo(np.uint64).max, dtype=np.uint64)
     rem = channels % WORD
     if rem:
         m[-1] = np.uint64((1 << rem) - 1)
     return m
 
 
-def pack_signs(x: np.ndarray, *, axis: int, zero: float) -> np.ndarray:
-    """Pack the signs of ``x`` along ``axis`` into uint64 words (SPEC 9).
-
-    x: float32/float64 array, no NaN; ``zero`` (-1 or +1) is sign(0). Returns uint64 of shape
-    x.shape without ``axis``, plus a last axis of ceil(C / 64) words, C = x.shape[axis].
-    Element k of the axis is bit k % 64 of word k // 64; set means sign -1.
-    """
+def check_pack_args(x: Any, axis: Any, zero: Any) -> int:
+    """Validate the arguments of :func:`pack_signs` (all but the NaN check); return the axis in [0, x.ndim)."""
     if not isinstance(x, np.ndarray) or x.dtype.type not in (np.float32, np.float64):
         raise TypeError(f"x: expected a float32 or float64 numpy array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)}")
@@ -55,14 +51,25 @@ def pack_signs(x: np.ndarray, *, axis: int, zero: float) -> np.ndarray:
         raise ValueError(f"axis: expected an axis of the {x.ndim}-d x (in [{-x.ndim}, {x.ndim})), got {axis}")
     if isinstance(zero, bool) or zero not in (-1, 1):
         raise ValueError(f"zero: expected -1 or +1 (a packed bit holds only two signs), got {zero!r}")
+    if x.shape[ax] < 1:
+        raise ValueError(f"x: expected at least 1 element along axis {axis}, got shape {x.shape}")
+    return ax % x.ndim
+
+
+def pack_signs(x: np.ndarray, *, axis: int, zero: float) -> np.ndarray:
+    """Pack the signs of ``x`` along ``axis`` into uint64 words (SPEC 9).
+
+    x: float32/float64 array, no NaN; ``zero`` (-1 or +1) is sign(0). Returns uint64 of shape
+    x.shape without ``axis``, plus a last axis of ceil(C / 64) words, C = x.shape[axis].
+    Element k of the axis is bit k % 64 of word k // 64; set means sign -1.
+    """
+    ax = check_pack_args(x, axis, zero)
     if np.isnan(x).any():
         raise ValueError("x: NaN has no sign and cannot be packed")
     c = x.shape[ax]
-    if c < 1:
-        raise ValueError(f"x: expected at least 1 element along axis {axis}, got shape {x.shape}")
     neg = (x < 0) | (x == 0) if zero == -1 else (x < 0)
     neg = np.moveaxis(neg, ax, -1)
-    nw = _words(c)
+    nw = words(c)
     bits = np.zeros(neg.shape[:-1] + (nw * WORD,), dtype=bool)
     bits[..., :c] = neg
     # packbits(bitorder="little"): bit b of byte k = element 8k + b; 8 bytes read little-endian form a word.
@@ -70,14 +77,15 @@ def pack_signs(x: np.ndarray, *, axis: int, zero: float) -> np.ndarray:
     return np.ascontiguousarray(packed).view("<u8").astype(np.uint64).reshape(neg.shape[:-1] + (nw,))
 
 
-def _check_packed(a: Any, name: str, ndim: int, words: int) -> np.ndarray:
+def check_packed(a: Any, name: str, ndim: int, n_words: int) -> np.ndarray:
+    """``a`` unchanged if it is a uint64 array of ``ndim`` dimensions with ``n_words`` words on the last axis."""
     if not isinstance(a, np.ndarray) or a.dtype != np.uint64:
         raise TypeError(f"{name}: expected a uint64 numpy array from pack_signs, got "
                         f"{getattr(a, 'dtype', type(a).__name__)}")
     if a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {a.shape}")
-    if a.shape[-1] != words:
-        raise ValueError(f"{name}: expected {words} words (ceil(channels / 64)) on the last axis, got shape {a.shape}")
+    if a.shape[-1] != n_words:
+        raise ValueError(f"{name}: expected {n_words} words (ceil(channels / 64)) on the last axis, got shape {a.shape}")
     return a
 
 
@@ -96,9 +104,9 @@ def xnor_conv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, channels: int, st
     +-1 contributes pad_value * sum_c w[o, c, i, j] = pad_value * (C - 2 popcount(w)) for each tap.
     """
     c = check_int(channels, "channels", minimum=1)
-    nw = _words(c)
-    _check_packed(x_packed, "x_packed", 4, nw)
-    _check_packed(w_packed, "w_packed", 4, nw)
+    nw = words(c)
+    check_packed(x_packed, "x_packed", 4, nw)
+    check_packed(w_packed, "w_packed", 4, nw)
     stride, padding, dilation = geometry(stride, padding, dilation)
     pv = int(pad_value_of(pad_value))
     n, h, w_, _ = x_packed.shape
@@ -129,9 +137,9 @@ def xnor_linear(x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) ->
     """x @ w.T of the +-1 matrices, exactly, as int32 (B, out). x_packed (B, words), w_packed (out, words),
     both packed along ``features`` (words = ceil(features / 64))."""
     f = check_int(features, "features", minimum=1)
-    nw = _words(f)
-    _check_packed(x_packed, "x_packed", 2, nw)
-    _check_packed(w_packed, "w_packed", 2, nw)
+    nw = words(f)
+    check_packed(x_packed, "x_packed", 2, nw)
+    check_packed(w_packed, "w_packed", 2, nw)
     b, o = x_packed.shape[0], w_packed.shape[0]
     out = np.empty((b, o), dtype=np.int32)
     step = max(1, (1 << 22) // max(1, o * nw))  # rows per chunk: bounds the (rows, out, words) temporary

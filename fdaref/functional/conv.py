@@ -23,12 +23,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._validate import check_float_array
+from .._validate import check_float_array, check_grad
 from ._geometry import Pair, geometry, out_size, pad_value_of
 
 
-def _check(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride: Any, padding: Any,
-           dilation: Any, pad_value: Any) -> tuple[Pair, Pair, Pair, float, Pair]:
+def check_conv_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride: Any, padding: Any,
+                    dilation: Any, pad_value: Any) -> tuple[Pair, Pair, Pair, float, Pair]:
     """Validate the conv inputs; return (stride, padding, dilation, pad_value, (Ho, Wo))."""
     check_float_array(x, "x", ndim=4)
     check_float_array(w, "w", ndim=4)
@@ -129,7 +129,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, str
     ``xpad`` is ``x`` padded by ``padding`` on each side with the constant ``pad_value`` (0, -1 or +1,
     SPEC 5). Returns (N, C_out, Ho, Wo), Ho = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for Wo).
     """
-    stride, padding, dilation, pv, out = _check(x, w, b, stride, padding, dilation, pad_value)
+    stride, padding, dilation, pv, out = check_conv_args(x, w, b, stride, padding, dilation, pad_value)
     n, c = x.shape[:2]
     o = w.shape[0]
     lay = _Layout(x.shape, w.shape[2:], stride, padding, dilation, out, _finite(x))
@@ -154,14 +154,10 @@ def conv2d_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bo
     receives no gradient (but does enter dw when ``pad_value`` != 0). db is None unless ``has_bias``.
     All results have the dtype of x; shapes of x, w and (C_out,).
     """
-    stride, padding, dilation, pv, out = _check(x, w, None, stride, padding, dilation, pad_value)
-    check_float_array(g, "g", ndim=4)
+    stride, padding, dilation, pv, out = check_conv_args(x, w, None, stride, padding, dilation, pad_value)
     n, c, h, w_ = x.shape
     o = w.shape[0]
-    if g.dtype != x.dtype:
-        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
-    if g.shape != (n, o, out[0], out[1]):
-        raise ValueError(f"g: expected the output shape {(n, o, out[0], out[1])}, got {g.shape}")
+    check_grad(g, x, (n, o, out[0], out[1]))
     lay = _Layout(x.shape, w.shape[2:], stride, padding, dilation, out, _finite(x, w, g))
     ph, pw = padding
     dx = np.empty_like(x)

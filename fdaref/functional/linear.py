@@ -5,10 +5,10 @@ from typing import Optional
 
 import numpy as np
 
-from .._validate import check_float_array
+from .._validate import check_float_array, check_grad
 
 
-def _check(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
+def check_linear_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
     check_float_array(x, "x", ndim=2)
     check_float_array(w, "w", ndim=2)
     if w.dtype != x.dtype:
@@ -25,7 +25,7 @@ def _check(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
     """y = x @ w.T + b. x: (B, in); w: (out, in); b: (out,) or None; one float dtype. Returns (B, out)."""
-    _check(x, w, b)
+    check_linear_args(x, w, b)
     y = x @ w.T
     if b is not None:
         y += b
@@ -35,10 +35,6 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.
 def linear_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool
                     ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """(dx, dw, db) for g (B, out): dx = g w (B, in), dw = g^T x (out, in), db = sum_B g (out,) or None."""
-    _check(x, w, None)
-    check_float_array(g, "g", ndim=2)
-    if g.dtype != x.dtype:
-        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
-    if g.shape != (x.shape[0], w.shape[0]):
-        raise ValueError(f"g: expected the output shape {(x.shape[0], w.shape[0])}, got {g.shape}")
+    check_linear_args(x, w, None)
+    check_grad(g, x, (x.shape[0], w.shape[0]))
     return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)

@@ -8,7 +8,7 @@ import numpy as np
 from .._validate import check_float_array, check_real
 
 
-def _check(logits: np.ndarray, labels: Any, label_smoothing: Any) -> float:
+def check_cross_entropy_args(logits: np.ndarray, labels: Any, label_smoothing: Any) -> float:
     check_float_array(logits, "logits", ndim=2)
     b, k = logits.shape
     if b < 1 or k < 1:
@@ -26,7 +26,17 @@ def _check(logits: np.ndarray, labels: Any, label_smoothing: Any) -> float:
     return s
 
 
-def _targets(logits: np.ndarray, labels: np.ndarray, s: float) -> np.ndarray:
+def check_scalar_grad(g: Any) -> np.ndarray:
+    """The upstream gradient of a scalar loss: a float 0-d array (returned as one)."""
+    g = np.asarray(g)
+    if g.shape != ():
+        raise ValueError(f"g: expected a 0-d upstream gradient (the loss is a scalar), got shape {g.shape}")
+    if g.dtype.kind != "f":
+        raise TypeError(f"g: expected a float 0-d array, got dtype {g.dtype}")
+    return g
+
+
+def smoothed_targets(logits: np.ndarray, labels: np.ndarray, s: float) -> np.ndarray:
     """q = (1 - s) onehot(labels) + s / C, (B, C) in the logits' dtype."""
     b, k = logits.shape
     q = np.full((b, k), s / k, dtype=logits.dtype)
@@ -34,7 +44,7 @@ def _targets(logits: np.ndarray, labels: np.ndarray, s: float) -> np.ndarray:
     return q
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
     """Stable log softmax along axis 1: shift by the row max so exp never overflows."""
     shifted = z - z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -46,19 +56,15 @@ def cross_entropy_forward(logits: np.ndarray, labels: np.ndarray, *, label_smoot
     logits: (B, C) float; labels: (B,) integer class indices in [0, C); s in [0, 1]. Returns a 0-d array
     of the logits' dtype.
     """
-    s = _check(logits, labels, label_smoothing)
-    q = _targets(logits, labels, s)
-    return np.asarray(-(q * _log_softmax(logits)).sum() / logits.dtype.type(logits.shape[0]), dtype=logits.dtype)
+    s = check_cross_entropy_args(logits, labels, label_smoothing)
+    q = smoothed_targets(logits, labels, s)
+    return np.asarray(-(q * log_softmax(logits)).sum() / logits.dtype.type(logits.shape[0]), dtype=logits.dtype)
 
 
 def cross_entropy_backward(g: Any, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float) -> np.ndarray:
     """d loss / d logits times the 0-d upstream gradient g: g (softmax(logits) - q) / B, shape (B, C)."""
-    s = _check(logits, labels, label_smoothing)
-    g = np.asarray(g)
-    if g.shape != ():
-        raise ValueError(f"g: expected a 0-d upstream gradient (the loss is a scalar), got shape {g.shape}")
-    if g.dtype.kind != "f":
-        raise TypeError(f"g: expected a float 0-d array, got dtype {g.dtype}")
-    p = np.exp(_log_softmax(logits))
+    s = check_cross_entropy_args(logits, labels, label_smoothing)
+    g = check_scalar_grad(g)
+    p = np.exp(log_softmax(logits))
     scale = logits.dtype.type(g) / logits.dtype.type(logits.shape[0])
-    return (p - _targets(logits, labels, s)) * scale
+    return (p - smoothed_targets(logits, labels, s)) * scale

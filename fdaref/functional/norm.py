@@ -1,9 +1,11 @@
 """Batch normalisation over axis 1 of (B, C) or (B, C, H, W) (SPEC 8: every block's BN)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .._validate import check_float_array, check_real
+from .._validate import check_float_array, check_grad, check_real
 
 
 def _axes(x: np.ndarray) -> tuple[int, ...]:
@@ -24,6 +26,32 @@ def _check_vec(v: np.ndarray, name: str, x: np.ndarray) -> None:
         raise ValueError(f"{name}: expected shape ({x.shape[1]},) (the channels of x {x.shape}), got {v.shape}")
 
 
+def check_batch_norm_args(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                          running_var: np.ndarray, training: bool, momentum: Any, eps: Any) -> tuple[float, float]:
+    """Validate the inputs of :func:`batch_norm_forward`; return (momentum, eps)."""
+    check_float_array(x, "x", ndim=(2, 4))
+    for v, name in ((gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")):
+        _check_vec(v, name, x)
+    momentum = check_real(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
+    eps = check_real(eps, "eps")
+    if eps <= 0:
+        raise ValueError(f"eps: expected a number > 0, got {eps}")
+    if training and x.size // x.shape[1] < 2:
+        raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
+    return momentum, eps
+
+
+def check_batch_norm_grad_args(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray,
+                               invstd: np.ndarray) -> None:
+    """Validate the inputs of :func:`batch_norm_backward`."""
+    check_float_array(x, "x", ndim=(2, 4))
+    check_grad(g, x)
+    for v, name in ((gamma, "gamma"), (mean, "mean"), (invstd, "invstd")):
+        _check_vec(v, name, x)
+
+
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                        running_var: np.ndarray, *, training: bool, momentum: float, eps: float
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -35,20 +63,10 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, runni
     channel). Eval: mean = running_mean, var = running_var; the running statistics come back unchanged.
     Returns (y, mean (C,), invstd (C,), new_running_mean (C,), new_running_var (C,)); inputs not mutated.
     """
-    check_float_array(x, "x", ndim=(2, 4))
-    for v, name in ((gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")):
-        _check_vec(v, name, x)
-    momentum = check_real(momentum, "momentum")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum}")
-    eps = check_real(eps, "eps")
-    if eps <= 0:
-        raise ValueError(f"eps: expected a number > 0, got {eps}")
+    momentum, eps = check_batch_norm_args(x, gamma, beta, running_mean, running_var, training, momentum, eps)
     dt = x.dtype.type
     if training:
         count = x.size // x.shape[1]
-        if count < 2:
-            raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
         mean = x.mean(axis=_axes(x))
         xc = x - _bcast(mean, x)
         var = np.mean(xc * xc, axis=_axes(x))  # biased: normalises y
@@ -71,14 +89,7 @@ def batch_norm_backward(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: n
     training (mean and invstd depend on x): dx = gamma invstd (g - dbeta / M - xhat dgamma / M);
     eval (they are constants): dx = gamma invstd g. Shapes of x, (C,), (C,).
     """
-    check_float_array(x, "x", ndim=(2, 4))
-    check_float_array(g, "g")
-    if g.dtype != x.dtype:
-        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
-    if g.shape != x.shape:
-        raise ValueError(f"g: expected the shape of x {x.shape}, got {g.shape}")
-    for v, name in ((gamma, "gamma"), (mean, "mean"), (invstd, "invstd")):
-        _check_vec(v, name, x)
+    check_batch_norm_grad_args(g, x, gamma, mean, invstd)
     xhat = (x - _bcast(mean, x)) * _bcast(invstd, x)
     dbeta = g.sum(axis=_axes(x))
     dgamma = (g * xhat).sum(axis=_axes(x))

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._validate import check_float_array, pair
+from .._validate import check_float_array, check_grad, pair
 from ._geometry import Pair, offset_slices, out_size
 
 
-def _check(x: np.ndarray, kernel: Any, stride: Any, padding: Any) -> tuple[Pair, Pair, Pair, Pair]:
+def check_pool_args(x: np.ndarray, kernel: Any, stride: Any, padding: Any) -> tuple[Pair, Pair, Pair, Pair]:
     """Validated (kernel, stride, padding, (Ho, Wo)); padding at most half the kernel (no all-pad window)."""
     check_float_array(x, "x", ndim=4)
     kernel, stride = pair(kernel, "kernel", minimum=1), pair(stride, "stride", minimum=1)
@@ -24,14 +24,6 @@ def _check(x: np.ndarray, kernel: Any, stride: Any, padding: Any) -> tuple[Pair,
             raise ValueError(f"padding: expected at most half the kernel {kernel}, got {padding}")
     out = out_size(x.shape[2:], kernel, stride, padding, (1, 1), "pool2d")
     return kernel, stride, padding, out
-
-
-def _check_g(g: np.ndarray, x: np.ndarray, out: Pair) -> None:
-    check_float_array(g, "g", ndim=4)
-    if g.dtype != x.dtype:
-        raise TypeError(f"g: expected the dtype of x ({x.dtype}), got {g.dtype}")
-    if g.shape != x.shape[:2] + out:
-        raise ValueError(f"g: expected the output shape {x.shape[:2] + out}, got {g.shape}")
 
 
 def _pad(x: np.ndarray, padding: Pair, value: float) -> np.ndarray:
@@ -60,15 +52,15 @@ def _scatter(parts: np.ndarray, x: np.ndarray, kernel: Pair, stride: Pair, paddi
 
 def max_pool2d_forward(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
     """Max over each kh x kw window; padding counts as -inf. x (N, C, H, W) -> (N, C, Ho, Wo), NaN propagates."""
-    kernel, stride, padding, out = _check(x, kernel, stride, padding)
+    kernel, stride, padding, out = check_pool_args(x, kernel, stride, padding)
     return _windows(x, kernel, stride, padding, out, -np.inf).max(axis=-1)
 
 
 def max_pool2d_backward(g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
     """dx (N, C, H, W): each window's g goes to its FIRST maximal element in row-major window order
     (np.argmax returns the first maximum, so ties are resolved as the contract says)."""
-    kernel, stride, padding, out = _check(x, kernel, stride, padding)
-    _check_g(g, x, out)
+    kernel, stride, padding, out = check_pool_args(x, kernel, stride, padding)
+    check_grad(g, x, x.shape[:2] + out)
     arg = _windows(x, kernel, stride, padding, out, -np.inf).argmax(axis=-1)  # (N, C, Ho, Wo)
     taps = np.arange(kernel[0] * kernel[1]).reshape(-1, 1, 1, 1, 1)
     parts = np.where(arg[None] == taps, g[None], x.dtype.type(0))
@@ -77,14 +69,14 @@ def max_pool2d_backward(g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: P
 
 def avg_pool2d_forward(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
     """Mean over each window with zero padding counted in the divisor kh*kw. (N, C, H, W) -> (N, C, Ho, Wo)."""
-    kernel, stride, padding, out = _check(x, kernel, stride, padding)
+    kernel, stride, padding, out = check_pool_args(x, kernel, stride, padding)
     return _windows(x, kernel, stride, padding, out, 0.0).sum(axis=-1) / x.dtype.type(kernel[0] * kernel[1])
 
 
 def avg_pool2d_backward(g: np.ndarray, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
     """dx (N, C, H, W): every element of a window receives g / (kh*kw)."""
-    kernel, stride, padding, out = _check(x, kernel, stride, padding)
-    _check_g(g, x, out)
+    kernel, stride, padding, out = check_pool_args(x, kernel, stride, padding)
+    check_grad(g, x, x.shape[:2] + out)
     share = g / x.dtype.type(kernel[0] * kernel[1])
     parts = np.broadcast_to(share, (kernel[0] * kernel[1],) + share.shape)
     return _scatter(parts, x, kernel, stride, padding, out)
