@@ -9,7 +9,7 @@ from .estimators import get_estimator
 from .noise import ETAS
 from .scale import SCALE_MODES
 from .schedules import alpha_cosine, n_bibench, n_linear
-from .sign import ZERO_CONVENTIONS
+from .binarize import ZERO_CONVENTIONS
 
 N_SCHEDULES = ("linear", "bibench", "fixed")
 PAD_VALUES = (0.0, -1.0, 1.0)

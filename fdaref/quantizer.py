@@ -8,7 +8,7 @@ import numpy as np
 from ._validate import check_float_array, check_real
 from .estimators import estimator_grad
 from .noise import noise_backward, noise_forward
-from .sign import sign
+from .binarize import sign
 
 
 def quantize_forward(t: np.ndarray, w1: np.ndarray | None, w2: np.ndarray | None, *, alpha: float,

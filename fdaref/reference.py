@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import estimators, noise, quantizer, scale
-from .sign import sign as _sign  # the package re-exports the function under the module's name
+from .binarize import sign as _sign
 from ._validate import check_float_array
 from .functional import activation, bitpack, conv, linear, loss, norm, pool
 

@@ -18,7 +18,7 @@ import pytest
 
 import fdaref.backends.cupy as cupy_pkg
 from fdaref import estimators, noise, quantizer, scale
-from fdaref.sign import sign as ref_sign
+from fdaref.binarize import sign as ref_sign
 from fdaref.backend_loader import BackendUnavailable, load_backend
 from fdaref.backends.cupy import geometry as geo
 from fdaref.backends.cupy.ops import ArrayBackend, PortableKernels, estimator_args, parse_device

@@ -105,7 +105,7 @@ def test_surrogates(be, dtype, name, params):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("zero", [-1.0, 0.0, 1.0])
 def test_sign(be, dtype, zero):
-    from fdaref.sign import sign
+    from fdaref.binarize import sign
     x = np.array([-1.0, -0.0, 0.0, 2.0, np.nan], dtype=dtype)
     _cmp(be, be.sign(be.from_numpy(x, "cuda"), zero), sign(x, zero), 0, exact=True)
 

@@ -126,7 +126,7 @@ def test_unknown_estimator_id_is_nan_not_zero(lib):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("zero", [-1.0, 0.0, 1.0])
 def test_sign_kernel_source(lib, dtype, zero):
-    from fdaref.sign import sign
+    from fdaref.binarize import sign
     x = np.array([-3.0, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf, 1e-45], dtype=dtype)
     y = np.empty_like(x)
     getattr(lib, f"fdaref_host_sign_{_sfx(dtype)}")(x, y, x.size, zero)

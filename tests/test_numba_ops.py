@@ -2,8 +2,6 @@
 dominates, and the kernels are cached in NUMBA_CACHE_DIR after the first run)."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -13,9 +11,7 @@ from fdaref.backends.numba import backend as NB  # noqa: E402
 from fdaref.backends.numba import warmup  # noqa: E402
 from fdaref.reference import REFERENCE as REF  # noqa: E402
 
-# fdaref/__init__ rebinds the attribute fdaref.sign to the function, which breaks REFERENCE.sign (it calls
-# sign.sign); take the semantic function from the module itself.
-_ref_sign = sys.modules["fdaref.sign"].sign
+from fdaref.binarize import sign as _ref_sign  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-11)}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fdaref.sign import sign
+from fdaref.binarize import sign
 
 
 @pytest.mark.parametrize("zero", [-1.0, 0.0, 1.0])

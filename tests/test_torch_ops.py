@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fdaref import estimators, noise, quantizer, scale  # noqa: E402
-from fdaref.sign import sign as ref_sign  # noqa: E402
+from fdaref.binarize import sign as ref_sign  # noqa: E402
 from fdaref.optable import OP_NAMES, PLUMBING, missing_ops  # noqa: E402
 
 from fdaref.backends.torch import backend as TB  # noqa: E402

@@ -27,7 +27,7 @@ from fdaref.estimators import get_estimator
 from fdaref.noise import ETAS, LAYOUTS
 from fdaref.optable import OP_NAMES, PLUMBING
 from fdaref.scale import SCALE_MODES
-from fdaref.sign import ZERO_CONVENTIONS
+from fdaref.binarize import ZERO_CONVENTIONS
 
 from . import fused
 

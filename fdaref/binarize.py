@@ -1,4 +1,4 @@
-"""The sign function with an explicit convention at zero (SPEC 1, Eq. 1)."""
+"""Binarization: the sign function with an explicit convention at zero (SPEC 1, Eq. 1)."""
 from __future__ import annotations
 
 import numpy as np
