@@ -17,6 +17,14 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"the numba backend needs the numba package ({exc}); pip install 'fdaref[numba]'") from exc
 
+import warnings
+
+from numba.core.errors import NumbaIRAssumptionWarning
+
+# Numba's own "internal pedantic check" fires on closures in our kernels while compiling; it reports a
+# numba-internal assumption, not a problem in the results (conformance checks those), so keep it quiet.
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
+
 from .ops import BACKEND as backend
 from .ops import NumbaBackend, warmup
 
