@@ -77,7 +77,8 @@ def bench_kernels(rows: list[dict], size: int, repeats: int) -> None:
 
 def _epoch_runner(backend_name: str, images: int, batch: int):
     """A function that runs one epoch of resnet20 training on ``backend_name`` / cuda (data pre-generated)."""
-    from fdaref.autodiff import Tensor, cross_entropy
+    from fdaref.autodiff import Tensor
+    from fdaref.functions import cross_entropy
     from fdaref.backend_loader import load_backend
     from fdaref.nn.models import resnet20
     from fdaref.optim import SGD

@@ -104,7 +104,8 @@ def bench_fda(nb: Any, repeats: int, numel: int = 10 ** 7, n: int = 18) -> list[
 
 def bench_train_step(nb: Any, batch: int, repeats: int) -> list[dict]:
     from fdaref import nn
-    from fdaref.autodiff import Tensor, cross_entropy
+    from fdaref.autodiff import Tensor
+    from fdaref.functions import cross_entropy
     from fdaref.optim import SGD
     from fdaref.reference import REFERENCE
     rng = np.random.default_rng(2)

@@ -31,7 +31,9 @@ def bench_fda(rows: list[dict]) -> None:
 def bench_step(rows: list[dict], batch: int) -> None:
     import torch
 
-    from fdaref.autodiff import Tensor, cross_entropy
+    from fdaref.autodiff import Tensor
+
+    from fdaref.functions import cross_entropy
     from fdaref.nn.models import resnet20
     from fdaref.optim import SGD
 

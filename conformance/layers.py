@@ -29,23 +29,24 @@ NEEDED = ("quantize_forward", "quantize_backward", "weight_scale", "conv2d_forwa
 
 def _engine():
     from fdaref import autodiff as ad
+    from fdaref import functions as F
     from fdaref import nn
-    return ad, nn
+    return ad, F, nn
 
 
 def _scale_leaking_class():
     """BinaryConv2d with the weight scale NOT detached: the bug the layer check must catch."""
-    ad, nn = _engine()
+    ad, F, nn = _engine()
 
     class ScaleLeakingBinaryConv2d(nn.BinaryConv2d):
         def binary_inputs(self, x):
             xq = self._quantize(x, self.a_noise1, self.a_noise2, "activation")
             wq = self._quantize(self.weight, self.w_noise1, self.w_noise2, "weight")
             w = self.weight
-            sgn = ad.constant(w.ops.sign(w.data, 0.0), w)
+            sgn = F.constant(w.ops.sign(w.data, 0.0), w)
             k = int(np.prod(w.shape[1:]))
-            ones = ad.constant(w.ops.from_numpy(np.ones((1, k), dtype=w.numpy().dtype), w.device), w)
-            s = ad.linear((w * sgn).reshape(w.shape[0], k), ones) / float(k)   # differentiable mean |W|
+            ones = F.constant(w.ops.from_numpy(np.ones((1, k), dtype=w.numpy().dtype), w.device), w)
+            s = F.linear((w * sgn).reshape(w.shape[0], k), ones) / float(k)   # differentiable mean |W|
             return xq, wq * s.reshape(w.shape[0], 1, 1, 1)
 
     return ScaleLeakingBinaryConv2d
@@ -67,7 +68,7 @@ class _SignSync:
         self.bad: list[str] = []
 
     def attach(self, model: Any, side: str) -> None:
-        ad, nn = _engine()
+        ad, F, nn = _engine()
         for i, layer in enumerate(nn.binary_layers(model)):
             original = layer.binary_inputs
 
@@ -82,7 +83,7 @@ class _SignSync:
         return np.where(a > 0, 1.0, np.where(a < 0, -1.0, self.zero))
 
     def _follow(self, x: Any, i: int) -> Any:
-        ad, _ = _engine()
+        _, F, _ = _engine()
         queue = self.recorded.get(i) or []
         if not queue:
             return x
@@ -103,7 +104,7 @@ class _SignSync:
             return x
         self.flips += int(flips.sum())
         delta = np.where(flips, xb - xr, 0.0)
-        return x + ad.constant(x.ops.from_numpy(delta.astype(x.numpy().dtype), x.device), x)
+        return x + F.constant(x.ops.from_numpy(delta.astype(x.numpy().dtype), x.device), x)
 
 
 def _compare(name: str, got: Any, ref: Any, dtype: str) -> OutputDiff:
@@ -130,7 +131,7 @@ def _pair_models(make: Callable[[Any], Any], backend: Any, device: str, dtype: s
 
 
 def _forward_backward(model: Any, x: np.ndarray, r: np.ndarray, ops: Any, device: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    ad, _ = _engine()
+    ad, _, _ = _engine()
     xt = ad.Tensor.from_numpy(x, ops, device, requires_grad=True)
     model.zero_grad()
     out = model(xt)
@@ -178,7 +179,7 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
     """Does the backend's weight gradient match the one with the weight scale NOT detached?"""
     try:
         from fdaref.reference import REFERENCE
-        _, nn = _engine()
+        _, _, nn = _engine()
         leak = _scale_leaking_class()
 
         def leaky(dt):
@@ -217,7 +218,7 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
     """k SGD steps (momentum, weight decay) on the same model, init and batches; per step the loss, every
     gradient and the updated parameters and buffers are compared, the reference re-synchronised to the
     backend's state before each step."""
-    ad, nn = _engine()
+    ad, F, nn = _engine()
     from fdaref.optim import SGD
     from fdaref.reference import REFERENCE
     t0 = time.perf_counter()
@@ -251,7 +252,7 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
             for m, ops, dev, xx in ((mb, backend, device, x), (mr, REFERENCE, "cpu", x.astype(np.float64))):
                 m.train()
                 m.zero_grad()
-                loss = ad.cross_entropy(m(ad.Tensor.from_numpy(xx, ops, dev)), ops.from_numpy(y, dev))
+                loss = F.cross_entropy(m(ad.Tensor.from_numpy(xx, ops, dev)), ops.from_numpy(y, dev))
                 loss.backward()
                 losses.append(np.asarray(loss.numpy()))
                 grads.append(_grads(m))
@@ -285,7 +286,7 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
         return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, NOT_PROVIDED,
                            message=f"needs {', '.join(missing)}: not provided by {name} (or refused)")]
     try:
-        ad, nn = _engine()
+        ad, F, nn = _engine()
         from fdaref.presets import BinaryOptions, get_preset
     except ImportError as exc:
         return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, NOT_PROVIDED,

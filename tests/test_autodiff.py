@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdaref.autodiff import Tensor, cross_entropy, no_grad, pad_channels
+from fdaref.autodiff import Tensor, no_grad
+
+from fdaref.functions import cross_entropy, pad_channels
 from fdaref.gradcheck import check_vjp
 from fdaref.reference import REFERENCE
 

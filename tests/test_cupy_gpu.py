@@ -189,7 +189,8 @@ def test_pack_and_xnor_exact(be, host, c, pad):
 def test_engine_resnet20_steps_match_reference(be):
     """Two SGD steps of binary resnet20 (float64) through fdaref's engine: CuPy vs the NumPy reference."""
     reference = pytest.importorskip("fdaref.reference", exc_type=ImportError)
-    from fdaref.autodiff import Tensor, cross_entropy
+    from fdaref.autodiff import Tensor
+    from fdaref.functions import cross_entropy
     from fdaref.nn.models import resnet20
     from fdaref.optim import SGD
     rng = np.random.default_rng(0)

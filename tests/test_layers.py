@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from fdaref import nn
-from fdaref.autodiff import Tensor, no_grad, quantize
+from fdaref.autodiff import Tensor, no_grad
+from fdaref.functions import quantize
 from fdaref.estimators import fourier_series
 from fdaref.gradcheck import check_vjp
 from fdaref.noise import noise_forward

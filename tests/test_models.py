@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fdaref import nn
-from fdaref.autodiff import Tensor, cross_entropy, no_grad
+from fdaref.autodiff import Tensor, no_grad
+from fdaref.functions import cross_entropy
 from fdaref.noise import noise_width
 from fdaref.presets import BinaryOptions
 from fdaref.reference import REFERENCE

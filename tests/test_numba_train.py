@@ -14,7 +14,8 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 def test_engine_step_numba_matches_reference():
     from fdaref import nn
-    from fdaref.autodiff import Tensor, cross_entropy
+    from fdaref.autodiff import Tensor
+    from fdaref.functions import cross_entropy
     from fdaref.backends.numba import backend as NB
     from fdaref.reference import REFERENCE
     rng = np.random.default_rng(0)

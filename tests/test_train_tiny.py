@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fdaref import nn
-from fdaref.autodiff import Tensor, cross_entropy, no_grad
+from fdaref.autodiff import Tensor, no_grad
+from fdaref.functions import cross_entropy
 from fdaref.optim import SGD, CosineLR
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"

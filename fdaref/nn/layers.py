@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import autodiff as ad
+from .. import functions as F
 from ..autodiff import Tensor
 from ..noise import init_noise_params
 from ..presets import BinaryOptions
@@ -62,7 +62,7 @@ class Conv2d(Module):
         self.bias = _bias(rng, in_channels * kh * kw, out_channels, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return ad.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                          dilation=self.dilation)
 
     def extra_repr(self) -> str:
@@ -81,7 +81,7 @@ class Linear(Module):
         self.bias = _bias(rng, in_features, out_features, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return ad.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
@@ -119,14 +119,14 @@ class _Binary(Module):
 
     def _quantize(self, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], layout: str) -> Tensor:
         o = self.options
-        return ad.quantize(t, w1, w2, alpha=self.alpha, zero=o.zero, estimator=o.estimator, params=self.params,
+        return F.quantize(t, w1, w2, alpha=self.alpha, zero=o.zero, estimator=o.estimator, params=self.params,
                            layout=layout, eta_kind=o.eta, a=o.a, training=self.training)
 
     def binary_inputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(Q_a(x), Q_w(W) * s): the +-1 (plus alpha * noise while training) operands of the layer."""
         xq = self._quantize(x, self.a_noise1, self.a_noise2, "activation")
         wq = self._quantize(self.weight, self.w_noise1, self.w_noise2, "weight")
-        return xq, wq * ad.weight_scale(self.weight, self.options.scale)
+        return xq, wq * F.weight_scale(self.weight, self.options.scale)
 
     def set_schedule(self, epoch: int, epochs: int) -> None:
         """SPEC 6: n_e for the estimator and alpha_e for Eq. 14 at ``epoch`` of ``epochs``."""
@@ -148,7 +148,7 @@ class BinaryConv2d(_Binary):
 
     def forward(self, x: Tensor) -> Tensor:
         xq, wq = self.binary_inputs(x)
-        return ad.conv2d(xq, wq, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
+        return F.conv2d(xq, wq, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                          pad_value=self.options.pad_value)
 
     extra_repr = Conv2d.extra_repr
@@ -165,7 +165,7 @@ class BinaryLinear(_Binary):
 
     def forward(self, x: Tensor) -> Tensor:
         xq, wq = self.binary_inputs(x)
-        return ad.linear(xq, wq, self.bias)
+        return F.linear(xq, wq, self.bias)
 
     extra_repr = Linear.extra_repr
 
@@ -200,7 +200,7 @@ class BatchNorm(Module):
         self.running_var = buffer(np.ones(num_features, dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        y, mean, var = ad.batch_norm(x, self.weight, self.bias, self.running_mean.data, self.running_var.data,
+        y, mean, var = F.batch_norm(x, self.weight, self.bias, self.running_mean.data, self.running_var.data,
                                      training=self.training, momentum=self.momentum, eps=self.eps)
         if self.training:
             self.running_mean.data, self.running_var.data = mean, var
@@ -218,12 +218,12 @@ class PReLU(Module):
         self.weight = parameter(np.full((1,), init, dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        return ad.prelu(x, self.weight)
+        return F.prelu(x, self.weight)
 
 
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return ad.relu(x)
+        return F.relu(x)
 
 
 class MaxPool2d(Module):
@@ -234,7 +234,7 @@ class MaxPool2d(Module):
         self.padding = _pair(padding)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ad.max_pool2d(x, self.kernel, self.stride, self.padding)
+        return F.max_pool2d(x, self.kernel, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, stride={self.stride}"
@@ -242,14 +242,14 @@ class MaxPool2d(Module):
 
 class AvgPool2d(MaxPool2d):
     def forward(self, x: Tensor) -> Tensor:
-        return ad.avg_pool2d(x, self.kernel, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel, self.stride, self.padding)
 
 
 class GlobalAvgPool(Module):
     """(N, C, H, W) -> (N, C): the mean over each feature map."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return ad.avg_pool2d(x, x.shape[2:], x.shape[2:]).reshape(x.shape[0], x.shape[1])
+        return F.avg_pool2d(x, x.shape[2:], x.shape[2:]).reshape(x.shape[0], x.shape[1])
 
 
 class Flatten(Module):

@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..autodiff import Tensor, pad_channels
+from ..autodiff import Tensor
+
+from ..functions import pad_channels
 from ..presets import BinaryOptions
 from .layers import (BatchNorm, BinaryConv2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, PReLU, ReLU,
                      Sequential)

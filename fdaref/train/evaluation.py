@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..autodiff import Tensor, cross_entropy, no_grad
+from ..autodiff import Tensor, no_grad
+
+from ..functions import cross_entropy
 from ..data import BatchLoader, DatasetInfo, load_splits
 from ..data.dataset import Splits
 from ..nn import Module

@@ -18,7 +18,9 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from ..autodiff import Tensor, cross_entropy
+from ..autodiff import Tensor
+
+from ..functions import cross_entropy
 from ..data import BatchLoader, load_splits
 from ..data.dataset import Splits
 from ..nn import Module, set_schedule
