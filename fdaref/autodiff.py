@@ -9,6 +9,8 @@ Rules kept in one place each:
 - accumulation: a tensor used twice gets ``g1 + g2`` (a new array; gradients are never mutated in place,
   so the first contribution is stored without a copy);
 - graph traversal: iterative topological sort, so depth is limited by memory, not by Python's recursion.
+
+The layers of the engine (conv2d, batch_norm, quantize, cross_entropy, ...) are in :mod:`fdaref.functions`.
 """
 from __future__ import annotations
 
