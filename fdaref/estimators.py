@@ -156,16 +156,20 @@ def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None
     m = 2.0 * (n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):  # NaN and inf inputs give NaN, as the series does
         t = np.multiply(x, omega, dtype=np.float64)
-        k = np.rint(t * (1.0 / np.pi))
-        r = t - k * np.pi
-        odd = np.isfinite(k)
-        odd[odd] = (k[odd].astype(np.int64) & 1).astype(bool)
+        if t.size and np.abs(t).max() < np.pi / 2:
+            r, odd = t, None  # k = 0 everywhere: the reduction below would give r = t exactly
+        else:
+            k = np.rint(t * (1.0 / np.pi))
+            r = t - k * np.pi
+            odd = np.isfinite(k)
+            odd[odd] = (k[odd].astype(np.int64) & 1).astype(bool)
         mr = m * r
         ratio = np.sin(mr)
         ratio /= 2.0 * np.sin(r)
         near = np.abs(mr) < 1e-3
         ratio[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r[near] ** 2)
-        np.negative(ratio, out=ratio, where=odd)  # (-1)^k
+        if odd is not None:
+            np.negative(ratio, out=ratio, where=odd)  # (-1)^k
         ratio *= 4.0 * omega / np.pi
     return _clip_mask(x, ratio.astype(x.dtype, copy=False), clip)
 
