@@ -23,17 +23,16 @@ float-simulated one under every sign convention of SPEC 1 (zero = -1, 0, +1).
 """
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .archive import read_archive, write_archive
+
 FORMAT = "fdaref-packed-1"
-META = "__meta__"
 PREFERRED_BACKENDS: tuple[str, ...] = ("numba",)   # tried in order; the reference is the last resort
 _NOT_EXPORTED = ("w_noise1", "w_noise2", "a_noise1", "a_noise2")
 
@@ -192,13 +191,7 @@ def export_packed(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str
         "dtype": cfg.dtype, "binary_layers": layers_meta,
         "source": {"checkpoint": str(checkpoint), "epoch": ck.get("position", {}).get("epoch")},
     }
-    arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, out)
+    out = write_archive(out, meta, arrays)
     return ExportReport(out, out.stat().st_size, Path(checkpoint).stat().st_size, bin_float, bin_packed,
                         float_bytes, list(binary))
 
@@ -207,23 +200,8 @@ def export_packed(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str
 # load and run
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
-    p = Path(path)
-    if not p.is_file():
-        raise PackedModelError(f"{p}: packed model not found (write one with `fdaref export --checkpoint CKPT "
-                               f"--out {p.name}`)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if META not in z.files:
-                raise PackedModelError(f"{p}: not a fdaref packed model (no {META} member)")
-            meta = json.loads(bytes(z[META]).decode())
-            arrays = {k: z[k] for k in z.files if k != META}
-    except PackedModelError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
-        raise PackedModelError(f"{p}: unreadable packed model ({type(exc).__name__}: {exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise PackedModelError(f"{p}: unknown format {meta.get('format')!r} (expected {FORMAT!r})")
-    return meta, arrays
+    return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
+                        missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
 
 
 class _PackedLayer:

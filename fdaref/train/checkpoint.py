@@ -3,23 +3,22 @@
 A checkpoint is a nested structure of dicts, lists, scalars, strings and arrays (model state, optimizer
 state, epoch, data-order state, config, metrics). Arrays are stored as npz members; the rest as JSON in
 the member ``__meta__``, with ``{"__array__": key}`` where an array was. Nothing is pickled, so loading a
-checkpoint never runs code. Writing goes to a temporary file in the same directory, is fsync'ed, and then
-``os.replace``d over the target: a crash leaves either the old or the new checkpoint, never half of one.
+checkpoint never runs code. Writing is atomic (:mod:`fdaref.archive`): a crash leaves either the old or the
+new checkpoint, never half of one.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..archive import META, read_archive, write_archive
+
 FORMAT = "fdaref-checkpoint-1"
-META = "__meta__"
 
 
 class CheckpointError(RuntimeError):
@@ -72,46 +71,16 @@ def _decode(obj: Any, arrays: Any) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` to ``path`` atomically (see :mod:`fdaref.archive`)."""
     arrays: dict[str, np.ndarray] = {}
     meta = {"format": FORMAT, "state": _encode(state, arrays, "")}
-    arrays[META] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    return write_archive(path, meta, arrays)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError naming the path otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint not found (expected a file written by `fdaref train`, "
-                              "e.g. RUN_DIR/checkpoint.npz)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if META not in z.files:
-                raise CheckpointError(f"{p}: not a fdaref checkpoint (no {META} member)")
-            meta = json.loads(bytes(z[META]).decode())
-            arrays = {k: z[k] for k in z.files if k != META}
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
-        raise CheckpointError(f"{p}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: unknown checkpoint format {meta.get('format')!r} (expected {FORMAT!r})")
+    meta, arrays = read_archive(path, fmt=FORMAT, kind="checkpoint", error=CheckpointError,
+                                missing_hint="expected a file written by `fdaref train`, e.g. RUN_DIR/checkpoint.npz")
     return _decode(meta["state"], arrays)
 
 
