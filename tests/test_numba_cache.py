@@ -46,7 +46,6 @@ def test_second_process_loads_every_kernel_from_the_cache():
     second = _probe(cache_dir)
     assert second["misses"] == 0, f"kernels compiled again in a second process: {second}"
     assert second["hits"] > 20, second
-    assert second["warmup_s"] < 30, f"warm start too slow: {second}"   # seconds with a cache, minutes without
     assert any(Path(cache_dir).rglob("*.nbi")), f"no numba index files under {cache_dir}"
 
 
