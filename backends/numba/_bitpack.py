@@ -3,15 +3,15 @@ a set bit means -1, unused bits 0).
 
 For ``a, b`` in {-1, +1}^K packed as bits, a . b = K - 2 popcount(a XOR b).
 
-The binary conv packs each output pixel's receptive field into one bit string ("bit im2col"): tap t = i*kw + j
-contributes its C channel bits at bit offset t*C. For C < 64 this fills words that per-tap packing would leave
-mostly empty (C = 16, 3x3: 3 words instead of 9). Padding:
+The binary conv works on padded "polyphase planes" of the packed input in a lane dtype just wide enough for
+C (uint8 / 16 / 32 / 64; see :func:`pad_input_rows`): each output plane (n, co) is one long vectorised loop
+over extended rows that sums the tap popcounts (:func:`xnor_plane`). The inference path
+(:func:`sign_conv_serial` / :func:`sign_conv_parallel`) packs the float activations straight into those
+planes, image by image, and convolves each image while it is in cache. Padding:
 - pad value -1 / +1: padded taps are ordinary bits (all set / all clear), the result is exact as is;
 - pad value 0: padded taps are packed as +1 (clear bits), which adds sum_c w[co, c, tap] per padded tap; that
-  correction (C - 2 popcount(w tap), precomputed per (co, tap)) is subtracted again, so the result equals the
-  float conv with zeros in the padding exactly.
-The inner loop runs over output channels with the weights transposed (words, C_out), so it vectorises
-(AVX-512 VPOPCNTQ where the CPU has it).
+  correction (C - 2 popcount(w tap), precomputed per (co, tap)) is subtracted again at the border pixels, so
+  the result equals the float conv with zeros in the padding exactly.
 """
 from __future__ import annotations
 
@@ -84,6 +84,44 @@ def add_n(typingctx, a, b):
     def codegen(context, builder, signature, args):
         return builder.add(args[0], args[1])
     return a(a, b), codegen
+
+
+@intrinsic
+def or_bit(typingctx, word, flag, shift):
+    """word | (flag << shift) in the width of the unsigned ``word`` (flag a bool, 0 <= shift < width): packing
+    signs into uint8 / 16 / 32 lanes then vectorises at that width (numba would widen it to 64 bits)."""
+    if not (isinstance(word, types.Integer) and not word.signed and isinstance(flag, types.Boolean)
+            and isinstance(shift, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        w, f, s = args
+        ty = w.type
+        if s.type.width > ty.width:
+            s = builder.trunc(s, ty)
+        elif s.type.width < ty.width:
+            s = builder.zext(s, ty)
+        return builder.or_(w, builder.shl(builder.zext(f, ty), s))
+    return word(word, flag, shift), codegen
+
+
+@intrinsic
+def dot_of(typingctx, k_bits, count):
+    """k_bits - 2 count as int32 (the +-1 dot product from a popcount), computed in 32 bits: ``count`` (an
+    unsigned lane-width sum of popcounts) is zero-extended, not widened to 64 bits as numba would."""
+    if not (k_bits == types.int32 and isinstance(count, types.Integer) and not count.signed):
+        return None
+
+    def codegen(context, builder, signature, args):
+        import llvmlite.ir as ir
+        k, c = args
+        i32 = ir.IntType(32)
+        if c.type.width > 32:
+            c = builder.trunc(c, i32)
+        elif c.type.width < 32:
+            c = builder.zext(c, i32)
+        return builder.sub(k, builder.shl(c, ir.Constant(i32, 1)))
+    return types.int32(k_bits, count), codegen
 
 
 @njit(inline="always", **_JIT)
@@ -212,98 +250,125 @@ def pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n,
 
 
 @njit(inline="always", **_JIT)
-def _finish_plane(acc, n, co, k_bits, wq_n, bh, bw, corr, out):
-    """out[n, co] from the extended accumulator (Ho x Wq; columns >= Wo are discarded), minus the zero-padding
-    correction ``corr[b, co]`` at the border pixels (bh[b], bw[b])."""
-    ho_n, wo_n = out.shape[2], out.shape[3]
+def _finish_plane(ext, wq_n, bh, bw, corr, co, o):
+    """o (Ho, Wo) = the dot products of the extended plane ``ext`` (Ho x Wq, int32; columns >= Wo are
+    discarded), minus the zero-padding correction ``corr[b, co]`` at the border pixels (bh[b], bw[b])."""
+    ho_n, wo_n = o.shape
     for ho in range(ho_n):
-        base = np.uint64(ho * wq_n)
+        orow = o[ho]
+        erow = ext[ho * wq_n:]
         for wo in range(np.uint64(0), np.uint64(wo_n)):
-            out[n, co, ho, wo] = k_bits - 2 * acc[base + wo]
+            orow[wo] = erow[wo]
     for b in range(bh.shape[0]):
-        out[n, co, bh[b], bw[b]] -= corr[b, co]
+        o[bh[b], bw[b]] -= corr[b, co]
 
 
-@njit(**_JIT)
-def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, start, stop):
-    """(n, co) planes [start, stop) of the output: out = K - 2 sum_taps popcount(x_pad XOR w) (- the correction).
+@njit(inline="always", **_JIT)
+def _taps_s1(xr, w, r1, c1, k32, acc, run):
+    """acc[q] = K - 2 sum of the nine 3x3 tap popcounts at stride 1 over one word's padded plane ``xr`` (tap
+    (i, j) at offset i * r1 + j * c1), summed in the lane's own width (a lane of b bits sums to at most 9 b,
+    which fits b bits for b >= 8). Unsigned indices: no negative-index wraparound, so the loads stay contiguous
+    vectors (VPOPCNTW / D / Q). Inlined, like :func:`xnor_plane`: as calls, the per-plane argument passing and
+    reference counting cost about as much as the taps themselves (measured: the serial conv took half the
+    time once inlined)."""
+    w0, w1, w2 = w[0, 0], w[0, 1], w[0, 2]
+    w3, w4, w5 = w[1, 0], w[1, 1], w[1, 2]
+    w6, w7, w8 = w[2, 0], w[2, 1], w[2, 2]
+    r2 = r1 + r1
+    c2 = c1 + c1
+    for q in range(np.uint64(0), np.uint64(run)):
+        t = add_n(add_n(add_n(xorpop_n(xr[q], w0), xorpop_n(xr[q + c1], w1)),
+                        add_n(xorpop_n(xr[q + c2], w2), xorpop_n(xr[q + r1], w3))),
+                  add_n(add_n(xorpop_n(xr[q + r1 + c1], w4), xorpop_n(xr[q + r1 + c2], w5)),
+                        add_n(add_n(xorpop_n(xr[q + r2], w6), xorpop_n(xr[q + r2 + c1], w7)),
+                              xorpop_n(xr[q + r2 + c2], w8))))
+        acc[q] = dot_of(k32, t)
+
+
+@njit(inline="always", **_JIT)
+def _taps_s2(e0, e1, e2, e3, w, qw, k32, acc, run):
+    """Like :func:`_taps_s1` for 3x3 at stride 2 over the four polyphase planes e0 (even row, even column),
+    e1 (even, odd), e2 (odd, even), e3 (odd, odd) of row width ``qw``."""
+    q1 = np.uint64(1)
+    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+    for q in range(np.uint64(0), np.uint64(run)):
+        t = add_n(add_n(add_n(xorpop_n(e0[q], w00), xorpop_n(e0[q + q1], w02)),
+                        add_n(xorpop_n(e0[q + qw], w20), xorpop_n(e0[q + qw + q1], w22))),
+                  add_n(add_n(xorpop_n(e1[q], w01), xorpop_n(e1[q + qw], w21)),
+                        add_n(add_n(xorpop_n(e2[q], w10), xorpop_n(e2[q + q1], w12)),
+                              xorpop_n(e3[q], w11))))
+        acc[q] = dot_of(k32, t)
+
+
+@njit(inline="always", **_JIT)
+def xnor_plane(xf, wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, o, acc):
+    """One output plane o = out[n, co] (Ho, Wo) from the padded polyphase planes xf = xflat[n]
+    (words, sh * sw, Hq * Wq + tail): K - 2 sum_taps popcount(x_pad XOR w) (- the zero-padding correction).
 
     Every tap is ONE contiguous run over a polyphase plane ("extended rows" of width Wq; the Wq - Wo extra
     columns per row are computed and discarded), so the innermost loop is long and vectorises whatever the
-    stride. 3x3 at stride 1 sums its nine taps in one pass."""
-    n_b, nw, _, _ = xflat.shape
+    stride (per output row it would be 8 to 32 pixels, too short for the vector loop). ``acc`` is an int32
+    scratch run of Ho * Wq. With ONE word (C <= 64, every resnet20 layer) the nine 3x3 popcounts are summed in
+    the lane's own width and turned into the int32 dot product in the same pass."""
+    nw = xf.shape[0]
     co_n, kh, kw, _ = wm.shape
-    ho_n = out.shape[2]
-    run = ho_n * wq_n
-    acc = np.empty(run, dtype=np.int32)
-    acc_n = np.empty(run, dtype=xflat.dtype)          # the lane-width partial sums (see ``narrow``)
-    narrow = xflat.itemsize <= 4                      # 9 taps x <= 32 bits fit the lane
-    for pair in range(start, stop):
-        n = pair // co_n
-        co = pair - n * co_n
+    run = o.shape[0] * wq_n
+    one_word = nw == 1
+    if one_word and sh == 1 and sw == 1 and kh == 3 and kw == 3:
+        _taps_s1(xf[0, 0], wm[co, :, :, 0], np.uint64(dh * wq_n), np.uint64(dw), k32, acc, run)
+    elif one_word and sh == 2 and sw == 2 and kh == 3 and kw == 3 and dh == 1 and dw == 1:
+        # 3x3 / stride 2 (the downsampling convs): the nine taps over the four polyphase planes, one pass
+        _taps_s2(xf[0, 0], xf[0, 1], xf[0, 2], xf[0, 3], wm[co, :, :, 0], np.uint64(wq_n), k32, acc, run)
+    else:
+        # general case (several words, other kernels / strides / dilations): the int32 popcount total in
+        # ``acc``, then the dot product
         for q in range(run):
             acc[q] = 0
-        if sh == 1 and sw == 1 and kh == 3 and kw == 3:
+        if sh == 1 and sw == 1 and kh == 3 and kw == 3:   # 3x3 / stride 1, C > 64: nine taps per pass
+            r1 = np.uint64(dh * wq_n)
+            r2 = np.uint64(2 * dh * wq_n)
+            c1 = np.uint64(dw)
+            c2 = np.uint64(2 * dw)
             for k in range(nw):
                 w0, w1, w2 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
                 w3, w4, w5 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
                 w6, w7, w8 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
-                r1 = np.uint64(dh * wq_n)
-                r2 = np.uint64(2 * dh * wq_n)
-                c1 = np.uint64(dw)
-                c2 = np.uint64(2 * dw)
-                # unsigned indices: no negative-index wraparound, so the loads stay contiguous vectors. With
-                # one word of <= 32 bits the nine counts are summed in the lane's own width (9 * 8 < 2^8, ...).
-                xr = xflat[n, k, 0]
-                if narrow:
-                    for q in range(np.uint64(0), np.uint64(run)):
-                        t = add_n(add_n(add_n(xorpop_n(xr[q], w0), xorpop_n(xr[q + c1], w1)),
-                                        add_n(xorpop_n(xr[q + c2], w2), xorpop_n(xr[q + r1], w3))),
-                                  add_n(add_n(xorpop_n(xr[q + r1 + c1], w4), xorpop_n(xr[q + r1 + c2], w5)),
-                                        add_n(add_n(xorpop_n(xr[q + r2], w6), xorpop_n(xr[q + r2 + c1], w7)),
-                                              xorpop_n(xr[q + r2 + c2], w8))))
-                        acc_n[q] = t
-                    for q in range(np.uint64(0), np.uint64(run)):
-                        acc[q] += np.int32(acc_n[q])
-                else:
-                    for q in range(np.uint64(0), np.uint64(run)):
-                        acc[q] += (xorpop(xr[q], w0) + xorpop(xr[q + c1], w1)
-                                   + xorpop(xr[q + c2], w2) + xorpop(xr[q + r1], w3)
-                                   + xorpop(xr[q + r1 + c1], w4) + xorpop(xr[q + r1 + c2], w5)
-                                   + xorpop(xr[q + r2], w6) + xorpop(xr[q + r2 + c1], w7)
-                                   + xorpop(xr[q + r2 + c2], w8))
-        elif sh == 2 and sw == 2 and kh == 3 and kw == 3 and dh == 1 and dw == 1 and narrow:
-            # 3x3 / stride 2 (the downsampling convs): the nine taps over the four polyphase planes, one pass
-            q1 = np.uint64(1)
-            qw = np.uint64(wq_n)
-            for k in range(nw):
-                w00, w01, w02 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
-                w10, w11, w12 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
-                w20, w21, w22 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
-                e0 = xflat[n, k, 0]    # phase (even row, even col)
-                e1 = xflat[n, k, 1]    # (even, odd)
-                e2 = xflat[n, k, 2]    # (odd, even)
-                e3 = xflat[n, k, 3]    # (odd, odd)
+                xr = xf[k, 0]
                 for q in range(np.uint64(0), np.uint64(run)):
-                    t = add_n(add_n(add_n(xorpop_n(e0[q], w00), xorpop_n(e0[q + q1], w02)),
-                                    add_n(xorpop_n(e0[q + qw], w20), xorpop_n(e0[q + qw + q1], w22))),
-                              add_n(add_n(xorpop_n(e1[q], w01), xorpop_n(e1[q + qw], w21)),
-                                    add_n(add_n(xorpop_n(e2[q], w10), xorpop_n(e2[q + q1], w12)),
-                                          xorpop_n(e3[q], w11))))
-                    acc_n[q] = t
-                for q in range(np.uint64(0), np.uint64(run)):
-                    acc[q] += np.int32(acc_n[q])
-        else:
-            for i in range(kh):
-                for j in range(kw):
-                    row, col = i * dh, j * dw
-                    phase = (row % sh) * sw + col % sw
-                    off = np.uint64((row // sh) * wq_n + col // sw)
-                    for k in range(nw):
-                        wv = wm[co, i, j, k]
-                        for q in range(np.uint64(0), np.uint64(run)):
-                            acc[q] += xorpop(xflat[n, k, phase, q + off], wv)
-        _finish_plane(acc, n, co, k_bits, wq_n, bh, bw, corr, out)
+                    acc[q] += (xorpop(xr[q], w0) + xorpop(xr[q + c1], w1)
+                               + xorpop(xr[q + c2], w2) + xorpop(xr[q + r1], w3)
+                               + xorpop(xr[q + r1 + c1], w4) + xorpop(xr[q + r1 + c2], w5)
+                               + xorpop(xr[q + r2], w6) + xorpop(xr[q + r2 + c1], w7)
+                               + xorpop(xr[q + r2 + c2], w8))
+            kh = 0    # done: skip the tap loop below
+        for i in range(kh):
+            for j in range(kw):
+                row, col = i * dh, j * dw
+                phase = (row % sh) * sw + col % sw
+                off = np.uint64((row // sh) * wq_n + col // sw)
+                for k in range(nw):
+                    wv = wm[co, i, j, k]
+                    xr = xf[k, phase]
+                    for q in range(np.uint64(0), np.uint64(run)):
+                        acc[q] += xorpop(xr[q + off], wv)
+        for q in range(np.uint64(0), np.uint64(run)):
+            acc[q] = k32 - np.int32(2) * acc[q]
+    _finish_plane(acc, wq_n, bh, bw, corr, co, o)
+
+
+@njit(**_JIT)
+def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, start, stop):
+    """(n, co) planes [start, stop) of the output, see :func:`xnor_plane`."""
+    co_n = wm.shape[0]
+    run = out.shape[2] * wq_n
+    acc = np.empty(run, dtype=np.int32)
+    k32 = np.int32(k_bits)
+    for pair in range(start, stop):
+        n = pair // co_n
+        co = pair - n * co_n
+        xnor_plane(xflat[n], wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out[n, co], acc)
 
 
 @njit(**_JIT)
@@ -413,77 +478,129 @@ def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n,
 
 
 @njit(**_JIT)
-def sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, hq_n, wq_n, xflat, start, stop):
-    """Like :func:`pad_input_rows`, but straight from the float activations x (N, C, H, W): the signs are packed
-    (set bit = negative, or zero when ``zero_neg``) into the padded polyphase planes with no intermediate
-    SPEC 9 array. Returns the number of NaNs seen."""
-    n_b, c_n, h_n, w_n = x.shape
-    nw = xflat.shape[1]
-    buf = np.empty(wp_n, dtype=np.uint64)
-    zn = _ONE if zero_neg else _ZERO
-    nans = 0
-    for r in range(start, stop):
-        n = r // hp_n
-        hp = r - n * hp_n
-        h = hp - ph
-        prow = (hp % sh) * sw
-        base = (hp // sh) * wq_n
-        inside_row = h >= 0 and h < h_n
-        for k in range(nw):
-            mask = _low_mask(channels - 64 * k)
-            padw = mask if pad_word_set else _ZERO
-            for wp in range(wp_n):
-                buf[wp] = padw
-            if inside_row:
-                for w in range(w_n):
-                    buf[pw + w] = _ZERO
-                for c in range(64 * k, min(channels, 64 * k + 64)):
-                    shift = np.uint64(c - 64 * k)
+def sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, wq_n, xf, dense, nan):
+    """Like :func:`pad_input_rows` for image n, but straight from the float activations x (N, C, H * W) into its
+    padded polyphase planes xf = xflat[n]: bit c % 64 of word c // 64 is set where x[n, c] < 0 (or == 0 with
+    ``zero_neg``), with no intermediate SPEC 9 array. The bits are first ORed into ``dense`` (H * W lanes of the
+    lane dtype) one whole channel plane at a time: one long loop per channel that vectorises at the lane width
+    (per-row loops of 8 to 32 pixels would not). nan[0] gets bit 0 set if a NaN was seen (NaN has no sign;
+    the caller raises)."""
+    hw = x.shape[2]
+    h_n, w_n = hp_n - 2 * ph, wp_n - 2 * pw
+    nw = xf.shape[0]
+    f = nan[0]
+    for k in range(nw):
+        for i in range(hw):
+            dense[i] = 0
+        for c in range(64 * k, min(channels, 64 * k + 64)):
+            bit = c - 64 * k
+            xr = x[n, c]
+            # two loops rather than a test per element; v != v is the NaN check, an OR reduction
+            if zero_neg:
+                for i in range(np.uint64(0), np.uint64(hw)):
+                    v = xr[i]
+                    dense[i] = or_bit(dense[i], v <= 0, bit)
+                    f = or_bit(f, v != v, 0)
+            else:
+                for i in range(np.uint64(0), np.uint64(hw)):
+                    v = xr[i]
+                    dense[i] = or_bit(dense[i], v < 0, bit)
+                    f = or_bit(f, v != v, 0)
+        mask = _low_mask(channels - 64 * k)
+        padw = mask if pad_word_set else _ZERO
+        for hp in range(hp_n):
+            h = hp - ph
+            prow = (hp % sh) * sw
+            base = (hp // sh) * wq_n
+            inside = h >= 0 and h < h_n
+            if sw == 1:
+                dst = xf[k, prow, base:base + wp_n]
+                if inside:
+                    src = dense[h * w_n:(h + 1) * w_n]
+                    for wp in range(pw):
+                        dst[wp] = padw
+                    mid = dst[pw:pw + w_n]
                     for w in range(np.uint64(0), np.uint64(w_n)):
-                        v = x[n, c, h, w]
-                        neg = np.uint64(v < 0) | (zn & np.uint64(v == 0))
-                        buf[np.uint64(pw) + w] |= neg << shift
-                        nans += np.int64(v != v)
-            pc = 0
-            qc = 0
-            for wp in range(wp_n):
-                xflat[n, k, prow + pc, base + qc] = buf[wp]
-                pc += 1
-                if pc == sw:
-                    pc = 0
-                    qc += 1
-    return nans
+                        mid[w] = src[w]
+                    for wp in range(pw + w_n, wp_n):
+                        dst[wp] = padw
+                else:
+                    for wp in range(wp_n):
+                        dst[wp] = padw
+            else:
+                pc = 0          # wp % sw and wp // sw, kept incrementally (no integer division per pixel)
+                qc = 0
+                for wp in range(wp_n):
+                    w = wp - pw
+                    if inside and w >= 0 and w < w_n:
+                        xf[k, prow + pc, base + qc] = dense[h * w_n + w]
+                    else:
+                        xf[k, prow + pc, base + qc] = padw
+                    pc += 1
+                    if pc == sw:
+                        pc = 0
+                        qc += 1
+    nan[0] = f
+
+
+@njit(**_JIT)
+def sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_word_set, hp_n, wp_n, wq_n, wm, k32, bh, bw,
+                     corr, xflat, out, start, stop):
+    """Images [start, stop) of the fused sign + pack + XNOR conv, each packed and then convolved while its
+    planes are still in L1. Returns 1 if a NaN was seen, else 0."""
+    dense = np.empty(x.shape[2], dtype=xflat.dtype)
+    nan = np.zeros(1, dtype=np.uint8)
+    acc = np.empty(out.shape[2] * wq_n, dtype=np.int32)
+    for n in range(start, stop):
+        sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, wq_n, xflat[n], dense,
+                        nan)
+        for co in range(out.shape[1]):
+            xnor_plane(xflat[n], wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out[n, co], acc)
+    return np.int64(nan[0] != 0)
 
 
 @njit(**_JIT)
 def sign_conv_serial(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg):
-    """sign(x) packed and XNOR-convolved in one call: (N, C_out, Ho, Wo) int32 and the NaN count."""
+    """sign(x) packed and XNOR-convolved in one call: (N, C_out, Ho, Wo) int32 and 1 if x holds a NaN else 0."""
     xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)   # shape only
     wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
         xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
-    nans = sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat, 0,
-                          x.shape[0] * hp_n)
-    xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, 0, out.shape[0] * out.shape[1])
+    k32 = np.int32(channels * w_packed.shape[1] * w_packed.shape[2])
+    x = x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])     # channel planes as flat runs
+    nans = sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_value < 0, hp_n, wp_n, wq_n, wm, k32,
+                            bh, bw, corr, xflat, out, 0, x.shape[0])
     return out, nans
 
 
 @njit(parallel=True, **_JIT)
 def sign_conv_parallel(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg, chunks):
-    """:func:`sign_conv_serial` with the packing and the (n, co) planes split into ``chunks`` parallel parts."""
+    """:func:`sign_conv_serial` in ``chunks`` parallel parts: whole images per part when the batch has at least
+    ``chunks`` images (one parallel region, no shared data), else the signs packed first and the (n, co)
+    planes split."""
     xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)
     wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
         xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
-    in_rows = x.shape[0] * hp_n
+    k32 = np.int32(channels * w_packed.shape[1] * w_packed.shape[2])
+    n_b = x.shape[0]
+    x = x.reshape(n_b, x.shape[1], x.shape[2] * x.shape[3])     # channel planes as flat runs
     nans = 0
-    for c in prange(chunks):
-        nans += sign_pack_rows(x, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat,
-                               c * in_rows // chunks, (c + 1) * in_rows // chunks)
-    planes = out.shape[0] * out.shape[1]
-    for c in prange(chunks):
-        xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
-                         (c + 1) * planes // chunks)
+    if n_b >= chunks:
+        found = 0
+        for c in prange(chunks):
+            found += sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_value < 0, hp_n, wp_n, wq_n,
+                                     wm, k32, bh, bw, corr, xflat, out, c * n_b // chunks, (c + 1) * n_b // chunks)
+        nans = found
+    else:
+        dense = np.empty(x.shape[2], dtype=xflat.dtype)
+        nan = np.zeros(1, dtype=np.uint8)
+        for n in range(n_b):
+            sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, wq_n, xflat[n],
+                            dense, nan)
+        nans = np.int64(nan[0] != 0)
+        planes = out.shape[0] * out.shape[1]
+        for c in prange(chunks):
+            xnor_conv_planes(xflat, wm, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
+                             (c + 1) * planes // chunks)
     return out, nans
 
 

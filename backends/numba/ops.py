@@ -52,6 +52,7 @@ CONV_CHUNK_BYTES = 4 << 20
 # Lane width of the XNOR conv's working copy: C <= 8 / 16 / 32 channels fit a uint8 / 16 / 32 lane, so a
 # SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SPEC 9 layout.
 _LANES = {b: np.empty(0, dtype=f"uint{b}") for b in (8, 16, 32, 64)}
+_XNOR_PLANS: dict = {}      # NumbaBackend._xnor_plan's results by call signature
 XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)   # im2col columns per batch chunk (keeps the GEMM operands in cache)
 
 
@@ -551,6 +552,26 @@ class NumbaBackend:
     @staticmethod
     def _xnor_plan(h: int, w: int, wp: np.ndarray, n_b: int, channels: int, stride: Any, padding: Any,
                    dilation: Any, pad_value: Any) -> tuple:
+        """:meth:`_xnor_plan_uncached`, remembered per call signature: at batch 1 the validation costs a tenth of
+        the whole conv. Only plain-int tuples and int / float pad values are remembered (so that True, lists or
+        numpy scalars still go through the full checks), and the thread count is part of the key."""
+        geo = (stride, padding, dilation)
+        if not (all(type(g) is tuple and all(type(e) is int for e in g) for g in geo)
+                and type(pad_value) in (int, float)):
+            return NumbaBackend._xnor_plan_uncached(h, w, wp, n_b, channels, stride, padding, dilation, pad_value)
+        key = (h, w, wp.shape, n_b, channels, stride, padding, dilation, type(pad_value), pad_value,
+               numba.get_num_threads())
+        plan = _XNOR_PLANS.get(key)
+        if plan is None:
+            plan = NumbaBackend._xnor_plan_uncached(h, w, wp, n_b, channels, stride, padding, dilation, pad_value)
+            if len(_XNOR_PLANS) > 1024:
+                _XNOR_PLANS.clear()
+            _XNOR_PLANS[key] = plan
+        return plan
+
+    @staticmethod
+    def _xnor_plan_uncached(h: int, w: int, wp: np.ndarray, n_b: int, channels: int, stride: Any, padding: Any,
+                            dilation: Any, pad_value: Any) -> tuple:
         """Validated geometry and schedule of an XNOR conv of (N, C, H, W) signs with the packed weights ``wp``:
         (stride, padding, dilation, pad_value, (Ho, Wo), lane, threads of the parallel driver or 0: serial)."""
         s, p, d = geometry(stride, padding, dilation)
@@ -589,9 +610,6 @@ class NumbaBackend:
         wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
         s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding,
                                                                 dilation, pad_value)
-        if n_b > 1:   # batches: the packing kernel's long contiguous rows beat packing inside the conv call
-            return self.xnor_conv2d(self.pack_signs(x, axis=1, zero=zero), wp, channels=channels, stride=s,
-                                    padding=p, dilation=d, pad_value=pv)
         x = np.ascontiguousarray(x)
         (sh, sw), (ph, pw), (dh, dw) = s, p, d
         if not threads:
@@ -599,8 +617,8 @@ class NumbaBackend:
         else:
             out, nans = bp.sign_conv_parallel(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zero < 0,
                                               threads)
-        if nans:
-            raise ValueError(f"x: NaN has no sign and cannot be packed ({nans} NaN values)")
+        if nans:   # the kernel only flags it; count them for the message
+            raise ValueError(f"x: NaN has no sign and cannot be packed ({int(np.isnan(x).sum())} NaN values)")
         return out
 
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
@@ -650,6 +668,7 @@ def warmup(dtypes: Sequence[str] = ("float32", "float64")) -> float:
         be.avg_pool2d_backward(np.ascontiguousarray(t[:, :, :2, :2]), t, kernel=(2, 2), stride=(2, 2))
         be.avg_pool2d_forward(t, kernel=(2, 2), stride=(2, 2))
         xp = be.pack_signs(t, axis=1)
+        be.sign_xnor_conv2d(t, be.pack_signs(w, axis=1), padding=(1, 1))   # the packed models' fused path
     wp = be.pack_signs(rng.standard_normal((2, 3, 3, 3)), axis=1)
     be.xnor_conv2d(xp, wp, channels=3, padding=(1, 1))
     be.xnor_linear(be.pack_signs(rng.standard_normal((2, 70)), axis=1),
