@@ -28,25 +28,23 @@ def sum_to_shape(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return out.reshape(shape)
 
 
-class NumpyReference:
-    """fdaref's semantics as an op table (the ``numpy`` backend)."""
+class HostArrays:
+    """Plumbing shared by op tables whose arrays are host numpy arrays (the reference, the numba backend)."""
 
     name = "numpy"
-    version = np.__version__
     devices = ("cpu",)
     dtypes = ("float32", "float64")
 
     def refuses(self, op: str, device: str, dtype: str) -> Optional[str]:
         if device != "cpu":
-            return f"the numpy reference runs on the CPU only, not on {device!r}"
+            return f"the {self.name} backend runs on the CPU only, not on {device!r}"
         if dtype not in self.dtypes:
-            return f"the numpy reference computes in float32 or float64, not {dtype}"
+            return f"the {self.name} backend computes in float32 or float64, not {dtype}"
         return None
 
-    # plumbing
     def from_numpy(self, a: np.ndarray, device: str = "cpu") -> np.ndarray:
         if device != "cpu":
-            raise ValueError(f"the numpy backend has no device {device!r}; it runs on 'cpu'")
+            raise ValueError(f"the {self.name} backend has no device {device!r}; it runs on 'cpu'")
         return np.array(a, copy=True)
 
     def to_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -56,6 +54,13 @@ class NumpyReference:
         return np.zeros(tuple(shape), dtype=like.dtype)
 
     sum_to_shape = staticmethod(sum_to_shape)
+
+
+class NumpyReference(HostArrays):
+    """fdaref's semantics as an op table (the ``numpy`` backend)."""
+
+    name = "numpy"
+    version = np.__version__
 
     # SPEC 1-4
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:

@@ -11,7 +11,7 @@ What runs where:
   makes numpy's OpenBLAS single-threaded (see :func:`_configure_blas`) and sets OMP_WAIT_POLICY=PASSIVE unless
   the user set it (see ``__init__``).
 - Plain numpy written here: cross entropy (float64 inside, with fdaref's log softmax and targets), linear.
-- fdaref's own functions: relu, weight_scale, sum_to_shape, and every argument check (so the errors are the
+- fdaref's own functions: the host-array plumbing, relu, weight_scale, and every argument check (so the errors are the
   reference's); a surrogate registered by a third party (any estimator that is not one of fdaref's built-ins)
   is evaluated by :func:`fdaref.estimators.estimator_grad`.
 """
@@ -36,7 +36,7 @@ from fdaref.functional.loss import check_cross_entropy_args, check_scalar_grad, 
 from fdaref.functional.norm import check_batch_norm_args, check_batch_norm_grad_args
 from fdaref.functional.pool import check_pool_args
 from fdaref.noise import check_module, row_length
-from fdaref.reference import sum_to_shape
+from fdaref.reference import HostArrays
 
 from . import _bitpack as bp
 from . import _elementwise as ew
@@ -175,37 +175,15 @@ def _configure_blas() -> None:
 
 # ------------------------------------------------------------------------------------------------------
 
-class NumbaBackend:
-    """fdaref's op table on the CPU with Numba kernels (see the module docstring for what runs where)."""
+class NumbaBackend(HostArrays):
+    """fdaref's op table on the CPU with Numba kernels (see the module docstring for what runs where).
+    Arrays are host numpy arrays, so the plumbing is the reference's (:class:`fdaref.reference.HostArrays`)."""
 
     name = "numba"
-    devices = ("cpu",)
-    dtypes = ("float32", "float64")
 
     def __init__(self) -> None:
         self.version = f"numba {numba.__version__}, numpy {np.__version__}"
         _configure_blas()
-
-    def refuses(self, op: str, device: str, dtype: str) -> Optional[str]:
-        if device != "cpu":
-            return f"the numba backend runs on the CPU only, not on {device!r}"
-        if dtype not in self.dtypes:
-            return f"the numba backend computes in float32 or float64, not {dtype}"
-        return None
-
-    # -- plumbing ------------------------------------------------------------------------------------------
-    def from_numpy(self, a: np.ndarray, device: str = "cpu") -> np.ndarray:
-        if device != "cpu":
-            raise ValueError(f"the numba backend has no device {device!r}; it runs on 'cpu'")
-        return np.array(a, copy=True)
-
-    def to_numpy(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x)
-
-    def zeros(self, shape: Sequence[int], like: np.ndarray) -> np.ndarray:
-        return np.zeros(tuple(shape), dtype=like.dtype)
-
-    sum_to_shape = staticmethod(sum_to_shape)
 
     # -- SPEC 1-2 --------------------------------------------------------------------------------------------
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
