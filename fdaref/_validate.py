@@ -25,6 +25,17 @@ def check_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None =
     return x
 
 
+def check_bias(b: Any, x: np.ndarray, out_features: int, out_name: str) -> None:
+    """An optional bias: None, or a 1-D array of x's dtype with ``out_features`` entries."""
+    if b is None:
+        return
+    check_float_array(b, "b", ndim=1)
+    if b.dtype != x.dtype:
+        raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
+    if b.shape != (out_features,):
+        raise ValueError(f"b: expected shape ({out_features},) ({out_name} of w), got {b.shape}")
+
+
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
     """An integer (not a bool, not a float) that is at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._validate import check_float_array, check_grad
+from .._validate import check_bias, check_float_array, check_grad
 from ._geometry import Pair, geometry, out_size, pad_value_of
 
 
@@ -38,12 +38,7 @@ def check_conv_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], strid
         raise ValueError(f"w: expected C_in = {x.shape[1]} (the channels of x {x.shape}), got w {w.shape}")
     if min(w.shape) < 1:
         raise ValueError(f"w: expected every dimension >= 1, got shape {w.shape}")
-    if b is not None:
-        check_float_array(b, "b", ndim=1)
-        if b.dtype != x.dtype:
-            raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"b: expected shape ({w.shape[0]},) (C_out of w), got {b.shape}")
+    check_bias(b, x, w.shape[0], "C_out")
     stride, padding, dilation = geometry(stride, padding, dilation)
     pv = pad_value_of(pad_value)
     out = out_size(x.shape[2:], w.shape[2:], stride, padding, dilation, "conv2d")

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._validate import check_float_array, check_grad
+from .._validate import check_bias, check_float_array, check_grad
 
 
 def check_linear_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
@@ -15,12 +15,7 @@ def check_linear_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> 
         raise TypeError(f"w: expected the dtype of x ({x.dtype}), got {w.dtype}")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w: expected (out, {x.shape[1]}) to match x {x.shape} (in = {x.shape[1]}), got {w.shape}")
-    if b is not None:
-        check_float_array(b, "b", ndim=1)
-        if b.dtype != x.dtype:
-            raise TypeError(f"b: expected the dtype of x ({x.dtype}), got {b.dtype}")
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"b: expected shape ({w.shape[0]},) (out of w), got {b.shape}")
+    check_bias(b, x, w.shape[0], "out")
 
 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
