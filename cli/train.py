@@ -27,25 +27,24 @@ USER_ERRORS = (ValueError, TypeError, KeyError, LookupError, DataError, ResumeEr
                BackendUnavailable)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1, with a message that says so."""
+def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a message that says so."""
+    return _int_at_least(1, text)
 
 
 def nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    """argparse type: an integer >= 0, with a message that says so."""
+    return _int_at_least(0, text)
 
 
 def positive_float(text: str) -> float:
