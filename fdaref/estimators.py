@@ -151,27 +151,34 @@ def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None
     evaluating on the reduced r keeps numerator and denominator consistent (evaluating sin(M t) and sin t
     separately loses ~1e-11 near t = k pi). Where |M r| < 1e-3 the 0/0 is replaced by its Taylor expansion
     (n+1)(1 - (M^2 - 1) r^2 / 6), whose next term is below (n+1)(M r)^4 / 120 < 1e-14 (n+1).
-    Computed in float64 whatever the input dtype, returned in the input dtype.
+    float64 inputs are computed in float64. float32 inputs take float32 sines (SIMD, ~20x faster than
+    float64 ones) on r rounded to float32, the range reduction itself staying in float64; the error stays
+    below 3e-7 of the peak (n + 1) (tests/test_estimators.py). The conformance oracle is the float64 path.
     """
     m = 2.0 * (n + 1)
+    work = x.dtype.type
     with np.errstate(invalid="ignore", divide="ignore"):  # NaN and inf inputs give NaN, as the series does
-        t = np.multiply(x, omega, dtype=np.float64)
+        t = np.multiply(x, work(omega))
         if t.size and np.abs(t).max() < np.pi / 2:
-            r, odd = t, None  # k = 0 everywhere: the reduction below would give r = t exactly
+            r, odd = t, None  # k = 0 everywhere: the reduction below would give r = t
         else:
+            t = np.multiply(x, omega, dtype=np.float64)
             k = np.rint(t * (1.0 / np.pi))
-            r = t - k * np.pi
+            r = (t - k * np.pi).astype(work, copy=False)
             odd = np.isfinite(k)
             odd[odd] = (k[odd].astype(np.int64) & 1).astype(bool)
-        mr = m * r
+        mr = r * work(m)
         ratio = np.sin(mr)
-        ratio /= 2.0 * np.sin(r)
+        denominator = np.sin(r)
+        denominator *= 2
+        ratio /= denominator
         near = np.abs(mr) < 1e-3
-        ratio[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r[near] ** 2)
+        if near.any():
+            ratio[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r[near].astype(np.float64) ** 2)
         if odd is not None:
             np.negative(ratio, out=ratio, where=odd)  # (-1)^k
-        ratio *= 4.0 * omega / np.pi
-    return _clip_mask(x, ratio.astype(x.dtype, copy=False), clip)
+        ratio *= work(4.0 * omega / np.pi)
+    return _clip_mask(x, ratio, clip)
 
 
 def fda_peak(n: int, omega: float) -> float:

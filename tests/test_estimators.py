@@ -64,7 +64,7 @@ def special_points(omega, dtype):
 def test_closed_form_matches_series_for_n_0_to_40(omega, dtype):
     x = special_points(omega, dtype)
     # float32 results are compared with the float64 series on the same (float32-rounded) inputs
-    atol_rel = 1e-11 if dtype == np.float64 else 2e-7
+    atol_rel = 1e-11 if dtype == np.float64 else 3e-7  # float32: float32 sines
     for n in range(41):
         closed = fda(x, n, omega)
         assert closed.dtype == dtype
