@@ -85,13 +85,41 @@ def check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, kin
     return d
 
 
+def _columns(t: np.ndarray, layout: str) -> np.ndarray:
+    """(S, d, P) view of ``t`` whose columns [s, :, p] are its rows of length d (SPEC 3).
+
+    Activations (B, C, H, W) are already in this form as (B, C, H*W): the module then multiplies along the
+    channel axis in place, with no transposed copy of the tensor. Every other case is rows(t)^T as (1, d, N).
+    """
+    if layout == "activation" and t.ndim == 4:
+        return t.reshape(t.shape[0], t.shape[1], -1)
+    return to_rows(t, layout).T[np.newaxis]
+
+
+def _uncolumns(cols: np.ndarray, shape: tuple[int, ...], layout: str) -> np.ndarray:
+    """Inverse of :func:`_columns`."""
+    if layout == "activation" and len(shape) == 4:
+        return cols.reshape(shape)
+    return from_rows(cols[0].T, shape, layout)
+
+
+def _sum_outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum over every column pair of a_col b_col^T: (S, p, P), (S, q, P) -> (p, q), i.e. rows(a)^T rows(b)."""
+    return np.matmul(a, b.transpose(0, 2, 1)).sum(axis=0)
+
+
 def noise_forward(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
                   eta_kind: str = "sin", a: float = 0.1) -> np.ndarray:
-    """Eq. 13: e(t) = relu(t W1) W2 + eta(t), row-wise; returns the shape of ``t``."""
+    """Eq. 13: e(t) = relu(t W1) W2 + eta(t), row-wise; returns the shape of ``t``.
+
+    Computed on columns x = t^T (see :func:`_columns`): e = W2^T relu(W1^T x) + eta(x).
+    """
     check_module(t, w1, w2, layout, eta_kind, a)
-    rows = to_rows(t, layout)
-    fc = np.maximum(rows @ w1, 0) @ w2
-    return from_rows(fc, t.shape, layout) + eta(t, eta_kind, a)
+    x = _columns(t, layout)
+    fc = np.matmul(w2.T, np.maximum(np.matmul(w1.T, x), 0))
+    out = _uncolumns(fc, t.shape, layout)
+    out += eta(t, eta_kind, a)
+    return out
 
 
 def noise_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
@@ -100,17 +128,19 @@ def noise_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray,
 
     With G = rows(g), T = rows(t), h = T W1 and mask = 1[h > 0] (relu'(0) = 0):
     dT = ((G W2^T) * mask) W1^T + G * eta'(T);  dW1 = T^T ((G W2^T) * mask);  dW2 = relu(h)^T G.
-    (Eqs. 15-17; the factor alpha of Eq. 14 is applied by the quantizer.)
+    (Eqs. 15-17, computed on columns as in :func:`noise_forward`; the factor alpha of Eq. 14 is applied
+    by the quantizer.)
     """
     check_module(t, w1, w2, layout, eta_kind, a)
     if g.shape != t.shape:
         raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
-    rows, grows = to_rows(t, layout), to_rows(g, layout)
-    h = rows @ w1
-    dh = (grows @ w2.T) * (h > 0)
-    d_rows = dh @ w1.T
-    dt = from_rows(d_rows, t.shape, layout) + g * eta_grad(t, eta_kind, a)
-    return dt, rows.T @ dh, np.maximum(h, 0).T @ grows
+    x, gx = _columns(t, layout), _columns(g, layout)
+    h = np.matmul(w1.T, x)
+    dh = np.matmul(w2, gx)
+    dh *= h > 0
+    dt = _uncolumns(np.matmul(w1, dh), t.shape, layout)
+    dt += g * eta_grad(t, eta_kind, a)
+    return dt, _sum_outer(x, dh), _sum_outer(np.maximum(h, 0), gx)
 
 
 def init_noise_params(d: int, k: int, rng: np.random.Generator,
