@@ -143,6 +143,12 @@ def fda_series(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None
     return _clip_mask(x, (4 * omega / np.pi) * total, clip)
 
 
+# Elements per block of :func:`fda`: its dozen temporaries then stay in the L2 cache (2x faster than
+# whole-array passes at resnet20's activation sizes); every element is computed on its own, so the
+# blocking changes no value.
+FDA_BLOCK = 1 << 16
+
+
 def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
     """Eq. 10 in closed form (SPEC 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
 
@@ -151,34 +157,42 @@ def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None
     evaluating on the reduced r keeps numerator and denominator consistent (evaluating sin(M t) and sin t
     separately loses ~1e-11 near t = k pi). Where |M r| < 1e-3 the 0/0 is replaced by its Taylor expansion
     (n+1)(1 - (M^2 - 1) r^2 / 6), whose next term is below (n+1)(M r)^4 / 120 < 1e-14 (n+1).
-    float64 inputs are computed in float64. float32 inputs take float32 sines (SIMD, ~20x faster than
-    float64 ones) on r rounded to float32, the range reduction itself staying in float64; the error stays
-    below 3e-7 of the peak (n + 1) (tests/test_estimators.py). The conformance oracle is the float64 path.
+    t and the reduction are computed in float64. float64 inputs take float64 sines; float32 inputs take
+    float32 sines (SIMD, ~20x faster) of r rounded to float32, with an error below 3e-7 of the peak (n + 1)
+    (tests/test_estimators.py). The conformance oracle is the float64 path.
     """
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    for start in range(0, flat.size, FDA_BLOCK):
+        block = slice(start, start + FDA_BLOCK)
+        out[block] = _fda_block(flat[block], n, omega)
+    return _clip_mask(x, out.reshape(x.shape), clip)
+
+
+def _fda_block(x: np.ndarray, n: int, omega: float) -> np.ndarray:
+    """:func:`fda` (without the clip) on a 1-D block, in the dtype of x."""
     m = 2.0 * (n + 1)
     work = x.dtype.type
     with np.errstate(invalid="ignore", divide="ignore"):  # NaN and inf inputs give NaN, as the series does
-        t = np.multiply(x, work(omega))
+        t = np.multiply(x, omega, dtype=np.float64)
         if t.size and np.abs(t).max() < np.pi / 2:
-            r, odd = t, None  # k = 0 everywhere: the reduction below would give r = t
+            r, odd = t.astype(work, copy=False), None  # k = 0 everywhere: the reduction would give r = t
         else:
-            t = np.multiply(x, omega, dtype=np.float64)
             k = np.rint(t * (1.0 / np.pi))
             r = (t - k * np.pi).astype(work, copy=False)
             odd = np.isfinite(k)
             odd[odd] = (k[odd].astype(np.int64) & 1).astype(bool)
         mr = r * work(m)
         ratio = np.sin(mr)
-        denominator = np.sin(r)
-        denominator *= 2
-        ratio /= denominator
+        ratio *= work(2.0 * omega / np.pi)  # (4 omega / pi) / 2
+        ratio /= np.sin(r)
         near = np.abs(mr) < 1e-3
         if near.any():
-            ratio[near] = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r[near].astype(np.float64) ** 2)
+            r_near = r[near].astype(np.float64)
+            ratio[near] = 4.0 * omega / np.pi * (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r_near ** 2)
         if odd is not None:
             np.negative(ratio, out=ratio, where=odd)  # (-1)^k
-        ratio *= work(4.0 * omega / np.pi)
-    return _clip_mask(x, ratio, clip)
+    return ratio
 
 
 def fda_peak(n: int, omega: float) -> float:
