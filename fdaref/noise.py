@@ -54,7 +54,9 @@ def eta(t: np.ndarray, kind: str = "sin", a: float = 0.1) -> np.ndarray:
     """The shortcut of Eq. 13 (Table 4): a*sin(t), a*t or 0."""
     check_choice(kind, "eta", ETAS)
     if kind == "sin":
-        return a * np.sin(t)
+        out = np.sin(t)
+        out *= a
+        return out
     if kind == "linear":
         return a * t
     return np.zeros_like(t)
@@ -64,7 +66,9 @@ def eta_grad(t: np.ndarray, kind: str = "sin", a: float = 0.1) -> np.ndarray:
     """d eta / dt: a*cos(t), a, or 0."""
     check_choice(kind, "eta", ETAS)
     if kind == "sin":
-        return a * np.cos(t)
+        out = np.cos(t)
+        out *= a
+        return out
     if kind == "linear":
         return np.full_like(t, a)
     return np.zeros_like(t)
@@ -139,7 +143,9 @@ def noise_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray,
     dh = np.matmul(w2, gx)
     dh *= h > 0
     dt = _uncolumns(np.matmul(w1, dh), t.shape, layout)
-    dt += g * eta_grad(t, eta_kind, a)
+    shortcut = eta_grad(t, eta_kind, a)
+    shortcut *= g
+    dt += shortcut
     return dt, _sum_outer(x, dh), _sum_outer(np.maximum(h, 0), gx)
 
 

@@ -20,7 +20,10 @@ def quantize_forward(t: np.ndarray, w1: np.ndarray | None, w2: np.ndarray | None
     z = sign(t, zero)
     if not training or alpha == 0 or w1 is None:
         return z
-    return z + alpha * noise_forward(t, w1, w2, layout=layout, eta_kind=eta_kind, a=a)
+    z_noise = noise_forward(t, w1, w2, layout=layout, eta_kind=eta_kind, a=a)
+    z_noise *= alpha
+    z_noise += z
+    return z_noise
 
 
 def quantize_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray | None, w2: np.ndarray | None, *,
@@ -36,10 +39,12 @@ def quantize_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray | None, w2: n
     check_real(alpha, "alpha")
     if g.shape != t.shape:
         raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
-    dt = g * estimator_grad(t, estimator, **dict(params or {}))
+    dt = g * estimator_grad(t, estimator, **dict(params or {}))  # not in place: a registered estimator may return a view
     if w1 is None:
         return dt, None, None
     if alpha == 0:
         return dt, np.zeros_like(w1), np.zeros_like(w2)
     dt_e, dw1, dw2 = noise_backward(g, t, w1, w2, layout=layout, eta_kind=eta_kind, a=a)
-    return dt + alpha * dt_e, alpha * dw1, alpha * dw2
+    dt_e *= alpha
+    dt_e += dt
+    return dt_e, alpha * dw1, alpha * dw2
