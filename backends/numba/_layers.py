@@ -1,6 +1,8 @@
 """Numba kernels for the float layers: im2col / col2im for conv (the GEMMs go to BLAS through numpy),
-batch norm statistics and normalisation, max / average pooling. All parallel over independent planes or
-rows; fastmath off; ``error_model="numpy"`` (no ZeroDivisionError branches, so loops vectorise)."""
+batch norm statistics and normalisation, max / average pooling. Parallel over independent planes or rows,
+except the conv kernels: those are serial and release the GIL, because the conv runs whole batch chunks
+(im2col, GEMM, col2im) on Python threads, one core each (see ``ops.py``). Fastmath off;
+``error_model="numpy"`` (no ZeroDivisionError branches, so loops vectorise)."""
 from __future__ import annotations
 
 import math
@@ -26,13 +28,13 @@ def _inside(j, dw, pw, sw, w_n, wo_n):
     return lo, max(lo, hi)
 
 
-@njit(parallel=True, **_JIT)
+@njit(nogil=True, **_JIT)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
     """cols[(c*kh + i)*kw + j, n*P + ho*Wo + wo] = x_pad[n, c, ho*sh + i*dh, wo*sw + j*dw]; the in-bounds run of
     each output row is a plain (strided) copy, the padding a fill."""
     n_b, c_n, h_n, w_n = x.shape
     p_n = ho_n * wo_n
-    for row in prange(c_n * kh * kw):
+    for row in range(c_n * kh * kw):
         c = row // (kh * kw)
         rem = row - c * kh * kw
         i = rem // kw
@@ -59,11 +61,11 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, cols):
                     cols[row, o + wo] = pad_value
 
 
-@njit(parallel=True, **_JIT)
+@njit(nogil=True, **_JIT)
 def col2im(dcols, n_b, c_n, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n, dx):
     """dx[n, c] = sum over taps of the column gradients that read it (padding gets nothing)."""
     p_n = ho_n * wo_n
-    for plane in prange(n_b * c_n):
+    for plane in range(n_b * c_n):
         n = plane // c_n
         c = plane - n * c_n
         for hh in range(h_n):
@@ -85,12 +87,12 @@ def col2im(dcols, n_b, c_n, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho_n, wo_n
                         dx[n, c, h, uw0 + k * usw] += dcols[row, uo + k]
 
 
-@njit(parallel=True, **_JIT)
+@njit(nogil=True, **_JIT)
 def cn_to_nc(y, n_b, out):
     """(C, N*P) -> (N, C, P)."""
     c_n, total = y.shape
     p_n = total // n_b
-    for nc in prange(n_b * c_n):
+    for nc in range(n_b * c_n):
         n = nc // c_n
         c = nc - n * c_n
         base = np.uint64(n * p_n)
@@ -98,11 +100,11 @@ def cn_to_nc(y, n_b, out):
             out[n, c, p] = y[c, base + p]
 
 
-@njit(parallel=True, **_JIT)
+@njit(nogil=True, **_JIT)
 def nc_to_cn(g, out):
     """(N, C, P) -> (C, N*P)."""
     n_b, c_n, p_n = g.shape
-    for nc in prange(n_b * c_n):
+    for nc in range(n_b * c_n):
         n = nc // c_n
         c = nc - n * c_n
         base = np.uint64(n * p_n)
@@ -110,7 +112,7 @@ def nc_to_cn(g, out):
             out[c, base + p] = g[n, c, p]
 
 
-@njit(parallel=True, **_JIT)
+@njit(nogil=True, **_JIT)
 def add_bias_ncp(out, b):
     n_b, c_n, p_n = out.shape
     for nc in prange(n_b * c_n):

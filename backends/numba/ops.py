@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numba
 import numpy as np
@@ -48,12 +49,12 @@ _ETA_CODE = {"sin": 0, "linear": 1, "none": 2}
 # fdaref's built-in estimators, by the function registered for them (a replaced one falls back).
 _BUILTIN = {"fda": _est.fda, "ste": _est.ste, "clipped_ste": _est.clipped_ste, "approx_sign": _est.approx_sign,
             "sign_swish": _est.sign_swish, "tanh": _est.tanh, "fda_series": _est.fda_series}
-CONV_CHUNK_BYTES = 4 << 20
+CONV_CHUNK_BYTES = 4 << 20  # im2col columns per batch chunk (keeps the GEMM operands in cache)
 # Lane width of the XNOR conv's working copy: C <= 8 / 16 / 32 channels fit a uint8 / 16 / 32 lane, so a
 # SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SPEC 9 layout.
 _LANES = {b: np.empty(0, dtype=f"uint{b}") for b in (8, 16, 32, 64)}
 _XNOR_PLANS: dict = {}      # NumbaBackend._xnor_plan's results by call signature
-XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)   # im2col columns per batch chunk (keeps the GEMM operands in cache)
+XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -74,6 +75,30 @@ def _elementwise(serial, parallel, size: int, *args: Any) -> None:
         serial(*args, 0, size)
     else:
         parallel(*args)
+
+
+def _conv_chunks(n_b: int, bytes_per_image: int) -> list[tuple[int, int]]:
+    """Batch chunks of near-equal size for the conv: each chunk's im2col fits CONV_CHUNK_BYTES, and their
+    number is a multiple of the thread count (when the batch allows), so every thread gets the same work."""
+    threads = numba.get_num_threads()
+    count = -(-n_b * bytes_per_image // CONV_CHUNK_BYTES)
+    count = min(n_b, -(-count // threads) * threads)
+    return [(n_b * i // count, n_b * (i + 1) // count) for i in range(count)]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _map_chunks(work: Callable[[int, int], Any], chunks: list[tuple[int, int]]) -> list[Any]:
+    """``work(n0, n1)`` for every chunk, on numba's thread count of Python threads. The chunk kernels
+    release the GIL and numpy releases it around BLAS, so the threads really run side by side; each GEMM
+    stays single-threaded (see :func:`_configure_blas`), so no thread pool spins against another."""
+    threads = numba.get_num_threads()
+    if threads == 1 or len(chunks) == 1:
+        return [work(n0, n1) for n0, n1 in chunks]
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="fdaref-conv")
+    return list(_POOLS[threads].map(lambda c: work(*c), chunks))
 
 
 BLOCK = 4096   # elements per "plane" of the weight layout in the quantizer kernels
@@ -327,11 +352,6 @@ class NumbaBackend(HostArrays):
     # -- SPEC 5 ----------------------------------------------------------------------------------------------
     weight_scale = staticmethod(_scale.weight_scale)
 
-    @staticmethod
-    def _chunks(n_b: int, k: int, p_n: int, itemsize: int) -> list[tuple[int, int]]:
-        per = max(1, CONV_CHUNK_BYTES // max(1, k * p_n * itemsize))
-        return [(i, min(n_b, i + per)) for i in range(0, n_b, per)]
-
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, stride: Pair = (1, 1),
                        padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
         (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo) = check_conv_args(x, w, b, stride, padding, dilation,
@@ -342,10 +362,13 @@ class NumbaBackend(HostArrays):
         k, p_n = c_in * kh * kw, ho * wo
         wm = np.ascontiguousarray(w).reshape(c_out, k)
         out = np.empty((n_b, c_out, p_n), dtype=x.dtype)
-        for n0, n1 in self._chunks(n_b, k, p_n, x.itemsize):
+
+        def chunk(n0: int, n1: int) -> None:
             cols = np.empty((k, (n1 - n0) * p_n), dtype=x.dtype)
             ly.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, x.dtype.type(pv), cols)
             ly.cn_to_nc(wm @ cols, n1 - n0, out[n0:n1])
+
+        _map_chunks(chunk, _conv_chunks(n_b, k * p_n * x.itemsize))
         if b is not None:
             ly.add_bias_ncp(out, b)
         return out.reshape(n_b, c_out, ho, wo)
@@ -362,19 +385,21 @@ class NumbaBackend(HostArrays):
         g3 = np.ascontiguousarray(g).reshape(n_b, c_out, ho * wo)
         k, p_n = c_in * kh * kw, ho * wo
         wm = np.ascontiguousarray(w).reshape(c_out, k)
-        dwm = np.zeros((c_out, k), dtype=x.dtype)
         dx = np.empty_like(x)
-        for n0, n1 in self._chunks(n_b, k, p_n, x.itemsize):
+
+        def chunk(n0: int, n1: int) -> np.ndarray:
             nb = n1 - n0
             cols = np.empty((k, nb * p_n), dtype=x.dtype)
             ly.im2col(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, x.dtype.type(pv), cols)
             gm = np.empty((c_out, nb * p_n), dtype=x.dtype)
             ly.nc_to_cn(g3[n0:n1], gm)
-            dwm += gm @ cols.T
-            dcols = wm.T @ gm
-            ly.col2im(dcols, nb, c_in, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx[n0:n1])
+            dw_part = cols @ gm.T  # dw^T: 1.5x faster than gm @ cols.T with OpenBLAS at these shapes
+            ly.col2im(wm.T @ gm, nb, c_in, h_n, w_n, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, dx[n0:n1])
+            return dw_part
+
+        dw_t = sum(_map_chunks(chunk, _conv_chunks(n_b, k * p_n * x.itemsize)), np.zeros((k, c_out), x.dtype))
         db = g3.sum(axis=(0, 2)) if has_bias else None
-        return dx, dwm.reshape(w.shape), db
+        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), db
 
     def linear_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
         check_linear_args(x, w, b)
@@ -558,46 +583,43 @@ class NumbaBackend(HostArrays):
         if min(c_out, kh, kw) < 1:
             raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
         ho, wo = out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
-        planes = n_b * c_out
-        work = planes * ho * (w + 2 * p[1]) // s[1] * kh * kw * words     # popcounts
-        threads = numba.get_num_threads()
-        lane = _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
-        serial = work < XNOR_PAR_MIN or threads == 1 or planes < 2
-        return s, p, d, pv, (ho, wo), lane, 0 if serial else min(planes, threads)
+        return s, p, d, pv, (ho, wo), _lane(channels), _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words)
 
     def xnor_conv2d(self, x_packed: np.ndarray, w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1),
                     padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
+        """The op-table XNOR conv: the weight tables are built on every call (a deployed model prepares them once,
+        :meth:`prepare_xnor_conv2d`)."""
         channels = check_int(channels, "channels", minimum=1)
         xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 4, _words(channels)))
         wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
         n_b, h, w, _ = xp.shape
-        (sh, sw), (ph, pw), (dh, dw), pv, (ho, wo), lane, threads = self._xnor_plan(
-            h, w, wp, n_b, channels, stride, padding, dilation, pad_value)
-        if not threads:
-            return bp.xnor_conv_serial(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane)
-        return bp.xnor_conv_parallel(xp, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, threads)
+        s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding, dilation,
+                                                                pad_value)
+        wm, base, rp = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
+        return _run_xnor_conv(xp, channels, s, p, d, pv, wm, base, rp, threads)
 
     def sign_xnor_conv2d(self, x: np.ndarray, w_packed: np.ndarray, *, zero: float = -1.0, stride: Pair = (1, 1),
                          padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
         """Inference fast path (not part of the op table): exactly
         ``xnor_conv2d(pack_signs(x, axis=1, zero=zero), w_packed, channels=C, ...)`` for float x (N, C, H, W),
-        with the signs packed straight into the kernel's working planes in the same compiled call."""
+        with the signs packed straight into the kernel's working planes in the same compiled call. The weight
+        tables are built on every call; :meth:`prepare_xnor_conv2d` builds them once."""
         check_float_array(x, "x", ndim=4)
         check_pack_args(x, 1, zero)
         n_b, channels, h, w = x.shape
         wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
         s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding,
                                                                 dilation, pad_value)
-        x = np.ascontiguousarray(x)
-        (sh, sw), (ph, pw), (dh, dw) = s, p, d
-        if not threads:
-            out, nans = bp.sign_conv_serial(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zero < 0)
-        else:
-            out, nans = bp.sign_conv_parallel(x, wp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv, lane, zero < 0,
-                                              threads)
-        if nans:   # the kernel only flags it; count them for the message
-            raise ValueError(f"x: NaN has no sign and cannot be packed ({int(np.isnan(x).sum())} NaN values)")
-        return out
+        wm, base, rp = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
+        return _run_sign_xnor_conv(x, zero, channels, s, p, d, pv, wm, base, rp, threads)
+
+    @staticmethod
+    def prepare_xnor_conv2d(w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1), padding: Pair = (0, 0),
+                            dilation: Pair = (1, 1), pad_value: float = 0.0) -> "XnorConv2d":
+        """One binary conv layer's packed weights (C_out, kh, kw, words) prepared once for repeated inference
+        (what a packed model does when it loads), see :class:`XnorConv2d`."""
+        return XnorConv2d(w_packed, channels=channels, stride=stride, padding=padding, dilation=dilation,
+                          pad_value=pad_value)
 
     def xnor_linear(self, x_packed: np.ndarray, w_packed: np.ndarray, *, features: int) -> np.ndarray:
         features = check_int(features, "features", minimum=1)
@@ -606,6 +628,119 @@ class NumbaBackend(HostArrays):
         out = np.empty((xp.shape[0], wp.shape[0]), dtype=np.int32)
         bp.xnor_linear_kernel(xp, np.ascontiguousarray(wp.T), features, out)
         return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# XNOR conv2d: tables, drivers and the prepared layer
+
+def _lane(channels: int) -> np.ndarray:
+    """The smallest lane dtype (as an empty array, for the kernels' typing) that holds ``channels`` bits."""
+    return _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
+
+
+def _xnor_threads(n_b: int, c_out: int, ho: int, w: int, s: Pair, p: Pair, kh: int, kw: int, words: int) -> int:
+    """Threads of the parallel XNOR driver, or 0 for the serial one (a parallel region costs more than small
+    convs take)."""
+    planes = n_b * c_out
+    work = planes * ho * (w + 2 * p[1]) // s[1] * kh * kw * words     # popcounts
+    threads = numba.get_num_threads()
+    return 0 if work < XNOR_PAR_MIN or threads == 1 or planes < 2 else min(planes, threads)
+
+
+def _xnor_tables(wp: np.ndarray, channels: int, lane: np.ndarray, h: int, w: int, s: Pair, p: Pair, d: Pair,
+                 pv: float, ho: int, wo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(wm, base, rp) of :mod:`._bitpack`'s XNOR conv for validated arguments: the weights in the lane dtype and
+    the border table of the zero-padding correction for an H x W input."""
+    _, kh, kw, _ = wp.shape
+    wm, tsum = bp.prepare_weights(wp, channels, lane)
+    base, rp = bp.border_table(tsum, channels, kh, kw, h, w, s[0], s[1], p[0], p[1], d[0], d[1], ho, wo, pv == 0.0)
+    return wm, base, rp
+
+
+def _run_xnor_conv(xp: np.ndarray, channels: int, s: Pair, p: Pair, d: Pair, pv: float, wm: np.ndarray,
+                   base: np.ndarray, rp: np.ndarray, threads: int) -> np.ndarray:
+    """The XNOR conv of SPEC 9 activations xp (N, H, W, words) with the tables of :func:`_xnor_tables`."""
+    (sh, sw), (ph, pw), (dh, dw) = s, p, d
+    if not threads:
+        return bp.xnor_conv_serial(xp, channels, sh, sw, ph, pw, dh, dw, pv < 0, wm, base, rp)
+    return bp.xnor_conv_parallel(xp, channels, sh, sw, ph, pw, dh, dw, pv < 0, wm, base, rp, threads)
+
+
+def _run_sign_xnor_conv(x: np.ndarray, zero: float, channels: int, s: Pair, p: Pair, d: Pair, pv: float,
+                        wm: np.ndarray, base: np.ndarray, rp: np.ndarray, threads: int) -> np.ndarray:
+    """sign + pack + XNOR conv of float x (N, C, H, W) with the tables of :func:`_xnor_tables`; NaN raises."""
+    x = np.ascontiguousarray(x)
+    (sh, sw), (ph, pw), (dh, dw) = s, p, d
+    if not threads:
+        out, nans = bp.sign_conv_serial(x, channels, sh, sw, ph, pw, dh, dw, pv < 0, zero < 0, wm, base, rp)
+    else:
+        out, nans = bp.sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, pv < 0, zero < 0, wm, base, rp,
+                                          threads)
+    if nans:   # the kernel only flags it; count them for the message
+        raise ValueError(f"x: NaN has no sign and cannot be packed ({int(np.isnan(x).sum())} NaN values)")
+    return out
+
+
+class XnorConv2d:
+    """One binary conv layer's packed weights (C_out, kh, kw, words), prepared once for the numba XNOR kernels as a
+    deployed packed model holds them: validated geometry, the weights in the kernel's lane dtype (the smallest
+    of uint8 / 16 / 32 / 64 that holds C bits) and, per input size, the border table of the zero-padding
+    correction and the thread schedule. What a call of :meth:`NumbaBackend.sign_xnor_conv2d` recomputes every
+    time (about 10 us at batch 1, as much as the conv itself) is done once here.
+
+    ``sign_conv(x, zero=z)`` equals ``sign_xnor_conv2d(x, w_packed, zero=z, ...)`` and ``conv(x_packed)`` equals
+    ``xnor_conv2d(x_packed, w_packed, channels=C, ...)`` with the geometry given here, exactly. The weights are
+    copied: later changes to ``w_packed`` are not seen."""
+
+    def __init__(self, w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1), padding: Pair = (0, 0),
+                 dilation: Pair = (1, 1), pad_value: float = 0.0):
+        self.channels = check_int(channels, "channels", minimum=1)
+        wp = check_packed(w_packed, "w_packed", 4, _words(self.channels))
+        if min(wp.shape[:3]) < 1:
+            raise ValueError(f"w_packed: expected C_out, kh, kw >= 1, got shape {wp.shape}")
+        self.stride, self.padding, self.dilation = geometry(stride, padding, dilation)
+        self.pad_value = pad_value_of(pad_value)
+        self.weight_shape = wp.shape
+        self.wm, self._tsum = bp.prepare_weights(np.ascontiguousarray(wp), self.channels, _lane(self.channels))
+        self._plans: dict = {}      # (N, H, W, threads) -> (base, rp, threads)
+
+    def __repr__(self) -> str:
+        return (f"XnorConv2d(weights {self.weight_shape}, channels={self.channels}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, pad_value={self.pad_value})")
+
+    def _plan(self, n_b: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, int]:
+        key = (n_b, h, w, numba.get_num_threads())
+        plan = self._plans.get(key)
+        if plan is None:
+            c_out, kh, kw, words = self.weight_shape
+            (sh, sw), (ph, pw), (dh, dw) = s, p, d = self.stride, self.padding, self.dilation
+            ho, wo = out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
+            base, rp = bp.border_table(self._tsum, self.channels, kh, kw, h, w, sh, sw, ph, pw, dh, dw, ho, wo,
+                                       self.pad_value == 0.0)
+            plan = (base, rp, _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words))
+            if len(self._plans) > 64:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def sign_conv(self, x: np.ndarray, *, zero: float = -1.0) -> np.ndarray:
+        """sign(x) (sign(0) = ``zero``) packed and convolved: float x (N, C, H, W) -> (N, C_out, Ho, Wo) int32."""
+        if not (type(x) is np.ndarray and x.ndim == 4 and x.dtype.type in (np.float32, np.float64)
+                and type(zero) in (int, float) and zero in (-1, 1)):
+            check_float_array(x, "x", ndim=4)     # the reference's messages
+            check_pack_args(x, 1, zero)
+        if x.shape[1] != self.channels:
+            raise ValueError(f"x: expected {self.channels} channels (the prepared weights'), got shape {x.shape}")
+        base, rp, threads = self._plan(x.shape[0], x.shape[2], x.shape[3])
+        return _run_sign_xnor_conv(x, zero, self.channels, self.stride, self.padding, self.dilation, self.pad_value,
+                                   self.wm, base, rp, threads)
+
+    def conv(self, x_packed: np.ndarray) -> np.ndarray:
+        """The XNOR conv of SPEC 9 activations x_packed (N, H, W, words) -> (N, C_out, Ho, Wo) int32."""
+        xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 4, _words(self.channels)))
+        base, rp, threads = self._plan(xp.shape[0], xp.shape[1], xp.shape[2])
+        return _run_xnor_conv(xp, self.channels, self.stride, self.padding, self.dilation, self.pad_value, self.wm,
+                              base, rp, threads)
 
 
 def warmup(dtypes: Sequence[str] = ("float32", "float64")) -> float:
@@ -646,7 +781,8 @@ def warmup(dtypes: Sequence[str] = ("float32", "float64")) -> float:
         be.avg_pool2d_backward(np.ascontiguousarray(t[:, :, :2, :2]), t, kernel=(2, 2), stride=(2, 2))
         be.avg_pool2d_forward(t, kernel=(2, 2), stride=(2, 2))
         xp = be.pack_signs(t, axis=1)
-        be.sign_xnor_conv2d(t, be.pack_signs(w, axis=1), padding=(1, 1))   # the packed models' fused path
+        be.sign_xnor_conv2d(t, be.pack_signs(w, axis=1), padding=(1, 1))
+        be.prepare_xnor_conv2d(be.pack_signs(w, axis=1), channels=3, padding=(1, 1)).sign_conv(t)  # packed models
     wp = be.pack_signs(rng.standard_normal((2, 3, 3, 3)), axis=1)
     be.xnor_conv2d(xp, wp, channels=3, padding=(1, 1))
     be.xnor_linear(be.pack_signs(rng.standard_normal((2, 70)), axis=1),
