@@ -137,3 +137,93 @@ def test_sign_xnor_conv2d_fused_equals_pack_then_conv(c, pad_value):
     with pytest.raises(ValueError, match="NaN"):
         x[1, 0, 1, 1] = np.nan
         NB.sign_xnor_conv2d(x, wp, zero=-1.0, stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=0.0)
+
+
+# -- the prepared layer (weights and border table computed once) and the parallel drivers ---------------------
+
+GEOMETRIES = [((1, 1), (1, 1), (1, 1)), ((2, 2), (1, 1), (1, 1)), ((2, 1), (2, 1), (1, 2)), ((1, 2), (0, 0), (1, 1)),
+              ((2, 2), (0, 2), (1, 1)), ((3, 2), (1, 2), (2, 1)), ((1, 1), (2, 2), (2, 2))]
+
+
+def _ops():
+    from fdaref.backends.numba import ops
+    return ops
+
+
+@pytest.mark.parametrize("c", [1, 5, 8, 9, 16, 17, 32, 33, 63, 64, 65, 130])
+@pytest.mark.parametrize("pad_value", [0.0, -1.0, 1.0])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_prepared_layer_exact_and_equal_to_the_uncached_path(c, pad_value, parallel, monkeypatch):
+    """XnorConv2d (weights in the lane dtype and border table cached per layer and input size) equals the float
+    conv of the +-1 tensors and the per-call paths, for every lane width (8 / 16 / 32 / 64 bits, several words),
+    3x3 and other kernels, strides, paddings and dilations, on the serial and both parallel drivers."""
+    if parallel:   # force the parallel drivers on small inputs: images split (N >= threads) and planes split
+        monkeypatch.setattr(_ops(), "XNOR_PAR_MIN", 0)
+    rng = np.random.default_rng(1000 * c + int(pad_value) + 7 * parallel)
+    for kh, kw_ in ((3, 3), (1, 2), (2, 3)):
+        co = 3 if c > 64 else 5
+        w = pm1(rng, (co, c, kh, kw_))
+        wp = NB.pack_signs(w, axis=1, zero=-1)
+        for stride, padding, dilation in GEOMETRIES:
+            geom = dict(stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+            layer = NB.prepare_xnor_conv2d(wp, channels=c, **geom)
+            for n_b, (h, wd) in ((1, (7, 6)), (3, (9, 10)), (1, (7, 6))):   # the cached (7, 6) tables reused
+                x = rng.standard_normal((n_b, c, h, wd))
+                x[0, :, 0, 0] = 0.0
+                for zero in (-1.0, 1.0):
+                    xs = np.where(x > 0, 1.0, np.where(x < 0, -1.0, zero))
+                    want = float_conv_pm1(xs, w, stride, padding, dilation, pad_value).astype(np.int32)
+                    xp = NB.pack_signs(x, axis=1, zero=zero)
+                    got = layer.sign_conv(x.astype(np.float32), zero=zero)
+                    assert got.dtype == np.int32 and got.shape == want.shape
+                    np.testing.assert_array_equal(got, want)
+                    np.testing.assert_array_equal(layer.sign_conv(x, zero=zero), want)
+                    np.testing.assert_array_equal(layer.conv(xp), want)
+                    np.testing.assert_array_equal(NB.sign_xnor_conv2d(x, wp, zero=zero, **geom), want)
+                    np.testing.assert_array_equal(NB.xnor_conv2d(xp, wp, channels=c, **geom), want)
+
+
+def test_resnet20_shapes_on_every_driver(monkeypatch):
+    """The benchmark's shapes (16 / 32 / 64 channels, 3x3, pad 1, stride 1 and 2) at batch 1 and 4 on the serial
+    driver and both parallel ones, against the float conv."""
+    ops = _ops()
+    rng = np.random.default_rng(20)
+    for c_in, c_out, size, s in [(16, 16, 32, 1), (16, 32, 32, 2), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 8, 1)]:
+        w = pm1(rng, (c_out, c_in, 3, 3))
+        layer = NB.prepare_xnor_conv2d(NB.pack_signs(w, axis=1, zero=-1), channels=c_in, stride=(s, s),
+                                       padding=(1, 1), pad_value=0.0)
+        for n_b in (1, 4):
+            x = rng.standard_normal((n_b, c_in, size, size)).astype(np.float32)
+            want = float_conv_pm1(np.where(x > 0, 1.0, -1.0), w, (s, s), (1, 1), (1, 1), 0.0).astype(np.int32)
+            for par_min in (1 << 62, 0):
+                monkeypatch.setattr(ops, "XNOR_PAR_MIN", par_min)
+                layer._plans.clear()
+                np.testing.assert_array_equal(layer.sign_conv(x), want)
+                np.testing.assert_array_equal(layer.conv(NB.pack_signs(x, axis=1, zero=-1)), want)
+
+
+def test_prepared_layer_copies_the_weights_and_checks_its_input():
+    rng = np.random.default_rng(3)
+    w = pm1(rng, (4, 10, 3, 3))
+    wp = NB.pack_signs(w, axis=1, zero=-1)
+    layer = NB.prepare_xnor_conv2d(wp, channels=10, padding=(1, 1))
+    x = rng.standard_normal((2, 10, 5, 5))
+    before = layer.sign_conv(x)
+    wp[:] = 0                                   # later changes to the packed weights are not seen
+    np.testing.assert_array_equal(layer.sign_conv(x), before)
+    assert "XnorConv2d" in repr(layer)
+    with pytest.raises(ValueError, match="channels"):
+        layer.sign_conv(x[:, :9])
+    with pytest.raises(ValueError, match="zero"):
+        layer.sign_conv(x, zero=0.0)
+    with pytest.raises(TypeError, match="float"):
+        layer.sign_conv(x.astype(np.int64))
+    with pytest.raises(ValueError, match="NaN"):
+        x[1, 3, 2, 2] = np.nan
+        layer.sign_conv(x)
+    with pytest.raises(ValueError, match="words"):
+        layer.conv(np.zeros((1, 5, 5, 2), np.uint64))
+    with pytest.raises(ValueError, match="pad_value"):
+        NB.prepare_xnor_conv2d(wp, channels=10, pad_value=2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        NB.prepare_xnor_conv2d(wp, channels=10).sign_conv(np.ones((1, 10, 2, 2)))

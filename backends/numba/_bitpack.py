@@ -4,14 +4,16 @@ a set bit means -1, unused bits 0).
 For ``a, b`` in {-1, +1}^K packed as bits, a . b = K - 2 popcount(a XOR b).
 
 The binary conv works on padded "polyphase planes" of the packed input in a lane dtype just wide enough for
-C (uint8 / 16 / 32 / 64; see :func:`pad_input_rows`): each output plane (n, co) is one long vectorised loop
+C (uint8 / 16 / 32 / 64; see :func:`pad_input_image`): each output plane (n, co) is one long vectorised loop
 over extended rows that sums the tap popcounts (:func:`xnor_plane`). The inference path
 (:func:`sign_conv_serial` / :func:`sign_conv_parallel`) packs the float activations straight into those
-planes, image by image, and convolves each image while it is in cache. Padding:
+planes, image by image, and convolves each image while it is in cache. The weights in the lane dtype and the
+border table (:func:`prepare_weights`, :func:`border_table`) are computed once per layer and input size by the
+caller (``ops.XnorConv2d``), not on every call. Padding:
 - pad value -1 / +1: padded taps are ordinary bits (all set / all clear), the result is exact as is;
 - pad value 0: padded taps are packed as +1 (clear bits), which adds sum_c w[co, c, tap] per padded tap; that
-  correction (C - 2 popcount(w tap), precomputed per (co, tap)) is subtracted again at the border pixels, so
-  the result equals the float conv with zeros in the padding exactly.
+  correction (C - 2 popcount(w tap) per (co, tap)) is subtracted again at the border pixels through the
+  border table, so the result equals the float conv with zeros in the padding exactly.
 """
 from __future__ import annotations
 
@@ -106,22 +108,38 @@ def or_bit(typingctx, word, flag, shift):
 
 
 @intrinsic
-def dot_of(typingctx, k_bits, count):
-    """k_bits - 2 count as int32 (the +-1 dot product from a popcount), computed in 32 bits: ``count`` (an
-    unsigned lane-width sum of popcounts) is zero-extended, not widened to 64 bits as numba would."""
-    if not (k_bits == types.int32 and isinstance(count, types.Integer) and not count.signed):
+def as_int32(typingctx, count):
+    """An integer count as int32: zero-extended from a narrower unsigned lane, truncated from a wider one (it fits),
+    as is when 32 bits wide (numba would widen a uint16 to int64 and halve the vector width of the loop)."""
+    if not isinstance(count, types.Integer):
         return None
 
     def codegen(context, builder, signature, args):
         import llvmlite.ir as ir
-        k, c = args
+        (c,) = args
         i32 = ir.IntType(32)
         if c.type.width > 32:
-            c = builder.trunc(c, i32)
-        elif c.type.width < 32:
-            c = builder.zext(c, i32)
-        return builder.sub(k, builder.shl(c, ir.Constant(i32, 1)))
-    return types.int32(k_bits, count), codegen
+            return builder.trunc(c, i32)
+        if c.type.width < 32:
+            return builder.zext(c, i32)
+        return c
+    return types.int32(count), codegen
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Emits no code: marks the compiled function it ends up in (kernels that call it are inlined) with
+    "prefer-vector-width"="512", so that LLVM vectorises its loops with 512-bit vectors. LLVM's default on AVX-512
+    server CPUs is 256 bits, which halves the lanes of every tap loop (measured: the 3x3 tap loops 1.4x faster
+    with 512). Where 512-bit vectors are not legal the attribute changes nothing. llvmlite's attribute set only
+    admits a fixed list of names, hence the plain set.add; if that ever fails the code is merely slower."""
+    def codegen(context, builder, signature, args):
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except Exception:   # pragma: no cover - depends on llvmlite internals
+            pass
+        return context.get_dummy_value()
+    return types.none(), codegen
 
 
 @njit(inline="always", **_JIT)
@@ -184,12 +202,38 @@ def any_nan(x):
 
 # ------------------------------------------------------------------------------------------------------
 # XNOR conv2d
+#
+# Layout. Per image and word, the padded input is stored as "tap planes" in the lane dtype (the smallest of
+# uint8 / 16 / 32 / 64 that holds C bits): xf (words, sh, kw, L), where plane (a, j) row r, column wo holds the
+# padded pixel (r sh + a, wo sw + j dw). Every plane row is Wo wide, so kernel tap (i, j) of output pixel
+# q = ho Wo + wo is plane ((i dh) % sh, j) at q + ((i dh) // sh) Wo: each tap is ONE contiguous run in the
+# output's own flat layout, whatever the stride or dilation. The tap loops are long (Ho Wo, rounded up to whole
+# 64-byte vectors) and write straight to the flat output plane, with no per-row loop (rows of 8 to 32 pixels are
+# too short for the vector loop) and no extra columns. A 3x3 kernel costs 3 (stride 1) or 6 (stride 2) planes
+# per word instead of 1: small copies, made once per image while the signs are packed.
+#
+# Per layer and input size, computed once by the caller and reused (:func:`prepare_weights`,
+# :func:`border_table`):
+#   wm   (C_out, kh, kw, words)  the weights in the lane dtype, unused bits cleared;
+#   base (C_out, Ho Wo) int32    K = C kh kw minus the zero-padding correction of each output pixel;
+# and out[n, co] = base[co] - 2 (popcount total) (:func:`_finish_plane`).
+
+@njit(inline="always", **_JIT)
+def plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, itemsize):
+    """(Hp, run, L): the padded height, the tap loops' run (Ho Wo rounded up to whole 64-byte vectors, so that no
+    scalar remainder loop runs; the extra lanes are computed and dropped) and the tap plane length L (Hq rows of
+    Wo, Hq = ceil(Hp / sh), plus that rounding)."""
+    hp_n = h_n + 2 * ph
+    vl = 64 // itemsize
+    run = (ho_n * wo_n + vl - 1) // vl * vl
+    return hp_n, run, (hp_n + sh - 1) // sh * wo_n + vl
+
 
 @njit(**_JIT)
 def prepare_weights(w_packed, channels, lane):
     """(C_out, kh, kw, words) -> the weights with unused bits cleared, in the lane dtype of ``lane`` (uint8 / 16 /
     32 when C fits, else uint64), and the per-tap sums sum_c w[co, c, tap] = C - 2 popcount(tap) as
-    (C_out, kh * kw) int64 (the zero-padding correction)."""
+    (C_out, kh * kw) int64 (for the zero-padding correction)."""
     co_n, kh, kw, nw = w_packed.shape
     wm = np.empty((co_n, kh, kw, nw), dtype=lane.dtype)
     tsum = np.zeros((co_n, kh * kw), dtype=np.int64)
@@ -206,172 +250,6 @@ def prepare_weights(w_packed, channels, lane):
 
 
 @njit(**_JIT)
-def pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, hq_n, wq_n, xflat, start, stop):
-    """Rows [start, stop) of the N * Hp padded input rows into the polyphase planes ``xflat``
-    (N, words, sh * sw, Hq * Wq + tail): padded pixel (hp, wp) goes to phase (hp % sh, wp % sw) at flat position
-    (hp // sh) * Wq + wp // sw. With stride 1 that is the plain padded plane. Padding holds all-set bits (pad -1)
-    or clear bits (pad 0 / +1); unused bits of the last word are cleared."""
-    n_b, h_n, w_n, nw = x_packed.shape
-    for r in range(start, stop):
-        n = r // hp_n
-        hp = r - n * hp_n
-        h = hp - ph
-        prow = (hp % sh) * sw
-        base = (hp // sh) * wq_n
-        inside_row = h >= 0 and h < h_n
-        for k in range(nw):
-            mask = _low_mask(channels - 64 * k)
-            padw = mask if pad_word_set else _ZERO
-            if sw == 1:
-                if not inside_row:
-                    for wp in range(wp_n):
-                        xflat[n, k, prow, base + wp] = padw
-                    continue
-                for wp in range(pw):
-                    xflat[n, k, prow, base + wp] = padw
-                for w in range(w_n):
-                    xflat[n, k, prow, base + pw + w] = x_packed[n, h, w, k] & mask
-                for wp in range(pw + w_n, wp_n):
-                    xflat[n, k, prow, base + wp] = padw
-                continue
-            pc = 0          # wp % sw and wp // sw, kept incrementally (no integer division per pixel)
-            qc = 0
-            for wp in range(wp_n):
-                w = wp - pw
-                if inside_row and w >= 0 and w < w_n:
-                    v = x_packed[n, h, w, k] & mask
-                else:
-                    v = padw
-                xflat[n, k, prow + pc, base + qc] = v
-                pc += 1
-                if pc == sw:
-                    pc = 0
-                    qc += 1
-
-
-@njit(inline="always", **_JIT)
-def _finish_plane(ext, wq_n, bh, bw, corr, co, o):
-    """o (Ho, Wo) = the dot products of the extended plane ``ext`` (Ho x Wq, int32; columns >= Wo are
-    discarded), minus the zero-padding correction ``corr[b, co]`` at the border pixels (bh[b], bw[b])."""
-    ho_n, wo_n = o.shape
-    for ho in range(ho_n):
-        orow = o[ho]
-        erow = ext[ho * wq_n:]
-        for wo in range(np.uint64(0), np.uint64(wo_n)):
-            orow[wo] = erow[wo]
-    for b in range(bh.shape[0]):
-        o[bh[b], bw[b]] -= corr[b, co]
-
-
-@njit(inline="always", **_JIT)
-def _taps_s1(xr, w, r1, c1, k32, acc, run):
-    """acc[q] = K - 2 sum of the nine 3x3 tap popcounts at stride 1 over one word's padded plane ``xr`` (tap
-    (i, j) at offset i * r1 + j * c1), summed in the lane's own width (a lane of b bits sums to at most 9 b,
-    which fits b bits for b >= 8). Unsigned indices: no negative-index wraparound, so the loads stay contiguous
-    vectors (VPOPCNTW / D / Q). Inlined, like :func:`xnor_plane`: as calls, the per-plane argument passing and
-    reference counting cost about as much as the taps themselves (measured: the serial conv took half the
-    time once inlined)."""
-    w0, w1, w2 = w[0, 0], w[0, 1], w[0, 2]
-    w3, w4, w5 = w[1, 0], w[1, 1], w[1, 2]
-    w6, w7, w8 = w[2, 0], w[2, 1], w[2, 2]
-    r2 = r1 + r1
-    c2 = c1 + c1
-    for q in range(np.uint64(0), np.uint64(run)):
-        t = add_n(add_n(add_n(xorpop_n(xr[q], w0), xorpop_n(xr[q + c1], w1)),
-                        add_n(xorpop_n(xr[q + c2], w2), xorpop_n(xr[q + r1], w3))),
-                  add_n(add_n(xorpop_n(xr[q + r1 + c1], w4), xorpop_n(xr[q + r1 + c2], w5)),
-                        add_n(add_n(xorpop_n(xr[q + r2], w6), xorpop_n(xr[q + r2 + c1], w7)),
-                              xorpop_n(xr[q + r2 + c2], w8))))
-        acc[q] = dot_of(k32, t)
-
-
-@njit(inline="always", **_JIT)
-def _taps_s2(e0, e1, e2, e3, w, qw, k32, acc, run):
-    """Like :func:`_taps_s1` for 3x3 at stride 2 over the four polyphase planes e0 (even row, even column),
-    e1 (even, odd), e2 (odd, even), e3 (odd, odd) of row width ``qw``."""
-    q1 = np.uint64(1)
-    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
-    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
-    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
-    for q in range(np.uint64(0), np.uint64(run)):
-        t = add_n(add_n(add_n(xorpop_n(e0[q], w00), xorpop_n(e0[q + q1], w02)),
-                        add_n(xorpop_n(e0[q + qw], w20), xorpop_n(e0[q + qw + q1], w22))),
-                  add_n(add_n(xorpop_n(e1[q], w01), xorpop_n(e1[q + qw], w21)),
-                        add_n(add_n(xorpop_n(e2[q], w10), xorpop_n(e2[q + q1], w12)),
-                              xorpop_n(e3[q], w11))))
-        acc[q] = dot_of(k32, t)
-
-
-@njit(inline="always", **_JIT)
-def xnor_plane(xf, wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, o, acc):
-    """One output plane o = out[n, co] (Ho, Wo) from the padded polyphase planes xf = xflat[n]
-    (words, sh * sw, Hq * Wq + tail): K - 2 sum_taps popcount(x_pad XOR w) (- the zero-padding correction).
-
-    Every tap is ONE contiguous run over a polyphase plane ("extended rows" of width Wq; the Wq - Wo extra
-    columns per row are computed and discarded), so the innermost loop is long and vectorises whatever the
-    stride (per output row it would be 8 to 32 pixels, too short for the vector loop). ``acc`` is an int32
-    scratch run of Ho * Wq. With ONE word (C <= 64, every resnet20 layer) the nine 3x3 popcounts are summed in
-    the lane's own width and turned into the int32 dot product in the same pass."""
-    nw = xf.shape[0]
-    co_n, kh, kw, _ = wm.shape
-    run = o.shape[0] * wq_n
-    one_word = nw == 1
-    if one_word and sh == 1 and sw == 1 and kh == 3 and kw == 3:
-        _taps_s1(xf[0, 0], wm[co, :, :, 0], np.uint64(dh * wq_n), np.uint64(dw), k32, acc, run)
-    elif one_word and sh == 2 and sw == 2 and kh == 3 and kw == 3 and dh == 1 and dw == 1:
-        # 3x3 / stride 2 (the downsampling convs): the nine taps over the four polyphase planes, one pass
-        _taps_s2(xf[0, 0], xf[0, 1], xf[0, 2], xf[0, 3], wm[co, :, :, 0], np.uint64(wq_n), k32, acc, run)
-    else:
-        # general case (several words, other kernels / strides / dilations): the int32 popcount total in
-        # ``acc``, then the dot product
-        for q in range(run):
-            acc[q] = 0
-        if sh == 1 and sw == 1 and kh == 3 and kw == 3:   # 3x3 / stride 1, C > 64: nine taps per pass
-            r1 = np.uint64(dh * wq_n)
-            r2 = np.uint64(2 * dh * wq_n)
-            c1 = np.uint64(dw)
-            c2 = np.uint64(2 * dw)
-            for k in range(nw):
-                w0, w1, w2 = wm[co, 0, 0, k], wm[co, 0, 1, k], wm[co, 0, 2, k]
-                w3, w4, w5 = wm[co, 1, 0, k], wm[co, 1, 1, k], wm[co, 1, 2, k]
-                w6, w7, w8 = wm[co, 2, 0, k], wm[co, 2, 1, k], wm[co, 2, 2, k]
-                xr = xf[k, 0]
-                for q in range(np.uint64(0), np.uint64(run)):
-                    acc[q] += (xorpop(xr[q], w0) + xorpop(xr[q + c1], w1)
-                               + xorpop(xr[q + c2], w2) + xorpop(xr[q + r1], w3)
-                               + xorpop(xr[q + r1 + c1], w4) + xorpop(xr[q + r1 + c2], w5)
-                               + xorpop(xr[q + r2], w6) + xorpop(xr[q + r2 + c1], w7)
-                               + xorpop(xr[q + r2 + c2], w8))
-            kh = 0    # done: skip the tap loop below
-        for i in range(kh):
-            for j in range(kw):
-                row, col = i * dh, j * dw
-                phase = (row % sh) * sw + col % sw
-                off = np.uint64((row // sh) * wq_n + col // sw)
-                for k in range(nw):
-                    wv = wm[co, i, j, k]
-                    xr = xf[k, phase]
-                    for q in range(np.uint64(0), np.uint64(run)):
-                        acc[q] += xorpop(xr[q + off], wv)
-        for q in range(np.uint64(0), np.uint64(run)):
-            acc[q] = k32 - np.int32(2) * acc[q]
-    _finish_plane(acc, wq_n, bh, bw, corr, co, o)
-
-
-@njit(**_JIT)
-def xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, start, stop):
-    """(n, co) planes [start, stop) of the output, see :func:`xnor_plane`."""
-    co_n = wm.shape[0]
-    run = out.shape[2] * wq_n
-    acc = np.empty(run, dtype=np.int32)
-    k32 = np.int32(k_bits)
-    for pair in range(start, stop):
-        n = pair // co_n
-        co = pair - n * co_n
-        xnor_plane(xflat[n], wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out[n, co], acc)
-
-
-@njit(**_JIT)
 def _taps_outside(out, s, d, p, n):
     """out[o, i] = whether tap i of output o (input index o*s + i*d - p) falls in the padding of a length-n axis."""
     for o in range(out.shape[0]):
@@ -381,114 +259,91 @@ def _taps_outside(out, s, d, p, n):
 
 
 @njit(**_JIT)
-def _patterns(rows):
-    """(ids, patterns, count): the distinct rows of the bool matrix ``rows`` in order of first appearance
-    (patterns[:count]) and, for each row, the index of its pattern."""
-    n, k = rows.shape
-    ids = np.empty(n, dtype=np.int64)
-    pats = np.empty((n, k), dtype=np.bool_)
-    count = 0
-    for r in range(n):
-        found = -1
-        for a in range(count):
-            same = True
-            for i in range(k):
-                same = same and pats[a, i] == rows[r, i]
-            if same:
-                found = a
-                break
-        if found < 0:
-            for i in range(k):
-                pats[count, i] = rows[r, i]
-            found = count
-            count += 1
-        ids[r] = found
-    return ids, pats, count
+def border_table(tsum, channels, kh, kw, h_n, w_n, sh, sw, ph, pw, dh, dw, ho_n, wo_n, zero_pad):
+    """base (C_out, Ho Wo) int32 with out[n, co] = base[co] - 2 popcount total.
 
-
-@njit(**_JIT)
-def conv_setup(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
-    """Everything one XNOR conv call needs, allocated in one compiled call (Python overhead matters at batch 1)."""
-    n_b, h_n, w_n, nw = x_packed.shape
-    co_n, kh, kw, _ = w_packed.shape
-    wm, tsum = prepare_weights(w_packed, channels, lane)
-    hp_n, wp_n = h_n + 2 * ph, w_n + 2 * pw
-    hq_n, wq_n = (hp_n + sh - 1) // sh, (wp_n + sw - 1) // sw
-    tail = ((kw - 1) * dw) // sw + 1
-    xflat = np.zeros((n_b, nw, sh * sw, hq_n * wq_n + tail), dtype=lane.dtype)
-    # Zero padding: the padded taps were packed as +1, which added sum_c w[co, c, tap] for each; the border
-    # pixels (bh[b], bw[b]) get corr[b, co] = the sum of those tap sums, computed once per call.
+    base holds K = C kh kw and, with zero padding (``zero_pad``), minus the correction: padded taps are packed as
+    +1 (clear bits), which adds sum_c w[co, c, tap] = tsum[co, tap] for every tap of (ho, wo) in the padding;
+    subtracting those again makes the result the float conv with zeros in the padding, exactly. With pad -1 /
+    +1 the padded taps are ordinary bits and base is K everywhere."""
+    co_n = tsum.shape[0]
+    k_bits = channels * kh * kw
     row_out = np.zeros((ho_n, kh), dtype=np.bool_)
     col_out = np.zeros((wo_n, kw), dtype=np.bool_)
-    nb = 0
-    if pad_value == 0:
+    if zero_pad:
         _taps_outside(row_out, sh, dh, ph, h_n)
         _taps_outside(col_out, sw, dw, pw, w_n)
-    rb = np.zeros(ho_n, dtype=np.bool_)       # rows / columns with a padded tap (taps are monotone in i, j)
-    cb = np.zeros(wo_n, dtype=np.bool_)
-    ncb = 0
-    if pad_value == 0:
-        for ho in range(ho_n):
-            rb[ho] = row_out[ho, 0] or row_out[ho, kh - 1]
+    base = np.full((co_n, ho_n * wo_n), k_bits, dtype=np.int32)
+    for ho in range(ho_n):
         for wo in range(wo_n):
-            cb[wo] = col_out[wo, 0] or col_out[wo, kw - 1]
-            ncb += cb[wo]
-        for ho in range(ho_n):
-            nb += wo_n if rb[ho] else ncb
-    bh = np.empty(nb, dtype=np.int64)
-    bw = np.empty(nb, dtype=np.int64)
-    corr = np.zeros((nb, co_n), dtype=np.int32)
-    if nb:
-        # Border pixels share few padding patterns (3x3, pad 1: top / none / bottom rows x left / none / right
-        # columns): one correction vector per (row pattern, column pattern), then a lookup per border pixel.
-        rp, row_pats, nrp = _patterns(row_out)
-        cp, col_pats, ncp = _patterns(col_out)
-        table = np.zeros((nrp, ncp, co_n), dtype=np.int32)
-        for a in range(nrp):
-            for c in range(ncp):
+            border = False
+            for i in range(kh):
+                border = border or row_out[ho, i]
+            for j in range(kw):
+                border = border or col_out[wo, j]
+            if not border:
+                continue
+            for co in range(co_n):
+                corr = 0
                 for i in range(kh):
                     for j in range(kw):
-                        if row_pats[a, i] or col_pats[c, j]:
-                            for co in range(co_n):
-                                table[a, c, co] += tsum[co, i * kw + j]
-        cols = np.empty(ncb, dtype=np.int64)
-        c = 0
-        for wo in range(wo_n):
-            if cb[wo]:
-                cols[c] = wo
-                c += 1
-        b = 0
-        for ho in range(ho_n):
-            if rb[ho]:
-                for wo in range(wo_n):
-                    bh[b] = ho
-                    bw[b] = wo
-                    b += 1
-            else:
-                for wo in cols:
-                    bh[b] = ho
-                    bw[b] = wo
-                    b += 1
-        for b in range(nb):
-            a, c = rp[bh[b]], cp[bw[b]]
-            for co in range(co_n):
-                corr[b, co] = table[a, c, co]
-    out = np.empty((n_b, co_n, ho_n, wo_n), dtype=np.int32)
-    return wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n
+                        if row_out[ho, i] or col_out[wo, j]:
+                            corr += tsum[co, i * kw + j]
+                base[co, ho * wo_n + wo] -= corr
+    return base
+
+
+@njit(inline="always", **_JIT)
+def _row_to_planes(src, mask, padw, inside, pw, sw, dw, planes, start, wo_n):
+    """One input row src (W,) (& mask), padded with pw words of padw on each side, into its row of the tap planes
+    (kw, L) (see the section comment): planes[j, start + wo] = padded[wo sw + j dw] for wo < Wo. Per
+    plane the interior is one strided copy (no per-pixel division or test); rows outside the input
+    (``inside`` false) are all padding."""
+    w_n = src.shape[0]
+    for j in range(planes.shape[0]):
+        dst = planes[j, start:start + wo_n]
+        lo, hi = wo_n, wo_n
+        if inside:                                  # 0 <= wo sw + j dw - pw < W
+            lo = min(wo_n, max(0, (pw - j * dw + sw - 1) // sw))
+            hi = max(lo, min(wo_n, (pw - j * dw + w_n + sw - 1) // sw))
+        for q in range(lo):
+            dst[q] = padw
+        s = src[lo * sw + j * dw - pw:]
+        d = dst[lo:hi]
+        for q in range(np.uint64(0), np.uint64(hi - lo)):
+            d[q] = s[q * np.uint64(sw)] & mask
+        for q in range(hi, wo_n):
+            dst[q] = padw
 
 
 @njit(**_JIT)
-def sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, wq_n, xf, dense, nan):
-    """Like :func:`pad_input_rows` for image n, but straight from the float activations x (N, C, H * W) into its
-    padded polyphase planes xf = xflat[n]: bit c % 64 of word c // 64 is set where x[n, c] < 0 (or == 0 with
-    ``zero_neg``), with no intermediate SPEC 9 array. The bits are first ORed into ``dense`` (H * W lanes of the
-    lane dtype) one whole channel plane at a time: one long loop per channel that vectorises at the lane width
-    (per-row loops of 8 to 32 pixels would not). nan[0] gets bit 0 set if a NaN was seen (NaN has no sign;
-    the caller raises)."""
+def pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf):
+    """Image n of the SPEC 9 input (N, H, W, words) into its tap planes xf (words, sh, kw, L) (see the section
+    comment). Padding holds all-set bits (pad -1, ``pad_set``) or clear bits (pad 0 / +1); unused bits of the
+    last word are cleared."""
+    h_n = x_packed.shape[1]
+    for k in range(xf.shape[0]):
+        mask = _low_mask(channels - 64 * k)
+        padw = mask if pad_set else _ZERO
+        for hp in range(h_n + 2 * ph):
+            h = hp - ph
+            inside = h >= 0 and h < h_n
+            _row_to_planes(x_packed[n, h if inside else 0, :, k], mask, padw, inside, pw, sw, dw, xf[k, hp % sh],
+                           hp // sh * wo_n, wo_n)
+
+
+@njit(**_JIT)
+def sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xf, dense):
+    """Like :func:`pad_input_image`, but straight from the float activations x (N, C, H * W): bit c % 64 of word
+    c // 64 is set where x[n, c] < 0 (or == 0 with ``zero_neg``), with no intermediate SPEC 9 array. The bits are
+    first ORed into ``dense`` (H * W lanes of the lane dtype) one whole channel plane at a time: one long loop
+    per channel that vectorises at the lane width (per-row loops of 8 to 32 pixels would not). Returns 1 if a
+    NaN was seen (NaN has no sign; the caller raises), else 0."""
+    wide_vectors()
     hw = x.shape[2]
-    h_n, w_n = hp_n - 2 * ph, wp_n - 2 * pw
+    w_n = hw // h_n
     nw = xf.shape[0]
-    f = nan[0]
+    f = np.uint8(0)
     for k in range(nw):
         for i in range(hw):
             dense[i] = 0
@@ -507,130 +362,185 @@ def sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n
                     dense[i] = or_bit(dense[i], v < 0, bit)
                     f = or_bit(f, v != v, 0)
         mask = _low_mask(channels - 64 * k)
-        padw = mask if pad_word_set else _ZERO
-        for hp in range(hp_n):
+        padw = mask if pad_set else _ZERO
+        for hp in range(h_n + 2 * ph):
             h = hp - ph
-            prow = (hp % sh) * sw
-            base = (hp // sh) * wq_n
             inside = h >= 0 and h < h_n
-            if sw == 1:
-                dst = xf[k, prow, base:base + wp_n]
-                if inside:
-                    src = dense[h * w_n:(h + 1) * w_n]
-                    for wp in range(pw):
-                        dst[wp] = padw
-                    mid = dst[pw:pw + w_n]
-                    for w in range(np.uint64(0), np.uint64(w_n)):
-                        mid[w] = src[w]
-                    for wp in range(pw + w_n, wp_n):
-                        dst[wp] = padw
-                else:
-                    for wp in range(wp_n):
-                        dst[wp] = padw
-            else:
-                pc = 0          # wp % sw and wp // sw, kept incrementally (no integer division per pixel)
-                qc = 0
-                for wp in range(wp_n):
-                    w = wp - pw
-                    if inside and w >= 0 and w < w_n:
-                        xf[k, prow + pc, base + qc] = dense[h * w_n + w]
-                    else:
-                        xf[k, prow + pc, base + qc] = padw
-                    pc += 1
-                    if pc == sw:
-                        pc = 0
-                        qc += 1
-    nan[0] = f
+            r = h if inside else 0
+            _row_to_planes(dense[r * w_n:(r + 1) * w_n], mask, padw, inside, pw, sw, dw, xf[k, hp % sh],
+                           hp // sh * wo_n, wo_n)
+    return np.int64(f != 0)
+
+
+@njit(inline="always", **_JIT)
+def _taps3x3(p00, p01, p02, p10, p11, p12, p20, p21, p22, o0, o1, o2, w, t, run):
+    """t[q] = the sum of the nine 3x3 tap popcounts popcount(p_ij[q + o_i] XOR w[i, j]) for one word (tap planes
+    p_ij, row offsets o_i), summed AND stored in the lane's own width (a lane of b bits sums to at most 9 b, which
+    fits b bits for b >= 8): with no wider type in the loop, LLVM vectorises it at the full lane count (32
+    uint16 per 512-bit vector; an int32 store in this loop halves that, the regression of 4d91bc5). Unsigned
+    indices: no negative-index wraparound, so the loads stay contiguous vectors (VPOPCNTB / W / D / Q). Inlined
+    (as calls, the per-plane argument passing and reference counting cost about as much as the taps)."""
+    wide_vectors()
+    w0, w1, w2 = w[0, 0], w[0, 1], w[0, 2]
+    w3, w4, w5 = w[1, 0], w[1, 1], w[1, 2]
+    w6, w7, w8 = w[2, 0], w[2, 1], w[2, 2]
+    for q in range(np.uint64(0), np.uint64(run)):
+        q0, q1, q2 = q + o0, q + o1, q + o2
+        t[q] = add_n(add_n(add_n(xorpop_n(p00[q0], w0), xorpop_n(p01[q0], w1)),
+                           add_n(xorpop_n(p02[q0], w2), xorpop_n(p10[q1], w3))),
+                     add_n(add_n(xorpop_n(p11[q1], w4), xorpop_n(p12[q1], w5)),
+                           add_n(add_n(xorpop_n(p20[q2], w6), xorpop_n(p21[q2], w7)),
+                                 xorpop_n(p22[q2], w8))))
+
+
+@njit(inline="always", **_JIT)
+def _taps_general(xf, wm, co, wo_n, sh, dh, acc, run):
+    """acc[q] (int32) = the popcount total over every tap and word, for any kernel, stride, dilation or number of
+    words (a lane-width sum could overflow here)."""
+    wide_vectors()
+    _, kh, kw, nw = wm.shape
+    for q in range(run):
+        acc[q] = 0
+    for i in range(kh):
+        a = (i * dh) % sh
+        off = np.uint64((i * dh) // sh * wo_n)
+        for j in range(kw):
+            for k in range(nw):
+                wv = wm[co, i, j, k]
+                xr = xf[k, a, j]
+                for q in range(np.uint64(0), np.uint64(run)):
+                    acc[q] += xorpop(xr[q + off], wv)
+
+
+@njit(inline="always", **_JIT)
+def _finish_plane(count, base, o):
+    """o[q] = base[q] - 2 count[q] for the Ho Wo pixels of one flat output plane: the dot products, zero-padding
+    correction included (``base`` = this output channel's row of :func:`border_table`)."""
+    wide_vectors()
+    for q in range(np.uint64(0), np.uint64(o.shape[0])):
+        o[q] = base[q] - (as_int32(count[q]) << np.int32(1))
+
+
+@njit(inline="always", **_JIT)
+def xnor_plane(xf, wm, co, wo_n, sh, dh, base, o, t, acc):
+    """One flat output plane o = out[n, co] (Ho Wo,) from the tap planes xf (words, sh, kw, L) of image n:
+    K - 2 sum_taps popcount(x_pad XOR w), zero-padding correction included. ``t`` (lane dtype) and ``acc``
+    (int32) are scratch runs. With ONE word (C <= 64, every resnet20 layer) and a 3x3 kernel the nine popcounts
+    are summed in the lane's own width, in one pass, whatever the stride or dilation."""
+    _, kh, kw, nw = wm.shape
+    run = t.shape[0]
+    if nw == 1 and kh == 3 and kw == 3:
+        r0, r1, r2 = xf[0, 0], xf[0, dh % sh], xf[0, (2 * dh) % sh]      # kernel row i: planes (i dh % sh, j)
+        o1, o2 = np.uint64(dh // sh * wo_n), np.uint64(2 * dh // sh * wo_n)
+        _taps3x3(r0[0], r0[1], r0[2], r1[0], r1[1], r1[2], r2[0], r2[1], r2[2], np.uint64(0), o1, o2,
+                 wm[co, :, :, 0], t, run)
+        _finish_plane(t, base[co], o)
+    else:
+        _taps_general(xf, wm, co, wo_n, sh, dh, acc, run)
+        _finish_plane(acc, base[co], o)
 
 
 @njit(**_JIT)
-def sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_word_set, hp_n, wp_n, wq_n, wm, k32, bh, bw,
-                     corr, xflat, out, start, stop):
-    """Images [start, stop) of the fused sign + pack + XNOR conv, each packed and then convolved while its
-    planes are still in L1. Returns 1 if a NaN was seen, else 0."""
-    dense = np.empty(x.shape[2], dtype=xflat.dtype)
-    nan = np.zeros(1, dtype=np.uint8)
-    acc = np.empty(out.shape[2] * wq_n, dtype=np.int32)
+def xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, start, stop):
+    """(n, co) planes [start, stop) of the flat output out (N, C_out, Ho Wo) from the tap planes of every image
+    xflat (N, words, sh, kw, L), see :func:`xnor_plane`."""
+    co_n = wm.shape[0]
+    t = np.empty(run, dtype=wm.dtype)
+    acc = np.empty(run, dtype=np.int32)
+    for pair in range(start, stop):
+        n = pair // co_n
+        co = pair - n * co_n
+        xnor_plane(xflat[n], wm, co, wo_n, sh, dh, base, out[n, co], t, acc)
+
+
+@njit(**_JIT)
+def sign_conv_images(x, zero_neg, channels, h_n, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm, base, out, start,
+                     stop):
+    """Images [start, stop) of the fused sign + pack + XNOR conv into the flat output out (N, C_out, Ho Wo), each
+    packed into this thread's tap planes and then convolved while they are still in L1. x: (N, C, H * W) float.
+    Returns 1 if a NaN was seen, else 0."""
+    co_n, kh, kw, nw = wm.shape
+    hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+    xf = np.zeros((nw, sh, kw, plane), dtype=wm.dtype)   # every position a valid pixel reads is rewritten per image
+    dense = np.empty(x.shape[2], dtype=wm.dtype)
+    t = np.empty(run, dtype=wm.dtype)
+    acc = np.empty(run, dtype=np.int32)
+    nan = 0
     for n in range(start, stop):
-        sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_word_set, hp_n, wp_n, wq_n, xflat[n], dense,
-                        nan)
-        for co in range(out.shape[1]):
-            xnor_plane(xflat[n], wm, co, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out[n, co], acc)
-    return np.int64(nan[0] != 0)
+        nan |= sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xf, dense)
+        for co in range(co_n):
+            xnor_plane(xf, wm, co, wo_n, sh, dh, base, out[n, co], t, acc)
+    return nan
 
 
 @njit(**_JIT)
-def sign_conv_serial(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg):
-    """sign(x) packed and XNOR-convolved in one call: (N, C_out, Ho, Wo) int32 and 1 if x holds a NaN else 0."""
-    xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)   # shape only
-    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
-        xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k32 = np.int32(channels * w_packed.shape[1] * w_packed.shape[2])
-    x = x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])     # channel planes as flat runs
-    nans = sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_value < 0, hp_n, wp_n, wq_n, wm, k32,
-                            bh, bw, corr, xflat, out, 0, x.shape[0])
-    return out, nans
+def sign_conv_serial(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, zero_neg, wm, base):
+    """sign(x) packed and XNOR-convolved in one call, with the per-layer tables wm and base (see the section
+    comment): x (N, C, H, W) float -> ((N, C_out, Ho, Wo) int32, 1 if x holds a NaN else 0)."""
+    n_b, c_n, h_n, w_n = x.shape
+    out = np.empty((n_b, wm.shape[0], ho_n * wo_n), dtype=np.int32)
+    nans = sign_conv_images(x.reshape(n_b, c_n, h_n * w_n), zero_neg, channels, h_n, sh, sw, ph, pw, dh, dw,
+                            pad_set, ho_n, wo_n, wm, base, out, 0, n_b)
+    return out.reshape(n_b, wm.shape[0], ho_n, wo_n), nans
 
 
 @njit(parallel=True, **_JIT)
-def sign_conv_parallel(x, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, zero_neg, chunks):
+def sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, zero_neg, wm, base, chunks):
     """:func:`sign_conv_serial` in ``chunks`` parallel parts: whole images per part when the batch has at least
-    ``chunks`` images (one parallel region, no shared data), else the signs packed first and the (n, co)
-    planes split."""
-    xs = np.empty((x.shape[0], x.shape[2], x.shape[3], w_packed.shape[3]), dtype=np.uint64)
-    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
-        xs, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k32 = np.int32(channels * w_packed.shape[1] * w_packed.shape[2])
-    n_b = x.shape[0]
-    x = x.reshape(n_b, x.shape[1], x.shape[2] * x.shape[3])     # channel planes as flat runs
+    ``chunks`` images (one parallel region, no shared data), else the signs of every image packed first and the
+    (n, co) planes split."""
+    n_b, c_n, h_n, w_n = x.shape
+    co_n, kh, kw, nw = wm.shape
+    out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
+    x = x.reshape(n_b, c_n, h_n * w_n)     # channel planes as flat runs
     nans = 0
     if n_b >= chunks:
-        found = 0
         for c in prange(chunks):
-            found += sign_conv_images(x, zero_neg, channels, ph, pw, sh, sw, dh, dw, pad_value < 0, hp_n, wp_n, wq_n,
-                                     wm, k32, bh, bw, corr, xflat, out, c * n_b // chunks, (c + 1) * n_b // chunks)
-        nans = found
+            nans += sign_conv_images(x, zero_neg, channels, h_n, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm,
+                                     base, out, c * n_b // chunks, (c + 1) * n_b // chunks)
     else:
-        dense = np.empty(x.shape[2], dtype=xflat.dtype)
-        nan = np.zeros(1, dtype=np.uint8)
+        hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+        xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
+        dense = np.empty(h_n * w_n, dtype=wm.dtype)
         for n in range(n_b):
-            sign_pack_image(x, n, zero_neg, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, wq_n, xflat[n],
-                            dense, nan)
-        nans = np.int64(nan[0] != 0)
-        planes = out.shape[0] * out.shape[1]
+            nans |= sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n],
+                                    dense)
+        planes = n_b * co_n
         for c in prange(chunks):
-            xnor_conv_planes(xflat, wm, k32, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
+            xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // chunks,
                              (c + 1) * planes // chunks)
-    return out, nans
+    return out.reshape(n_b, co_n, ho_n, wo_n), nans
 
 
 @njit(**_JIT)
-def xnor_conv_serial(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane):
-    """The whole XNOR conv in one thread: (N, C_out, Ho, Wo) int32."""
-    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
-        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
-    pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat, 0,
-                   x_packed.shape[0] * hp_n)
-    xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, 0, out.shape[0] * out.shape[1])
-    return out
+def xnor_conv_serial(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base):
+    """The XNOR conv of SPEC 9 activations (N, H, W, words) in one thread: (N, C_out, Ho, Wo) int32."""
+    n_b, h_n, w_n, _ = x_packed.shape
+    co_n, kh, kw, nw = wm.shape
+    out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
+    hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+    xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
+    for n in range(n_b):
+        pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
+    xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, 0, n_b * co_n)
+    return out.reshape(n_b, co_n, ho_n, wo_n)
 
 
 @njit(parallel=True, **_JIT)
-def xnor_conv_parallel(x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane, chunks):
-    """The XNOR conv with the padding and the (n, co) planes split into ``chunks`` parallel parts."""
-    wm, xflat, bh, bw, corr, out, hp_n, wp_n, hq_n, wq_n = conv_setup(
-        x_packed, w_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_value, lane)
-    k_bits = channels * w_packed.shape[1] * w_packed.shape[2]
-    in_rows = x_packed.shape[0] * hp_n
+def xnor_conv_parallel(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base, chunks):
+    """:func:`xnor_conv_serial` with the images' tap planes and then the (n, co) output planes split into
+    ``chunks`` parallel parts."""
+    n_b, h_n, w_n, _ = x_packed.shape
+    co_n, kh, kw, nw = wm.shape
+    out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
+    hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+    xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
+    for n in prange(n_b):
+        pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
+    planes = n_b * co_n
     for c in prange(chunks):
-        pad_input_rows(x_packed, channels, ph, pw, sh, sw, pad_value < 0, hp_n, wp_n, hq_n, wq_n, xflat,
-                       c * in_rows // chunks, (c + 1) * in_rows // chunks)
-    planes = out.shape[0] * out.shape[1]
-    for c in prange(chunks):
-        xnor_conv_planes(xflat, wm, k_bits, wq_n, sh, sw, dh, dw, bh, bw, corr, out, c * planes // chunks,
-                         (c + 1) * planes // chunks)
-    return out
+        xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // chunks, (c + 1) * planes // chunks)
+    return out.reshape(n_b, co_n, ho_n, wo_n)
 
 
 @njit(parallel=True, **_JIT)

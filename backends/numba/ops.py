@@ -54,7 +54,8 @@ CONV_CHUNK_BYTES = 4 << 20  # im2col columns per batch chunk (keeps the GEMM ope
 # SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SPEC 9 layout.
 _LANES = {b: np.empty(0, dtype=f"uint{b}") for b in (8, 16, 32, 64)}
 _XNOR_PLANS: dict = {}      # NumbaBackend._xnor_plan's results by call signature
-XNOR_PAR_MIN = 1 << 20       # popcounts below which the XNOR conv runs serially (a parallel region costs more)
+XNOR_PAR_MIN = 1 << 19       # popcounts below which the XNOR conv runs serially: waking the threads costs
+                             # 5 to 25 us, more than a batch-1 resnet20 conv takes (10 to 15 us serial)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -595,8 +596,8 @@ class NumbaBackend(HostArrays):
         n_b, h, w, _ = xp.shape
         s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding, dilation,
                                                                 pad_value)
-        wm, base, rp = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
-        return _run_xnor_conv(xp, channels, s, p, d, pv, wm, base, rp, threads)
+        wm, base = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
+        return _run_xnor_conv(xp, channels, s, p, d, pv, ho, wo, wm, base, threads)
 
     def sign_xnor_conv2d(self, x: np.ndarray, w_packed: np.ndarray, *, zero: float = -1.0, stride: Pair = (1, 1),
                          padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> np.ndarray:
@@ -610,8 +611,8 @@ class NumbaBackend(HostArrays):
         wp = np.ascontiguousarray(check_packed(w_packed, "w_packed", 4, _words(channels)))
         s, p, d, pv, (ho, wo), lane, threads = self._xnor_plan(h, w, wp, n_b, channels, stride, padding,
                                                                 dilation, pad_value)
-        wm, base, rp = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
-        return _run_sign_xnor_conv(x, zero, channels, s, p, d, pv, wm, base, rp, threads)
+        wm, base = _xnor_tables(wp, channels, lane, h, w, s, p, d, pv, ho, wo)
+        return _run_sign_xnor_conv(x, zero, channels, s, p, d, pv, ho, wo, wm, base, threads)
 
     @staticmethod
     def prepare_xnor_conv2d(w_packed: np.ndarray, *, channels: int, stride: Pair = (1, 1), padding: Pair = (0, 0),
@@ -648,33 +649,32 @@ def _xnor_threads(n_b: int, c_out: int, ho: int, w: int, s: Pair, p: Pair, kh: i
 
 
 def _xnor_tables(wp: np.ndarray, channels: int, lane: np.ndarray, h: int, w: int, s: Pair, p: Pair, d: Pair,
-                 pv: float, ho: int, wo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(wm, base, rp) of :mod:`._bitpack`'s XNOR conv for validated arguments: the weights in the lane dtype and
-    the border table of the zero-padding correction for an H x W input."""
+                 pv: float, ho: int, wo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wm, base) of :mod:`._bitpack`'s XNOR conv for validated arguments: the weights in the lane dtype and
+    the border table (K minus the zero-padding correction per output pixel) for an H x W input."""
     _, kh, kw, _ = wp.shape
     wm, tsum = bp.prepare_weights(wp, channels, lane)
-    base, rp = bp.border_table(tsum, channels, kh, kw, h, w, s[0], s[1], p[0], p[1], d[0], d[1], ho, wo, pv == 0.0)
-    return wm, base, rp
+    return wm, bp.border_table(tsum, channels, kh, kw, h, w, s[0], s[1], p[0], p[1], d[0], d[1], ho, wo, pv == 0.0)
 
 
-def _run_xnor_conv(xp: np.ndarray, channels: int, s: Pair, p: Pair, d: Pair, pv: float, wm: np.ndarray,
-                   base: np.ndarray, rp: np.ndarray, threads: int) -> np.ndarray:
+def _run_xnor_conv(xp: np.ndarray, channels: int, s: Pair, p: Pair, d: Pair, pv: float, ho: int, wo: int,
+                   wm: np.ndarray, base: np.ndarray, threads: int) -> np.ndarray:
     """The XNOR conv of SPEC 9 activations xp (N, H, W, words) with the tables of :func:`_xnor_tables`."""
     (sh, sw), (ph, pw), (dh, dw) = s, p, d
     if not threads:
-        return bp.xnor_conv_serial(xp, channels, sh, sw, ph, pw, dh, dw, pv < 0, wm, base, rp)
-    return bp.xnor_conv_parallel(xp, channels, sh, sw, ph, pw, dh, dw, pv < 0, wm, base, rp, threads)
+        return bp.xnor_conv_serial(xp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv < 0, wm, base)
+    return bp.xnor_conv_parallel(xp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv < 0, wm, base, threads)
 
 
-def _run_sign_xnor_conv(x: np.ndarray, zero: float, channels: int, s: Pair, p: Pair, d: Pair, pv: float,
-                        wm: np.ndarray, base: np.ndarray, rp: np.ndarray, threads: int) -> np.ndarray:
+def _run_sign_xnor_conv(x: np.ndarray, zero: float, channels: int, s: Pair, p: Pair, d: Pair, pv: float, ho: int,
+                        wo: int, wm: np.ndarray, base: np.ndarray, threads: int) -> np.ndarray:
     """sign + pack + XNOR conv of float x (N, C, H, W) with the tables of :func:`_xnor_tables`; NaN raises."""
     x = np.ascontiguousarray(x)
     (sh, sw), (ph, pw), (dh, dw) = s, p, d
     if not threads:
-        out, nans = bp.sign_conv_serial(x, channels, sh, sw, ph, pw, dh, dw, pv < 0, zero < 0, wm, base, rp)
+        out, nans = bp.sign_conv_serial(x, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv < 0, zero < 0, wm, base)
     else:
-        out, nans = bp.sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, pv < 0, zero < 0, wm, base, rp,
+        out, nans = bp.sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv < 0, zero < 0, wm, base,
                                           threads)
     if nans:   # the kernel only flags it; count them for the message
         raise ValueError(f"x: NaN has no sign and cannot be packed ({int(np.isnan(x).sum())} NaN values)")
@@ -702,22 +702,22 @@ class XnorConv2d:
         self.pad_value = pad_value_of(pad_value)
         self.weight_shape = wp.shape
         self.wm, self._tsum = bp.prepare_weights(np.ascontiguousarray(wp), self.channels, _lane(self.channels))
-        self._plans: dict = {}      # (N, H, W, threads) -> (base, rp, threads)
+        self._plans: dict = {}      # (N, H, W, threads) -> (Ho, Wo, base, threads)
 
     def __repr__(self) -> str:
         return (f"XnorConv2d(weights {self.weight_shape}, channels={self.channels}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, pad_value={self.pad_value})")
 
-    def _plan(self, n_b: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _plan(self, n_b: int, h: int, w: int) -> tuple[int, int, np.ndarray, int]:
         key = (n_b, h, w, numba.get_num_threads())
         plan = self._plans.get(key)
         if plan is None:
             c_out, kh, kw, words = self.weight_shape
             (sh, sw), (ph, pw), (dh, dw) = s, p, d = self.stride, self.padding, self.dilation
             ho, wo = out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
-            base, rp = bp.border_table(self._tsum, self.channels, kh, kw, h, w, sh, sw, ph, pw, dh, dw, ho, wo,
-                                       self.pad_value == 0.0)
-            plan = (base, rp, _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words))
+            base = bp.border_table(self._tsum, self.channels, kh, kw, h, w, sh, sw, ph, pw, dh, dw, ho, wo,
+                                   self.pad_value == 0.0)
+            plan = (ho, wo, base, _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words))
             if len(self._plans) > 64:
                 self._plans.clear()
             self._plans[key] = plan
@@ -731,16 +731,16 @@ class XnorConv2d:
             check_pack_args(x, 1, zero)
         if x.shape[1] != self.channels:
             raise ValueError(f"x: expected {self.channels} channels (the prepared weights'), got shape {x.shape}")
-        base, rp, threads = self._plan(x.shape[0], x.shape[2], x.shape[3])
+        ho, wo, base, threads = self._plan(x.shape[0], x.shape[2], x.shape[3])
         return _run_sign_xnor_conv(x, zero, self.channels, self.stride, self.padding, self.dilation, self.pad_value,
-                                   self.wm, base, rp, threads)
+                                   ho, wo, self.wm, base, threads)
 
     def conv(self, x_packed: np.ndarray) -> np.ndarray:
         """The XNOR conv of SPEC 9 activations x_packed (N, H, W, words) -> (N, C_out, Ho, Wo) int32."""
         xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 4, _words(self.channels)))
-        base, rp, threads = self._plan(xp.shape[0], xp.shape[1], xp.shape[2])
-        return _run_xnor_conv(xp, self.channels, self.stride, self.padding, self.dilation, self.pad_value, self.wm,
-                              base, rp, threads)
+        ho, wo, base, threads = self._plan(xp.shape[0], xp.shape[1], xp.shape[2])
+        return _run_xnor_conv(xp, self.channels, self.stride, self.padding, self.dilation, self.pad_value, ho, wo,
+                              self.wm, base, threads)
 
 
 def warmup(dtypes: Sequence[str] = ("float32", "float64")) -> float:
