@@ -215,6 +215,18 @@ class _PackedLayer:
         self.channels = int(info["weight_shape"][1])
         self.w_packed = [be.to_numpy(be.pack_signs(be.from_numpy(w), axis=1, zero=-1.0)) for w in w_planes]
         self.scale = scale
+        # A backend with a prepared-layer fast path (numba's prepare_xnor_conv2d) gets the weights once, here, as a
+        # deployed model would: their kernel layout and the zero-padding border tables are then not rebuilt on
+        # every call (at batch 1 that rebuild costs as much as the conv).
+        prepare = getattr(be, "prepare_xnor_conv2d", None) if self.kind == "conv2d" else None
+        self.prepared = None
+        if prepare is not None:
+            self.prepared = [prepare(be.from_numpy(wp), channels=self.channels, **self._geometry())
+                             for wp in self.w_packed]
+
+    def _geometry(self) -> dict:
+        return dict(stride=tuple(self.info["stride"]), padding=tuple(self.info["padding"]),
+                    dilation=tuple(self.info["dilation"]), pad_value=self.info["pad_value"])
 
     def __call__(self, x: Any) -> Any:
         from .autodiff import Tensor
@@ -230,15 +242,17 @@ class _PackedLayer:
         acc = None
         for xpl in x_planes:
             xp = None if fused is not None else be.pack_signs(be.from_numpy(xpl), axis=1, zero=-1.0)
-            for wp in self.w_packed:
+            for i, wp in enumerate(self.w_packed):
                 wpb = be.from_numpy(wp)
                 if self.kind == "conv2d":
-                    geom = dict(stride=tuple(self.info["stride"]), padding=tuple(self.info["padding"]),
-                                dilation=tuple(self.info["dilation"]), pad_value=self.info["pad_value"])
-                    if fused is not None:   # sign + pack + XNOR conv in one call (numba's inference fast path)
-                        r = fused(np.ascontiguousarray(xpl, dtype=xn.dtype), wpb, zero=zero, **geom)
+                    xc = np.ascontiguousarray(xpl, dtype=xn.dtype) if fused is not None else None
+                    if self.prepared is not None:   # the weights prepared once (numba)
+                        layer = self.prepared[i]
+                        r = layer.sign_conv(xc, zero=zero) if fused is not None else layer.conv(xp)
+                    elif fused is not None:   # sign + pack + XNOR conv in one call (numba's inference fast path)
+                        r = fused(xc, wpb, zero=zero, **self._geometry())
                     else:
-                        r = be.xnor_conv2d(xp, wpb, channels=self.channels, **geom)
+                        r = be.xnor_conv2d(xp, wpb, channels=self.channels, **self._geometry())
                 else:
                     r = be.xnor_linear(xp, wpb, features=self.channels)
                 r = be.to_numpy(r).astype(np.int64)
