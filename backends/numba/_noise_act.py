@@ -127,13 +127,14 @@ def _backward_row(gr, trow, dt_, orow, alpha, eta_kind, a, est_code, beta, n, om
     p_n = trow.shape[0]
     ak = a if eta_kind == 1 else 0.0
     if est_code == -1 and eta_kind == 0:
+        # Two simple loops instead of one: each vectorises on its own (1.6x faster than the fused loop).
+        for p in range(np.uint64(0), np.uint64(p_n)):
+            dt_[p] = alpha * dt_[p] + np.float64(gr[p]) * fda_point(trow[p], m_, np1, c6, scale, omega, clip)
         for p in range(np.uint64(0), np.uint64(p_n)):
             gv = np.float64(gr[p])
-            tv = trow[p]
-            v = np.float64(tv)
+            v = np.float64(trow[p])
             cv = sin_quadrant(v, 1.0)
-            e = dt_[p] + gv * (a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else cv))
-            orow[p] = gv * fda_point(tv, m_, np1, c6, scale, omega, clip) + alpha * e
+            orow[p] = dt_[p] + alpha * (gv * (a * (0.0 if ((abs(v) > BIG) & (abs(v) < np.inf)) else cv)))
     elif est_code == -1:
         for p in range(np.uint64(0), np.uint64(p_n)):
             gv = np.float64(gr[p])
@@ -173,17 +174,22 @@ def backward_dt(g, t, dh, w1, alpha, eta_kind, a, est_code, beta, n, omega, clip
 
 @njit(parallel=True, **_JIT)
 def weight_grads(t, g, h, dh, dw1, dw2):
-    """dw1[c, j] = sum_{b,p} t[b, c, p] dh[b, j, p];  dw2[j, c] = sum_{b,p} relu(h)[b, j, p] g[b, c, p]."""
+    """dw1[c, j] = sum_{b,p} t[b, c, p] dh[b, j, p];  dw2[j, c] = sum_{b,p} relu(h)[b, j, p] g[b, c, p].
+
+    Per-pixel partial sums (one lane per p, summed at the end) instead of one scalar accumulator: without
+    fastmath LLVM may not reorder a scalar sum, but lane-wise updates vectorise."""
     b_n, c_n, p_n = t.shape
     m = h.shape[1]
     for c in prange(c_n):
+        s1 = np.zeros(p_n)
+        s2 = np.zeros(p_n)
         for j in range(m):
-            s1 = 0.0
-            s2 = 0.0
+            s1[:] = 0.0
+            s2[:] = 0.0
             for b in range(b_n):
                 for p in range(np.uint64(0), np.uint64(p_n)):
                     hv = h[b, j, p]
-                    s1 += np.float64(t[b, c, p]) * dh[b, j, p]
-                    s2 += (hv if hv > 0 else 0.0) * np.float64(g[b, c, p])
-            dw1[c, j] = s1
-            dw2[j, c] = s2
+                    s1[p] += np.float64(t[b, c, p]) * dh[b, j, p]
+                    s2[p] += (hv if hv > 0 else 0.0) * np.float64(g[b, c, p])
+            dw1[c, j] = s1.sum()
+            dw2[j, c] = s2.sum()
