@@ -316,6 +316,37 @@ def _row_to_planes(src, mask, padw, inside, pw, sw, dw, planes, start, wo_n):
             dst[q] = padw
 
 
+@njit(inline="always", **_JIT)
+def _dense_to_planes_same(dense, h_n, ph, pw, dw, padw, planes):
+    """Stride 1 with Wo = W ("same" padding, e.g. 3x3 pad 1): the tap planes (kw, L) straight from the packed
+    image ``dense`` (H W,). Plane j is ``dense`` shifted by j dw - pw columns: one flat copy of the whole image,
+    then the |j dw - pw| columns per row that the shift wraps into the neighbouring row set to padding, and the
+    ph padding rows above and below. Per-row copies cost about as much as packing the signs (rows of 8 to 32
+    words, three planes each)."""
+    hw = dense.shape[0]
+    w_n = hw // h_n
+    top = ph * w_n
+    for j in range(planes.shape[0]):
+        plane = planes[j]
+        shift = j * dw - pw                 # plane[top + q] = dense[q + shift], q = h W + wo
+        for q in range(top):
+            plane[q] = padw
+        lo = max(0, -shift)
+        hi = max(lo, min(hw, hw - shift))
+        d = plane[top + lo:top + hi]
+        s = dense[lo + shift:hi + shift]
+        for q in range(np.uint64(0), np.uint64(hi - lo)):
+            d[q] = s[q]
+        for h in range(h_n):                # the columns whose shifted source lies outside the row
+            row = plane[top + h * w_n:top + (h + 1) * w_n]
+            for wo in range(min(w_n, max(0, -shift))):
+                row[wo] = padw
+            for wo in range(max(0, w_n - shift), w_n):
+                row[wo] = padw
+        for q in range(top + hw, top + hw + top):
+            plane[q] = padw
+
+
 @njit(**_JIT)
 def pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf):
     """Image n of the SPEC 9 input (N, H, W, words) into its tap planes xf (words, sh, kw, L) (see the section
@@ -363,6 +394,9 @@ def sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, 
                     f = or_bit(f, v != v, 0)
         mask = _low_mask(channels - 64 * k)
         padw = mask if pad_set else _ZERO
+        if sh == 1 and sw == 1 and wo_n == w_n:
+            _dense_to_planes_same(dense, h_n, ph, pw, dw, padw, xf[k, 0])
+            continue
         for hp in range(h_n + 2 * ph):
             h = hp - ph
             inside = h >= 0 and h < h_n
@@ -421,6 +455,15 @@ def _finish_plane(count, base, o):
         o[q] = base[q] - (as_int32(count[q]) << np.int32(1))
 
 
+@njit(**_JIT)
+def _plane_general(xf, wm, co, wo_n, sh, dh, base, o, acc):
+    """:func:`xnor_plane` for any other kernel or several words, through the int32 popcount totals. A call, not
+    inlined: inlined next to the 3x3 path it made the resnet20 convs 2 to 9x slower (measured), though it never
+    ran there."""
+    _taps_general(xf, wm, co, wo_n, sh, dh, acc, acc.shape[0])
+    _finish_plane(acc, base[co], o)
+
+
 @njit(inline="always", **_JIT)
 def xnor_plane(xf, wm, co, wo_n, sh, dh, base, o, t, acc):
     """One flat output plane o = out[n, co] (Ho Wo,) from the tap planes xf (words, sh, kw, L) of image n:
@@ -436,8 +479,7 @@ def xnor_plane(xf, wm, co, wo_n, sh, dh, base, o, t, acc):
                  wm[co, :, :, 0], t, run)
         _finish_plane(t, base[co], o)
     else:
-        _taps_general(xf, wm, co, wo_n, sh, dh, acc, run)
-        _finish_plane(acc, base[co], o)
+        _plane_general(xf, wm, co, wo_n, sh, dh, base, o, acc)
 
 
 @njit(**_JIT)
@@ -451,6 +493,15 @@ def xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, start, stop):
         n = pair // co_n
         co = pair - n * co_n
         xnor_plane(xflat[n], wm, co, wo_n, sh, dh, base, out[n, co], t, acc)
+
+
+@njit(**_JIT)
+def xnor_image(xf, wm, wo_n, sh, dh, base, out_n, t, acc):
+    """Every output plane out_n (C_out, Ho Wo) of one image from its tap planes xf, see :func:`xnor_plane`. A
+    function of its own rather than a loop inside :func:`sign_conv_images`: compiled together with the packing
+    loop, the same code ran 1.5 to 2x slower (measured; LLVM optimises the plane loop differently there)."""
+    for co in range(wm.shape[0]):
+        xnor_plane(xf, wm, co, wo_n, sh, dh, base, out_n[co], t, acc)
 
 
 @njit(**_JIT)
@@ -468,8 +519,7 @@ def sign_conv_images(x, zero_neg, channels, h_n, sh, sw, ph, pw, dh, dw, pad_set
     nan = 0
     for n in range(start, stop):
         nan |= sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xf, dense)
-        for co in range(co_n):
-            xnor_plane(xf, wm, co, wo_n, sh, dh, base, out[n, co], t, acc)
+        xnor_image(xf, wm, wo_n, sh, dh, base, out[n], t, acc)
     return nan
 
 
@@ -486,18 +536,19 @@ def sign_conv_serial(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, z
 
 @njit(parallel=True, **_JIT)
 def sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, zero_neg, wm, base, chunks):
-    """:func:`sign_conv_serial` in ``chunks`` parallel parts: whole images per part when the batch has at least
+    """:func:`sign_conv_serial` on ``chunks`` threads: one image per parallel iteration when the batch has at least
     ``chunks`` images (one parallel region, no shared data), else the signs of every image packed first and the
-    (n, co) planes split."""
+    (n, co) planes split. Many small parallel iterations rather than one per thread: a thread slowed down by
+    another process then does fewer of them (measured on 2 busy cores: 1.1 to 1.3x faster at batch 16)."""
     n_b, c_n, h_n, w_n = x.shape
     co_n, kh, kw, nw = wm.shape
     out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
     x = x.reshape(n_b, c_n, h_n * w_n)     # channel planes as flat runs
     nans = 0
     if n_b >= chunks:
-        for c in prange(chunks):
+        for n in prange(n_b):
             nans += sign_conv_images(x, zero_neg, channels, h_n, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm,
-                                     base, out, c * n_b // chunks, (c + 1) * n_b // chunks)
+                                     base, out, n, n + 1)
     else:
         hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
         xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
@@ -506,9 +557,9 @@ def sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set,
             nans |= sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n],
                                     dense)
         planes = n_b * co_n
-        for c in prange(chunks):
-            xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // chunks,
-                             (c + 1) * planes // chunks)
+        parts = min(planes, 8 * chunks)
+        for c in prange(parts):
+            xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // parts, (c + 1) * planes // parts)
     return out.reshape(n_b, co_n, ho_n, wo_n), nans
 
 
@@ -528,8 +579,8 @@ def xnor_conv_serial(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad
 
 @njit(parallel=True, **_JIT)
 def xnor_conv_parallel(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base, chunks):
-    """:func:`xnor_conv_serial` with the images' tap planes and then the (n, co) output planes split into
-    ``chunks`` parallel parts."""
+    """:func:`xnor_conv_serial` on ``chunks`` threads: the images' tap planes, then the (n, co) output planes in
+    8 parts per thread (see :func:`sign_conv_parallel`)."""
     n_b, h_n, w_n, _ = x_packed.shape
     co_n, kh, kw, nw = wm.shape
     out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
@@ -538,8 +589,9 @@ def xnor_conv_parallel(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, p
     for n in prange(n_b):
         pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
     planes = n_b * co_n
-    for c in prange(chunks):
-        xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // chunks, (c + 1) * planes // chunks)
+    parts = min(planes, 8 * chunks)
+    for c in prange(parts):
+        xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // parts, (c + 1) * planes // parts)
     return out.reshape(n_b, co_n, ho_n, wo_n)
 
 

@@ -639,13 +639,16 @@ def _lane(channels: int) -> np.ndarray:
     return _LANES[next(b for b in (8, 16, 32, 64) if channels <= b or b == 64)]
 
 
-def _xnor_threads(n_b: int, c_out: int, ho: int, w: int, s: Pair, p: Pair, kh: int, kw: int, words: int) -> int:
+def _xnor_threads(n_b: int, c_out: int, ho: int, w: int, s: Pair, p: Pair, kh: int, kw: int, words: int,
+                  threads: Optional[int] = None) -> int:
     """Threads of the parallel XNOR driver, or 0 for the serial one (a parallel region costs more than small
-    convs take)."""
+    convs take). ``threads``: numba's thread count, asked for only when the conv is big enough to split."""
     planes = n_b * c_out
     work = planes * ho * (w + 2 * p[1]) // s[1] * kh * kw * words     # popcounts
-    threads = numba.get_num_threads()
-    return 0 if work < XNOR_PAR_MIN or threads == 1 or planes < 2 else min(planes, threads)
+    if work < XNOR_PAR_MIN or planes < 2:
+        return 0
+    threads = numba.get_num_threads() if threads is None else threads
+    return 0 if threads == 1 else min(planes, threads)
 
 
 def _xnor_tables(wp: np.ndarray, channels: int, lane: np.ndarray, h: int, w: int, s: Pair, p: Pair, d: Pair,
@@ -702,14 +705,16 @@ class XnorConv2d:
         self.pad_value = pad_value_of(pad_value)
         self.weight_shape = wp.shape
         self.wm, self._tsum = bp.prepare_weights(np.ascontiguousarray(wp), self.channels, _lane(self.channels))
-        self._plans: dict = {}      # (N, H, W, threads) -> (Ho, Wo, base, threads)
+        self._plans: dict = {}      # (N, H, W) -> (Ho, Wo, base, whether the conv is big enough to split)
 
     def __repr__(self) -> str:
         return (f"XnorConv2d(weights {self.weight_shape}, channels={self.channels}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, pad_value={self.pad_value})")
 
     def _plan(self, n_b: int, h: int, w: int) -> tuple[int, int, np.ndarray, int]:
-        key = (n_b, h, w, numba.get_num_threads())
+        """(Ho, Wo, base, threads of the parallel driver or 0) for an (N, ., H, W) input; only the thread count is
+        looked up per call, and only for convs big enough to split (numba.get_num_threads costs 1 us)."""
+        key = (n_b, h, w)
         plan = self._plans.get(key)
         if plan is None:
             c_out, kh, kw, words = self.weight_shape
@@ -717,11 +722,14 @@ class XnorConv2d:
             ho, wo = out_size((h, w), (kh, kw), s, p, d, "xnor_conv2d")
             base = bp.border_table(self._tsum, self.channels, kh, kw, h, w, sh, sw, ph, pw, dh, dw, ho, wo,
                                    self.pad_value == 0.0)
-            plan = (ho, wo, base, _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words))
+            # whether to split the work; the thread count itself is read per call (numba.set_num_threads)
+            plan = (ho, wo, base, _xnor_threads(n_b, c_out, ho, w, s, p, kh, kw, words, threads=2) > 0)
             if len(self._plans) > 64:
                 self._plans.clear()
             self._plans[key] = plan
-        return plan
+        ho, wo, base, split = plan
+        threads = numba.get_num_threads() if split else 1
+        return ho, wo, base, (min(n_b * self.weight_shape[0], threads) if threads > 1 else 0)
 
     def sign_conv(self, x: np.ndarray, *, zero: float = -1.0) -> np.ndarray:
         """sign(x) (sign(0) = ``zero``) packed and convolved: float x (N, C, H, W) -> (N, C_out, Ho, Wo) int32."""
