@@ -294,26 +294,44 @@ def border_table(tsum, channels, kh, kw, h_n, w_n, sh, sw, ph, pw, dh, dw, ho_n,
 
 
 @njit(inline="always", **_JIT)
-def _row_to_planes(src, mask, padw, inside, pw, sw, dw, planes, start, wo_n):
-    """One input row src (W,) (& mask), padded with pw words of padw on each side, into its row of the tap planes
-    (kw, L) (see the section comment): planes[j, start + wo] = padded[wo sw + j dw] for wo < Wo. Per
-    plane the interior is one strided copy (no per-pixel division or test); rows outside the input
-    (``inside`` false) are all padding."""
-    w_n = src.shape[0]
-    for j in range(planes.shape[0]):
-        dst = planes[j, start:start + wo_n]
-        lo, hi = wo_n, wo_n
-        if inside:                                  # 0 <= wo sw + j dw - pw < W
-            lo = min(wo_n, max(0, (pw - j * dw + sw - 1) // sw))
-            hi = max(lo, min(wo_n, (pw - j * dw + w_n + sw - 1) // sw))
-        for q in range(lo):
-            dst[q] = padw
-        s = src[lo * sw + j * dw - pw:]
-        d = dst[lo:hi]
-        for q in range(np.uint64(0), np.uint64(hi - lo)):
-            d[q] = s[q * np.uint64(sw)] & mask
-        for q in range(hi, wo_n):
-            dst[q] = padw
+def _rows_to_planes(rows, mask, padw, ph, pw, sh, sw, dw, planes, wo_n):
+    """The input image rows (H, W) (& mask), padded with ph rows / pw columns of padw, into its tap planes
+    planes (sh, kw, L) (see the section comment): planes[hp % sh, j, (hp // sh) Wo + wo] = padded[hp, wo sw + j dw]
+    for wo < Wo. Per plane and row the interior is one strided copy. Written with unsigned flat indices, bounds
+    computed once per plane and the row phase kept incrementally: slicing and integer divisions per row cost
+    more than the 8 to 32 words a row copies."""
+    h_n, w_n = rows.shape
+    kw, plane = planes.shape[1], planes.shape[2]
+    flat = planes.reshape(-1)
+    u0 = np.uint64(0)
+    usw = np.uint64(sw)
+    for j in range(kw):
+        # interior columns: 0 <= wo sw + j dw - pw < W  <=>  lo <= wo < hi
+        lo = min(wo_n, max(0, (pw - j * dw + sw - 1) // sw))
+        hi = max(lo, min(wo_n, (pw - j * dw + w_n + sw - 1) // sw))
+        first = np.uint64(max(0, lo * sw + j * dw - pw))
+        ulo, uhi, uwo = np.uint64(lo), np.uint64(hi), np.uint64(wo_n)
+        a = 0           # hp % sh, and the flat start of row hp // sh of plane (a, j)
+        row0 = np.uint64(j * plane)
+        step = np.uint64(kw * plane)
+        for hp in range(h_n + 2 * ph):
+            o = row0 + np.uint64(a) * step
+            h = hp - ph
+            if h >= 0 and h < h_n:
+                src = rows[h]
+                for q in range(u0, ulo):
+                    flat[o + q] = padw
+                for q in range(u0, uhi - ulo):
+                    flat[o + ulo + q] = src[first + q * usw] & mask
+                for q in range(uhi, uwo):
+                    flat[o + q] = padw
+            else:
+                for q in range(u0, uwo):
+                    flat[o + q] = padw
+            a += 1
+            if a == sh:
+                a = 0
+                row0 += uwo
 
 
 @njit(inline="always", **_JIT)
@@ -352,15 +370,9 @@ def pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf
     """Image n of the SPEC 9 input (N, H, W, words) into its tap planes xf (words, sh, kw, L) (see the section
     comment). Padding holds all-set bits (pad -1, ``pad_set``) or clear bits (pad 0 / +1); unused bits of the
     last word are cleared."""
-    h_n = x_packed.shape[1]
     for k in range(xf.shape[0]):
         mask = _low_mask(channels - 64 * k)
-        padw = mask if pad_set else _ZERO
-        for hp in range(h_n + 2 * ph):
-            h = hp - ph
-            inside = h >= 0 and h < h_n
-            _row_to_planes(x_packed[n, h if inside else 0, :, k], mask, padw, inside, pw, sw, dw, xf[k, hp % sh],
-                           hp // sh * wo_n, wo_n)
+        _rows_to_planes(x_packed[n, :, :, k], mask, mask if pad_set else _ZERO, ph, pw, sh, sw, dw, xf[k], wo_n)
 
 
 @njit(**_JIT)
@@ -397,12 +409,7 @@ def sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, 
         if sh == 1 and sw == 1 and wo_n == w_n:
             _dense_to_planes_same(dense, h_n, ph, pw, dw, padw, xf[k, 0])
             continue
-        for hp in range(h_n + 2 * ph):
-            h = hp - ph
-            inside = h >= 0 and h < h_n
-            r = h if inside else 0
-            _row_to_planes(dense[r * w_n:(r + 1) * w_n], mask, padw, inside, pw, sw, dw, xf[k, hp % sh],
-                           hp // sh * wo_n, wo_n)
+        _rows_to_planes(dense.reshape(h_n, w_n), mask, padw, ph, pw, sh, sw, dw, xf[k], wo_n)
     return np.int64(f != 0)
 
 
