@@ -10,8 +10,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# torch's OpenMP threads would otherwise spin after each torch step and steal the reference's core
+# (the candidates alternate in one process). Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
