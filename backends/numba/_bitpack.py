@@ -168,6 +168,7 @@ def pack_axis_range(x, zero_neg, out, start, stop):
     """Outer indices [start, stop): bit c of out[o, i] is set where x[o, c, i] < 0 (or == 0 when ``zero_neg``).
     ``out`` starts zeroed. Returns the number of NaNs seen (the caller refuses to pack NaN), counted in the same
     pass."""
+    wide_vectors()
     n_o, n_c, n_i = x.shape
     zn = _ONE if zero_neg else _ZERO
     nans = 0
@@ -265,32 +266,60 @@ def border_table(tsum, channels, kh, kw, h_n, w_n, sh, sw, ph, pw, dh, dw, ho_n,
     base holds K = C kh kw and, with zero padding (``zero_pad``), minus the correction: padded taps are packed as
     +1 (clear bits), which adds sum_c w[co, c, tap] = tsum[co, tap] for every tap of (ho, wo) in the padding;
     subtracting those again makes the result the float conv with zeros in the padding, exactly. With pad -1 /
-    +1 the padded taps are ordinary bits and base is K everywhere."""
+    +1 the padded taps are ordinary bits and base is K everywhere. The correction of (ho, wo) is the sum over the
+    kernel rows in the padding plus the sum over the kernel columns in the padding, minus the taps counted twice
+    (both: only at the corners), so the table costs one pass over the output plane per channel."""
     co_n = tsum.shape[0]
     k_bits = channels * kh * kw
+    base = np.empty((co_n, ho_n * wo_n), dtype=np.int32)
+    if not zero_pad:
+        base[:] = k_bits
+        return base
     row_out = np.zeros((ho_n, kh), dtype=np.bool_)
     col_out = np.zeros((wo_n, kw), dtype=np.bool_)
-    if zero_pad:
-        _taps_outside(row_out, sh, dh, ph, h_n)
-        _taps_outside(col_out, sw, dw, pw, w_n)
-    base = np.full((co_n, ho_n * wo_n), k_bits, dtype=np.int32)
+    _taps_outside(row_out, sh, dh, ph, h_n)
+    _taps_outside(col_out, sw, dw, pw, w_n)
+    rsum = np.zeros((co_n, ho_n), dtype=np.int32)       # taps of the kernel rows in the padding
+    csum = np.zeros((co_n, wo_n), dtype=np.int32)       # taps of the kernel columns in the padding
     for ho in range(ho_n):
-        for wo in range(wo_n):
-            border = False
-            for i in range(kh):
-                border = border or row_out[ho, i]
-            for j in range(kw):
-                border = border or col_out[wo, j]
-            if not border:
-                continue
-            for co in range(co_n):
-                corr = 0
+        for i in range(kh):
+            if row_out[ho, i]:
+                for j in range(kw):
+                    for co in range(co_n):
+                        rsum[co, ho] += tsum[co, i * kw + j]
+    for wo in range(wo_n):
+        for j in range(kw):
+            if col_out[wo, j]:
                 for i in range(kh):
-                    for j in range(kw):
-                        if row_out[ho, i] or col_out[wo, j]:
-                            corr += tsum[co, i * kw + j]
-                base[co, ho * wo_n + wo] -= corr
+                    for co in range(co_n):
+                        csum[co, wo] += tsum[co, i * kw + j]
+    uwo = np.uint64(wo_n)
+    for co in range(co_n):          # (no slices here: creating one per row costs more than the row)
+        bc, cc = base[co], csum[co]
+        for ho in range(ho_n):
+            r = k_bits - rsum[co, ho]
+            o = np.uint64(ho) * uwo
+            for wo in range(np.uint64(0), uwo):
+                bc[o + wo] = r - cc[wo]
+    for ho in range(ho_n):          # the corners: taps in both a padded row and a padded column, counted twice
+        for i in range(kh):
+            if not row_out[ho, i]:
+                continue
+            for wo in range(wo_n):
+                for j in range(kw):
+                    if col_out[wo, j]:
+                        for co in range(co_n):
+                            base[co, ho * wo_n + wo] += tsum[co, i * kw + j]
     return base
+
+
+@njit(**_JIT)
+def conv_tables(w_packed, channels, lane, h_n, w_n, sh, sw, ph, pw, dh, dw, ho_n, wo_n, zero_pad):
+    """(wm, base) of :func:`prepare_weights` and :func:`border_table` in one compiled call (the per-call paths
+    rebuild them on every call; one call instead of two saves a dispatch and the boxing of tsum)."""
+    wm, tsum = prepare_weights(w_packed, channels, lane)
+    return wm, border_table(tsum, channels, w_packed.shape[1], w_packed.shape[2], h_n, w_n, sh, sw, ph, pw, dh, dw,
+                            ho_n, wo_n, zero_pad)
 
 
 @njit(inline="always", **_JIT)
@@ -571,34 +600,51 @@ def sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set,
 
 
 @njit(**_JIT)
+def xnor_conv_images(x_packed, channels, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm, base, out, start, stop):
+    """Images [start, stop) of the XNOR conv of SPEC 9 activations (N, H, W, words) into the flat output out
+    (N, C_out, Ho Wo), each copied into this thread's tap planes and then convolved while they are in L1."""
+    co_n, kh, kw, nw = wm.shape
+    hp_n, run, plane = plane_geometry(x_packed.shape[1], kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+    xf = np.zeros((nw, sh, kw, plane), dtype=wm.dtype)
+    t = np.empty(run, dtype=wm.dtype)
+    acc = np.empty(run, dtype=np.int32)
+    for n in range(start, stop):
+        pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf)
+        xnor_image(xf, wm, wo_n, sh, dh, base, out[n], t, acc)
+
+
+@njit(**_JIT)
 def xnor_conv_serial(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base):
     """The XNOR conv of SPEC 9 activations (N, H, W, words) in one thread: (N, C_out, Ho, Wo) int32."""
-    n_b, h_n, w_n, _ = x_packed.shape
-    co_n, kh, kw, nw = wm.shape
+    n_b = x_packed.shape[0]
+    co_n = wm.shape[0]
     out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
-    hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
-    xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
-    for n in range(n_b):
-        pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
-    xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, 0, n_b * co_n)
+    xnor_conv_images(x_packed, channels, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm, base, out, 0, n_b)
     return out.reshape(n_b, co_n, ho_n, wo_n)
 
 
 @njit(parallel=True, **_JIT)
 def xnor_conv_parallel(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base, chunks):
-    """:func:`xnor_conv_serial` on ``chunks`` threads: the images' tap planes, then the (n, co) output planes in
-    8 parts per thread (see :func:`sign_conv_parallel`)."""
+    """:func:`xnor_conv_serial` on ``chunks`` threads, split like :func:`sign_conv_parallel`: one image per
+    parallel iteration, or at small batch every image's tap planes first and the (n, co) output planes in 8
+    parts per thread."""
     n_b, h_n, w_n, _ = x_packed.shape
     co_n, kh, kw, nw = wm.shape
     out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)
-    hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
-    xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
-    for n in prange(n_b):
-        pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
-    planes = n_b * co_n
-    parts = min(planes, 8 * chunks)
-    for c in prange(parts):
-        xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // parts, (c + 1) * planes // parts)
+    if n_b >= chunks:
+        for n in prange(n_b):
+            xnor_conv_images(x_packed, channels, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm, base, out, n,
+                             n + 1)
+    else:
+        hp_n, run, plane = plane_geometry(h_n, kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
+        xflat = np.zeros((n_b, nw, sh, kw, plane), dtype=wm.dtype)
+        for n in range(n_b):
+            pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xflat[n])
+        planes = n_b * co_n
+        parts = min(planes, 8 * chunks)
+        for c in prange(parts):
+            xnor_conv_planes(xflat, wm, wo_n, sh, dh, run, base, out, c * planes // parts,
+                             (c + 1) * planes // parts)
     return out.reshape(n_b, co_n, ho_n, wo_n)
 
 
