@@ -3,9 +3,10 @@ a set bit means -1, unused bits 0).
 
 For ``a, b`` in {-1, +1}^K packed as bits, a . b = K - 2 popcount(a XOR b).
 
-The binary conv works on padded "polyphase planes" of the packed input in a lane dtype just wide enough for
-C (uint8 / 16 / 32 / 64; see :func:`pad_input_image`): each output plane (n, co) is one long vectorised loop
-over extended rows that sums the tap popcounts (:func:`xnor_plane`). The inference path
+The binary conv works on "tap planes" of the padded, packed input in a lane dtype just wide enough for C
+(uint8 / 16 / 32 / 64; see the section comment above :func:`plane_geometry`): every kernel tap is one
+contiguous run in the output's flat layout, so each output plane (n, co) is one long vectorised loop that sums
+the tap popcounts (:func:`xnor_plane`). The inference path
 (:func:`sign_conv_serial` / :func:`sign_conv_parallel`) packs the float activations straight into those
 planes, image by image, and convolves each image while it is in cache. The weights in the lane dtype and the
 border table (:func:`prepare_weights`, :func:`border_table`) are computed once per layer and input size by the
@@ -208,10 +209,11 @@ def any_nan(x):
 # uint8 / 16 / 32 / 64 that holds C bits): xf (words, sh, kw, L), where plane (a, j) row r, column wo holds the
 # padded pixel (r sh + a, wo sw + j dw). Every plane row is Wo wide, so kernel tap (i, j) of output pixel
 # q = ho Wo + wo is plane ((i dh) % sh, j) at q + ((i dh) // sh) Wo: each tap is ONE contiguous run in the
-# output's own flat layout, whatever the stride or dilation. The tap loops are long (Ho Wo, rounded up to whole
-# 64-byte vectors) and write straight to the flat output plane, with no per-row loop (rows of 8 to 32 pixels are
-# too short for the vector loop) and no extra columns. A 3x3 kernel costs 3 (stride 1) or 6 (stride 2) planes
-# per word instead of 1: small copies, made once per image while the signs are packed.
+# output's own flat layout, whatever the stride or dilation. The tap loop (into a lane-dtype scratch run) and
+# the finish (into the flat output plane) are long loops over Ho Wo, rounded up to whole 64-byte vectors, with
+# no per-row loop (rows of 8 to 32 pixels are too short for the vector loop) and no extra columns. A 3x3 kernel
+# costs 3 (stride 1) or 6 (stride 2) planes per word instead of 1: small copies, made once per image while the
+# signs are packed.
 #
 # Per layer and input size, computed once by the caller and reused (:func:`prepare_weights`,
 # :func:`border_table`):
