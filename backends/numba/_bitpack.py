@@ -30,7 +30,6 @@ _JIT = dict(cache=_CACHE, error_model="numpy")
 _ONE = np.uint64(1)
 _ZERO = np.uint64(0)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-_U6 = np.uint64(6)
 _U63 = np.uint64(63)
 _U64 = np.uint64(64)
 
@@ -151,16 +150,6 @@ def _low_mask(nbits):
     return (_ONE << np.uint64(nbits)) - _ONE
 
 
-@njit(inline="always", **_JIT)
-def _append(dst, off, v, nbits):
-    """OR the low ``nbits`` bits of ``v`` (already masked) into ``dst`` at bit offset ``off``."""
-    sh = np.uint64(off) & _U63
-    wi = off >> 6
-    dst[wi] |= v << sh
-    if sh != _ZERO and sh + np.uint64(nbits) > _U64:
-        dst[wi + 1] |= v >> (_U64 - sh)
-
-
 # ------------------------------------------------------------------------------------------------------
 # pack_signs on a (outer, C, inner) view -> (outer, inner, words)
 
@@ -192,14 +181,6 @@ def pack_axis_par(x, zero_neg, out, chunks):
     for c in prange(chunks):
         nans += pack_axis_range(x, zero_neg, out, c * n_o // chunks, (c + 1) * n_o // chunks)
     return nans
-
-
-@njit(**_JIT)
-def any_nan(x):
-    for v in x.ravel():
-        if v != v:
-            return True
-    return False
 
 
 # ------------------------------------------------------------------------------------------------------
