@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_packed_conv(nb, args.threads, repeats)
     rows += bench_fda(nb, repeats)
     if not args.quick:
-        rows += bench_train_step(nb, args.batch, max(3, repeats // 5))
+        rows += bench_train_step(nb, args.batch, max(3, repeats // 2))
     report("numba backend (CPU), ratios side by side in one run", rows, args.out, threads=args.threads,
            numba=numba.__version__, warmup_s=warm, seconds=time.perf_counter() - t0,
            cpu_count=os.cpu_count(), load_avg=os.getloadavg())

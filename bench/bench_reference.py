@@ -5,18 +5,13 @@
    (float64, its default, and float32) vs the same architecture as a float model in PyTorch on the CPU
    (target: reference within 3x). Run it with OPENBLAS_NUM_THREADS=1 on a 2-core machine (see the Makefile).
 
-    python bench/bench_reference.py [--threads 2] [--batch 128] [--out bench/results/reference_cpu.json]
+    OPENBLAS_NUM_THREADS=1 python bench/bench_reference.py [--threads 2] [--batch 128] [--repeats 9]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-# torch's OpenMP threads would otherwise spin after each torch step and steal the reference's core
-# (the candidates alternate in one process). Must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,7 +30,7 @@ def bench_fda(rows: list[dict]) -> None:
                  "target": ">= 5", "ok": ratio >= 5, "seconds": t})
 
 
-def bench_step(rows: list[dict], batch: int, dtype: type) -> None:
+def bench_step(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
     import torch
 
     from fdaref.autodiff import Tensor
@@ -67,7 +62,7 @@ def bench_step(rows: list[dict], batch: int, dtype: type) -> None:
         loss.backward()
         topt.step()
 
-    t = interleaved({"reference": reference_step, "torch_float": torch_step}, repeats=5)
+    t = interleaved({"reference": reference_step, "torch_float": torch_step}, repeats=repeats)
     ratio = t["reference"] / t["torch_float"]
     rows.append({"name": f"reference binary resnet20 step ({np.dtype(dtype).name}) / torch float32 resnet20 "
                          f"step (batch {batch})",
@@ -108,8 +103,9 @@ def torch_float_resnet20():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (NumPy's BLAS uses all cores)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (NumPy's BLAS: OPENBLAS_NUM_THREADS)")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=9, help="timed steps of each (medians are compared)")
     parser.add_argument("--out", default="bench/results/reference_cpu.json")
     args = parser.parse_args()
     import torch
@@ -117,7 +113,7 @@ def main() -> None:
     rows: list[dict] = []
     bench_fda(rows)
     for dtype in (np.float64, np.float32):
-        bench_step(rows, args.batch, dtype)
+        bench_step(rows, args.batch, dtype, args.repeats)
     report("fdaref reference (NumPy) speed", rows, args.out, threads=args.threads, numpy=np.__version__,
            torch=torch.__version__)
 
