@@ -3,9 +3,13 @@
 1. fda closed form vs the literal series (Eq. 10) at n = 18 on 10^6 float64 elements (target >= 5x).
 2. One training step (forward + backward + SGD) of binary resnet20, batch 128, 1x28x28, in the reference
    (float64, its default, and float32) vs the same architecture as a float model in PyTorch on the CPU
-   (target: reference within 3x). Run it with OPENBLAS_NUM_THREADS=1 on a 2-core machine (see the Makefile).
+   (target: reference within 3x).
 
-    OPENBLAS_NUM_THREADS=1 python bench/bench_reference.py [--threads 2] [--batch 128] [--repeats 9]
+Threads: the reference is a single-threaded program (NumPy's elementwise work runs on one core, and the
+Makefile pins its BLAS to one thread), so by default torch gets one thread too and the ratio compares the
+two implementations, not their thread counts. ``--threads 2`` gives torch both cores of the 2-core box.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_reference.py [--threads 1] [--batch 128] [--repeats 9]
 """
 from __future__ import annotations
 
@@ -103,7 +107,8 @@ def torch_float_resnet20():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (NumPy's BLAS: OPENBLAS_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, as the reference; NumPy's BLAS: OPENBLAS_NUM_THREADS)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=9, help="timed steps of each (medians are compared)")
     parser.add_argument("--out", default="bench/results/reference_cpu.json")
