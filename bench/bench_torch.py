@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -213,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()}, "
                                                                  f"{args.threads} threads)",
         "torch": torch.__version__, "python": platform.python_version(),
-        "command": " ".join(["python", "bench/bench_torch.py"] + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(([f"FDAREF_TORCH_COMPILE={os.environ['FDAREF_TORCH_COMPILE']}"]
+                             if "FDAREF_TORCH_COMPILE" in os.environ else [])
+                            + ["python", "bench/bench_torch.py"] + (argv if argv is not None else sys.argv[1:])),
     }
     # (b) runs before (a): torch.compile in (a) leaves inductor's compile workers behind, and on a small CPU
     # they slow the op-heavy FDA step far more than the float one (2 threads, 2 cores: fda 22 vs 54 images/s
