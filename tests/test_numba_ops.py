@@ -251,3 +251,36 @@ def test_noise_forward_at_zero_is_finite(dt):
                                                           np.full((1, 12), 0.5, dt))):
         np.testing.assert_array_equal(NB.noise_forward(tt, a1, a2, layout=layout, eta_kind="sin", a=0.1),
                                       REF.noise_forward(tt, a1, a2, layout=layout, eta_kind="sin", a=0.1))
+
+
+def test_conv_batch_chunks_cover_the_batch_evenly_per_thread(monkeypatch):
+    from fdaref.backends.numba import ops
+    monkeypatch.setattr(ops.numba, "get_num_threads", lambda: 2)
+    for n_b, per_image in ((1, 10), (5, 10), (37, 1 << 20), (128, 3 << 20)):
+        chunks = ops._conv_chunks(n_b, per_image)
+        assert chunks[0][0] == 0 and chunks[-1][1] == n_b
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))      # contiguous, no gap or overlap
+        sizes = [n1 - n0 for n0, n1 in chunks]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1            # even split
+        assert len(chunks) == n_b or len(chunks) % 2 == 0                  # whole rounds of both threads
+        assert max(sizes) * per_image <= max(ops.CONV_CHUNK_BYTES, per_image)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_on_threads_equals_reference(threads):
+    import numba
+    rng = np.random.default_rng(7)
+    x, w = rng.normal(size=(9, 5, 11, 11)), rng.normal(size=(6, 5, 3, 3))
+    kw = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=-1.0)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        y = NB.conv2d_forward(x, w, None, **kw)
+        g = rng.normal(size=y.shape)
+        dx, dw, _ = NB.conv2d_backward(g, x, w, has_bias=False, **kw)
+    finally:
+        numba.set_num_threads(before)
+    rx, rw, _ = REF.conv2d_backward(g, x, w, has_bias=False, **kw)
+    np.testing.assert_allclose(y, REF.conv2d_forward(x, w, None, **kw), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, rx, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dw, rw, rtol=0, atol=1e-11)

@@ -82,7 +82,8 @@ def _conv_chunks(n_b: int, bytes_per_image: int) -> list[tuple[int, int]]:
     """Batch chunks of near-equal size for the conv: each chunk's im2col fits CONV_CHUNK_BYTES, and their
     number is a multiple of the thread count (when the batch allows), so every thread gets the same work."""
     threads = numba.get_num_threads()
-    count = -(-n_b * bytes_per_image // CONV_CHUNK_BYTES)
+    per_chunk = max(1, CONV_CHUNK_BYTES // max(1, bytes_per_image))   # images whose columns fit
+    count = -(-n_b // per_chunk)
     count = min(n_b, -(-count // threads) * threads)
     return [(n_b * i // count, n_b * (i + 1) // count) for i in range(count)]
 
