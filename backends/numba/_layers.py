@@ -126,24 +126,28 @@ def add_bias_ncp(out, b):
 # ------------------------------------------------------------------------------------------------------
 # batch norm on (N, C, S); statistics accumulate in float64.
 
+# The channel sums keep one float64 partial sum per position s (summed at the end): without fastmath LLVM
+# may not reorder a scalar accumulation, so a single accumulator runs one add per 4 cycles; lane-wise
+# updates vectorise (3-4x faster here).
+
 @njit(parallel=True, **_JIT)
 def bn_stats(x, mean, var):
     """Per-channel mean and biased variance (two passes, float64 accumulators)."""
     n_b, c_n, s_n = x.shape
     m = n_b * s_n
     for c in prange(c_n):
-        acc = 0.0
+        lanes = np.zeros(s_n)
         for n in range(n_b):
             for s in range(s_n):
-                acc += x[n, c, s]
-        mu = acc / m
-        acc2 = 0.0
+                lanes[s] += x[n, c, s]
+        mu = lanes.sum() / m
+        lanes[:] = 0.0
         for n in range(n_b):
             for s in range(s_n):
                 d = x[n, c, s] - mu
-                acc2 += d * d
+                lanes[s] += d * d
         mean[c] = mu
-        var[c] = acc2 / m
+        var[c] = lanes.sum() / m
 
 
 @njit(parallel=True, **_JIT)
@@ -161,19 +165,19 @@ def bn_apply(x, mean, invstd, gamma, beta, y):
 
 @njit(parallel=True, **_JIT)
 def bn_grad_sums(g, x, mean, invstd, sum_g, sum_gx):
-    """sum_g[c] = sum g, sum_gx[c] = sum g * xhat (float64)."""
+    """sum_g[c] = sum g, sum_gx[c] = sum g * xhat (float64, lane-wise partial sums as in :func:`bn_stats`)."""
     n_b, c_n, s_n = x.shape
     for c in prange(c_n):
-        a = 0.0
-        b = 0.0
+        lanes_g = np.zeros(s_n)
+        lanes_gx = np.zeros(s_n)
         mu = mean[c]
         for n in range(n_b):
             for s in range(s_n):
-                gv = g[n, c, s]
-                a += gv
-                b += gv * (x[n, c, s] - mu)
-        sum_g[c] = a
-        sum_gx[c] = b * invstd[c]
+                gv = np.float64(g[n, c, s])
+                lanes_g[s] += gv
+                lanes_gx[s] += gv * (x[n, c, s] - mu)
+        sum_g[c] = lanes_g.sum()
+        sum_gx[c] = lanes_gx.sum() * invstd[c]
 
 
 @njit(parallel=True, **_JIT)
