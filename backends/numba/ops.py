@@ -6,10 +6,12 @@ What runs where:
   :mod:`._elementwise`), the noise module and the quantizer (forward: sign + alpha (fc + eta) in one pass;
   backward: g est' + alpha (dT + g eta') in one pass; on activations straight from NCHW, :mod:`._noise_act`),
   conv im2col / col2im, batch norm, PReLU, max / average pooling, bit packing and the XNOR-popcount conv2d /
-  linear (:mod:`._bitpack`), plus the inference fast path :meth:`NumbaBackend.sign_xnor_conv2d`.
+  linear (:mod:`._bitpack`), plus the inference fast paths :meth:`NumbaBackend.sign_xnor_conv2d` and
+  :meth:`NumbaBackend.prepare_xnor_conv2d` (weights prepared once per layer).
 - BLAS through numpy (``@``): the GEMMs of conv, linear and the noise module on weights. Loading this backend
   makes numpy's OpenBLAS single-threaded (see :func:`_configure_blas`) and sets OMP_WAIT_POLICY=PASSIVE unless
-  the user set it (see ``__init__``).
+  the user set it (see ``__init__``). The conv still uses every core: its batch chunks (im2col, GEMM,
+  col2im) run side by side on Python threads (:func:`_map_chunks`).
 - Plain numpy written here: cross entropy (float64 inside, with fdaref's log softmax and targets), linear.
 - fdaref's own functions: the host-array plumbing, relu, weight_scale, and every argument check (so the errors are the
   reference's); a surrogate registered by a third party (any estimator that is not one of fdaref's built-ins)
