@@ -189,14 +189,14 @@ def _fda_block(x: np.ndarray, n: int, omega: float) -> np.ndarray:
         near = np.abs(mr) < 1e-3
         if near.any():
             r_near = r[near].astype(np.float64)
-            ratio[near] = 4.0 * omega / np.pi * (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r_near ** 2)
+            ratio[near] = fda_peak(n, omega) * (1.0 - (m * m - 1.0) / 6.0 * r_near ** 2)
         if odd is not None:
             np.negative(ratio, out=ratio, where=odd)  # (-1)^k
     return ratio
 
 
 def fda_peak(n: int, omega: float) -> float:
-    """The largest value of |Eq. 10|, (4 omega / pi)(n+1), used to scale tolerances (SPEC 9)."""
+    """The largest value of |Eq. 10|, (4 omega / pi)(n+1) (its value at x = 0), used to scale tolerances (SPEC 9)."""
     return 4.0 * omega / np.pi * (n + 1)
 
 
