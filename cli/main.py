@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from fdaref import __version__
+from fdaref.errors import InputError
+
+EXIT_BAD_INPUT = 2
 
 # Order is the order of ``fdaref --help``. A module that is not there yet is skipped.
 COMMANDS = ("train", "evaluate", "demo", "ablation", "plot", "conform", "vectors", "export", "info")
@@ -15,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fdaref",
         description="Golden reference for binary neural networks trained with FDA (Xu et al., NeurIPS 2021): "
                     "train, evaluate, check a backend's conformance, export golden vectors and packed models.")
+    parser.add_argument("--version", action="version", version=f"fdaref {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of its one-line message")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -35,6 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (InputError, OSError) as exc:
+        # Bad input (or a file the OS refused): one line naming it, exit 2; --debug shows where it came from.
+        if args.debug:
+            traceback.print_exc()
+        print(f"fdaref {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

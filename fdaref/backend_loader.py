@@ -2,6 +2,8 @@
 or a third party's object given as ``package.module:object``. fdaref never imports a backend by name."""
 from __future__ import annotations
 
+from .errors import InputError
+
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -11,7 +13,7 @@ from .optable import missing_ops
 ENTRY_POINT_GROUP = "fdaref.backends"
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(InputError, RuntimeError):
     """The backend exists but cannot run here (no GPU, a missing package); the message says why."""
 
 

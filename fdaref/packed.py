@@ -23,6 +23,8 @@ float-simulated one under every sign convention of SPEC 1 (zero = -1, 0, +1).
 """
 from __future__ import annotations
 
+from .errors import InputError
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ PREFERRED_BACKENDS: tuple[str, ...] = ("numba",)   # tried in order; the referen
 _NOT_EXPORTED = ("w_noise1", "w_noise2", "a_noise1", "a_noise2")
 
 
-class PackedModelError(RuntimeError):
+class PackedModelError(InputError, RuntimeError):
     """A packed model file is missing, unreadable or not written by :func:`export_packed`."""
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import InputError
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 def how_to_get(dataset: str) -> str:
@@ -21,7 +23,7 @@ def how_to_get(dataset: str) -> str:
     return "pass --data-dir DIR; fdaref never downloads data"
 
 
-class DataError(RuntimeError):
+class DataError(InputError, RuntimeError):
     """A data file is missing or corrupt. The message names the path and how to get the data."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str, hint: str = "") -> None:

@@ -8,6 +8,8 @@ new checkpoint, never half of one.
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 import io
 import json
 import os
@@ -21,7 +23,7 @@ from ..archive import META, read_archive, write_archive
 FORMAT = "fdaref-checkpoint-1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint is missing, unreadable or not a fdaref checkpoint; the message names the path."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from ..autodiff import Tensor
+from ..errors import InputError
 
 from ..functions import cross_entropy
 from ..data import BatchLoader, load_splits
@@ -45,7 +46,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class ResumeError(RuntimeError):
+class ResumeError(InputError, RuntimeError):
     """--resume cannot continue (no checkpoint, or a config that contradicts it)."""
 
 
