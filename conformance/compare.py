@@ -60,6 +60,14 @@ def expected_dtype_ok(got: np.ndarray, expected: str) -> bool:
     return np.dtype(got.dtype) == np.dtype(expected)
 
 
+def tolerance_floor(dtype: Any, magnitude: np.ndarray) -> float:
+    """SPEC 9's floor: the dtype's smallest normal times the op's magnitude (its largest over the output, at
+    least 1). A correct result may underflow there: e.g. a float32 product of subnormal inputs is 0."""
+    finite = magnitude[np.isfinite(magnitude)] if magnitude.size else magnitude
+    scale = max(1.0, float(np.max(finite))) if finite.size else 1.0
+    return float(np.finfo(dtype).tiny) * scale
+
+
 def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expected_dtype: Optional[str]
                    ) -> OutputDiff:
     """Compare ``got`` (a host numpy array or None) with ``ref`` (float64 / integer reference)."""
@@ -104,6 +112,7 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
             mag = np.broadcast_to(np.asarray(magnitude, np.float64), diff.shape)
             with np.errstate(invalid="ignore", over="ignore"):
                 allowed = tol.atol * mag + tol.rtol * np.where(np.isfinite(r64), np.abs(r64), 0.0)
+                allowed = np.maximum(allowed, tolerance_floor(got.dtype, mag))
         bad = diff > allowed
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(np.abs(r64) > 0, diff / np.abs(r64), np.where(diff > 0, np.inf, 0.0))

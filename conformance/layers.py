@@ -59,52 +59,90 @@ def __getattr__(name: str) -> Any:  # lazy: the engine is imported only when use
     raise AttributeError(name)
 
 
-class _SignSync:
-    """Records the backend's pre-sign activations; makes the reference follow them inside the band."""
+class _KinkSync:
+    """Records the backend's inputs to every kink (the sign of the binary layers, PReLU and ReLU at 0, the
+    max-pool argmax) and makes the reference follow them where a rounding-level difference crossed it.
+
+    A crossing counts (``flips[kind]``) when the two sides decide differently and the reference value lies
+    within the band (``SIGN_BAND`` times the tensor's magnitude) of the kink: of 0 for sign / PReLU / ReLU,
+    of the backend's value for a max-pool tie. The reference then takes the backend's value at exactly those
+    elements. A different decision outside the band is a failure (``bad``).
+    """
+
+    KINDS = ("sign", "prelu", "relu", "max_pool")
 
     def __init__(self, dtype: str, zero: float):
         self.dtype, self.zero = dtype, zero
-        self.recorded: dict[int, list[np.ndarray]] = {}
-        self.flips = 0
+        self.recorded: dict[tuple[str, int], list[np.ndarray]] = {}
+        self.flips = {kind: 0 for kind in self.KINDS}
         self.bad: list[str] = []
 
+    @property
+    def sign_flips(self) -> int:
+        return self.flips["sign"]
+
     def attach(self, model: Any, side: str) -> None:
-        ad, F, nn = _engine()
+        _, _, nn = _engine()
         for i, layer in enumerate(nn.binary_layers(model)):
-            original = layer.binary_inputs
+            self._hook(layer, "binary_inputs", ("sign", i), side)
+        kinds = (("prelu", nn.PReLU), ("relu", nn.ReLU), ("max_pool", nn.MaxPool2d))
+        counters = {kind: 0 for kind, _ in kinds}
+        for m in model.modules():
+            for kind, cls in kinds:
+                if type(m) is cls:  # AvgPool2d derives from MaxPool2d and has no kink
+                    self._hook(m, "forward", (kind, counters[kind]), side)
+                    counters[kind] += 1
 
-            def hooked(x, _i=i, _orig=original, _layer=layer):
-                if side == "backend":
-                    self.recorded.setdefault(_i, []).append(np.asarray(x.numpy(), np.float64))
-                    return _orig(x)
-                return _orig(self._follow(x, _i))
-            layer.binary_inputs = hooked
+    def _hook(self, module: Any, method: str, key: tuple[str, int], side: str) -> None:
+        original = getattr(module, method)
 
-    def _sign(self, a: np.ndarray) -> np.ndarray:
-        return np.where(a > 0, 1.0, np.where(a < 0, -1.0, self.zero))
+        def hooked(x, _orig=original, _key=key, _module=module):
+            if side == "backend":
+                self.recorded.setdefault(_key, []).append(np.asarray(x.numpy(), np.float64))
+                return _orig(x)
+            return _orig(self._follow(x, _key, _module))
+        setattr(module, method, hooked)
 
-    def _follow(self, x: Any, i: int) -> Any:
+    def _decisions(self, kind: str, a: np.ndarray, module: Any) -> np.ndarray:
+        if kind == "sign":
+            return np.where(a > 0, 1.0, np.where(a < 0, -1.0, self.zero))
+        if kind in ("prelu", "relu"):
+            return a > 0
+        from fdaref.reference import REFERENCE  # which element each window picks (first maximal one)
+        return REFERENCE.max_pool2d_backward(np.ones(REFERENCE.max_pool2d_forward(
+            a, kernel=module.kernel, stride=module.stride, padding=module.padding).shape), a,
+            kernel=module.kernel, stride=module.stride, padding=module.padding)
+
+    def _follow(self, x: Any, key: tuple[str, int], module: Any) -> Any:
         _, F, _ = _engine()
-        queue = self.recorded.get(i) or []
+        kind, index = key
+        queue = self.recorded.get(key) or []
         if not queue:
             return x
         xb = queue.pop(0)
         xr = np.asarray(x.numpy(), np.float64)
         if xb.shape != xr.shape:
-            self.bad.append(f"binary layer {i}: activation shape {xb.shape} vs {xr.shape}")
+            self.bad.append(f"{kind} {index}: input shape {xb.shape} vs {xr.shape}")
             return x
         band = SIGN_BAND[self.dtype] * max(1.0, float(np.max(np.abs(xr))) if xr.size else 1.0)
-        differ = self._sign(xb) != self._sign(xr)
-        near = np.abs(xr) <= band
-        if np.any(differ & ~near):
-            idx = tuple(int(v) for v in np.argwhere(differ & ~near)[0])
-            self.bad.append(f"binary layer {i}: sign of the activation differs at {idx}: backend {xb[idx]!r}, "
-                            f"reference {xr[idx]!r} (outside the band {band:.3g})")
-        flips = differ & near
-        if not np.any(flips):
+        near = (np.abs(xb - xr) if kind == "max_pool" else np.abs(xr)) <= band
+        decided = self._decisions(kind, xb, module)
+        crossed = np.zeros(xr.shape, dtype=bool)
+        for _ in range(8):  # a max-pool window with 3+ near-tied elements may need a second pass
+            differ = decided != self._decisions(kind, np.where(crossed, xb, xr), module)
+            if np.any(differ & ~near):
+                idx = tuple(int(v) for v in np.argwhere(differ & ~near)[0])
+                self.bad.append(f"{'binary layer' if kind == 'sign' else kind} {index}: the {kind} decision "
+                                f"differs at {idx}: backend input {xb[idx]!r}, reference {xr[idx]!r} (outside the "
+                                f"band {band:.3g})")
+                break
+            if not np.any(differ & ~crossed):
+                break
+            crossed |= differ
+        if not np.any(crossed):
             return x
-        self.flips += int(flips.sum())
-        delta = np.where(flips, xb - xr, 0.0)
+        self.flips[kind] += int(crossed.sum())
+        delta = np.where(crossed, xb - xr, 0.0)
         return x + F.constant(x.ops.from_numpy(delta.astype(x.numpy().dtype), x.device), x)
 
 
@@ -157,7 +195,7 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
         probe = make(np.float64)  # a throwaway copy: running statistics of mr stay untouched
         out_shape = probe(_engine()[0].Tensor.from_numpy(x.astype(np.float64), REFERENCE)).shape
         r = rng.standard_normal(out_shape)
-        sync = _SignSync(dtype, zero)
+        sync = _KinkSync(dtype, zero)
         sync.attach(mb, "backend")
         sync.attach(mr, "reference")
         yb, gxb = _forward_backward(mb, x, r, backend, device)
@@ -204,9 +242,10 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
     return ""
 
 
-def _finish(res: CaseResult, diffs: list[OutputDiff], sync: _SignSync, t0: float) -> None:
+def _finish(res: CaseResult, diffs: list[OutputDiff], sync: _KinkSync, t0: float) -> None:
     res.diffs = [d.to_dict() for d in diffs]
-    res.sign_flips, res.sign_band = sync.flips, SIGN_BAND[res.dtype]
+    res.sign_flips, res.sign_band = sync.sign_flips, SIGN_BAND[res.dtype]
+    res.kink_crossings = {kind: n for kind, n in sync.flips.items() if kind != "sign" and n}
     bad = [d for d in diffs if not d.ok]
     if bad or sync.bad:
         res.outcome = FAIL
@@ -231,7 +270,7 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
         return nn.tiny(in_channels=1, num_classes=5, options=options, seed=seed, dtype=dt, width=4)
 
     diffs: list[OutputDiff] = []
-    sync = _SignSync(dtype, options.zero)
+    sync = _KinkSync(dtype, options.zero)
     try:
         mb, mr = _pair_models(make, backend, device, dtype)
         sync.attach(mb, "backend")

@@ -35,6 +35,8 @@ class CaseResult:
     gradient: dict[str, Any] = field(default_factory=dict)
     sign_flips: int = 0
     sign_band: Optional[float] = None
+    kink_crossings: dict[str, int] = field(default_factory=dict)  # PReLU / ReLU at 0, max-pool ties (layers)
+    margin: Optional[float] = None  # worst |error| / allowed over the case's outputs (< 1 passes)
     reproduction: str = ""
     traceback: str = ""
     seconds: float = 0.0
@@ -64,6 +66,8 @@ class CaseResult:
             lines += ["  " + line for line in self.message.splitlines()]
         if self.sign_band is not None:
             lines.append(f"  sign flips within |ref| <= {self.sign_band:.3g} of 0: {self.sign_flips} (tolerated, reported)")
+        if self.kink_crossings:
+            lines.append(f"  kinks crossed within the same band: {self.kink_crossings} (tolerated, reported)")
         if self.traceback:
             lines.append("  traceback:")
             lines += ["    " + line for line in self.traceback.rstrip().splitlines()]
@@ -119,7 +123,9 @@ class SuiteReport:
         parts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in (PASS, FAIL, ERROR, NOT_PROVIDED, REFUSED, DECLINED)
                           if c.get(k))
         flips = sum(r.sign_flips for r in self.results)
-        extra = f"; {flips} sign flips near 0 tolerated" if flips else ""
+        kinks = sum(sum(r.kink_crossings.values()) for r in self.results)
+        extra = (f"; {flips} sign flips near 0 tolerated" if flips else "") + (
+            f"; {kinks} kink crossings (PReLU / ReLU / max pool) tolerated" if kinks else "")
         return (f"{self.backend} {self.backend_version} on {self.device} in {self.dtype} "
                 f"(profile {self.profile}{', preset ' + self.preset if self.preset else ''}): "
                 f"{parts} in {self.seconds:.1f} s{extra}")
@@ -145,7 +151,8 @@ class SuiteReport:
             "profile": self.profile, "preset": self.preset,
             "started": self.started, "seconds": self.seconds,
             "summary": {"ok": self.ok(), "counts": self.counts,
-                        "sign_flips": sum(r.sign_flips for r in self.results)},
+                        "sign_flips": sum(r.sign_flips for r in self.results),
+                        "kink_crossings": sum(sum(r.kink_crossings.values()) for r in self.results)},
             "ops": self.op_status(),
             "tolerances": policy_table(),
             "cases": [r.to_dict() for r in self.results],

@@ -218,7 +218,7 @@ def pool_geometry(draw: Draw) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # One composite strategy per op. Each takes (dtype, options) and returns a strategy of Case.
 
-def _sign(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def sign_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         shape = general_shape(draw)
@@ -228,7 +228,7 @@ def _sign(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _surrogate(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def surrogate_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         est, params = opts.estimator(draw)
@@ -264,7 +264,7 @@ def noise_inputs(draw: Draw, dtype: str, opts: OptionSpace, with_g: bool) -> tup
     return arrays, kwargs
 
 
-def _noise_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def noise_forward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         arr, kw = noise_inputs(draw, dtype, opts, False)
@@ -272,7 +272,7 @@ def _noise_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _noise_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def noise_backward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         arr, kw = noise_inputs(draw, dtype, opts, True)
@@ -280,7 +280,7 @@ def _noise_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def quantize_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -304,7 +304,7 @@ def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[
     return strategy
 
 
-def _weight_scale(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def weight_scale_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         if draw(st.booleans()):
@@ -334,13 +334,13 @@ def conv_case(draw: Draw, dtype: str, opts: OptionSpace, backward: bool) -> Case
     return Case("conv2d_forward", (("x", x), ("w", w), ("b", b)), kw)
 
 
-def _conv(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def conv_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         return st.composite(lambda draw: conv_case(draw, dtype, opts, backward))()
     return strategy
 
 
-def _linear(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def linear_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -374,7 +374,7 @@ def bn_inputs(draw: Draw, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, 
     return arrays, kw
 
 
-def _batch_norm_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def batch_norm_forward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         a, kw = bn_inputs(draw, dtype)
@@ -395,7 +395,7 @@ def bn_statistics(x: np.ndarray, rm: np.ndarray, rv: np.ndarray, training: bool,
     return mean.astype(dtype), (1.0 / np.sqrt(var + eps)).astype(dtype)
 
 
-def _batch_norm_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def batch_norm_backward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         a, kw = bn_inputs(draw, dtype)
@@ -412,7 +412,7 @@ def image_or_matrix(draw: Draw) -> tuple[int, ...]:
     return (dim(draw, 1, 5), channels(draw))
 
 
-def _relu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def relu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -425,7 +425,7 @@ def _relu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case
     return strategy
 
 
-def _prelu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def prelu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -440,7 +440,7 @@ def _prelu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Cas
     return strategy
 
 
-def _pool(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     op = f"{kind}_pool2d_{'backward' if backward else 'forward'}"
 
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
@@ -461,7 +461,7 @@ def _pool(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchSt
     return strategy
 
 
-def _cross_entropy(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def cross_entropy_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     op = "cross_entropy_backward" if backward else "cross_entropy_forward"
 
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
@@ -479,7 +479,7 @@ def _cross_entropy(backward: bool) -> Callable[[str, OptionSpace], st.SearchStra
     return strategy
 
 
-def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def pack_signs_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         rank = draw(st.integers(1, 4))
@@ -491,7 +491,7 @@ def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _xnor_conv2d(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         geo = conv_geometry(draw)
@@ -506,7 +506,7 @@ def _xnor_conv2d(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _xnor_linear(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def xnor_linear_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         b, f, out = dim(draw, 1, 5), channels(draw, wide=True), dim(draw, 1, 6)
@@ -515,38 +515,3 @@ def _xnor_linear(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         return Case("xnor_linear", (("x_packed", pack_signs_independent(x, axis=1)),
                                     ("w_packed", pack_signs_independent(w, axis=1))), {"features": f})
     return build()
-
-
-STRATEGIES: dict[str, Callable[[str, OptionSpace], st.SearchStrategy[Case]]] = {
-    "sign": _sign,
-    "surrogate": _surrogate,
-    "noise_forward": _noise_forward,
-    "noise_backward": _noise_backward,
-    "quantize_forward": _quantize(False),
-    "quantize_backward": _quantize(True),
-    "weight_scale": _weight_scale,
-    "conv2d_forward": _conv(False),
-    "conv2d_backward": _conv(True),
-    "linear_forward": _linear(False),
-    "linear_backward": _linear(True),
-    "batch_norm_forward": _batch_norm_forward,
-    "batch_norm_backward": _batch_norm_backward,
-    "relu_forward": _relu(False),
-    "relu_backward": _relu(True),
-    "prelu_forward": _prelu(False),
-    "prelu_backward": _prelu(True),
-    "max_pool2d_forward": _pool("max", False),
-    "max_pool2d_backward": _pool("max", True),
-    "avg_pool2d_forward": _pool("avg", False),
-    "avg_pool2d_backward": _pool("avg", True),
-    "cross_entropy_forward": _cross_entropy(False),
-    "cross_entropy_backward": _cross_entropy(True),
-    "pack_signs": _pack_signs,
-    "xnor_conv2d": _xnor_conv2d,
-    "xnor_linear": _xnor_linear,
-}
-
-
-def strategy_for(op: str, dtype: str, options: OptionSpace = ALL_OPTIONS) -> st.SearchStrategy[Case]:
-    """The strategy of valid cases of ``op`` in ``dtype``."""
-    return STRATEGIES[op](dtype, options)
