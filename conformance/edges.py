@@ -12,7 +12,8 @@ import numpy as np
 
 from .bits import pack_signs_independent
 from .case import Case
-from .strategies import OptionSpace, bn_statistics, neighbours
+from .probes import fda_argument_limit, surrogate_probes
+from .strategies import OptionSpace, bn_statistics
 
 Builder = Callable[[str, OptionSpace], list[Case]]
 
@@ -33,25 +34,24 @@ def sign_edges(dtype: str, o: OptionSpace) -> list[Case]:
 
 
 def surrogate_edges(dtype: str, o: OptionSpace) -> list[Case]:
+    """Every estimator on its probes (probes.py); fda for a few (n, omega, clip) with the k pi ladder at
+    small k and at k up to the argument limit."""
     cases = []
     for est in o.values("estimators"):
         if est in ("fda", "fda_series"):
             for n in sorted({o.n_range[0], o.n_range[1], 0}):
                 for omega in o.omegas[:2]:
                     for clip in o.clips[:3]:
-                        pts = [0.0, -0.0]
-                        for k in range(-12, 13):
-                            pts += neighbours(k * math.pi / omega, dtype)
-                        if clip is not None:
-                            pts += neighbours(clip, dtype) + neighbours(-clip, dtype)
-                        cases.append(Case("surrogate", (("x", _arr(pts, dtype)),),
-                                          {"estimator": est, "params": {"n": n, "omega": omega, "clip": clip}},
-                                          f"fda at omega*x = k*pi +- 1 ulp and |x| == clip (n={n}, omega={omega}, clip={clip})"))
+                        params = {"n": n, "omega": omega, "clip": clip}
+                        pts = surrogate_probes(est, params, dtype, _rng(n * 7 + len(cases)), far_ks=6)
+                        cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
+                                          f"{est} at every distance from k*pi (k up to {int(fda_argument_limit(dtype, n) / math.pi)}), "
+                                          f"subnormals and |x| == clip (n={n}, omega={omega}, clip={clip})"))
         else:
-            pts = [0.0, -0.0, 0.5, -0.5, 3.0, -3.0, 40.0, -40.0] + neighbours(1.0, dtype) + neighbours(-1.0, dtype)
             params = o.first_params(est)
+            pts = surrogate_probes(est, params, dtype, _rng(0))
             cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
-                              f"{est} at 0, |x| == 1 +- 1 ulp and far out"))
+                              f"{est} at 0, subnormals, |x| == 1 +- 1..3 ulps and far out"))
     return cases
 
 

@@ -20,6 +20,7 @@ from fdaref.noise import noise_width
 
 from .bits import pack_signs_independent
 from .case import Case
+from .probes import fda_scale_choices, surrogate_probes, tiny_values
 
 Draw = Callable[[st.SearchStrategy], Any]
 
@@ -164,24 +165,17 @@ def general_shape(draw: Draw, max_rank: int = 4) -> tuple[int, ...]:
     return tuple(dim(draw, 1, 6) for _ in range(rank))
 
 
-def surrogate_specials(estimator: str, params: dict, dtype: str) -> list[float]:
-    """Zeros, the clip / |x| = 1 boundaries and their ulp neighbours, and for fda the points
-    omega x = k pi (where the closed form is 0/0) and their neighbours."""
-    out = [0.0, -0.0]
-    bound = params.get("clip") if estimator in ("fda", "fda_series") else 1.0
-    if estimator in ("clipped_ste", "approx_sign") or (estimator in ("fda", "fda_series") and bound is not None):
-        for b in (bound, -bound):
-            out += neighbours(b, dtype)
-    if estimator in ("fda", "fda_series"):
-        omega = params["omega"]
-        for k in range(-3, 4):
-            out += neighbours(k * math.pi / omega, dtype)
-    return out
+def surrogate_specials(draw: Draw, estimator: str, params: dict, dtype: str) -> list[float]:
+    """Probe values for this draw (probes.py): subnormals, zeros, the clip / |x| = 1 boundaries and their ulp
+    neighbours, and for fda points at every distance from k pi for small and (drawn) large k."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return surrogate_probes(estimator, params, dtype, rng)
 
 
-def surrogate_scale(estimator: str, params: dict) -> float:
+def surrogate_scale(draw: Draw, estimator: str, params: dict, dtype: str) -> float:
+    """Half-width of the uniform values: for fda near the origin or over the whole domain (probes.py)."""
     if estimator in ("fda", "fda_series"):
-        return 3.0 * math.pi / params["omega"] if params.get("clip") is None else 1.5 * params["clip"]
+        return draw(st.sampled_from(fda_scale_choices(params, dtype)))
     return 1.5
 
 
@@ -232,8 +226,8 @@ def surrogate_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         est, params = opts.estimator(draw)
-        x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(est, params),
-                 specials=surrogate_specials(est, params, dtype), max_specials=10)
+        x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(draw, est, params, dtype),
+                 specials=surrogate_specials(draw, est, params, dtype), max_specials=24)
         return Case("surrogate", (("x", x),), {"estimator": est, "params": params})
     return build()
 
@@ -287,7 +281,7 @@ def quantize_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStra
             arr, kw = noise_inputs(draw, dtype, opts, backward)
             est, params = opts.estimator(draw)
             t = arr["t"]
-            specials = surrogate_specials(est, params, dtype) if backward else [0.0, -0.0]
+            specials = surrogate_specials(draw, est, params, dtype) if backward else tiny_values(dtype)
             for _ in range(draw(st.integers(0, min(4, t.size)))):
                 t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from(specials))
             has_module = opts.noise and draw(st.booleans())

@@ -122,11 +122,12 @@ def _fda(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
 
 
 def _fda_series(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
-    t = x * omega
-    total = torch.zeros_like(x)
+    t = x.to(torch.float64) * omega  # in float64: t rounded to float32 loses the phase at large |x|
+    total = torch.zeros_like(t)
     for i in range(n + 1):
         total.add_(torch.cos(t * (2 * i + 1)))
     total.mul_(4.0 * omega / math.pi)
+    total = total.to(x.dtype)
     if clip is not None:
         total.masked_fill_(x.abs() > clip, 0.0)
     return total
