@@ -30,6 +30,7 @@ class OutputDiff:
     tolerance: dict[str, Any] = field(default_factory=dict)
     sign_flips: int = 0
     sign_band: Optional[float] = None
+    margin: Optional[float] = None   # max |got - ref| / allowed over the elements (0 when exact and equal)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +121,9 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
     out = OutputDiff(name, not bool(bad.any()), shape=ref.shape, n_bad=int(bad.sum()), n_total=int(bad.size),
                      worst_abs=float(diff.flat[ia]), worst_abs_index=_index(ia, ref.shape),
                      worst_rel=float(rel.flat[ir]), worst_rel_index=_index(ir, ref.shape), tolerance=tol_d)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / np.maximum(allowed, 1e-300))
+    out.margin = float(np.max(ratio)) if ratio.size else 0.0
     if bad.any():
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             excess = np.where(bad, diff / np.maximum(allowed, 1e-300), -1.0)

@@ -331,7 +331,7 @@ def _supported_options(backend: Any, preset: Optional[str], default: Any, get_pr
 
 
 def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset: Optional[str] = None,
-                 spec: Optional[str] = None, conv_class: Any = None) -> list[CaseResult]:
+                 spec: Optional[str] = None, conv_class: Any = None, control: Any = None) -> list[CaseResult]:
     """The layer-level and end-to-end checks (skipped as "not provided" when the backend lacks an op)."""
     missing = [op for op in NEEDED + ("linear_forward", "linear_backward", "cross_entropy_forward",
                                       "cross_entropy_backward", "max_pool2d_forward", "max_pool2d_backward",
@@ -360,11 +360,29 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
     def block(dt):
         return nn.BasicBlock(4, 6, 2, binary=True, options=options, rng=np.random.default_rng(4), dtype=dt)
 
-    out = [check_module("binary_conv2d: BinaryConv2d(5 -> 6, 3x3, pad 1, bias) with noise modules",
-                        conv_layer(nn.BinaryConv2d), (2, 5, 5, 6), backend, device, dtype, options.zero,
-                        backend_make=conv_layer(conv_cls)),
-           check_module("resnet20_block: BasicBlock(4 -> 6, stride 2, option-A shortcut), training",
-                        block, (3, 4, 6, 6), backend, device, dtype, options.zero)]
-    out.append(check_end_to_end(backend, device, dtype, options=options, steps=profile.e2e_steps,
-                                model="resnet20" if profile.name == "thorough" else "tiny"))
+    checks = [
+        ("binary_conv2d", lambda: check_module(
+            "binary_conv2d: BinaryConv2d(5 -> 6, 3x3, pad 1, bias) with noise modules", conv_layer(nn.BinaryConv2d),
+            (2, 5, 5, 6), backend, device, dtype, options.zero, backend_make=conv_layer(conv_cls))),
+        ("resnet20_block", lambda: check_module(
+            "resnet20_block: BasicBlock(4 -> 6, stride 2, option-A shortcut), training", block, (3, 4, 6, 6),
+            backend, device, dtype, options.zero)),
+        ("end-to-end", lambda: check_end_to_end(backend, device, dtype, options=options, steps=profile.e2e_steps,
+                                                model="resnet20" if profile.name == "thorough" else "tiny")),
+    ]
+    from .isolation import guarded_call
+    limits = control.limits if control is not None else None
+    out = []
+    for i, (op, run) in enumerate(checks):
+        key = f"layers#{i}"
+        if control is not None and key in control.skip:
+            continue
+        if control is not None:
+            control.begin(key, limits.layer)
+        t0 = time.perf_counter()
+        res, problem = guarded_call(run, None if limits is None else limits.layer)
+        if problem:
+            res = CaseResult(op, "layer check", name, device, dtype, ERROR, 1, message=problem.splitlines()[0],
+                             traceback=problem, seconds=time.perf_counter() - t0)
+        out.append(res)
     return out
