@@ -132,11 +132,10 @@ def cross_entropy_errors(op: str) -> ErrorBuilder:
     def build(dtype: str) -> list[ErrorCase]:
         logits = _a((2, 3), dtype)
         lead = (("g", np.asarray(1.0, dtype)),) if op == "cross_entropy_backward" else ()
-        bad = Case(op, lead + (("logits", logits), ("labels", np.asarray([0, 3], np.int64))), {"label_smoothing": 0.0})
+        # (labels out of range are not in the contract: checking them costs a device sync per training step)
         smooth = Case(op, lead + (("logits", logits), ("labels", np.asarray([0, 2], np.int64))),
                       {"label_smoothing": 1.5})
-        return [ErrorCase("label 3 with 3 classes", bad, VALUE),
-                ErrorCase("label_smoothing 1.5 (outside [0, 1])", smooth, VALUE)]
+        return [ErrorCase("label_smoothing 1.5 (outside [0, 1])", smooth, VALUE)]
     return build
 
 
