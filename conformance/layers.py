@@ -146,9 +146,41 @@ class _KinkSync:
         return x + F.constant(x.ops.from_numpy(delta.astype(x.numpy().dtype), x.device), x)
 
 
-def _compare(name: str, got: Any, ref: Any, dtype: str) -> OutputDiff:
+class _ReductionBounds:
+    """The reference op table, recording for each PReLU slope the sum of |g x| its gradient reduces over:
+    a slope gradient is one sum over the whole activation, so its rounding scales with that sum, not with
+    the (possibly cancelled) result. Keyed by the slope array's id (``bound_of`` maps parameters)."""
+
+    def __init__(self) -> None:
+        from fdaref.reference import REFERENCE
+        self._ref = REFERENCE
+        self.slope_bounds: dict[int, np.ndarray] = {}
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._ref, item)
+
+    def prelu_backward(self, g: np.ndarray, x: np.ndarray, slope: np.ndarray):
+        _, bound = self._ref.prelu_backward(np.abs(g), -np.abs(x), slope)
+        key = id(slope)
+        self.slope_bounds[key] = self.slope_bounds.get(key, 0.0) + np.abs(bound)
+        return self._ref.prelu_backward(g, x, slope)
+
+    def bounds(self, model: Any) -> dict[str, float]:
+        """{"grad <parameter name>": bound} for the parameters a recorded prelu_backward reduced into."""
+        out = {}
+        for name, t in model.named_parameters():
+            b = self.slope_bounds.get(id(t.data))
+            if b is not None:
+                out[f"grad {name}"] = float(np.max(b))
+        return out
+
+    def reset(self) -> None:
+        self.slope_bounds.clear()
+
+
+def _compare(name: str, got: Any, ref: Any, dtype: str, bound: float = 0.0) -> OutputDiff:
     ref = np.asarray(ref, np.float64)
-    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-30)
+    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, bound, 1e-30)
     return compare_output(name, None if got is None else np.asarray(got), ref, LAYER_TOL[dtype], mag, dtype)
 
 
@@ -158,14 +190,14 @@ def _grads(model: Any) -> dict[str, Optional[np.ndarray]]:
 
 
 def _pair_models(make: Callable[[Any], Any], backend: Any, device: str, dtype: str,
-                 backend_make: Optional[Callable[[Any], Any]] = None) -> tuple[Any, Any]:
+                 backend_make: Optional[Callable[[Any], Any]] = None, ref_ops: Any = None) -> tuple[Any, Any]:
     from fdaref.reference import REFERENCE
     mb = (backend_make or make)(np.dtype(dtype))
     state = mb.state_dict()
     mb.to(backend, device)
     mr = make(np.float64)
     mr.load_state_dict({k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()})
-    mr.to(REFERENCE, "cpu")
+    mr.to(ref_ops or REFERENCE, "cpu")
     return mb, mr
 
 
@@ -188,7 +220,8 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
     t0 = time.perf_counter()
     res = CaseResult(label.split(":")[0], f"layer: {label}", str(backend.name), device, dtype, PASS, 1)
     try:
-        mb, mr = _pair_models(make, backend, device, dtype, backend_make)
+        ref_ops = _ReductionBounds()
+        mb, mr = _pair_models(make, backend, device, dtype, backend_make, ref_ops)
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(x_shape).astype(dtype)
         x.flat[:: max(1, x.size // 7)] = 0.0
@@ -199,10 +232,11 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
         sync.attach(mb, "backend")
         sync.attach(mr, "reference")
         yb, gxb = _forward_backward(mb, x, r, backend, device)
-        yr, gxr = _forward_backward(mr, x.astype(np.float64), r, REFERENCE, "cpu")
+        yr, gxr = _forward_backward(mr, x.astype(np.float64), r, ref_ops, "cpu")
         diffs = [_compare("output", yb, yr, dtype), _compare("grad input", gxb, gxr, dtype)]
         gb, gr = _grads(mb), _grads(mr)
-        diffs += [_compare(k, gb[k], gr[k], dtype) for k in gr]
+        bounds = ref_ops.bounds(mr)
+        diffs += [_compare(k, gb[k], gr[k], dtype, bounds.get(k, 0.0)) for k in gr]
         sb, sr = mb.state_dict(), mr.state_dict()
         diffs += [_compare(f"state {k}", sb[k], sr[k], dtype) for k in sr if "running" in k]
     except Exception:  # noqa: BLE001
@@ -272,7 +306,8 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
     diffs: list[OutputDiff] = []
     sync = _KinkSync(dtype, options.zero)
     try:
-        mb, mr = _pair_models(make, backend, device, dtype)
+        ref_ops = _ReductionBounds()
+        mb, mr = _pair_models(make, backend, device, dtype, ref_ops=ref_ops)
         sync.attach(mb, "backend")
         sync.attach(mr, "reference")
         opt_b = SGD(mb.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
@@ -289,7 +324,8 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
             mr.load_state_dict({k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()})
             losses = []
             grads = []
-            for m, ops, dev, xx in ((mb, backend, device, x), (mr, REFERENCE, "cpu", x.astype(np.float64))):
+            ref_ops.reset()
+            for m, ops, dev, xx in ((mb, backend, device, x), (mr, ref_ops, "cpu", x.astype(np.float64))):
                 m.train()
                 m.zero_grad()
                 loss = F.cross_entropy(m(ad.Tensor.from_numpy(xx, ops, dev)), ops.from_numpy(y, dev))
@@ -297,7 +333,9 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
                 losses.append(np.asarray(loss.numpy()))
                 grads.append(_grads(m))
             diffs.append(_compare(f"step {step} loss", losses[0], losses[1], dtype))
-            diffs += [_compare(f"step {step} {k}", grads[0][k], grads[1][k], dtype) for k in grads[1]]
+            bounds = ref_ops.bounds(mr)
+            diffs += [_compare(f"step {step} {k}", grads[0][k], grads[1][k], dtype, bounds.get(k, 0.0))
+                      for k in grads[1]]
             # the update: the reference applies SGD to the same state with its float64 gradients
             opt_r = SGD(mr.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
             sd = opt_b.state_dict()
