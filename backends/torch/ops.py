@@ -428,6 +428,13 @@ class TorchBackend:
             return f"the torch backend computes in float32 or float64, not {dtype}"
         return None
 
+    def supports(self, op: str, option: str, value: Any) -> Optional[str]:
+        """Capabilities (fdaref.conformance.capabilities): an estimator registered in fdaref without torch math."""
+        if option == "estimator" and value not in _SURROGATES:
+            return (f"estimator {value!r} has no torch implementation (add one with "
+                    "fdaref.backends.torch.register_surrogate)")
+        return None
+
     def conformance_context(self) -> contextlib.AbstractContextManager:
         """TF32 off for float32 matmul / conv on CUDA for the duration of a block (a no-op on the CPU)."""
         return ieee_fp32(True)
