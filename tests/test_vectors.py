@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +149,32 @@ def test_bad_input_is_one_line_exit_2(golden, tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "error:" in err
+
+
+C_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "c_vectors"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_c_consumer_passes_its_ops(tmp_path, capsys, dtype):
+    """examples/c_vectors (C11 + libc + libm) reads the default format and passes sign, the six
+    surrogates, pack_signs and quantize_forward, checked by `fdaref vectors check --ops ... --require-all`."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler (cc, gcc or clang) on PATH: the C golden-vector consumer is not checked")
+    exe = tmp_path / "c_vectors"
+    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Werror", "-pedantic", "-o", str(exe),
+                    str(C_EXAMPLE / "consumer.c"), str(C_EXAMPLE / "vectors_io.c"), "-lm"], check=True)
+    vec, res = tmp_path / "vec", tmp_path / "res"
+    assert main(["vectors", "export", str(vec), "--dtype", dtype, "--random", "8", "--ops", OPS]) == 0
+    run = subprocess.run([str(exe), str(vec), str(res)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    capsys.readouterr()
+    assert main(["vectors", "check", str(vec), str(res), "--ops", OPS, "--require-all"]) == 0, capsys.readouterr().out
+    estimators = {c["kwargs"]["estimator"] for c in _manifest(vec)["cases"] if c["op"] == "surrogate"}
+    assert estimators == {"ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda"}
+
+
+def test_c_format_code_stays_small():
+    code = [l for l in (C_EXAMPLE / "vectors_io.c").read_text().splitlines()
+            if l.strip() and not l.strip().startswith(("/*", "*", "#include"))]
+    assert len(code) <= 150, len(code)
