@@ -153,7 +153,7 @@ def test_to_casts_and_moves_in_place():
     assert model.parameters()[0] is p0 and p0.dtype == np.float32
     assert all(v.dtype == np.float32 for v in model.state_dict().values())
     with no_grad():
-        y32 = model(Tensor.from_numpy(np.ones((1, 1, 8, 8), np.float32))).numpy()
+        y32 = model(Tensor.from_numpy(np.ones((1, 1, 8, 8), np.float32), REFERENCE)).numpy()
     assert y32.dtype == np.float32
 
 
