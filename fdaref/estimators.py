@@ -117,10 +117,11 @@ def _check_fda(params: dict) -> dict:
 
 
 def _clip_mask(x: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
-    """Zero the gradient where |x| > clip; |x| == clip keeps it (SEMANTICS 2)."""
+    """Zero the gradient where |x| > clip; |x| == clip keeps it (SEMANTICS 2). ``x`` is the input in its own
+    dtype and the clip is rounded to that dtype first, so a float32 x equal to float32(clip) keeps it."""
     if clip is None:
         return grad
-    return np.where(np.abs(x) > clip, 0.0, grad)
+    return np.where(np.abs(x) > x.dtype.type(clip), 0.0, grad)
 
 
 def fourier_series(x: np.ndarray, n: int = 9, omega: float = 0.1) -> np.ndarray:
@@ -137,7 +138,7 @@ def fda_series(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None
     xf = f64(x)
     with np.errstate(invalid="ignore"):  # cos(inf) is NaN, as it should be
         total = sum(np.cos((2 * i + 1) * omega * xf) for i in range(n + 1))
-    return as_dtype_of(_clip_mask(xf, (4 * omega / np.pi) * total, clip), x)
+    return as_dtype_of(_clip_mask(x, (4 * omega / np.pi) * total, clip), x)
 
 
 # Below this |2(n+1) r| the closed form is a 0/0 in floating point; its Taylor expansion is used instead.
@@ -163,7 +164,7 @@ def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None
         closed = (4 * omega / np.pi) * np.sin(m * r) / (2 * np.sin(r))
         limit = fda_peak(n, omega) * (1 - (m * m - 1) / 6 * r ** 2)
         value = parity * np.where(np.abs(m * r) < FDA_GUARD, limit, closed)
-    return as_dtype_of(_clip_mask(xf, value, clip), x)
+    return as_dtype_of(_clip_mask(x, value, clip), x)
 
 
 def fda_peak(n: int, omega: float) -> float:

@@ -38,7 +38,7 @@ def quantize_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray | None, w2: n
     check_real(alpha, "alpha")
     if g.shape != t.shape:
         raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
-    dt = f64(g) * estimator_grad(f64(t), estimator, **dict(params or {}))
+    dt = f64(g) * f64(estimator_grad(t, estimator, **dict(params or {})))  # t in its dtype: the clip compares there
     if w1 is None:
         return as_dtype_of(dt, t), None, None
     if alpha == 0:
