@@ -33,6 +33,7 @@ class Option:
     space_field: str
     doc: str
     field_per_op: Mapping[str, str] = field(default_factory=dict)
+    required: bool = True  # False: declining every value removes some cases, not the op
 
     def field_for(self, op: str) -> str:
         return self.field_per_op.get(op, self.space_field)
@@ -51,7 +52,7 @@ OPTIONS: tuple[Option, ...] = (
            "the padding value of the binarized input: 0, -1 or +1 (SPEC 5)"),
     Option("eval_noise", ("quantize_forward",), "eval_noise",
            "eval semantics: False is SPEC 4 (z = sign(t) in eval); a backend adding alpha e(t) in eval "
-           "(BiBench) declines False"),
+           "(BiBench) declines False", required=False),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(o.name for o in OPTIONS)
 
@@ -103,7 +104,7 @@ def restrict(backend: Any, op: str, space: Any) -> tuple[Any, list[Declined]]:
 
 def empty_options(op: str, space: Any) -> list[str]:
     """Options of ``op`` left without a single value in ``space`` (the op cannot be drawn at all)."""
-    return [o.name for o in OPTIONS if op in o.ops and not space.values(o.field_for(op))]
+    return [o.name for o in OPTIONS if o.required and op in o.ops and not space.values(o.field_for(op))]
 
 
 def binary_options_declined(backend: Any, options: Any) -> list[Declined]:
