@@ -7,6 +7,12 @@ import time
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.torch_layer:
+        from fdaref.conformance.adapters.cli import run as run_torch_layer
+        return run_torch_layer(args)
+    if not args.backend:
+        print("fdaref conform: error: give --backend NAME (or --torch-layer PKG.MODULE:FACTORY)", file=sys.stderr)
+        return 2
     from fdaref.backend_loader import BackendUnavailable
     from fdaref.conformance.runner import run_suite
     t0 = time.perf_counter()
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("conform", help="check a backend against the reference (conformance suite)")
-    p.add_argument("--backend", required=True, help="a registered backend name or package.module:object")
+    p.add_argument("--backend", default=None, help="a registered backend name or package.module:object")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"),
@@ -47,4 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default=None, metavar="FILE.json", help="write the JSON report here")
     p.add_argument("--allow-missing", action="store_true", help="ops a backend does not provide do not fail")
     p.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
+    from fdaref.conformance.adapters.cli import add_arguments
+    add_arguments(p)
     p.set_defaults(func=run)
