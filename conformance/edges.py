@@ -34,7 +34,7 @@ def _sign(dtype: str, o: OptionSpace) -> list[Case]:
 
 def _surrogate(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
-    for est in o.estimators:
+    for est in o.values("estimators"):
         if est in ("fda", "fda_series"):
             for n in sorted({o.n_range[0], o.n_range[1], 0}):
                 for omega in o.omegas[:2]:
@@ -49,7 +49,7 @@ def _surrogate(dtype: str, o: OptionSpace) -> list[Case]:
                                           f"fda at omega*x = k*pi +- 1 ulp and |x| == clip (n={n}, omega={omega}, clip={clip})"))
         else:
             pts = [0.0, -0.0, 0.5, -0.5, 3.0, -3.0, 40.0, -40.0] + neighbours(1.0, dtype) + neighbours(-1.0, dtype)
-            params = {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {}
+            params = o.first_params(est)
             cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
                               f"{est} at 0, |x| == 1 +- 1 ulp and far out"))
     return cases
@@ -78,6 +78,8 @@ def _noise(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         cases = []
         for i, (shape, layout, k, label) in enumerate(NOISE_EDGES):
+            if layout not in o.layouts:
+                continue
             a = _noise_arrays(shape, layout, k, dtype, 100 + i)
             kw = {"layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
             if backward:
@@ -89,15 +91,17 @@ def _noise(backward: bool) -> Builder:
 
 
 def _quantize_forward(dtype: str, o: OptionSpace) -> list[Case]:
-    a = _noise_arrays((2, 3, 3, 3), "weight", 64, dtype, 7)
+    layout = o.layouts[0]
+    a = _noise_arrays((2, 3, 3, 3), layout, 64, dtype, 7)
     a["t"].flat[[1, 2]] = (0.0, -0.0)
     cases = []
     for zero in o.zeros:
-        kw = {"zero": zero, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        kw = {"zero": zero, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                           {**kw, "alpha": 0.0, "training": True}, f"alpha == 0: exactly sign (zero={zero:g})"))
-        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
-                          {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
+        if o.eval_is_sign:
+            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
         if o.noise:
@@ -107,15 +111,15 @@ def _quantize_forward(dtype: str, o: OptionSpace) -> list[Case]:
 
 
 def _quantize_backward(dtype: str, o: OptionSpace) -> list[Case]:
-    a = _noise_arrays((2, 3, 2, 2), "weight", 64, dtype, 8)
+    layout = o.layouts[0]
+    a = _noise_arrays((2, 3, 2, 2), layout, 64, dtype, 8)
     cases = []
-    for est in o.estimators:
-        params = {"n": o.n_range[0], "omega": o.omegas[0], "clip": o.clips[0]} if est in ("fda", "fda_series") else (
-            {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {})
+    for est in o.values("estimators"):
+        params = o.first_params(est)
         t = a["t"].copy()
         bound = params.get("clip") or 1.0
         t.flat[:3] = (bound, -bound, 0.0)
-        kw = {"estimator": est, "params": params, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        kw = {"estimator": est, "params": params, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1}, f"{est}, no module, t at the clip boundary"))
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
@@ -279,7 +283,7 @@ def _pack_signs(dtype: str, o: OptionSpace) -> list[Case]:
     for c in (1, 63, 64, 65, 128, 130):
         x = np.where(_rng(c).random((2, c)) < 0.5, -1.0, 1.0)
         x[:, ::7] = 0.0
-        for zero in (-1.0, 1.0):
+        for zero in o.pack_zeros:
             cases.append(Case("pack_signs", (("x", x.astype(dtype)),), {"axis": 1, "zero": zero},
                               f"{c} channels, zeros (zero={zero:g})"))
     x4 = np.where(_rng(5).random((2, 70, 2, 3)) < 0.5, -1.0, 1.0).astype(dtype)

@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .compare import OutputDiff, compare_output
-from .report import ERROR, FAIL, NOT_PROVIDED, PASS, CaseResult
+from .capabilities import binary_options_declined
+from .report import DECLINED, ERROR, FAIL, NOT_PROVIDED, PASS, CaseResult
 from .tolerances import LAYER_TOL, SIGN_BAND
 
 NEEDED = ("quantize_forward", "quantize_backward", "weight_scale", "conv2d_forward", "conv2d_backward",
@@ -274,6 +275,22 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
     return res
 
 
+LAYER_PRESETS = ("paper", "bibench", "release")  # tried in this order when no preset is given
+
+
+def _supported_options(backend: Any, preset: Optional[str], default: Any, get_preset: Any) -> tuple[Any, list]:
+    """The options of the layer checks: the preset's, or without one the first of the default (paper) and
+    LAYER_PRESETS whose every value the backend supports (capabilities); (None, declined) if none is."""
+    candidates = [get_preset(preset)] if preset else [default()] + [get_preset(p) for p in LAYER_PRESETS]
+    first_declined: list = []
+    for options in candidates:
+        declined = binary_options_declined(backend, options)
+        if not declined:
+            return options, []
+        first_declined = first_declined or declined
+    return None, first_declined
+
+
 def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset: Optional[str] = None,
                  spec: Optional[str] = None, conv_class: Any = None) -> list[CaseResult]:
     """The layer-level and end-to-end checks (skipped as "not provided" when the backend lacks an op)."""
@@ -291,7 +308,11 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
     except ImportError as exc:
         return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, NOT_PROVIDED,
                            message=f"the engine is not available: {exc}")]
-    options = get_preset(preset) if preset else BinaryOptions()
+    options, declined = _supported_options(backend, preset, BinaryOptions, get_preset)
+    if options is None:
+        return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, DECLINED,
+                           message="the backend declines " + "; ".join(
+                               f"{d.op} {d.option}={d.value!r} ({d.reason})" for d in declined))]
     conv_cls = conv_class or nn.BinaryConv2d
 
     def conv_layer(cls):

@@ -12,8 +12,9 @@ import numpy as np
 
 SUITE_VERSION = "1.0.0"
 
-# Outcomes. pass / fail / error are verdicts; not_provided and refused are declarations by the backend.
-PASS, FAIL, ERROR, NOT_PROVIDED, REFUSED = "pass", "fail", "error", "not_provided", "refused"
+# Outcomes. pass / fail / error are verdicts; not_provided, refused and declined (an option value the backend
+# declines through ``supports``, see capabilities.py) are declarations by the backend: neither pass nor fail.
+PASS, FAIL, ERROR, NOT_PROVIDED, REFUSED, DECLINED = "pass", "fail", "error", "not_provided", "refused", "declined"
 
 
 @dataclass
@@ -52,7 +53,7 @@ class CaseResult:
     def render(self) -> str:
         """The failure report: op, backend, device, dtype, shapes, errors with index and tolerance, repro."""
         head = f"[{self.outcome.upper()}] {self.op} on {self.backend} ({self.device}, {self.dtype}) -- {self.check}"
-        if self.outcome in (NOT_PROVIDED, REFUSED, PASS):
+        if self.outcome in (NOT_PROVIDED, REFUSED, DECLINED, PASS):
             return head + (f": {self.message}" if self.message else "")
         lines = [head]
         if self.shapes:
@@ -106,7 +107,7 @@ class SuiteReport:
 
     def op_status(self) -> dict[str, str]:
         """One word per op: fail / error beats not_provided / refused beats pass."""
-        rank = {ERROR: 4, FAIL: 3, NOT_PROVIDED: 2, REFUSED: 1, PASS: 0}
+        rank = {ERROR: 5, FAIL: 4, NOT_PROVIDED: 3, REFUSED: 2, PASS: 1, DECLINED: 0}  # a declined value only shows alone
         out: dict[str, str] = {}
         for r in self.results:
             if r.op not in out or rank[r.outcome] > rank[out[r.op]]:
@@ -115,7 +116,8 @@ class SuiteReport:
 
     def summary(self) -> str:
         c = self.counts
-        parts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in (PASS, FAIL, ERROR, NOT_PROVIDED, REFUSED) if c.get(k))
+        parts = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in (PASS, FAIL, ERROR, NOT_PROVIDED, REFUSED, DECLINED)
+                          if c.get(k))
         flips = sum(r.sign_flips for r in self.results)
         extra = f"; {flips} sign flips near 0 tolerated" if flips else ""
         return (f"{self.backend} {self.backend_version} on {self.device} in {self.dtype} "
@@ -125,7 +127,7 @@ class SuiteReport:
     def render(self, verbose: bool = False) -> str:
         lines = []
         for r in self.results:
-            if r.failed or verbose or r.outcome in (NOT_PROVIDED, REFUSED):
+            if r.failed or verbose or r.outcome in (NOT_PROVIDED, REFUSED, DECLINED):
                 lines.append(r.render())
         lines.append(self.summary())
         return "\n".join(lines)

@@ -23,7 +23,8 @@ from .case import Case, as_outputs, plain
 from .compare import OutputDiff, compare_output
 from .gradients import FDResult, check_backward_fd
 from .records import RECORDS, OpRecord
-from .report import ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, CaseResult, SuiteReport
+from .capabilities import empty_options, restrict
+from .report import DECLINED, ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, CaseResult, SuiteReport
 from .repro import reproduction
 from .strategies import ALL_OPTIONS, OptionSpace
 from .tolerances import magnitudes
@@ -165,7 +166,17 @@ def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, 
                            traceback=traceback.format_exc())]
     if reason:
         return [CaseResult(op, "op", label, device, dtype, REFUSED, message=str(reason))]
-    results = []
+    try:
+        options, declined = restrict(backend, op, options)
+    except Exception:  # noqa: BLE001 - a bug in the backend's supports()
+        return [CaseResult(op, "supports()", label, device, dtype, ERROR, message="supports() raised",
+                           traceback=traceback.format_exc())]
+    results = [CaseResult(op, f"option {d.option}={d.value!r}", label, device, dtype, DECLINED,
+                          kwargs={d.option: plain(d.value)}, message=d.reason) for d in declined]
+    left_empty = empty_options(op, options)
+    if left_empty:
+        return results + [CaseResult(op, "op", label, device, dtype, DECLINED,
+                                     message=f"every value of {', '.join(left_empty)} declined: nothing to draw")]
     for case in record.edges(dtype, options):
         t0 = time.perf_counter()
         ev = evaluate(record, backend, device, dtype, case)

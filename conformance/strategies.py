@@ -22,26 +22,40 @@ from .bits import pack_signs_independent
 from .case import Case
 
 Draw = Callable[[st.SearchStrategy], Any]
-ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
+
+
+def registered_estimators() -> tuple[str, ...]:
+    """Every registered estimator that declares a peak (the scale of its tolerance), built-in or not."""
+    from fdaref.estimators import estimator_names, get_estimator
+    return tuple(name for name in estimator_names() if get_estimator(name).peak is not None)
 
 
 @dataclass(frozen=True)
 class OptionSpace:
-    """Which option values the strategies draw (SPEC 1-7)."""
+    """Which option values the strategies draw (SPEC 1-7); :mod:`.capabilities` names each field's option."""
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    estimators: tuple[str, ...] = ESTIMATORS
+    estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
     n_range: tuple[int, int] = (0, 20)
     omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
     clips: tuple[Optional[float], ...] = (None, 1.0, 0.5, 2.0, 1.5)
     etas: tuple[str, ...] = ("sin", "linear", "none")
+    layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
     alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0)
     ks: tuple[int, ...] = (64, 4, 1)
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
+    pack_zeros: tuple[float, ...] = (-1.0, 1.0)
+    eval_noise: tuple[bool, ...] = (False,)  # SPEC 4: eval is exactly sign(t); the suite checks only that
     noise: bool = True
     betas: Optional[tuple[float, ...]] = None  # None: a few per estimator
+
+    def values(self, name: str) -> tuple:
+        """The values of the field ``name`` (``estimators`` resolved against the registry now)."""
+        if name == "estimators" and self.estimators is None:
+            return registered_estimators()
+        return tuple(getattr(self, name))
 
     @classmethod
     def from_preset(cls, name: str) -> "OptionSpace":
@@ -57,16 +71,35 @@ class OptionSpace:
                    scales=(p.scale,), pad_values=(p.pad_value,), noise=p.noise,
                    betas=(betas,) if betas is not None else None)
 
-    def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
-        name = draw(st.sampled_from(self.estimators))
+    @property
+    def eval_is_sign(self) -> bool:
+        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SPEC 4)."""
+        return False in self.eval_noise
+
+    def estimator_params(self, draw: Draw, name: str) -> dict[str, Any]:
+        """Parameters for the estimator ``name``: drawn for the built-in ones, the defaults otherwise."""
         if name in ("fda", "fda_series"):
-            return name, {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
-                          "clip": draw(st.sampled_from(self.clips))}
+            return {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
+                    "clip": draw(st.sampled_from(self.clips))}
         if name == "sign_swish":
-            return name, {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
+            return {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
         if name == "tanh":
-            return name, {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
-        return name, {}
+            return {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
+        from fdaref.estimators import get_estimator
+        return dict(get_estimator(name).defaults)
+
+    def first_params(self, name: str) -> dict[str, Any]:
+        """The first choice of every parameter of ``name`` (for edge cases)."""
+        if name in ("fda", "fda_series"):
+            return {"n": self.n_range[0], "omega": self.omegas[0], "clip": self.clips[0]}
+        if name in ("sign_swish", "tanh"):
+            return {"beta": (self.betas or ((5.0,) if name == "sign_swish" else (2.0,)))[0]}
+        from fdaref.estimators import get_estimator
+        return dict(get_estimator(name).defaults)
+
+    def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
+        name = draw(st.sampled_from(self.values("estimators")))
+        return name, self.estimator_params(draw, name)
 
 
 ALL_OPTIONS = OptionSpace()
@@ -212,7 +245,7 @@ def noise_tensor_shape(draw: Draw, layout: str) -> tuple[int, ...]:
 
 
 def noise_inputs(draw: Draw, dtype: str, opts: OptionSpace, with_g: bool) -> tuple[dict, dict]:
-    layout = draw(st.sampled_from(("weight", "activation")))
+    layout = draw(st.sampled_from(opts.layouts))
     shape = noise_tensor_shape(draw, layout)
     d = int(np.prod(shape[1:])) if layout == "weight" else shape[1]
     m = noise_width(d, draw(st.sampled_from(opts.ks)))
@@ -263,7 +296,9 @@ def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[
             if backward:
                 kw.update(estimator=est, params=params)
                 return Case("quantize_backward", (("g", arr["g"]), ("t", t), ("w1", w1), ("w2", w2)), kw)
-            kw.update(zero=draw(st.sampled_from(opts.zeros)), training=draw(st.booleans()))
+            live = has_module and kw["alpha"] != 0  # eval with a live module: only where eval is sign(t)
+            training = draw(st.booleans()) if (opts.eval_is_sign or not live) else True
+            kw.update(zero=draw(st.sampled_from(opts.zeros)), training=training)
             return Case("quantize_forward", (("t", t), ("w1", w1), ("w2", w2)), kw)
         return build()
     return strategy
@@ -452,7 +487,7 @@ def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         axis = draw(st.integers(-rank, rank - 1))
         shape[axis] = channels(draw, wide=True)
         x = fill(draw, shape, dtype, specials=(0.0, -0.0, 1.0, -1.0), max_specials=8)
-        return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from((-1.0, 1.0)))})
+        return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from(opts.pack_zeros))})
     return build()
 
 

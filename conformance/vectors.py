@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -46,15 +46,21 @@ RESULTS_LAYOUT = ("RESULTS is a directory with one file per output, RESULTS/<key
                   "else in the file); or an NPZ file with those keys")
 
 
+# The vectors cover SPEC 2's six estimators only: an estimator someone registered in this process (or
+# fda_series, the same gradient as fda by its literal series) is not part of the contract other languages implement.
+SPEC_ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
+VECTOR_OPTIONS = replace(ALL_OPTIONS, estimators=SPEC_ESTIMATORS)
+
+
 def collect_cases(op: str, dtype: str, random_cases: int) -> list[Case]:
     """The edge cases of ``op`` plus ``random_cases`` derandomized Hypothesis examples."""
     record = RECORDS[op]
-    cases = list(record.edges(dtype, ALL_OPTIONS))
+    cases = list(record.edges(dtype, VECTOR_OPTIONS))
     drawn: list[Case] = []
     if random_cases:
         @settings(max_examples=random_cases, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck), phases=(Phase.generate,))
-        @given(record.strategy(dtype, ALL_OPTIONS))
+        @given(record.strategy(dtype, VECTOR_OPTIONS))
         def collect(case: Case) -> None:
             if len(drawn) < random_cases:
                 drawn.append(case)

@@ -32,7 +32,7 @@ from .ops import backend as _ops
 from .ops import register_surrogate, surrogate_names
 
 __all__ = ["FDAQuantizeFn", "NoiseAdaptation", "FDAQuantizer", "FDAConv2d", "FDALinear", "FDASchedule",
-           "BasicBlock", "ResNet20", "resnet20", "vgg_small", "register_surrogate", "surrogate_names",
+           "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny", "register_surrogate", "surrogate_names",
            "fda_layers", "reference_state_dict", "load_reference_state_dict"]
 
 
@@ -310,6 +310,30 @@ def vgg_small(in_channels: int = 3, num_classes: int = 10, options: Optional[Bin
     return nn.Sequential(*layers)
 
 
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean of each feature map (``fdaref.nn.GlobalAvgPool``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def tiny(in_channels: int = 1, num_classes: int = 10, options: Optional[BinaryOptions] = None,
+         binary: bool = True, width: int = 16, seed: Optional[int] = None) -> nn.Sequential:
+    """``fdaref.nn.models.tiny`` (the small test convnet) with the same layer indices."""
+    options = options or BinaryOptions()
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), _prelu(), nn.MaxPool2d(2),
+        _conv3x3(binary, options, gen, w, 2 * w), _prelu(), nn.BatchNorm2d(2 * w), nn.MaxPool2d(2),
+        _conv3x3(binary, options, gen, 2 * w, 2 * w), _prelu(), nn.BatchNorm2d(2 * w),
+        GlobalAvgPool(), nn.Linear(2 * w, num_classes))
+
+
+# The builders by the names of fdaref.train's --model.
+MODELS = {"resnet20": resnet20, "vgg_small": vgg_small, "tiny": tiny}
+
+
 # ---------------------------------------------------------------------------------------------------
 # State dicts to and from the fdaref reference models.
 
@@ -325,6 +349,11 @@ def _rename(key: str, rules: Iterable[tuple[re.Pattern, str]]) -> str:
         if count:
             return new
     return key
+
+
+def torch_name(reference_key: str) -> str:
+    """The torch modules' name of the reference model's parameter or buffer ``reference_key``."""
+    return _rename(reference_key, _TO_TORCH)
 
 
 def reference_state_dict(model: nn.Module) -> "OrderedDict[str, np.ndarray]":
