@@ -73,7 +73,7 @@ def test_bibench_style_layer_passes_bibench_with_its_declared_differences(exampl
     from fdaref.conformance.adapters import check_torch_layer
     report = check_torch_layer(example.make_layer, kind="conv2d", preset="bibench", dtypes=("float64", "float32"))
     assert report.ok()
-    refused = [r for r in report.results if r.outcome == "refused"]
+    refused = [r for r in report.results if r.outcome == "declined"]
     assert refused and all("eval_noise=True" in r.message and "eval" in r.check for r in refused)
     checked = [r for r in report.results if r.op == "binary_conv2d" and r.outcome == "pass"]
     names = {d["output"] for r in checked for d in r.diffs}
@@ -85,7 +85,7 @@ def test_bibench_style_layer_passes_bibench_with_its_declared_differences(exampl
 def test_the_same_layer_is_declined_under_the_paper_preset(example):
     from fdaref.conformance.adapters import check_torch_layer
     report = check_torch_layer(example.make_layer, preset="paper", dtypes=("float64",))
-    assert [r.outcome for r in report.results] == ["refused"]
+    assert [r.outcome for r in report.results] == ["declined"]
     assert "zero = 0.0 only, not -1.0" in report.results[0].message and "clip" in report.results[0].message
 
 
@@ -177,7 +177,7 @@ def test_whole_model_against_the_reference_model(example):
 def test_conform_cli_torch_layer(example, capsys):
     from fdaref.cli.main import main
     assert main(["conform", "--torch-layer", "check_layer:make_layer", "--preset", "bibench", "--dtype", "float64"]) == 0
-    assert "refused" in capsys.readouterr().out
+    assert "declined" in capsys.readouterr().out
     assert main(["conform", "--torch-layer", "check_layer:make_wrong_layer", "--preset", "bibench",
                  "--dtype", "float64"]) == 1
     assert "[FAIL] binary_conv2d" in capsys.readouterr().out

@@ -14,14 +14,15 @@ reports (op, dtype, shapes, worst error with index and tolerance, reproduction i
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
-from ..report import SuiteReport
+from ..report import DECLINED, CaseResult, SuiteReport
 from ..runner import PROFILES, run_op
 from ..strategies import ALL_OPTIONS, OptionSpace
-from .declared import Declaration
+from .declared import Declaration, nothing_left
 
 
 class CallableOps:
@@ -59,19 +60,32 @@ class CallableOps:
 
 def run_wrapped(table: Any, ops: Iterable[str], *, dtype: str = "float32", profile: str = "quick",
                 preset: Optional[str] = None, device: str = "cpu", raise_on_failure: bool = True) -> SuiteReport:
-    """Run the suite's checks of ``ops`` on ``table`` (an op table with a ``declaration``), drawing only the
-    declared options (within ``preset``); the reproductions rebuild the table with ``table.rebuild``."""
+    """Run the suite's checks of ``ops`` on ``table`` (an op table with a ``declaration``) within ``preset``.
+
+    The runner asks ``table.supports`` for the suite's vocabulary options; the declared parameters outside it
+    narrow the drawn values here. Both kinds of declined values are listed in the report. The reproductions
+    rebuild the table with ``table.rebuild``."""
     base = OptionSpace.from_preset(preset) if preset else ALL_OPTIONS
-    options = table.declaration.option_space(base)
     prof = PROFILES[profile]
     report = SuiteReport(str(table.name), str(getattr(table, "version", "?")), device, dtype, prof.name, preset)
     marker = f"<{table.name}>"
+    t0 = time.perf_counter()
     for op in ops:
+        options, declined = table.declaration.narrow(op, base)
+        for d in declined:
+            report.add(CaseResult(op, f"option {d.option}={d.value!r}", str(table.name), device, dtype, DECLINED,
+                                  kwargs={d.option: d.value}, message=d.reason))
+        empty = nothing_left(options)
+        if empty:
+            report.add(CaseResult(op, "op", str(table.name), device, dtype, DECLINED,
+                                  message=f"every value of {', '.join(empty)} declined: nothing to draw"))
+            continue
         for res in run_op(table, op, device, dtype, profile=prof, options=options, spec=marker):
             if res.reproduction:
                 res.reproduction = res.reproduction.replace(f"be = load_backend({marker!r})", table.rebuild or
                                                             "be = ...  # your implementation wrapped as by the adapter")
             report.add(res)
+    report.seconds = time.perf_counter() - t0
     if raise_on_failure and not report.ok():
         raise AssertionError(report.render())
     return report

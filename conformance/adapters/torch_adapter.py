@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 
 from ..compare import OutputDiff, compare_output
-from ..report import ERROR, FAIL, PASS, REFUSED, CaseResult, SuiteReport
+from ..report import DECLINED, ERROR, FAIL, PASS, CaseResult, SuiteReport
 from ..tolerances import LAYER_TOL
 from .callables import CallableOps, run_wrapped
 from .declared import Declaration
@@ -272,7 +272,7 @@ LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, No
 SCHEDULE_POINTS = ((0, 10, True), (5, 10, True), (9, 10, True), (0, 10, False), (9, 10, False))
 
 _OPTION_FIELDS = (("zero", "zero"), ("estimator", "estimator"), ("omega", "omega"), ("clip", "clip"),
-                  ("eta_kind", "eta"), ("a", "a"), ("k", "k"), ("scale", "scale"), ("pad_value", "pad_value"),
+                  ("eta_kind", "eta"), ("a", "a"), ("k", "k"), ("mode", "scale"), ("pad_value", "pad_value"),
                   ("noise", "noise"))
 
 
@@ -300,7 +300,7 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     report = SuiteReport(label, f"torch {_torch().__version__}", "cpu", ",".join(dtypes), profile, preset)
     declined = [r for r in (decl.supports(op, name, getattr(options, attr)) for name, attr in _OPTION_FIELDS) if r]
     if declined:
-        report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, REFUSED, message="; ".join(declined)))
+        report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, DECLINED, message="; ".join(declined)))
     else:
         geometries = CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES
         for dtype in dtypes:
@@ -338,7 +338,7 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout,
     if not training and alpha != 0:
         reason = decl.supports(op, "eval_noise", False)
         if reason:
-            return CaseResult(op, label, type(mod).__name__, "cpu", dtype, REFUSED, message=reason)
+            return CaseResult(op, label, type(mod).__name__, "cpu", dtype, DECLINED, message=reason)
     names = {key: value for key, value in mapping.names().items() if key != "bias" or bias}
     w = ref.weight.numpy().copy()
     w.flat[0] = 0.0                      # sign(0) of a weight, and of input zeros below
