@@ -183,3 +183,34 @@ def test_conform_cli_torch_layer(example, capsys):
     assert "[FAIL] binary_conv2d" in capsys.readouterr().out
     assert main(["conform", "--torch-layer", "check_layer:no_such_factory"]) == 2
     assert "has no attribute 'no_such_factory'" in capsys.readouterr().err
+
+
+def test_a_binary_linear_layer_and_the_reproduction_of_a_failure(example):
+    from bibench_style import Noise
+    from fdaref.conformance.adapters import TorchLayerMapping, check_torch_layer
+    F = torch.nn.functional
+
+    class FDALinear(torch.nn.Linear):  # BiBench's conventions on a linear layer; rows: one per sample
+        def __init__(self, fin, fout, bias, leak_scale=False):
+            super().__init__(fin, fout, bias=bias)
+            self.noise_w, self.noise_a, self.n, self.alpha = Noise(fin), Noise(fin), 9, 0.1
+            self.leak_scale = leak_scale
+
+        def forward(self, x):
+            w = self.weight
+            bw = example.FDASign.apply(w, self.n) + self.alpha * self.noise_w(w)
+            ba = example.FDASign.apply(x, self.n) + self.alpha * self.noise_a(x)
+            scale = w.abs().mean(dim=1, keepdim=True)
+            return F.linear(ba, bw * (scale if self.leak_scale else scale.detach()), self.bias)
+
+    mapping = TorchLayerMapping(weight_noise=("noise_w.fc1.weight", "noise_w.fc2.weight"),
+                                activation_noise=("noise_a.fc1.weight", "noise_a.fc2.weight"),
+                                implements=example.BIBENCH)
+    good = check_torch_layer(lambda i, o, b: FDALinear(i, o, b), kind="linear", mapping=mapping, preset="bibench")
+    assert good.ok() and sum(r.outcome == "pass" for r in good.results) == 16
+    bad = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, leak_scale=True), kind="linear", mapping=mapping,
+                            preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    failure = bad.failures()[0]
+    assert failure.op == "binary_linear" and "grad weight (weight)" in failure.message
+    assert "grad input" not in failure.message   # only the weight's gradient sees the leaking scale
+    assert "check_torch_layer(" in failure.reproduction and "kind='linear'" in failure.reproduction

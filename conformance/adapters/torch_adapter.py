@@ -278,14 +278,15 @@ _OPTION_FIELDS = (("zero", "zero"), ("estimator", "estimator"), ("omega", "omega
 
 def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapping: Optional[TorchLayerMapping] = None,
                       preset: Optional[str] = None, dtypes: Iterable[str] = ("float64", "float32"),
-                      profile: str = "quick", raise_on_failure: bool = True) -> SuiteReport:
+                      profile: str = "quick", options: Any = None, raise_on_failure: bool = True) -> SuiteReport:
     """Check the binary layer built by ``factory`` against fdaref's reference layer under ``preset``.
 
     ``factory(in_channels, out_channels, kernel_size, stride, padding, bias)`` for ``kind="conv2d"``,
     ``factory(in_features, out_features, bias)`` for ``"linear"``; ``mapping`` defaults to the factory's
     ``fdaref_mapping`` attribute. Options the mapping declares and the preset needs otherwise are reported as
     declined (with the reason) instead of being run; eval with alpha > 0 is declined for a layer declaring
-    ``eval_noise=True``. Returns the report; raises AssertionError with it on a failure by default.
+    ``eval_noise=True``. ``options`` (a :class:`fdaref.presets.BinaryOptions`) replaces the preset's.
+    Returns the report; raises AssertionError with it on a failure by default.
     """
     from fdaref import nn
     from fdaref.presets import BinaryOptions, get_preset
@@ -293,7 +294,7 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     if kind not in ("conv2d", "linear"):
         raise ValueError(f"kind {kind!r}: expected 'conv2d' or 'linear'")
     mapping = mapping or getattr(factory, "fdaref_mapping", None) or TorchLayerMapping()
-    options = get_preset(preset) if preset else BinaryOptions()
+    options = options or (get_preset(preset) if preset else BinaryOptions())
     label = getattr(factory, "__qualname__", type(factory).__name__)
     decl = Declaration(label, mapping.implements)
     op = f"binary_{kind}"
@@ -353,7 +354,18 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout,
             assign(mod, mapping.n, int(n))
         if mapping.alpha:
             assign(mod, mapping.alpha, float(alpha))
-    return compare_with_reference(label, op, mod, ref, names, x, dtype, seed=gi, prepare=prepare)
+    res = compare_with_reference(label, op, mod, ref, names, x, dtype, seed=gi, prepare=prepare)
+    if res.failed:
+        res.reproduction = _layer_reproduction(factory, kind, options, dtype)
+    return res
+
+
+def _layer_reproduction(factory: Any, kind: str, options: Any, dtype: str) -> str:
+    module, name = getattr(factory, "__module__", "YOUR_MODULE"), getattr(factory, "__qualname__", "YOUR_FACTORY")
+    return ("from fdaref.conformance.adapters import check_torch_layer\n"
+            f"from fdaref.presets import BinaryOptions\nfrom {module} import {name}\n"
+            f"print(check_torch_layer({name}, kind={kind!r}, dtypes=({dtype!r},), raise_on_failure=False,\n"
+            f"                        options=BinaryOptions(**{options.to_dict()!r})).render())")
 
 
 def check_torch_model(model: Any, reference: Any, names: Mapping[str, str], x_shape: tuple[int, ...], *,
