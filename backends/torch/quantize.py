@@ -25,7 +25,7 @@ from typing import Any, Optional
 import torch
 
 from . import fused
-from .ops import _add_fc_, _dhidden, _fc_param_grads, _hidden, surrogate_grad
+from .ops import surrogate_grad
 from .ops import backend as _ops
 
 Tensor = torch.Tensor
@@ -73,11 +73,43 @@ def _eta(t: Tensor, eta: str, a: float) -> Optional[Tensor]:
     return None
 
 
-def _fc(r: Tensor, w2: Tensor, t: Tensor, layout: str) -> Tensor:
-    """relu(t W1) W2 in t's layout; ``r``: relu(t W1) from ops._hidden's layout."""
-    if layout == "activation" and t.dim() == 4:
-        return torch.matmul(w2.T, r).reshape(t.shape)
-    return (r @ w2).reshape(t.shape)
+# Rows of the noise module (SPEC 3) without a copy: 4-D activations as (B, C, H W) (pixels as rows through a
+# batched product, as the op table does), everything else as (rows, d). Shapes come from the tensors alone
+# (no numpy), so that dynamo traces them.
+
+def _nchw(t: Tensor, layout: str) -> bool:
+    return layout == "activation" and t.dim() == 4
+
+
+def _rows(t: Tensor, d: int) -> Tensor:
+    return t.reshape(-1, d)
+
+
+def _hidden(t: Tensor, w1: Tensor, layout: str) -> Tensor:
+    """t W1: (B, m, H W) for 4-D activations, (rows, m) otherwise."""
+    if _nchw(t, layout):
+        return torch.matmul(w1.T, t.reshape(t.shape[0], t.shape[1], -1))
+    return _rows(t, w1.shape[0]) @ w1
+
+
+def _back(r: Tensor, w: Tensor, t: Tensor, layout: str) -> Tensor:
+    """r w in t's layout and shape, for r from :func:`_hidden`'s layout and w (m, d)."""
+    if _nchw(t, layout):
+        return torch.matmul(w.T, r).reshape(t.shape)
+    return (r @ w).reshape(t.shape)
+
+
+def _module_vjp(g: Tensor, t: Tensor, r: Tensor, w1: Tensor, w2: Tensor, layout: str
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """(dfc/dt^T g, dW1, dW2) of fc(t) = relu(t W1) W2, with r = relu(t W1)."""
+    if _nchw(t, layout):
+        gv, tv = g.reshape(g.shape[0], g.shape[1], -1), t.reshape(t.shape[0], t.shape[1], -1)
+        dh = torch.matmul(w2, gv) * (r > 0)
+        return (_back(dh, w1.T, t, layout), torch.matmul(tv, dh.transpose(1, 2)).sum(0),
+                torch.matmul(r, gv.transpose(1, 2)).sum(0))
+    gr, tr = _rows(g, w2.shape[1]), _rows(t, w1.shape[0])
+    dh = (gr @ w2.T) * (r > 0)
+    return (dh @ w1.T).reshape(t.shape), tr.T @ dh, r.T @ gr
 
 
 def _surrogate_times(g: Tensor, t: Tensor, n: Tensor, estimator: str, params: dict[str, Any],
@@ -109,7 +141,7 @@ class QuantizeMath(torch.autograd.Function):
         r = None
         if training and w1 is not None:
             r = torch.relu(_hidden(t, w1, layout))
-            e = _fc(r, w2, t, layout)
+            e = _back(r, w2, t, layout)
             eta_term = _eta(t, eta, a)
             if eta_term is not None:
                 e = e + eta_term
@@ -131,10 +163,8 @@ class QuantizeMath(torch.autograd.Function):
                 dt = dt + (al * a) * torch.cos(t) * g
             elif eta == "linear":
                 dt = dt + (al * a) * g
-            dh = _dhidden(g, r, w2, layout)
-            fc_t = _add_fc_(torch.zeros_like(t), dh, w1.T, layout, 1.0)
+            fc_t, gw1, gw2 = _module_vjp(g, t, r, w1, w2, layout)
             dt = dt + al * fc_t
-            gw1, gw2 = _fc_param_grads(g, t.contiguous(), r, dh, layout)
             dw1, dw2 = al * gw1, al * gw2
         return (dt, dw1, dw2) + (None,) * 10
 
