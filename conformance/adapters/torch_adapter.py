@@ -220,6 +220,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         state = {k: (v.astype(dtype).astype(np.float64) if v.dtype.kind == "f" else v)
                  for k, v in reference.state_dict().items()}
         reference.load_state_dict(state)
+        reference.to(REFERENCE, "cpu")   # the oracle: fdaref.nn builds layers on the fast numpy backend by default
         unmapped = [k for k in state if k not in names]
         if unmapped:
             res.outcome, res.message = FAIL, (f"the mapping gives no torch counterpart for the reference's "
