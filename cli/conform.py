@@ -31,10 +31,15 @@ def _load(spec: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from fdaref.errors import InputError
+    if args.torch_layer:
+        from fdaref.conformance.adapters.cli import run as run_torch_layer
+        return run_torch_layer(args)
+    if not args.backend:
+        raise InputError("give --backend NAME (or --torch-layer PKG.MODULE:FACTORY)")
     from fdaref.conformance.isolation import Limits, run_supervised
     from fdaref.conformance.report import ERROR, CaseResult, SuiteReport
     from fdaref.conformance.runner import PROFILES, RunControl, backend_label, draw_seed, run_suite
-    from fdaref.errors import InputError
 
     t0 = time.perf_counter()
     if args.report:
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("conform", help="check a backend against the reference (conformance suite)")
-    p.add_argument("--backend", required=True, help="a registered backend name or package.module:object")
+    p.add_argument("--backend", default=None, help="a registered backend name or package.module:object")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"),
@@ -117,4 +122,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-isolation", action="store_true",
                    help="run in this process (a crash then ends the run; time limits still apply)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
+    from fdaref.conformance.adapters.cli import add_arguments
+    add_arguments(p)
     p.set_defaults(func=run)

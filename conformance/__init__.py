@@ -7,6 +7,8 @@ Main entry points:
 - :func:`run_matrix`: a pass/fail table of every installed backend (for the demo);
 - :mod:`.pytest_plugin`: ``check_op`` / ``conformance_params`` to use the suite from pytest;
 - :mod:`.vectors` (``fdaref vectors``): golden vectors for implementations in any language (VECTORS.md).
+- :mod:`.adapters`: check plain callables (``check_sign`` / ``check_surrogate`` / ``check_quantizer``) and
+  torch code (a sign Function, a quantizer module, a binary layer, a whole model) without an op table.
 Per-op knowledge lives in ONE record per op, :data:`RECORDS` (records.py): it names the strategy
 (strategies.py), the edge cases (edges.py), the tolerance (tolerances.py), the finite-difference rule
 (gradients.py) and the error inputs (error_inputs.py). What a backend may decline is capabilities.py.

@@ -239,7 +239,7 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
         x.flat[:: max(1, x.size // 7)] = 0.0
         if probe_options is not None:
             plant_probes(x, rng, zero_clip=probe_options.clip, omega=probe_options.omega)
-        probe = make(np.float64)  # a throwaway copy: running statistics of mr stay untouched
+        probe = make(np.float64).to(REFERENCE)  # a throwaway copy: running statistics of mr stay untouched
         out_shape = probe(_engine()[0].Tensor.from_numpy(x.astype(np.float64), REFERENCE)).shape
         r = rng.standard_normal(out_shape)
         sync = _KinkSync(dtype, zero)
@@ -276,7 +276,7 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
                     m.__class__ = leak
             return model
         _, ml = _pair_models(make, REFERENCE, "cpu", dtype, None)
-        ml2 = leaky(np.float64)
+        ml2 = leaky(np.float64).to(REFERENCE)
         ml2.load_state_dict(ml.state_dict())
         _forward_backward(ml2, x.astype(np.float64), r, REFERENCE, "cpu")
         gl = _grads(ml2)

@@ -104,6 +104,18 @@ def ieee_fp32(enabled: bool = True) -> Iterator[None]:
             torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = saved_l
 
 
+def set_fp32_precision(tf32: bool) -> None:
+    """Set float32 matmul and cuDNN conv precision for the process, once (TF32 when ``tf32``, else IEEE).
+    Training engines call this at setup instead of toggling the flags around every op."""
+    mode = "tf32" if tf32 else "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    matmul = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        conv.fp32_precision, matmul.fp32_precision = mode, mode
+    else:  # older torch: the legacy switches
+        torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+
+
 # ---------------------------------------------------------------------------------------------------
 # surrogate gradients (SPEC 2) in torch, by name
 
@@ -434,6 +446,12 @@ class TorchBackend:
             return (f"estimator {value!r} has no torch implementation (add one with "
                     "fdaref.backends.torch.register_surrogate)")
         return None
+
+    @property
+    def training_engines(self) -> Mapping[str, Callable[..., Any]]:
+        """The Trainer's step engines on this backend, the default first (:mod:`.engine`)."""
+        from .engine import TRAINING_ENGINES  # here: the engines build on the modules, which use this table
+        return TRAINING_ENGINES
 
     def conformance_context(self) -> contextlib.AbstractContextManager:
         """TF32 off for float32 matmul / conv on CUDA for the duration of a block (a no-op on the CPU)."""
