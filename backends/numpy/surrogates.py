@@ -50,13 +50,14 @@ def _clip_mask(x: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarra
 
 
 def fda_series(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
-    """Eq. 10, literally: (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x); n+1 cosine terms (inclusive)."""
-    t = omega * x
-    total = np.zeros_like(x)
+    """Eq. 10, literally: (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x); n+1 cosine terms (inclusive).
+    Computed in float64 (t = omega x rounded to float32 would lose the phase at large |x|), in x's dtype out."""
+    t = np.multiply(x, omega, dtype=np.float64)
+    total = np.zeros_like(t)
     with np.errstate(invalid="ignore"):  # cos(inf) is NaN, as it should be
         for i in range(n + 1):
             total += np.cos((2 * i + 1) * t)
-    return _clip_mask(x, (4 * omega / np.pi) * total, clip)
+    return _clip_mask(x, ((4 * omega / np.pi) * total).astype(x.dtype), clip)
 
 
 # Elements per block of :func:`fda`: its dozen temporaries then stay in the L2 cache (2x faster than
