@@ -56,7 +56,8 @@ def test_a_replaced_estimator_is_the_registry_s_not_the_fast_kernel():
         register_estimator("ste", lambda x: np.full_like(x, 3.0), replace=True)
         np.testing.assert_array_equal(BACKEND.surrogate(np.zeros(2), "ste", {}), [3.0, 3.0])
     finally:
-        register_estimator("ste", original.grad, original.defaults, original.check, original.doc, replace=True)
+        register_estimator("ste", original.grad, original.defaults, original.check, original.doc, replace=True,
+                           peak=original.peak, antiderivative=original.antiderivative)
 
 
 def _conv_case(rng, stride, pad_value, n=5):
