@@ -1,4 +1,4 @@
-"""Gradient rules: backward ops against central finite differences in float64 (SPEC 9).
+"""Gradient rules: backward ops against central finite differences in float64 (SEMANTICS 9).
 
 A backward op's outputs (the backend's, in its own dtype) are checked along random directions u through
 the identity <VJP(g), u> = d/de <g, F(x + e u)> at e = 0, with F a float64 forward:
@@ -27,7 +27,7 @@ from .tolerances import FD_RTOL, FD_STEP
 Inputs = dict[str, Optional[np.ndarray]]
 
 
-# -- antiderivatives of the surrogates (d/dx of each is the estimator of SPEC 2) ------------------------
+# -- antiderivatives of the surrogates (d/dx of each is the estimator of SEMANTICS 2) ------------------------
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))

@@ -229,7 +229,7 @@ def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "fl
     """Check ``backend`` against the reference; returns the :class:`SuiteReport` (``report.ok()``).
 
     ``backend`` is a name, ``package.module:object`` or an op table. ``preset`` restricts the drawn options to
-    that preset's (SPEC 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
+    that preset's (SEMANTICS 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
     Raises :class:`fdaref.backend_loader.BackendUnavailable` when the backend cannot run here.
     """
     be, spec = resolve_backend(backend)

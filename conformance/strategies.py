@@ -4,7 +4,7 @@ Shapes include odd and 1-sized dimensions and channel counts that are not multip
 is built backwards from a valid output size, so every drawn conv / pool call is legal. Values come from a
 seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions: exact
 zeros (both signs), values exactly at a clip boundary and one ulp either side (in the dtype under test),
-points where sin(omega x) = 0 and their neighbours, ties for max pool. Every option of SPEC 1-7 is drawn
+points where sin(omega x) = 0 and their neighbours, ties for max pool. Every option of SEMANTICS 1-7 is drawn
 from an :class:`OptionSpace`: all values by default, or only a preset's (``OptionSpace.from_preset``).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
 
 @dataclass(frozen=True)
 class OptionSpace:
-    """Which option values the strategies draw (SPEC 1-7)."""
+    """Which option values the strategies draw (SEMANTICS 1-7)."""
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
     estimators: tuple[str, ...] = ESTIMATORS

@@ -1,4 +1,4 @@
-"""The tolerance policy, as data (SPEC 9).
+"""The tolerance policy, as data (SEMANTICS 9).
 
 For an output element i the allowed error is::
 

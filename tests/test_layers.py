@@ -1,10 +1,10 @@
 """Layers through the engine: gradients vs central finite differences (float64, random directions),
-the quantizer's backward vs SPEC 4 computed independently, eval = pure sign, parameters at construction.
+the quantizer's backward vs SEMANTICS 4 computed independently, eval = pure sign, parameters at construction.
 
 Binary layers are not differentiable (sign), so their wiring is checked on a "smooth twin" op table: the
 reference with sign replaced by the truncated Fourier series s_n (Eq. 9), whose exact derivative is the
-`fda` surrogate (Eq. 10), and with the weight scale frozen (SPEC 5: no gradient flows through s). On the
-twin, the engine's VJP must equal finite differences of the whole layer (SPEC 9: "fda against finite
+`fda` surrogate (Eq. 10), and with the weight scale frozen (SEMANTICS 5: no gradient flows through s). On the
+twin, the engine's VJP must equal finite differences of the whole layer (SEMANTICS 9: "fda against finite
 differences of s_n").
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_binary_linear_grad_on_smooth_twin(options):
 
 def test_smooth_twin_would_catch_a_scale_gradient_bug():
     """Guard for the test itself: without the frozen s, finite differences differ from the engine (which
-    treats s as a constant, SPEC 5), so the twin's freezing is what makes the check above meaningful."""
+    treats s as a constant, SEMANTICS 5), so the twin's freezing is what makes the check above meaningful."""
     class Unfrozen(SmoothTwin):
         def weight_scale(self, w, mode):
             return REFERENCE.weight_scale(w, mode)
@@ -180,10 +180,10 @@ def test_smooth_twin_would_catch_a_scale_gradient_bug():
     assert module_vjp_error(layer, rng.standard_normal((4, 6)), rng, ops=Unfrozen()) > 1e-4
 
 
-# -- the quantizer vs SPEC 4, computed independently ----------------------------------------------------
+# -- the quantizer vs SEMANTICS 4, computed independently ----------------------------------------------------
 
 def _spec4(g, t, w1, w2, alpha, n, omega, a, layout):
-    """SPEC 4 / Eq. 10 / Eq. 13 in plain numpy: (dt, dW1, dW2)."""
+    """SEMANTICS 4 / Eq. 10 / Eq. 13 in plain numpy: (dt, dW1, dW2)."""
     def rows(x):
         return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]) if layout == "activation" and x.ndim == 4 \
             else x.reshape(x.shape[0], -1) if layout == "weight" else x

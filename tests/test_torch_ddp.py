@@ -31,7 +31,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path):
     summary = json.loads(out.read_text())
     assert summary["world_size"] == 2 and summary["backend"] == "gloo"
     assert [h["epoch"] for h in summary["history"]] == [0, 1]
-    assert summary["history"][0]["n"] == 9 and summary["history"][1]["n"] == 18  # the SPEC 6 schedule ran
+    assert summary["history"][0]["n"] == 9 and summary["history"][1]["n"] == 18  # the SEMANTICS 6 schedule ran
     a, b = summary["weight_checksums"]
     assert a == b  # gradients were all-reduced: both replicas hold the same weights
 

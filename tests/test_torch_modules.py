@@ -30,7 +30,7 @@ def _torch_forward(model, x: np.ndarray, training: bool) -> np.ndarray:
 
 
 # End-to-end comparisons use scale "none": with a channel scale s, a binary conv output that is exactly 0 in
-# one summation order (as many +s as -s) is +-1e-17 in another, and the next sign flips (SPEC 9 counts such
+# one summation order (as many +s as -s) is +-1e-17 in another, and the next sign flips (SEMANTICS 9 counts such
 # flips in a band around 0). With s = 1 every conv output is an exact integer in both, so outputs agree.
 EXACT = BinaryOptions(scale="none")
 
@@ -152,7 +152,7 @@ def test_schedule_callback_matches_reference_schedule():
 
 
 def test_quantize_fn_gradcheck():
-    """FDAQuantizeFn's backward is the SPEC 4 formula: check the noise part against autograd of e(t)."""
+    """FDAQuantizeFn's backward is the SEMANTICS 4 formula: check the noise part against autograd of e(t)."""
     torch.manual_seed(0)
     t = torch.randn(4, 18, dtype=torch.float64, requires_grad=True)
     noise = M.NoiseAdaptation(18, k=4).double()

@@ -43,7 +43,7 @@ def tanh(x: np.ndarray, beta: float = 2.0) -> np.ndarray:
 # FDA (Eq. 10).
 
 def _clip_mask(x: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
-    """Zero the gradient where |x| > clip; |x| == clip keeps it (SPEC 2)."""
+    """Zero the gradient where |x| > clip; |x| == clip keeps it (SEMANTICS 2)."""
     if clip is None:
         return grad
     return np.where(np.abs(x) > clip, 0, grad).astype(x.dtype)
@@ -66,7 +66,7 @@ FDA_BLOCK = 1 << 16
 
 
 def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
-    """Eq. 10 in closed form (SPEC 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
+    """Eq. 10 in closed form (SEMANTICS 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
 
     The identity sum_{i=0}^{n} cos((2i+1) t) = sin(2(n+1) t) / (2 sin t) makes the cost independent of n.
     With M = 2(n+1) even, t = k pi + r (|r| <= pi/2) gives the same value (-1)^k sin(M r) / (2 sin r):

@@ -8,7 +8,7 @@ Launch with torchrun, one process per GPU::
 Each process takes ``LOCAL_RANK`` from torchrun, uses ``cuda:LOCAL_RANK`` with NCCL when CUDA is there and
 the CPU with gloo otherwise (that is how the launch path is tested). ``--batch-size`` is per process (the
 global batch is world_size times it). Every rank builds the model from the same seed and DDP broadcasts
-rank 0's weights; a DistributedSampler shards the data; the SPEC 6 schedule (:class:`FDASchedule`) and the
+rank 0's weights; a DistributedSampler shards the data; the SEMANTICS 6 schedule (:class:`FDASchedule`) and the
 cosine learning rate step per epoch; rank 0 writes a JSON summary (per-epoch loss / accuracy, n, alpha,
 images/s and a checksum of the final weights, which all ranks agree on).
 

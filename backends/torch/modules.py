@@ -1,12 +1,12 @@
 """Idiomatic PyTorch modules for FDA binary networks (for people who train in plain torch).
 
 - :class:`FDAQuantizeFn`: the quantizer of Eq. 14 as a ``torch.autograd.Function`` (sign forward; the fused
-  surrogate plus the noise module's chain rule backward, SPEC 4), computed by the torch op table.
+  surrogate plus the noise module's chain rule backward, SEMANTICS 4), computed by the torch op table.
 - :class:`NoiseAdaptation`: Eq. 13's module e(t) = relu(t W1) W2 + eta(t), parameters (d, m) and (m, d).
 - :class:`FDAQuantizer`: a module holding the options, alpha and the estimator parameters (n) for one tensor.
-- :class:`FDAConv2d`, :class:`FDALinear`: the binary layers of SPEC 5.
-- :class:`FDASchedule`: the SPEC 6 schedules (n_e, alpha_e) as a small per-epoch callback.
-- :func:`resnet20`, :func:`vgg_small`: SPEC 8's models, with the same module names as ``fdaref.nn.models``.
+- :class:`FDAConv2d`, :class:`FDALinear`: the binary layers of SEMANTICS 5.
+- :class:`FDASchedule`: the SEMANTICS 6 schedules (n_e, alpha_e) as a small per-epoch callback.
+- :func:`resnet20`, :func:`vgg_small`: SEMANTICS 8's models, with the same module names as ``fdaref.nn.models``.
 - The surrogate registry: :func:`register_surrogate` / :func:`surrogate_names` (shared with the op table).
 
 Every parameter exists from construction on. :func:`reference_state_dict` and
@@ -37,7 +37,7 @@ __all__ = ["FDAQuantizeFn", "NoiseAdaptation", "FDAQuantizer", "FDAConv2d", "FDA
 
 
 class FDAQuantizeFn(torch.autograd.Function):
-    """z = sign(t) + alpha e(t) (training, module present, alpha != 0), else sign(t); SPEC 4 backward.
+    """z = sign(t) + alpha e(t) (training, module present, alpha != 0), else sign(t); SEMANTICS 4 backward.
 
     ``apply(t, w1, w2, alpha, zero, estimator, params, layout, eta_kind, a, training)``; ``w1``/``w2`` may be
     None (no noise module).
@@ -66,7 +66,7 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: Optional[torch.Gen
 
 
 class NoiseAdaptation(nn.Module):
-    """Eq. 13 on rows of length ``d``: e(t) = relu(t W1) W2 + eta(t), m = max(1, d // k) (SPEC 3).
+    """Eq. 13 on rows of length ``d``: e(t) = relu(t W1) W2 + eta(t), m = max(1, d // k) (SEMANTICS 3).
 
     Zero-mean init U(+-1/sqrt(fan_in)) (fan_in d for W1, m for W2). ``forward(t, layout)`` is plain torch
     autograd (for standalone use); the quantizer calls the fused op-table kernels with ``w1``/``w2``.
@@ -98,7 +98,7 @@ class NoiseAdaptation(nn.Module):
 
 
 class FDAQuantizer(nn.Module):
-    """The FDA quantizer of one tensor (weights or activations): sign forward, SPEC 4 backward.
+    """The FDA quantizer of one tensor (weights or activations): sign forward, SEMANTICS 4 backward.
 
     ``alpha`` and ``params`` (the estimator's parameters, e.g. n) follow the schedule (:class:`FDASchedule`).
     """
@@ -146,7 +146,7 @@ class _FDALayer(nn.Module):
         self.a_quant = FDAQuantizer(weight_shape[1], "activation", options, generator)
 
     def binary_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Q_a(x), Q_w(W) * s); no gradient flows through the scale s (SPEC 5)."""
+        """(Q_a(x), Q_w(W) * s); no gradient flows through the scale s (SEMANTICS 5)."""
         s = _ops.weight_scale(self.weight.detach(), self.options.scale)
         return self.a_quant(x), self.w_quant(self.weight) * s
 
@@ -156,7 +156,7 @@ class _FDALayer(nn.Module):
 
 
 class FDAConv2d(_FDALayer):
-    """Binary conv (SPEC 5): conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
+    """Binary conv (SEMANTICS 5): conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
@@ -182,7 +182,7 @@ class FDAConv2d(_FDALayer):
 
 
 class FDALinear(_FDALayer):
-    """Binary linear (SPEC 5): linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
+    """Binary linear (SEMANTICS 5): linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  options: BinaryOptions = BinaryOptions(), generator: Optional[torch.Generator] = None) -> None:
@@ -203,7 +203,7 @@ def fda_layers(model: nn.Module) -> list[_FDALayer]:
 
 
 class FDASchedule:
-    """SPEC 6 as a callback: call ``on_epoch_start(epoch)`` before each epoch of ``epochs``; it sets n_e and
+    """SEMANTICS 6 as a callback: call ``on_epoch_start(epoch)`` before each epoch of ``epochs``; it sets n_e and
     alpha_e in every FDA layer of ``model`` and returns them (``{"n": ..., "alpha": ...}``) for logging."""
 
     def __init__(self, model: nn.Module, epochs: int) -> None:
@@ -220,7 +220,7 @@ class FDASchedule:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Models (SPEC 8), with the module names of fdaref.nn.models.
+# Models (SEMANTICS 8), with the module names of fdaref.nn.models.
 
 def _conv3x3(binary: bool, options: BinaryOptions, gen: Optional[torch.Generator], c_in: int, c_out: int,
              stride: int = 1) -> nn.Module:
@@ -260,7 +260,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    """SPEC 8 ResNet-20: FP stem + BN, 3 x 3 basic blocks at 16/32/64, ReLU, global average pool, FP linear."""
+    """SEMANTICS 8 ResNet-20: FP stem + BN, 3 x 3 basic blocks at 16/32/64, ReLU, global average pool, FP linear."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, *, binary: bool = True,
                  options: Optional[BinaryOptions] = None, generator: Optional[torch.Generator] = None) -> None:
@@ -286,14 +286,14 @@ class ResNet20(nn.Module):
 
 def resnet20(in_channels: int = 3, num_classes: int = 10, options: Optional[BinaryOptions] = None,
              binary: bool = True, seed: Optional[int] = None) -> ResNet20:
-    """SPEC 8 ResNet-20 (binary=False: the same architecture in float)."""
+    """SEMANTICS 8 ResNet-20 (binary=False: the same architecture in float)."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return ResNet20(in_channels, num_classes, binary=binary, options=options, generator=gen)
 
 
 def vgg_small(in_channels: int = 3, num_classes: int = 10, options: Optional[BinaryOptions] = None,
               binary: bool = True, image_size: int = 32, seed: Optional[int] = None) -> nn.Sequential:
-    """SPEC 8 VGG-small: 128, 128, M, 256, 256, M, 512, 512, M, FC; conv [pool] BN PReLU per stage, first conv
+    """SEMANTICS 8 VGG-small: 128, 128, M, 256, 256, M, 512, 512, M, FC; conv [pool] BN PReLU per stage, first conv
     and FC full precision (the layer order and indices of ``fdaref.nn.models.vgg_small``)."""
     options = options or BinaryOptions()
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
