@@ -182,17 +182,27 @@ def test_smooth_twin_would_catch_a_scale_gradient_bug():
 
 # -- the quantizer vs SEMANTICS 4, computed independently ----------------------------------------------------
 
+def _rows(x, layout):
+    """SEMANTICS 3 rows: one per pixel for NCHW activations, one per output unit for weights."""
+    if layout == "activation" and x.ndim == 4:
+        return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    return x.reshape(x.shape[0], -1)
+
+
+def _unrows(r, shape, layout):
+    if layout == "activation" and len(shape) == 4:
+        b, c, h, w = shape
+        return np.moveaxis(r.reshape(b, h, w, c), -1, 1)
+    return r.reshape(shape)
+
+
 def _spec4(g, t, w1, w2, alpha, n, omega, a, layout):
     """SEMANTICS 4 / Eq. 10 / Eq. 13 in plain numpy: (dt, dW1, dW2)."""
     def rows(x):
-        return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]) if layout == "activation" and x.ndim == 4 \
-            else x.reshape(x.shape[0], -1) if layout == "weight" else x
+        return _rows(x, layout)
 
     def unrows(r):
-        if layout == "activation" and t.ndim == 4:
-            b, c, h, w = t.shape
-            return np.moveaxis(r.reshape(b, h, w, c), -1, 1)
-        return r.reshape(t.shape)
+        return _unrows(r, t.shape, layout)
 
     fda_prime = 4 * omega / np.pi * sum(np.cos((2 * i + 1) * omega * t) for i in range(n + 1))
     T_, G = rows(t), rows(g)
@@ -215,8 +225,8 @@ def test_quantize_backward_equals_spec4(layout, shape):
     z = quantize(tt, t1, t2, alpha=alpha, zero=-1.0, estimator="fda", params={"n": n, "omega": 0.1, "clip": None},
                  layout=layout, eta_kind="sin", a=0.1, training=True)
     # forward: Eq. 14
-    e = noise_forward(t, w1, w2, layout=layout, eta_kind="sin", a=0.1)
-    np.testing.assert_allclose(z.numpy(), np.where(t > 0, 1.0, -1.0) + alpha * e, rtol=1e-13)
+    e = _unrows(np.maximum(_rows(t, layout) @ w1, 0) @ w2, shape, layout) + 0.1 * np.sin(t)
+    np.testing.assert_allclose(z.numpy(), np.where(t > 0, 1.0, -1.0) + alpha * e, rtol=1e-12, atol=1e-14)
     g = rng.standard_normal(shape)
     z.backward(g)
     dt, dw1, dw2 = _spec4(g, t, w1, w2, alpha, n, 0.1, 0.1, layout)
