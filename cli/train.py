@@ -107,6 +107,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default=None, help="op table: numpy (fast NumPy kernels), reference (the literal "
                                                    "oracle), torch, numba, cupy, or package.module:object "
                                                    "(default numpy)")
+    g.add_argument("--engine", default=None,
+                   help="how steps are computed: the backend's own engine (torch: torch autograd, the default; "
+                        "torch-compile) or fdaref (fdaref's autodiff engine over the op table, for validation)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default cpu")
     g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default float32")
     g.add_argument("--eval-every", type=positive_int, default=None,
@@ -115,7 +118,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 CONFIG_FIELDS = ("model", "preset", "estimator", "noise", "eta", "scale", "dataset", "data_dir", "subset",
                  "test_subset", "val_fraction", "augment", "epochs", "batch_size", "lr", "optimizer", "momentum",
-                 "weight_decay", "label_smoothing", "seed", "backend", "device", "dtype", "eval_every")
+                 "weight_decay", "label_smoothing", "seed", "backend", "engine", "device", "dtype", "eval_every")
 
 
 def explicit_options(args: argparse.Namespace) -> dict[str, Any]:

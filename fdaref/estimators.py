@@ -6,7 +6,7 @@ one entry point; third parties add their own with :func:`register_estimator`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -18,12 +18,20 @@ GradFn = Callable[..., np.ndarray]
 
 @dataclass(frozen=True)
 class Estimator:
-    """A named surrogate: ``grad(x, **params)`` with the parameter defaults and a checker for them."""
+    """A named surrogate: ``grad(x, **params)`` with the parameter defaults and a checker for them.
+
+    For the conformance suite (SEMANTICS 9) a surrogate also declares ``peak(params)``, its largest |value| (the
+    scale of its tolerance), and ``antiderivative(x, **params)``, a float64 function whose derivative it is
+    (checked by finite differences); ``antiderivative=None`` opts out of that check (the report says so).
+    ``peak=None`` leaves the estimator unchecked by the suite (reported: a tolerance needs a scale).
+    """
     name: str
     grad: GradFn
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[dict], dict] = staticmethod(lambda params: params)
     doc: str = ""
+    peak: Optional[Callable[[dict], float]] = None
+    antiderivative: Optional[GradFn] = None
 
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict:
         """Defaults overlaid with ``params``; unknown names and invalid values raise."""
@@ -40,13 +48,20 @@ _REGISTRY: dict[str, Estimator] = {}
 
 def register_estimator(name: str, grad: GradFn, defaults: Mapping[str, Any] | None = None,
                        check: Callable[[dict], dict] | None = None, doc: str = "",
-                       replace: bool = False) -> Estimator:
-    """Add a surrogate gradient under ``name``; ``grad(x, **params)`` maps an array to d sign/dx."""
+                       replace: bool = False, *, peak: float | Callable[[dict], float] | None = None,
+                       antiderivative: GradFn | None = None) -> Estimator:
+    """Add a surrogate gradient under ``name``; ``grad(x, **params)`` maps an array to d sign/dx.
+
+    ``peak`` (a number or ``peak(params) -> float``) is its largest |value|; ``antiderivative(x, **params)``
+    a float64 function whose derivative ``grad`` is. With both, ``fdaref conform`` draws and checks it like
+    the built-in ones (without ``antiderivative``, the finite-difference check is skipped and reported).
+    """
     if not isinstance(name, str) or not name:
         raise ValueError("estimator name must be a non-empty string")
     if name in _REGISTRY and not replace:
         raise ValueError(f"estimator {name!r} is already registered (pass replace=True to override)")
-    est = Estimator(name, grad, dict(defaults or {}), check or (lambda p: p), doc)
+    peak_fn = peak if (peak is None or callable(peak)) else (lambda params, _v=float(peak): _v)
+    est = Estimator(name, grad, dict(defaults or {}), check or (lambda p: p), doc, peak_fn, antiderivative)
     _REGISTRY[name] = est
     return est
 
@@ -174,10 +189,45 @@ def fda_peak(n: int, omega: float) -> float:
 
 _FDA_DEFAULTS = {"n": 9, "omega": 0.1, "clip": None}
 
-register_estimator("ste", ste, doc="straight-through: 1")
-register_estimator("clipped_ste", clipped_ste, doc="1 where |x| <= 1")
-register_estimator("approx_sign", approx_sign, doc="Bi-Real: 2 - 2|x| where |x| <= 1")
-register_estimator("sign_swish", sign_swish, {"beta": 5.0}, _check_beta, doc="BNN+ SignSwish")
-register_estimator("tanh", tanh, {"beta": 2.0}, _check_beta, doc="DSQ / IR-Net: beta (1 - tanh^2)")
-register_estimator("fda", fda, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, closed form")
-register_estimator("fda_series", fda_series, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, literal series")
+
+# Antiderivatives (float64) and peaks of the built-in surrogates, for the conformance suite (SEMANTICS 9).
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _approx_sign_antiderivative(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) <= 1, 2 * x - x * np.abs(x), np.sign(x))
+
+
+def _sign_swish_antiderivative(x: np.ndarray, beta: float = 5.0) -> np.ndarray:
+    s = _sigmoid(beta * x)
+    return 2 * s * (1 + beta * x * (1 - s)) - 1
+
+
+def _fda_antiderivative(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
+    """s_n of Eq. 9, constant beyond the clip (its derivative is Eq. 10 times the clip mask)."""
+    return fourier_series(x if clip is None else np.clip(x, -clip, clip), n=n, omega=omega)
+
+
+def _beta_peak(params: dict) -> float:
+    return float(params["beta"])
+
+
+def _fda_registry_peak(params: dict) -> float:
+    return fda_peak(int(params["n"]), float(params["omega"]))
+
+
+register_estimator("ste", ste, doc="straight-through: 1", peak=1.0, antiderivative=lambda x: x.copy())
+register_estimator("clipped_ste", clipped_ste, doc="1 where |x| <= 1", peak=1.0,
+                   antiderivative=lambda x: np.clip(x, -1.0, 1.0))
+register_estimator("approx_sign", approx_sign, doc="Bi-Real: 2 - 2|x| where |x| <= 1", peak=2.0,
+                   antiderivative=_approx_sign_antiderivative)
+register_estimator("sign_swish", sign_swish, {"beta": 5.0}, _check_beta, doc="BNN+ SignSwish", peak=_beta_peak,
+                   antiderivative=_sign_swish_antiderivative)
+register_estimator("tanh", tanh, {"beta": 2.0}, _check_beta, doc="DSQ / IR-Net: beta (1 - tanh^2)",
+                   peak=_beta_peak, antiderivative=lambda x, beta=2.0: np.tanh(beta * x))
+register_estimator("fda", fda, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, closed form", peak=_fda_registry_peak,
+                   antiderivative=_fda_antiderivative)
+register_estimator("fda_series", fda_series, _FDA_DEFAULTS, _check_fda, doc="FDA Eq. 10, literal series",
+                   peak=_fda_registry_peak, antiderivative=_fda_antiderivative)

@@ -105,14 +105,12 @@ def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
 
 
 class _NaNTrainer(Trainer):
-    """Returns a NaN loss from step ``nan_at`` on (as a diverging run would)."""
+    """Feeds NaN images from step ``nan_at`` on, so the engine computes a NaN loss (as a diverging run would)."""
     nan_at = 4
 
     def _step(self, x, y, lr):
         self.calls = getattr(self, "calls", 0) + 1
-        if self.calls > self.nan_at:
-            return float("nan"), 0
-        return super()._step(x, y, lr)
+        return super()._step(np.full_like(x, np.nan) if self.calls > self.nan_at else x, y, lr)
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:

@@ -1,6 +1,12 @@
 """The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SEMANTICS 6 schedules per
 epoch, metrics.jsonl, atomic checkpoints, bit-exact resume, Ctrl-C and NaN handling, summary.json.
 
+How a step is computed is the step engine's business (:mod:`.engine`, chosen by ``--engine``): the fdaref
+autodiff engine over any op table, or a backend's own (torch autograd). The loop reads the engine's step
+statistics every ``engine.sync_every`` steps and at the end of each epoch, so an engine on a GPU runs an
+epoch without a host round trip per step; a non-finite loss is caught at the next read, non-finite
+parameters or buffers at the end of the epoch, and either stops the run with the last good checkpoint kept.
+
 Determinism: the data order and augmentation of epoch e depend only on (seed, e) (fdaref.data.loader),
 the learning rate of step s only on s, and n / alpha only on e. A checkpoint therefore needs the model,
 the optimizer and the position (epoch, next batch, the epoch's running sums): resuming from it replays
@@ -18,19 +24,16 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from ..autodiff import Tensor
 from ..errors import InputError
 
-from ..functions import cross_entropy
 from ..data import BatchLoader, load_splits
 from ..data.dataset import Splits
-from ..nn import Module, set_schedule
-from ..optim import Optimizer
+from ..nn import Module
 from ..schedules import cosine_lr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .evaluation import EvalResult, evaluate
-from .factory import build_backend, build_model, build_optimizer
+from .engine import StepEngine
+from .factory import build_backend, build_engine
 from .interrupt import StopFlag
 from .metrics import append_jsonl, truncate_jsonl, write_json
 from .progress import ProgressBar
@@ -39,7 +42,7 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 # Config fields that may differ on --resume without changing the computation's meaning.
-RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out")
+RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out", "engine")
 
 
 class TrainingDiverged(RuntimeError):
@@ -108,9 +111,7 @@ class Trainer:
         eval_bs = max(cfg.batch_size, 256)
         self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
         self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
-        self.model = build_model(cfg, s.info).to(self.ops, cfg.device)
-        self.model.train()
-        self.optimizer: Optimizer = build_optimizer(cfg, self.model)
+        self.engine: StepEngine = build_engine(cfg, s.info, self.ops)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -125,8 +126,8 @@ class Trainer:
             "position": pos.to_dict(),
             "rng": {"scheme": "numpy default_rng([seed, epoch, 0xDA7A]) per epoch; see fdaref.data.loader",
                     "seed": self.cfg.seed, "epoch": pos.epoch, "next_batch": pos.batch},
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.engine.model_state(),
+            "optimizer": self.engine.optimizer_state(),
             "history": history,
         }
 
@@ -144,8 +145,8 @@ class Trainer:
         if diffs:
             raise ResumeError("--resume: the run's settings differ from the checkpoint's (" + "; ".join(diffs) +
                               "); resume with the same settings or start a new --out directory")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        self.engine.load_model_state(ck["model"])
+        self.engine.load_optimizer_state(ck["optimizer"])
         return Position(**ck["position"]), ck["history"]
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -164,41 +165,47 @@ class Trainer:
                 self.metrics_path.unlink()
         if pos.epoch >= cfg.epochs:
             self.log(f"{self.out}: all {cfg.epochs} epochs already done")
-            return RunResult("complete", self.out, self._read_summary(), self.model)
+            return RunResult("complete", self.out, self._read_summary(), self.engine.reference_model())
         wall_start = time.perf_counter()
+        engine = self.engine
         with StopFlag() as stop:
             steps_done = 0
             while pos.epoch < cfg.epochs:
                 e = pos.epoch
-                sched = set_schedule(self.model, e, cfg.epochs)
+                sched = engine.set_schedule(e, cfg.epochs)
                 bar = ProgressBar(self.steps_per_epoch, f"epoch {e + 1}/{cfg.epochs}", stream=self.stream,
                                   enabled=self.progress)
                 bar.count = pos.batch
+                engine.reset_stats(pos.loss_sum, pos.correct, pos.seen)
                 t0 = time.perf_counter()
-                for x, y in self.train_loader.epoch(e, start_batch=pos.batch):
+                for x, y in engine.batches(self.train_loader, e, pos.batch):
                     step = e * self.steps_per_epoch + pos.batch
                     lr = cosine_lr(step, self.total_steps, cfg.lr)
-                    loss_value, correct = self._step(x, y, lr)
-                    if not math.isfinite(loss_value):
-                        bar.close()
-                        return self._diverged(pos, history, loss_value, lr)
-                    pos.batch += 1
-                    pos.loss_sum += loss_value * len(y)
-                    pos.correct += correct
-                    pos.seen += len(y)
+                    self._step(x, y, lr)
                     steps_done += 1
-                    bar.update(1, loss=pos.loss_sum / pos.seen, acc=f"{100 * pos.correct / pos.seen:.1f}%")
                     if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
                         stop.set()
+                    last = pos.batch + 1 == self.steps_per_epoch
+                    if steps_done % engine.sync_every == 0 or last or stop:
+                        pos.loss_sum, pos.correct, pos.seen = engine.read_stats()
+                        if not math.isfinite(pos.loss_sum):
+                            bar.close()
+                            return self._diverged(pos, history, f"the loss is {pos.loss_sum}", lr)
+                        bar.update(pos.batch + 1 - bar.count, loss=pos.loss_sum / pos.seen,
+                                   acc=f"{100 * pos.correct / pos.seen:.1f}%")
+                    pos.batch += 1
                     if stop and pos.batch < self.steps_per_epoch:
                         pos.train_time += time.perf_counter() - t0
                         bar.close()
                         self._save(pos, history)
                         self.log(f"stopped at epoch {e + 1}, batch {pos.batch}/{self.steps_per_epoch}; saved "
                                  f"{self.checkpoint_path}; continue with --resume --out {self.out}")
-                        return RunResult("interrupted", self.out, {}, self.model)
+                        return RunResult("interrupted", self.out, {}, engine.reference_model())
                 pos.train_time += time.perf_counter() - t0
                 bar.close()
+                if not engine.all_finite():
+                    pos.batch -= 1
+                    return self._diverged(pos, history, "a parameter or buffer is not finite", lr)
                 record = self._end_epoch(pos, sched, history)
                 pos = Position(epoch=e + 1)
                 history["last_good_epoch"] = e
@@ -207,33 +214,22 @@ class Trainer:
                 if stop and pos.epoch < cfg.epochs:
                     self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
                              f"--resume --out {self.out}")
-                    return RunResult("interrupted", self.out, {}, self.model)
+                    return RunResult("interrupted", self.out, {}, engine.reference_model())
         summary = self._summary(history, time.perf_counter() - wall_start)
         write_json(self.summary_path, summary)
-        return RunResult("complete", self.out, summary, self.model)
+        return RunResult("complete", self.out, summary, engine.reference_model())
 
-    def _step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
-        ops, dev = self.ops, self.cfg.device
-        self.optimizer.zero_grad()
-        logits = self.model(Tensor.from_numpy(x, ops, dev))
-        loss = cross_entropy(logits, ops.from_numpy(y, dev), label_smoothing=self.cfg.label_smoothing)
-        loss_value = float(loss.numpy())
-        if not math.isfinite(loss_value):
-            return loss_value, 0
-        loss.backward()
-        self.optimizer.lr = lr
-        self.optimizer.step()
-        correct = int((np.argmax(logits.numpy(), axis=1) == y).sum())
-        return loss_value, correct
+    def _step(self, x: Any, y: Any, lr: float) -> None:
+        """One optimizer step of the engine on the batch (x, y) at learning rate ``lr``."""
+        self.engine.train_step(x, y, lr)
 
     def _end_epoch(self, pos: Position, sched: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
         cfg, e = self.cfg, pos.epoch
         t0 = time.perf_counter()
         due = (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1
-        val = evaluate(self.model, self.val_loader, self.ops, cfg.device) if self.val_loader and due else None
-        test = evaluate(self.model, self.test_loader, self.ops, cfg.device) if due else None
+        val = self.engine.evaluate(self.val_loader) if self.val_loader and due else None
+        test = self.engine.evaluate(self.test_loader) if due else None
         eval_time = time.perf_counter() - t0
-        self.model.train()
         if val is not None and (history["best_val"] is None or val.accuracy > history["best_val"]):
             history["best_val"], history["best_epoch"] = val.accuracy, e
         if test is not None:
@@ -257,12 +253,15 @@ class Trainer:
                  f"{record['images_per_s'] or 0:.0f} img/s {pos.train_time:.1f}s")
         return record
 
-    def _diverged(self, pos: Position, history: dict[str, Any], loss_value: float, lr: float) -> RunResult:
+    def _diverged(self, pos: Position, history: dict[str, Any], what: str, lr: float) -> RunResult:
         last = history.get("last_good_epoch")
         where = (f"the last good checkpoint {self.checkpoint_path} (after epoch {last + 1}) is kept"
                  if last is not None and self.checkpoint_path.is_file() else "no checkpoint had been written yet")
-        message = (f"training stopped: the loss is {loss_value} at epoch {pos.epoch + 1}/{self.cfg.epochs}, "
-                   f"batch {pos.batch + 1}/{self.steps_per_epoch} (lr {lr:.4g}); {where}. Try a lower --lr.")
+        every = self.engine.sync_every
+        checked = f" (checked every {every} steps)" if every > 1 else ""
+        message = (f"training stopped: {what} at epoch {pos.epoch + 1}/{self.cfg.epochs}, "
+                   f"batch {pos.batch + 1}/{self.steps_per_epoch}{checked} (lr {lr:.4g}); {where}. "
+                   "Try a lower --lr.")
         write_json(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
         raise TrainingDiverged(message)
 
@@ -287,7 +286,7 @@ class Trainer:
             "sizes": {"train": len(s.train), "val": len(s.val), "test": len(s.test)},
             "config": self.cfg.to_dict(), "options": self.cfg.options().to_dict(),
             "backend": {"name": self.ops.name, "version": getattr(self.ops, "version", "?"),
-                        "device": self.cfg.device},
+                        "device": self.cfg.device, "engine": self.engine.name},
             "python": platform.python_version(), "numpy": np.__version__,
             "checkpoint": str(self.checkpoint_path), "metrics": str(self.metrics_path),
         }
