@@ -7,7 +7,7 @@ bug, caught by the layer check.)
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 

@@ -16,7 +16,7 @@ estimator registry (:func:`fdaref.estimators.register_estimator`), so a register
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 

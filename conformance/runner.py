@@ -230,9 +230,12 @@ def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, 
         ev = evaluate(record, backend, device, dtype, case, limits=control.limits)
         results.append(_result(record, backend, spec, device, dtype, f"edge: {case.label}", case, ev, 1,
                                time.perf_counter() - t0))
+    refused_values = {(d.option, plain(d.value)) for d in declined}
     for i, err in enumerate(record.error_inputs(dtype)):
         key = f"{op}#error{i}"
-        if key not in control.skip:
+        uses_declined = any((k, plain(v)) in refused_values for k, v in err.case.kwargs.items()
+                            if not isinstance(v, dict))
+        if key not in control.skip and not uses_declined:
             control.begin(key, WARMUP.peek(backend, op, control.limits))
             results.append(check_error_input(backend, spec, device, dtype, err, control))
     key = f"{op}#random"

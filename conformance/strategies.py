@@ -2,10 +2,12 @@
 
 Shapes include odd and 1-sized dimensions and channel counts that are not multiples of 8 or 64; geometry
 is built backwards from a valid output size, so every drawn conv / pool call is legal. Values come from a
-seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions: exact
-zeros (both signs), values exactly at a clip boundary and one ulp either side (in the dtype under test),
-points where sin(omega x) = 0 and their neighbours, ties for max pool. Every option of SEMANTICS 1-7 is drawn
-from an :class:`OptionSpace`: all values by default, or only a preset's (``OptionSpace.from_preset``).
+seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions, built by
+probes.py: signed zeros, subnormals, a clip boundary and 1-3 ulps either side (in the dtype under test),
+omega x = k pi at every distance from 1 ulp to 0.5 for small and large k, ties for max pool; fda inputs
+also span the whole argument range. Every option of SEMANTICS 1-7 is drawn from an :class:`OptionSpace`: all
+values by default, only a preset's (``OptionSpace.from_preset``), or what a backend supports
+(capabilities.py). Each op's record (records.py) names its strategy here.
 """
 from __future__ import annotations
 
@@ -122,13 +124,6 @@ def channels(draw: Draw, wide: bool = False) -> int:
 
 def _dt(dtype: str) -> np.dtype:
     return np.dtype(dtype)
-
-
-def neighbours(v: float, dtype: str) -> list[float]:
-    """v rounded to ``dtype`` and one ulp either side (in that dtype)."""
-    t = _dt(dtype).type
-    x = t(v)
-    return [float(x), float(np.nextafter(x, t(np.inf))), float(np.nextafter(x, t(-np.inf)))]
 
 
 def fill(draw: Draw, shape: Sequence[int], dtype: str, *, kind: str = "normal", scale: float = 1.0,

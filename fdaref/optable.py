@@ -4,7 +4,9 @@ A backend is any object with the attributes below. Each op is a pure function on
 (numpy.ndarray, torch.Tensor, cupy.ndarray, ...): it never mutates its inputs and never keeps state.
 The engine (:mod:`fdaref.autodiff`) calls only these ops and Python's array operators, so one training loop
 serves every backend. An op a backend does not have is simply absent (``getattr(backend, op, None) is None``);
-the conformance suite reports it as "not provided by <backend>".
+the conformance suite reports it as "not provided by <backend>". A backend may also define the optional
+``supports(op, option, value) -> Optional[str]`` to decline single option values (None: supported, else
+the reason); the option names are listed in ``fdaref.conformance.capabilities``.
 
 Arrays a backend receives and returns must support ``+ - * / @``, unary ``-``, ``**`` with a float,
 ``.shape``, ``.dtype``, ``.reshape(shape)``, basic slicing (``x[:, :, ::2, ::2]``) and slice assignment.

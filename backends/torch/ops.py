@@ -440,6 +440,13 @@ class TorchBackend:
             return f"the torch backend computes in float32 or float64, not {dtype}"
         return None
 
+    def supports(self, op: str, option: str, value: Any) -> Optional[str]:
+        """Capabilities (fdaref.conformance.capabilities): an estimator registered in fdaref without torch math."""
+        if option == "estimator" and value not in _SURROGATES:
+            return (f"estimator {value!r} has no torch implementation (add one with "
+                    "fdaref.backends.torch.register_surrogate)")
+        return None
+
     @property
     def training_engines(self) -> Mapping[str, Callable[..., Any]]:
         """The Trainer's step engines on this backend, the default first (:mod:`.engine`)."""
