@@ -130,9 +130,7 @@ def test_reference_model_reads_the_torch_checkpoint(torch_run: Path) -> None:
 
 
 def test_nan_loss_stops_the_torch_engine(tmp_path: Path) -> None:
-    splits = _splits()
-    splits.train.images = splits.train.images.copy()
-    t = Trainer(_cfg(tmp_path, lr=1e30), progress=False, splits=splits, log=lambda s: None)
+    t = Trainer(_cfg(tmp_path, lr=1e30), progress=False, splits=_splits(), log=lambda s: None)
     with pytest.raises(TrainingDiverged, match=r"epoch 1/2, batch \d/3"):
         t.run()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
@@ -141,3 +139,31 @@ def test_nan_loss_stops_the_torch_engine(tmp_path: Path) -> None:
 def test_unknown_engine_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine: backend 'torch' offers torch, torch-compile, fdaref, not 'jax'"):
         _run(tmp_path, engine="jax")
+
+
+class _PoisonedBuffer(Trainer):
+    """Sets one batch-norm running variance to NaN after the first step of epoch 2: the training loss stays
+    finite (training uses batch statistics), so only the engine's all-finite check can catch it."""
+
+    def _step(self, x, y, lr):
+        super()._step(x, y, lr)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 4:
+            if self.engine.name == "torch":
+                self.engine.model[1].running_var[0] = float("nan")
+            else:
+                bn = self.engine.model[1].running_var
+                bad = bn.numpy().copy()
+                bad[0] = np.nan
+                bn.data = bn.ops.from_numpy(bad, "cpu")
+
+
+@pytest.mark.parametrize("engine", ("torch", "fdaref"))
+def test_non_finite_buffer_stops_at_the_epoch_end(tmp_path: Path, engine: str) -> None:
+    t = _PoisonedBuffer(_cfg(tmp_path, engine=engine), progress=False, splits=_splits(), log=lambda s: None)
+    with pytest.raises(TrainingDiverged, match=r"a parameter or buffer is not finite at epoch 2/2, batch 3/3.*"
+                                               r"after epoch 1\) is kept"):
+        t.run()
+    ck = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert ck["position"]["epoch"] == 1 and np.isfinite(ck["model"]["1.running_var"]).all()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
