@@ -14,7 +14,7 @@ from fdaref import autodiff as ad  # noqa: E402
 from fdaref.data import BatchLoader, make_splits  # noqa: E402
 from fdaref.data.synthetic import synthetic_dataset  # noqa: E402
 from fdaref.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint, load_trained, read_jsonl  # noqa: E402
-from fdaref.train.factory import engine_names  # noqa: E402
+from fdaref.train.factory import default_engine, engine_names  # noqa: E402
 
 from fdaref.backends.torch import backend as TB  # noqa: E402
 from fdaref.backends.torch.engine import DeviceData  # noqa: E402
@@ -58,9 +58,12 @@ def test_device_batches_equal_host_loader(augment: bool) -> None:
         assert np.array_equal(x, xd.numpy()) and np.array_equal(y, yd.numpy())
 
 
-def test_torch_is_the_default_engine_and_fdaref_stays() -> None:
-    assert engine_names(TB)[0] == "torch" and "fdaref" in engine_names(TB)
-    assert engine_names(object()) == ("fdaref",)
+def test_default_engine_is_the_backends_fastest_and_fdaref_stays() -> None:
+    from fdaref.backends.torch.engine import COMPILE_MIN_STEPS
+    assert set(engine_names(TB)) == {"torch", "torch-compile", "fdaref"}
+    assert default_engine(TB, 100) == "torch"                      # short runs: no compile to repay
+    assert default_engine(TB, COMPILE_MIN_STEPS) == "torch-compile"
+    assert engine_names(object()) == ("fdaref",) and default_engine(object(), 10**6) == "fdaref"
 
 
 def test_each_engine_trains_and_writes_the_same_outputs(torch_run: Path, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ class Trainer:
         eval_bs = max(cfg.batch_size, 256)
         self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
         self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
-        self.engine: StepEngine = build_engine(cfg, s.info, self.ops)
+        self.engine: StepEngine = build_engine(cfg, s.info, self.ops, len(self.train_loader) * cfg.epochs)
         # A data-parallel engine runs one Trainer per process; only its writer (rank 0) writes and talks.
         self.writer = bool(getattr(self.engine, "is_writer", True))
         if not self.writer:
