@@ -34,7 +34,8 @@ from .ops import register_surrogate, surrogate_names
 from .quantize import quantize
 
 __all__ = ["NoiseAdaptation", "FDAQuantizer", "FDAConv2d", "FDALinear", "FDASchedule",
-           "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny", "register_surrogate", "surrogate_names",
+           "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny",
+           "register_surrogate", "surrogate_names",
            "fda_layers", "reference_state_dict", "load_reference_state_dict"]
 
 

@@ -111,7 +111,11 @@ class Trainer:
         eval_bs = max(cfg.batch_size, 256)
         self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
         self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
-        self.engine: StepEngine = build_engine(cfg, s.info, self.ops)
+        self.engine: StepEngine = build_engine(cfg, s.info, self.ops, len(self.train_loader) * cfg.epochs)
+        # A data-parallel engine runs one Trainer per process; only its writer (rank 0) writes and talks.
+        self.writer = bool(getattr(self.engine, "is_writer", True))
+        if not self.writer:
+            self.progress, self.log = False, lambda line: None
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -132,7 +136,8 @@ class Trainer:
         }
 
     def _save(self, pos: Position, history: dict[str, Any]) -> None:
-        save_checkpoint(self.checkpoint_path, self._checkpoint_state(pos, history))
+        if self.writer:
+            save_checkpoint(self.checkpoint_path, self._checkpoint_state(pos, history))
 
     def _restore(self) -> tuple[Position, dict[str, Any]]:
         if not self.checkpoint_path.is_file():
@@ -156,12 +161,13 @@ class Trainer:
         self._setup()
         if resume:
             pos, history = self._restore()
-            truncate_jsonl(self.metrics_path, pos.epoch)
+            if self.writer:
+                truncate_jsonl(self.metrics_path, pos.epoch)
             self.log(f"resuming {self.out} at epoch {pos.epoch + 1}/{cfg.epochs}, batch {pos.batch + 1}/"
                      f"{self.steps_per_epoch}")
         else:
             pos, history = Position(), {"best_val": None, "best_epoch": None, "last_good_epoch": None}
-            if self.metrics_path.exists():
+            if self.metrics_path.exists() and self.writer:
                 self.metrics_path.unlink()
         if pos.epoch >= cfg.epochs:
             self.log(f"{self.out}: all {cfg.epochs} epochs already done")
@@ -210,11 +216,14 @@ class Trainer:
                 pos = Position(epoch=e + 1)
                 history["last_good_epoch"] = e
                 self._save(pos, history)
-                append_jsonl(self.metrics_path, record)
+                if self.writer:
+                    append_jsonl(self.metrics_path, record)
                 if stop and pos.epoch < cfg.epochs:
                     self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
                              f"--resume --out {self.out}")
                     return RunResult("interrupted", self.out, {}, engine.reference_model())
+        if not self.writer:
+            return RunResult("complete", self.out, {}, engine.reference_model())
         summary = self._summary(history, time.perf_counter() - wall_start)
         write_json(self.summary_path, summary)
         return RunResult("complete", self.out, summary, engine.reference_model())
@@ -262,7 +271,8 @@ class Trainer:
         message = (f"training stopped: {what} at epoch {pos.epoch + 1}/{self.cfg.epochs}, "
                    f"batch {pos.batch + 1}/{self.steps_per_epoch}{checked} (lr {lr:.4g}); {where}. "
                    "Try a lower --lr.")
-        write_json(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
+        if self.writer:
+            write_json(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
         raise TrainingDiverged(message)
 
     def _summary(self, history: dict[str, Any], wall: float) -> dict[str, Any]:
