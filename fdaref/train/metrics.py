@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..atomic import json_safe
+from ..errors import InputError
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -47,7 +48,15 @@ def format_jsonl(records: Sequence[dict[str, Any]]) -> str:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file ([] if there is none); InputError naming a line that is no JSON."""
     p = Path(path)
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}, line {number}: not a JSON record ({exc.msg})") from exc
+    return records

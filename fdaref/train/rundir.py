@@ -53,6 +53,19 @@ def run_files(out: str | os.PathLike[str]) -> list[str]:
     return [name for name in RUN_FILES if (d / name).exists()] if d.is_dir() else []
 
 
+def check_output_dir(out: str | os.PathLike[str], option: str = "--out") -> None:
+    """RunDirError unless ``out`` is a directory (or can become one: no file in its path) that is writable."""
+    d = Path(out)
+    for p in (d, *d.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "is a file" if p == d else f"is under {p}, which is a file"
+                raise RunDirError(f"{option} {d}: {where}; expected a directory")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise RunDirError(f"{option} {d}: {p} is not writable")
+            return
+
+
 def check_run_dir(out: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> None:
     """Refuse (RunDirError, nothing touched) an ``out`` that cannot hold this run.
 
@@ -62,14 +75,7 @@ def check_run_dir(out: str | os.PathLike[str], *, resume: bool, overwrite: bool)
     d = Path(out)
     if resume and overwrite:
         raise RunDirError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    for p in (d, *d.parents):
-        if p.exists() or p.is_symlink():
-            if not p.is_dir():
-                where = "is a file" if p == d else f"is under {p}, which is a file"
-                raise RunDirError(f"--out {d}: {where}; expected a run directory")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise RunDirError(f"--out {d}: {p} is not writable")
-            break
+    check_output_dir(d)
     present = run_files(d)
     if present and not resume and not overwrite:
         raise RunDirError(f"--out {d} already holds a run ({', '.join(present)}); continue it with --resume, "
