@@ -115,7 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="binary ResNet-20 with FDA + noise on Fashion-MNIST (CPU, ~5 min), then "
                                      "a quick conformance pass", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(p, defaults={**DEMO_DEFAULTS, "backend": "the fastest installed: " + ", ".join(BACKEND_PREFERENCE)})
+    add_run_arguments(p, defaults={**DEMO_DEFAULTS, "weight_decay": "0 (adam's)",
+                                   "backend": "the fastest installed: " + ", ".join(BACKEND_PREFERENCE)})
     p.add_argument("--out", default=None, help="run directory (default: a new runs/demo-YYYYmmdd-HHMMSS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     p.add_argument("--overwrite", action="store_true", help="replace the demo run already in --out")

@@ -116,7 +116,7 @@ def add_run_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | 
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=default("optimizer", "sgd") + " (sgd: momentum 0.9, wd 1e-4; adam: wd 0)")
     g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
-    g.add_argument("--weight-decay", type=float, default=None, help="default sgd 1e-4, adam 0")
+    g.add_argument("--weight-decay", type=float, default=None, help=default("weight_decay", "sgd 1e-4, adam 0"))
     g.add_argument("--label-smoothing", type=fraction, default=None, help="default 0")
     g.add_argument("--seed", type=nonneg_int, default=None,
                    help=f"seed of init, split and data order ({default('seed', '0')})")

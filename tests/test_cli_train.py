@@ -52,10 +52,6 @@ def test_evaluate_errors(trained: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "none.npz: checkpoint not found" in capsys.readouterr().err
     assert main(["evaluate"]) == 2
     assert "give --checkpoint" in capsys.readouterr().err
-    from fdaref.cli.evaluate import packed_available
-    if not packed_available():
-        assert main(["evaluate", "--packed", str(tmp_path / "m.npz")]) == 2
-        assert "fdaref.packed" in capsys.readouterr().err
 
 
 def test_resume_cli(trained: Path, capsys: pytest.CaptureFixture) -> None:

@@ -40,9 +40,14 @@ def _kernels_cached() -> bool:
     return all(any(root.glob(f"**/{m}.*.nbi")) for m in _KERNEL_MODULES)
 
 
-if not _kernels_cached():  # say so before the silence of a first-time compile (tens of seconds)
-    logging.getLogger(__name__).info("numba: compiling the kernels on first use (this takes about a minute once; "
-                                     "they are cached on disk afterwards, see NUMBA_CACHE_DIR)")
+def notice_first_compile() -> None:
+    """Log (INFO; the CLI prints it) that the kernels are about to be compiled, when they are not cached."""
+    if not _kernels_cached():
+        logging.getLogger(__name__).info("numba: compiling the kernels on first use (about a minute, once; they "
+                                         "are cached on disk afterwards, see NUMBA_CACHE_DIR)")
+
+
+notice_first_compile()  # before the silence of a first-time compile
 
 from .ops import BACKEND as backend
 from .ops import NumbaBackend, warmup
