@@ -8,7 +8,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 # Numba's compiled kernels are cached here so a second run starts fast.
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: setup data test demo bench clean
+.PHONY: setup data test demo bench clean gpu-check
 
 setup: $(STAMP) data
 
@@ -36,6 +36,13 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# On a CUDA GPU machine, with what it has installed (torch, cupy, numba, hypothesis, pytest, matplotlib):
+# every GPU check in at most 8 minutes, summary in $(GPU_CHECK_OUT)/gpu_check.json (bench/gpu_check.py).
+GPU_CHECK_OUT ?= runs/gpu_check
+gpu-check:
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PYTHON) bench/gpu_check.py --out $(GPU_CHECK_OUT) --data-dir $(FASHION_DIR)
 
 clean:
 	rm -rf $(VENV) .numba_cache runs build *.egg-info

@@ -1,13 +1,16 @@
-"""Issue 2 speed figures for the NumPy reference, measured side by side in one run.
+"""Speed of the NumPy backend (the fast kernels, ``backends/numpy``) and of the literal reference, measured
+side by side in one run.
 
-1. fda closed form vs the literal series (Eq. 10) at n = 18 on 10^6 float64 elements (target >= 5x).
-2. One training step (forward + backward + SGD) of binary resnet20, batch 128, 1x28x28, in the reference
-   (float64, its default, and float32) vs the same architecture as a float model in PyTorch on the CPU
-   (target: reference within 3x).
+1. fda closed form vs the series (Eq. 10) at n = 18 on 10^6 float64 elements: the numpy backend's kernel
+   (target >= 5x) and, for information, the literal reference's closed form.
+2. One training step (forward + backward + SGD) of binary resnet20, batch 128, 1x28x28, on the numpy backend
+   (float64 and float32) vs the same architecture as a float model in PyTorch on the CPU (target: within 3x).
+3. For information: the same step on the literal reference (``fdaref.reference.REFERENCE``) vs the numpy
+   backend, at ``--reference-batch`` (the oracle is written to be read, not to be fast).
 
-Threads: the reference is a single-threaded program (NumPy's elementwise work runs on one core, and the
-Makefile pins its BLAS to one thread), so by default torch gets one thread too and the ratio compares the
-two implementations, not their thread counts. ``--threads 2`` gives torch both cores of the 2-core box.
+Threads: NumPy is a single-threaded program here (its elementwise work runs on one core, and the Makefile
+pins its BLAS to one thread), so by default torch gets one thread too and the ratio compares the two
+implementations, not their thread counts. ``--threads 2`` gives torch both cores of the 2-core box.
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_reference.py [--threads 1] [--batch 128] [--repeats 9]
 """
@@ -24,21 +27,29 @@ import numpy as np  # noqa: E402
 from timing import interleaved, report  # noqa: E402
 
 
+def numpy_backend():
+    from fdaref.backend_loader import load_backend
+    return load_backend("numpy")
+
+
 def bench_fda(rows: list[dict]) -> None:
     from fdaref.estimators import fda, fda_series
+    fast = numpy_backend()
+    params = {"n": 18, "omega": 0.1, "clip": None}
     # N(0, 10): |omega x| reaches past pi/2, so the general (range-reduced) path is what is timed
     x = np.random.default_rng(0).normal(0, 10, 10**6)
-    t = interleaved({"closed": lambda: fda(x, 18, 0.1), "series": lambda: fda_series(x, 18, 0.1)})
+    t = interleaved({"closed": lambda: fast.surrogate(x, "fda", params), "series": lambda: fda_series(x, 18, 0.1),
+                     "reference_closed": lambda: fda(x, 18, 0.1)})
     ratio = t["series"] / t["closed"]
-    rows.append({"name": "fda closed form vs series, n=18, 1e6 float64 (speed-up)", "figure": ratio,
+    rows.append({"name": "numpy backend: fda closed form vs series, n=18, 1e6 float64 (speed-up)", "figure": ratio,
                  "target": ">= 5", "ok": ratio >= 5, "seconds": t})
+    rows.append({"name": "literal reference: fda closed form vs series, n=18, 1e6 float64 (speed-up)",
+                 "figure": t["series"] / t["reference_closed"], "target": "information", "ok": True, "seconds": t})
 
 
-def bench_step(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
-    import torch
-
+def fdaref_step(ops, batch: int, dtype: type):
+    """One SGD step of binary resnet20 on the op table ``ops`` (a closure over its model and batch)."""
     from fdaref.autodiff import Tensor
-
     from fdaref.functions import cross_entropy
     from fdaref.nn.models import resnet20
     from fdaref.optim import SGD
@@ -46,15 +57,22 @@ def bench_step(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
     rng = np.random.default_rng(0)
     x_np = rng.normal(size=(batch, 1, 28, 28)).astype(dtype)
     y_np = rng.integers(0, 10, batch)
-    model = resnet20(in_channels=1, num_classes=10, seed=0, dtype=dtype)
+    model = resnet20(in_channels=1, num_classes=10, seed=0, dtype=dtype).to(ops)
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x, y = Tensor.from_numpy(x_np), y_np
+    x = Tensor.from_numpy(x_np, ops)
 
-    def reference_step() -> None:
-        loss = cross_entropy(model(x), y)
+    def step() -> None:
+        loss = cross_entropy(model(x), y_np)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return step, x_np, y_np
+
+
+def bench_step(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
+    import torch
+
+    numpy_step, x_np, y_np = fdaref_step(numpy_backend(), batch, dtype)
 
     tmodel = torch_float_resnet20()
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -66,11 +84,21 @@ def bench_step(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
         loss.backward()
         topt.step()
 
-    t = interleaved({"reference": reference_step, "torch_float": torch_step}, repeats=repeats)
-    ratio = t["reference"] / t["torch_float"]
-    rows.append({"name": f"reference binary resnet20 step ({np.dtype(dtype).name}) / torch float32 resnet20 "
+    t = interleaved({"numpy_backend": numpy_step, "torch_float": torch_step}, repeats=repeats)
+    ratio = t["numpy_backend"] / t["torch_float"]
+    rows.append({"name": f"numpy backend binary resnet20 step ({np.dtype(dtype).name}) / torch float32 resnet20 "
                          f"step (batch {batch})",
                  "figure": ratio, "target": "<= 3", "ok": ratio <= 3, "seconds": t})
+
+
+def bench_literal_reference(rows: list[dict], batch: int, dtype: type, repeats: int) -> None:
+    from fdaref.reference import REFERENCE
+    reference_step, _, _ = fdaref_step(REFERENCE, batch, dtype)
+    numpy_step, _, _ = fdaref_step(numpy_backend(), batch, dtype)
+    t = interleaved({"reference": reference_step, "numpy_backend": numpy_step}, repeats=repeats)
+    rows.append({"name": f"literal reference binary resnet20 step ({np.dtype(dtype).name}) / numpy backend step "
+                         f"(batch {batch})",
+                 "figure": t["reference"] / t["numpy_backend"], "target": "information", "ok": True, "seconds": t})
 
 
 def torch_float_resnet20():
@@ -111,6 +139,7 @@ def main() -> None:
                         help="torch threads (default 1, as the reference; NumPy's BLAS: OPENBLAS_NUM_THREADS)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=9, help="timed steps of each (medians are compared)")
+    parser.add_argument("--reference-batch", type=int, default=32, help="batch of the literal reference's step")
     parser.add_argument("--out", default="bench/results/reference_cpu.json")
     args = parser.parse_args()
     import torch
@@ -119,8 +148,10 @@ def main() -> None:
     bench_fda(rows)
     for dtype in (np.float64, np.float32):
         bench_step(rows, args.batch, dtype, args.repeats)
-    report("fdaref reference (NumPy) speed", rows, args.out, threads=args.threads, numpy=np.__version__,
-           torch=torch.__version__)
+    for dtype in (np.float64, np.float32):
+        bench_literal_reference(rows, args.reference_batch, dtype, max(3, args.repeats // 3))
+    report("fdaref numpy backend and literal reference speed", rows, args.out, threads=args.threads,
+           numpy=np.__version__, torch=torch.__version__)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 (a) FDA backward, g * fda'(x) at n = 18 on 10^7 elements: the naive form (n+1 cosine tensors summed, written
     here as the baseline) against the fused closed form (eager, and through torch.compile with --compile).
-(b) binary resnet20 with FDA + the noise module, batch 128, 3x32x32: training images/s against the same
-    architecture in float, and against a naive baseline layer (BiBench-style: the sign's backward sums a list
-    of n+1 cosine tensors, the noise module runs through autograd); peak GPU memory against the float model
-    (CUDA only).
+(b) binary resnet20 with FDA + the noise module, batch 128, 1x28x28 (--input): training images/s of the
+    step engine ``fdaref train --backend torch`` uses by default, against ``--engine fdaref``, the same
+    architecture in float (eager and, with --compile, torch.compile on both sides), and a naive baseline
+    layer (BiBench-style: the sign's backward sums a list of n+1 cosine tensors, the noise module runs
+    through autograd); peak GPU memory against the float model (CUDA only).
 
     python bench/bench_torch.py                      # CPU, writes bench/results/torch_cpu.json
     python bench/bench_torch.py --device cuda        # the same on a GPU -> bench/results/torch_cuda.json
@@ -128,64 +129,120 @@ class NaiveQuantizer(M.FDAQuantizer):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         z = NaiveSign.apply(t, int(self.params["n"]), float(self.params["omega"]))
-        if self.training and self.alpha != 0 and self.noise is not None:
-            z = z + self.alpha * rows_noise(self.noise, t, self.layout)
+        if self.training and self.alpha_value != 0 and self.noise is not None:
+            z = z + self.alpha_value * rows_noise(self.noise, t, self.layout)
         return z
 
 
-def _model(kind: str) -> torch.nn.Module:
-    if kind == "float":
-        return M.resnet20(binary=False, seed=0)
-    model = M.resnet20(seed=0)
-    M.FDASchedule(model, 2).on_epoch_start(1)  # n = 18, the most expensive point of the schedule
-    for layer in M.fda_layers(model):          # alpha = 0 at the last epoch: keep the module's work in
+ALPHA = 0.05  # n = 18 is the last epoch's, where alpha is 0: keep the module's work in with a small alpha
+
+
+def _expensive_point_torch(model: torch.nn.Module, naive: bool = False) -> None:
+    """n = 18 (the most expensive point of the schedule) and alpha = ALPHA in every quantizer."""
+    M.FDASchedule(model, 2).on_epoch_start(1)
+    for layer in M.fda_layers(model):
         for q in (layer.w_quant, layer.a_quant):
-            q.alpha = 0.05
-            if kind == "naive":
+            q.alpha.fill_(ALPHA)
+            q.alpha_value = ALPHA
+            if naive:
                 q.__class__ = NaiveQuantizer
-    return model
 
 
-def bench_training(device: str, batch: int, steps: int) -> dict[str, Any]:
-    """Training steps of the three models, timed round-robin (one step of each in turn, so load that comes
-    and goes on a shared machine hits all three alike); the median step gives images/s."""
+def _engine(name: str | None, device: str, shape: tuple[int, int, int]) -> Any:
+    """The step engine ``fdaref train --backend torch [--engine name]`` builds for binary resnet20."""
+    from fdaref.data import DatasetInfo
+    from fdaref.nn import binary_layers
+    from fdaref.train import TrainConfig
+    from fdaref.train.factory import build_backend, build_engine
+    cfg = TrainConfig(model="resnet20", dataset="fashion-mnist", backend="torch", device=device, engine=name,
+                      lr=0.01, out="unused").resolved()
+    info = DatasetInfo("bench", tuple(str(i) for i in range(10)), shape[0], shape[1], shape[2])
+    engine = build_engine(cfg, info, build_backend(cfg))
+    engine.set_schedule(1, 2)
+    if name == "fdaref":
+        for layer in binary_layers(engine.model):
+            layer.alpha = ALPHA
+    else:
+        _expensive_point_torch(engine.model)
+    return engine
+
+
+def bench_training(device: str, batch: int, steps: int, shape: tuple[int, int, int], compile_: bool
+                   ) -> dict[str, Any]:
+    """Training steps of binary resnet20 (FDA + noise module) on each path against the same architecture in
+    float, timed round-robin (one step of each in turn, so load that comes and goes on a shared machine
+    hits all alike); the median step gives images/s.
+
+    - ``cli``: the step engine ``fdaref train --backend torch`` uses by default (torch autograd through
+      fdaref's torch modules); ``fdaref_engine``: ``--engine fdaref`` (fdaref's autodiff over the op table);
+      ``cli_compiled``: ``--engine torch-compile``.
+    - ``float`` / ``float_compiled``: the float model with torch.optim.SGD, eager / torch.compile.
+    - ``naive``: a BiBench-style baseline layer (n+1 cosine tensors, autograd noise module).
+    """
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
-    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    out: dict[str, Any] = {"model": "resnet20", "batch": batch, "input": [3, 32, 32], "steps": steps}
-    kinds = ("float", "fda", "naive")
-    models = {k: _model(k).to(device).train() for k in kinds}
-    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+    x = torch.randn(batch, *shape, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    xd, yd = x.to(device), y.to(device)
+    xn, yn = x.numpy(), y.numpy()
+    out: dict[str, Any] = {"model": "resnet20", "batch": batch, "input": list(shape), "steps": steps}
 
-    def step(kind: str) -> None:
-        opts[kind].zero_grad(set_to_none=True)
-        F.cross_entropy(models[kind](x), y).backward()
-        opts[kind].step()
+    def plain(model: torch.nn.Module, compiled: bool) -> Callable[[], None]:
+        model = model.to(device).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        fn = torch.compile(model) if compiled else model
 
-    for kind in kinds:  # warm-up (and, on CUDA, the peak memory of one step of each model alone)
-        step(kind)
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(fn(xd), yd).backward()
+            opt.step()
+        return step
+
+    def engine_step(engine: Any, host: bool) -> Callable[[], None]:
+        return (lambda: engine.train_step(xn, yn, 0.01)) if host else (lambda: engine.train_step(xd, yd, 0.01))
+
+    naive = M.resnet20(shape[0], seed=0)
+    _expensive_point_torch(naive, naive=True)
+    steps_of: dict[str, Callable[[], None]] = {
+        "float": plain(M.resnet20(shape[0], binary=False, seed=0), False),
+        "cli": engine_step(_engine(None, device, shape), False),
+        "fdaref_engine": engine_step(_engine("fdaref", device, shape), True),
+        "naive": plain(naive, False),
+    }
+    if compile_:
+        steps_of["float_compiled"] = plain(M.resnet20(shape[0], binary=False, seed=0), True)
+        steps_of["cli_compiled"] = engine_step(_engine("torch-compile", device, shape), False)
+    for kind, step in steps_of.items():  # warm-up (compiles), and on CUDA the peak memory of one step alone
+        t0 = time.perf_counter()
+        step()
         _sync(device)
+        out[f"{kind}_first_step_s"] = time.perf_counter() - t0
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-            step(kind)
+            step()
             torch.cuda.synchronize()
             out[f"{kind}_peak_mem_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-    times: dict[str, list[float]] = {k: [] for k in kinds}
+    times: dict[str, list[float]] = {k: [] for k in steps_of}
     for _ in range(steps):
-        for kind in kinds:
+        for kind, step in steps_of.items():
             t0 = time.perf_counter()
-            step(kind)
+            step()
             _sync(device)
             times[kind].append(time.perf_counter() - t0)
-    for kind in kinds:
+    for kind in steps_of:
         out[f"{kind}_images_per_s"] = batch / sorted(times[kind])[len(times[kind]) // 2]
-    out["fda_vs_float"] = out["fda_images_per_s"] / out["float_images_per_s"]
-    out["fda_vs_naive"] = out["fda_images_per_s"] / out["naive_images_per_s"]
-    out["targets"] = {"fda_vs_float": ">= 0.6", "fda_vs_naive": ">= 2"}
+    ratio = lambda a, b: out[f"{a}_images_per_s"] / out[f"{b}_images_per_s"]  # noqa: E731
+    out["cli_vs_fdaref_engine"] = ratio("cli", "fdaref_engine")
+    out["cli_vs_float"] = ratio("cli", "float")
+    out["cli_vs_naive"] = ratio("cli", "naive")
+    out["targets"] = {"cli_vs_fdaref_engine": ">= 1.8", "cli_vs_float": ">= 0.7 (CPU), >= 0.6 (CUDA)",
+                      "cli_vs_naive": ">= 2 (CUDA)"}
+    if compile_:
+        out["compiled_vs_float_compiled"] = ratio("cli_compiled", "float_compiled")
+        out["targets"]["compiled_vs_float_compiled"] = ">= 0.8 (CPU)"
     if device.startswith("cuda"):
-        out["fda_mem_vs_float"] = out["fda_peak_mem_mib"] / out["float_peak_mem_mib"]
-        out["targets"]["fda_mem_vs_float"] = "<= 1.5"
+        out["cli_mem_vs_float"] = out["cli_peak_mem_mib"] / out["float_peak_mem_mib"]
+        out["targets"]["cli_mem_vs_float"] = "<= 1.5"
     return out
 
 
@@ -196,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=18)
     p.add_argument("--repeat", type=int, default=None, help="timed repeats of (a) (default: cpu 5, cuda 50)")
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--input", default="1,28,28", help="C,H,W of the training images (default Fashion-MNIST)")
     p.add_argument("--steps", type=int, default=None, help="timed training steps (default: cpu 3, cuda 30)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the torch.compile kernel")
+                   help="also time the torch.compile kernel and the compiled training paths")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/torch_<device>.json)")
     args = p.parse_args(argv)
@@ -222,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     # they slow the op-heavy FDA step far more than the float one (2 threads, 2 cores: fda 22 vs 54 images/s
     # after / without a compile in the same process), which would measure the compiler, not the models.
     if not args.skip_training:
-        result["training"] = bench_training(args.device, args.batch, args.steps or (30 if cuda else 3))
+        shape = tuple(int(v) for v in args.input.split(","))
+        result["training"] = bench_training(args.device, args.batch, args.steps or (30 if cuda else 3), shape,
+                                            args.compile)
         print(json.dumps(result["training"], indent=1), flush=True)
     result["fda_backward"] = bench_surrogate(args.device, args.numel, args.n, args.repeat or (50 if cuda else 5),
                                              args.compile)

@@ -123,6 +123,9 @@ def add_run_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | 
     g = p.add_argument_group("execution")
     g.add_argument("--backend", default=None, help="op table: numpy (the reference), torch, numba, cupy, or "
                                                    f"package.module:object ({default('backend', 'numpy')})")
+    g.add_argument("--engine", default=None,
+                   help="how steps are computed: the backend's own engine (torch: torch autograd, the default; "
+                        "torch-compile) or fdaref (fdaref's autodiff engine over the op table, for validation)")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help=default("device", "cpu"))
     g.add_argument("--dtype", choices=("float32", "float64"), default=None, help=default("dtype", "float32"))
     g.add_argument("--eval-every", type=positive_int, default=None,
@@ -148,7 +151,7 @@ def describe_options(opts: BinaryOptions) -> str:
 
 CONFIG_FIELDS = ("model", "preset", "estimator", "noise", "eta", "scale", "dataset", "data_dir", "subset",
                  "test_subset", "val_fraction", "augment", "epochs", "batch_size", "lr", "optimizer", "momentum",
-                 "weight_decay", "label_smoothing", "seed", "backend", "device", "dtype", "eval_every")
+                 "weight_decay", "label_smoothing", "seed", "backend", "engine", "device", "dtype", "eval_every")
 
 
 def explicit_options(args: argparse.Namespace) -> dict[str, Any]:

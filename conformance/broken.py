@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from fdaref.estimators import estimator_grad
+from fdaref.estimators import estimator_grad, fda_peak, get_estimator
 
 
 class _Wrapper:
@@ -19,6 +19,7 @@ class _Wrapper:
 
     broken_op = ""
     bug = ""
+    wrong_in: tuple[str, ...] = ("float32", "float64")  # the dtypes in which the bug shows
 
     def __init__(self) -> None:
         from fdaref.reference import REFERENCE
@@ -127,6 +128,64 @@ class PackBitsReversed(_Wrapper):
         return out
 
 
+class UnreducedFloat32Fda(_Wrapper):
+    """The float32 closed form of GPU and microcontroller ports: t = omega x in float32, sin(M t) / (2 sin t)
+    with M t in float32, the limit (n + 1)(-1)^k where sin t is near 0, and no range reduction of t. Off by
+    up to ~1e-3 of the peak at large |omega x| and near k pi; float64 inputs go to the reference."""
+
+    broken_op, bug, wrong_in = "surrogate", "float32 closed form without range reduction", ("float32",)
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        if estimator != "fda" or x.dtype != np.float32:
+            return self._ref.surrogate(x, estimator, params)
+        p = get_estimator("fda").resolve(params)
+        f32 = np.float32
+        t = x * f32(p["omega"])
+        m = f32(2 * (p["n"] + 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = np.sin(t)
+            ratio = np.sin(m * t) / (f32(2) * s)
+            k = np.rint(t / f32(np.pi))
+            limit = f32(p["n"] + 1) * np.where(np.fmod(np.abs(k), 2) == 1, f32(-1), f32(1))
+            ratio = np.where(np.abs(s) < f32(1e-6), limit, ratio)
+            out = (f32(4 * p["omega"] / np.pi) * ratio).astype(np.float32)
+        if p["clip"] is not None:
+            out = np.where(np.abs(x) > p["clip"], f32(0), out)
+        return out
+
+
+class FdaGuardTooWide(_Wrapper):
+    """Near k pi the closed form is replaced by its limit (n + 1)(-1)^k (without the quadratic term) where
+    |sin t| < 1e-2: a guard 10^4 too wide for a constant (the right width for it is ~1e-4 / M)."""
+
+    broken_op, bug, wrong_in = "surrogate", "constant limit over a too-wide guard near k*pi", ("float32", "float64")
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        out = self._ref.surrogate(x, estimator, params)
+        if estimator != "fda":
+            return out
+        p = get_estimator("fda").resolve(params)
+        t = x.astype(np.float64) * p["omega"]
+        k = np.rint(t / np.pi)
+        near = np.abs(np.sin(t)) < 1e-2
+        limit = fda_peak(p["n"], p["omega"]) * np.where(np.fmod(np.abs(k), 2) == 1, -1.0, 1.0)
+        if p["clip"] is not None:
+            near &= np.abs(x) <= p["clip"]
+        return np.where(near, limit, out).astype(x.dtype)
+
+
+class QuantizerFlushToZero(_Wrapper):
+    """The quantizer kernel built with flush-to-zero (nvcc -ftz=true, -ffast-math): subnormal t are read as
+    0, so sign(t) takes the zero convention instead of +-1 (SPEC 1: subnormals are ordinary numbers)."""
+
+    broken_op, bug, wrong_in = "quantize_forward", "subnormals flushed to zero", ("float32",)
+
+    def quantize_forward(self, t, w1, w2, **kw):
+        if t.dtype == np.float32:
+            t = np.where(np.abs(t) < np.finfo(np.float32).tiny, np.float32(0), t).astype(np.float32)
+        return self._ref.quantize_forward(t, w1, w2, **kw)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -136,6 +195,26 @@ class MissingOp(_Wrapper):
         if item == "xnor_linear":
             raise AttributeError(item)
         return getattr(self._ref, item)
+
+
+class ExitingOp(_Wrapper):
+    """relu_forward calls sys.exit(7): a case failure; the run goes on and the report is written."""
+
+    broken_op, bug = "relu_forward", "calls sys.exit"
+
+    def relu_forward(self, x):
+        raise SystemExit(7)
+
+
+class HangingOp(_Wrapper):
+    """relu_backward never returns: the case's time limit makes it a failure and the run goes on."""
+
+    broken_op, bug = "relu_backward", "hangs"
+
+    def relu_backward(self, g, x):
+        import time
+        while True:
+            time.sleep(0.05)
 
 
 class RaisingOp(_Wrapper):
@@ -148,4 +227,5 @@ class RaisingOp(_Wrapper):
 
 
 BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZero, NoiseGradWithoutAlpha,
-                            XnorPadMinusOne, ConvPadMinusOne, PackBitsReversed)
+                            XnorPadMinusOne, ConvPadMinusOne, PackBitsReversed,
+                            UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero)

@@ -30,6 +30,7 @@ class OutputDiff:
     tolerance: dict[str, Any] = field(default_factory=dict)
     sign_flips: int = 0
     sign_band: Optional[float] = None
+    margin: Optional[float] = None   # max |got - ref| / allowed over the elements (0 when exact and equal)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +59,14 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def expected_dtype_ok(got: np.ndarray, expected: str) -> bool:
     return np.dtype(got.dtype) == np.dtype(expected)
+
+
+def tolerance_floor(dtype: Any, magnitude: np.ndarray) -> float:
+    """SPEC 9's floor: the dtype's smallest normal times the op's magnitude (its largest over the output, at
+    least 1). A correct result may underflow there: e.g. a float32 product of subnormal inputs is 0."""
+    finite = magnitude[np.isfinite(magnitude)] if magnitude.size else magnitude
+    scale = max(1.0, float(np.max(finite))) if finite.size else 1.0
+    return float(np.finfo(dtype).tiny) * scale
 
 
 def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expected_dtype: Optional[str]
@@ -104,6 +113,7 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
             mag = np.broadcast_to(np.asarray(magnitude, np.float64), diff.shape)
             with np.errstate(invalid="ignore", over="ignore"):
                 allowed = tol.atol * mag + tol.rtol * np.where(np.isfinite(r64), np.abs(r64), 0.0)
+                allowed = np.maximum(allowed, tolerance_floor(got.dtype, mag))
         bad = diff > allowed
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(np.abs(r64) > 0, diff / np.abs(r64), np.where(diff > 0, np.inf, 0.0))
@@ -111,6 +121,9 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
     out = OutputDiff(name, not bool(bad.any()), shape=ref.shape, n_bad=int(bad.sum()), n_total=int(bad.size),
                      worst_abs=float(diff.flat[ia]), worst_abs_index=_index(ia, ref.shape),
                      worst_rel=float(rel.flat[ir]), worst_rel_index=_index(ir, ref.shape), tolerance=tol_d)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / np.maximum(allowed, 1e-300))
+    out.margin = float(np.max(ratio)) if ratio.size else 0.0
     if bad.any():
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             excess = np.where(bad, diff / np.maximum(allowed, 1e-300), -1.0)

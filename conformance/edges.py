@@ -12,7 +12,8 @@ import numpy as np
 
 from .bits import pack_signs_independent
 from .case import Case
-from .strategies import OptionSpace, bn_statistics, neighbours
+from .probes import fda_argument_limit, surrogate_probes
+from .strategies import OptionSpace, bn_statistics
 
 Builder = Callable[[str, OptionSpace], list[Case]]
 
@@ -25,33 +26,32 @@ def _arr(values, dtype: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).astype(dtype)
 
 
-def _sign(dtype: str, o: OptionSpace) -> list[Case]:
+def sign_edges(dtype: str, o: OptionSpace) -> list[Case]:
     fi = np.finfo(dtype)
     x = _arr([0.0, -0.0, 1.0, -1.0, fi.tiny, -fi.tiny, fi.smallest_subnormal, -fi.smallest_subnormal,
               np.nan, np.inf, -np.inf, fi.max, -fi.max], dtype)
     return [Case("sign", (("x", x),), {"zero": z}, f"zeros, subnormals, nan, inf (zero={z:g})") for z in o.zeros]
 
 
-def _surrogate(dtype: str, o: OptionSpace) -> list[Case]:
+def surrogate_edges(dtype: str, o: OptionSpace) -> list[Case]:
+    """Every estimator on its probes (probes.py); fda for a few (n, omega, clip) with the k pi ladder at
+    small k and at k up to the argument limit."""
     cases = []
-    for est in o.estimators:
+    for est in o.values("estimators"):
         if est in ("fda", "fda_series"):
             for n in sorted({o.n_range[0], o.n_range[1], 0}):
                 for omega in o.omegas[:2]:
                     for clip in o.clips[:3]:
-                        pts = [0.0, -0.0]
-                        for k in range(-12, 13):
-                            pts += neighbours(k * math.pi / omega, dtype)
-                        if clip is not None:
-                            pts += neighbours(clip, dtype) + neighbours(-clip, dtype)
-                        cases.append(Case("surrogate", (("x", _arr(pts, dtype)),),
-                                          {"estimator": est, "params": {"n": n, "omega": omega, "clip": clip}},
-                                          f"fda at omega*x = k*pi +- 1 ulp and |x| == clip (n={n}, omega={omega}, clip={clip})"))
+                        params = {"n": n, "omega": omega, "clip": clip}
+                        pts = surrogate_probes(est, params, dtype, _rng(n * 7 + len(cases)), far_ks=6)
+                        cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
+                                          f"{est} at every distance from k*pi (k up to {int(fda_argument_limit(dtype, n) / math.pi)}), "
+                                          f"subnormals and |x| == clip (n={n}, omega={omega}, clip={clip})"))
         else:
-            pts = [0.0, -0.0, 0.5, -0.5, 3.0, -3.0, 40.0, -40.0] + neighbours(1.0, dtype) + neighbours(-1.0, dtype)
-            params = {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {}
+            params = o.first_params(est)
+            pts = surrogate_probes(est, params, dtype, _rng(0))
             cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
-                              f"{est} at 0, |x| == 1 +- 1 ulp and far out"))
+                              f"{est} at 0, subnormals, |x| == 1 +- 1..3 ulps and far out"))
     return cases
 
 
@@ -74,10 +74,12 @@ NOISE_EDGES = (((3, 1), "activation", 64, "d = 1 (one channel), m = 1"),
                ((3, 5, 3, 3), "weight", 64, "conv weight d = 45 < 64 -> m = 1"))
 
 
-def _noise(backward: bool) -> Builder:
+def noise_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         cases = []
         for i, (shape, layout, k, label) in enumerate(NOISE_EDGES):
+            if layout not in o.layouts:
+                continue
             a = _noise_arrays(shape, layout, k, dtype, 100 + i)
             kw = {"layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
             if backward:
@@ -88,16 +90,18 @@ def _noise(backward: bool) -> Builder:
     return build
 
 
-def _quantize_forward(dtype: str, o: OptionSpace) -> list[Case]:
-    a = _noise_arrays((2, 3, 3, 3), "weight", 64, dtype, 7)
+def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
+    layout = o.layouts[0]
+    a = _noise_arrays((2, 3, 3, 3), layout, 64, dtype, 7)
     a["t"].flat[[1, 2]] = (0.0, -0.0)
     cases = []
     for zero in o.zeros:
-        kw = {"zero": zero, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        kw = {"zero": zero, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                           {**kw, "alpha": 0.0, "training": True}, f"alpha == 0: exactly sign (zero={zero:g})"))
-        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
-                          {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
+        if o.eval_is_sign:
+            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
         if o.noise:
@@ -106,16 +110,16 @@ def _quantize_forward(dtype: str, o: OptionSpace) -> list[Case]:
     return cases
 
 
-def _quantize_backward(dtype: str, o: OptionSpace) -> list[Case]:
-    a = _noise_arrays((2, 3, 2, 2), "weight", 64, dtype, 8)
+def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
+    layout = o.layouts[0]
+    a = _noise_arrays((2, 3, 2, 2), layout, 64, dtype, 8)
     cases = []
-    for est in o.estimators:
-        params = {"n": o.n_range[0], "omega": o.omegas[0], "clip": o.clips[0]} if est in ("fda", "fda_series") else (
-            {"beta": 5.0} if est == "sign_swish" else {"beta": 2.0} if est == "tanh" else {})
+    for est in o.values("estimators"):
+        params = o.first_params(est)
         t = a["t"].copy()
         bound = params.get("clip") or 1.0
         t.flat[:3] = (bound, -bound, 0.0)
-        kw = {"estimator": est, "params": params, "layout": "weight", "eta_kind": o.etas[0], "a": o.a_values[0]}
+        kw = {"estimator": est, "params": params, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1}, f"{est}, no module, t at the clip boundary"))
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
@@ -126,7 +130,7 @@ def _quantize_backward(dtype: str, o: OptionSpace) -> list[Case]:
     return cases
 
 
-def _weight_scale(dtype: str, o: OptionSpace) -> list[Case]:
+def weight_scale_edges(dtype: str, o: OptionSpace) -> list[Case]:
     w = _rng(3).standard_normal((3, 2, 3, 3)).astype(dtype)
     w[1] = 0.0
     return [Case("weight_scale", (("w", w),), {"mode": m}, f"an all-zero output channel ({m})") for m in o.scales] + \
@@ -139,7 +143,7 @@ CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1
               ((1, 2, 4, 3), (1, 2, 3, 3), (3, 2), (2, 1), (1, 1), "stride larger than the kernel overlap"))
 
 
-def _conv(backward: bool) -> Builder:
+def conv_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         cases = []
         for i, (xs, ws, stride, pad, dil, label) in enumerate(CONV_EDGES):
@@ -161,7 +165,7 @@ def _conv(backward: bool) -> Builder:
     return build
 
 
-def _linear(backward: bool) -> Builder:
+def linear_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         r = _rng(30)
         cases = []
@@ -178,7 +182,7 @@ def _linear(backward: bool) -> Builder:
     return build
 
 
-def _bn(backward: bool) -> Builder:
+def bn_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         r = _rng(40)
         x = r.standard_normal((2, 3, 2, 2))
@@ -202,7 +206,7 @@ def _bn(backward: bool) -> Builder:
     return build
 
 
-def _relu(backward: bool) -> Builder:
+def relu_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         x = _arr([[0.0, -0.0, 1.0, -1.0, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]], dtype)
         if backward:
@@ -211,7 +215,7 @@ def _relu(backward: bool) -> Builder:
     return build
 
 
-def _prelu(backward: bool) -> Builder:
+def prelu_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         x = _arr([[[[0.0, -0.0], [2.0, -2.0]]], [[[-1.0, 1.0], [0.0, -3.0]]]], dtype)  # (2, 1, 2, 2)
         x3 = np.concatenate([x, -x, x * 0.5], axis=1)  # (2, 3, 2, 2)
@@ -227,7 +231,7 @@ def _prelu(backward: bool) -> Builder:
     return build
 
 
-def _pool(kind: str, backward: bool) -> Builder:
+def pool_edges(kind: str, backward: bool) -> Builder:
     op = f"{kind}_pool2d_{'backward' if backward else 'forward'}"
 
     def build(dtype: str, o: OptionSpace) -> list[Case]:
@@ -255,7 +259,7 @@ def _pool(kind: str, backward: bool) -> Builder:
     return build
 
 
-def _cross_entropy(backward: bool) -> Builder:
+def cross_entropy_edges(backward: bool) -> Builder:
     op = f"cross_entropy_{'backward' if backward else 'forward'}"
 
     def build(dtype: str, o: OptionSpace) -> list[Case]:
@@ -274,12 +278,12 @@ def _cross_entropy(backward: bool) -> Builder:
     return build
 
 
-def _pack_signs(dtype: str, o: OptionSpace) -> list[Case]:
+def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
     for c in (1, 63, 64, 65, 128, 130):
         x = np.where(_rng(c).random((2, c)) < 0.5, -1.0, 1.0)
         x[:, ::7] = 0.0
-        for zero in (-1.0, 1.0):
+        for zero in o.pack_zeros:
             cases.append(Case("pack_signs", (("x", x.astype(dtype)),), {"axis": 1, "zero": zero},
                               f"{c} channels, zeros (zero={zero:g})"))
     x4 = np.where(_rng(5).random((2, 70, 2, 3)) < 0.5, -1.0, 1.0).astype(dtype)
@@ -287,7 +291,7 @@ def _pack_signs(dtype: str, o: OptionSpace) -> list[Case]:
     return cases
 
 
-def _xnor_conv2d(dtype: str, o: OptionSpace) -> list[Case]:
+def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
     for c, (h, w), k, pad, label in ((64, (3, 3), 3, 1, "64 channels (one full word)"),
                                      (65, (2, 3), 3, 1, "65 channels, padding larger than the image"),
@@ -302,7 +306,7 @@ def _xnor_conv2d(dtype: str, o: OptionSpace) -> list[Case]:
     return cases
 
 
-def _xnor_linear(dtype: str, o: OptionSpace) -> list[Case]:
+def xnor_linear_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
     for f in (1, 64, 65, 130):
         r = _rng(80 + f)
@@ -310,24 +314,3 @@ def _xnor_linear(dtype: str, o: OptionSpace) -> list[Case]:
         cases.append(Case("xnor_linear", (("x_packed", pack_signs_independent(x, 1)), ("w_packed", pack_signs_independent(w, 1))),
                           {"features": f}, f"{f} features"))
     return cases
-
-
-EDGES: dict[str, Builder] = {
-    "sign": _sign, "surrogate": _surrogate,
-    "noise_forward": _noise(False), "noise_backward": _noise(True),
-    "quantize_forward": _quantize_forward, "quantize_backward": _quantize_backward,
-    "weight_scale": _weight_scale,
-    "conv2d_forward": _conv(False), "conv2d_backward": _conv(True),
-    "linear_forward": _linear(False), "linear_backward": _linear(True),
-    "batch_norm_forward": _bn(False), "batch_norm_backward": _bn(True),
-    "relu_forward": _relu(False), "relu_backward": _relu(True),
-    "prelu_forward": _prelu(False), "prelu_backward": _prelu(True),
-    "max_pool2d_forward": _pool("max", False), "max_pool2d_backward": _pool("max", True),
-    "avg_pool2d_forward": _pool("avg", False), "avg_pool2d_backward": _pool("avg", True),
-    "cross_entropy_forward": _cross_entropy(False), "cross_entropy_backward": _cross_entropy(True),
-    "pack_signs": _pack_signs, "xnor_conv2d": _xnor_conv2d, "xnor_linear": _xnor_linear,
-}
-
-
-def edge_cases(op: str, dtype: str, options: OptionSpace) -> list[Case]:
-    return EDGES[op](dtype, options)

@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .compare import OutputDiff, compare_output
-from .report import ERROR, FAIL, NOT_PROVIDED, PASS, CaseResult
+from .capabilities import binary_options_declined
+from .report import DECLINED, ERROR, FAIL, NOT_PROVIDED, PASS, CaseResult
 from .tolerances import LAYER_TOL, SIGN_BAND
 
 NEEDED = ("quantize_forward", "quantize_backward", "weight_scale", "conv2d_forward", "conv2d_backward",
@@ -58,58 +59,128 @@ def __getattr__(name: str) -> Any:  # lazy: the engine is imported only when use
     raise AttributeError(name)
 
 
-class _SignSync:
-    """Records the backend's pre-sign activations; makes the reference follow them inside the band."""
+class _KinkSync:
+    """Records the backend's inputs to every kink (the sign of the binary layers, PReLU and ReLU at 0, the
+    max-pool argmax) and makes the reference follow them where a rounding-level difference crossed it.
+
+    A crossing counts (``flips[kind]``) when the two sides decide differently and the reference value lies
+    within the band (``SIGN_BAND`` times the tensor's magnitude) of the kink: of 0 for sign / PReLU / ReLU,
+    of the backend's value for a max-pool tie. The reference then takes the backend's value at exactly those
+    elements. A different decision outside the band is a failure (``bad``).
+    """
+
+    KINDS = ("sign", "prelu", "relu", "max_pool")
 
     def __init__(self, dtype: str, zero: float):
         self.dtype, self.zero = dtype, zero
-        self.recorded: dict[int, list[np.ndarray]] = {}
-        self.flips = 0
+        self.recorded: dict[tuple[str, int], list[np.ndarray]] = {}
+        self.flips = {kind: 0 for kind in self.KINDS}
         self.bad: list[str] = []
 
+    @property
+    def sign_flips(self) -> int:
+        return self.flips["sign"]
+
     def attach(self, model: Any, side: str) -> None:
-        ad, F, nn = _engine()
+        _, _, nn = _engine()
         for i, layer in enumerate(nn.binary_layers(model)):
-            original = layer.binary_inputs
+            self._hook(layer, "binary_inputs", ("sign", i), side)
+        kinds = (("prelu", nn.PReLU), ("relu", nn.ReLU), ("max_pool", nn.MaxPool2d))
+        counters = {kind: 0 for kind, _ in kinds}
+        for m in model.modules():
+            for kind, cls in kinds:
+                if type(m) is cls:  # AvgPool2d derives from MaxPool2d and has no kink
+                    self._hook(m, "forward", (kind, counters[kind]), side)
+                    counters[kind] += 1
 
-            def hooked(x, _i=i, _orig=original, _layer=layer):
-                if side == "backend":
-                    self.recorded.setdefault(_i, []).append(np.asarray(x.numpy(), np.float64))
-                    return _orig(x)
-                return _orig(self._follow(x, _i))
-            layer.binary_inputs = hooked
+    def _hook(self, module: Any, method: str, key: tuple[str, int], side: str) -> None:
+        original = getattr(module, method)
 
-    def _sign(self, a: np.ndarray) -> np.ndarray:
-        return np.where(a > 0, 1.0, np.where(a < 0, -1.0, self.zero))
+        def hooked(x, _orig=original, _key=key, _module=module):
+            if side == "backend":
+                self.recorded.setdefault(_key, []).append(np.asarray(x.numpy(), np.float64))
+                return _orig(x)
+            return _orig(self._follow(x, _key, _module))
+        setattr(module, method, hooked)
 
-    def _follow(self, x: Any, i: int) -> Any:
+    def _decisions(self, kind: str, a: np.ndarray, module: Any) -> np.ndarray:
+        if kind == "sign":
+            return np.where(a > 0, 1.0, np.where(a < 0, -1.0, self.zero))
+        if kind in ("prelu", "relu"):
+            return a > 0
+        from fdaref.reference import REFERENCE  # which element each window picks (first maximal one)
+        return REFERENCE.max_pool2d_backward(np.ones(REFERENCE.max_pool2d_forward(
+            a, kernel=module.kernel, stride=module.stride, padding=module.padding).shape), a,
+            kernel=module.kernel, stride=module.stride, padding=module.padding)
+
+    def _follow(self, x: Any, key: tuple[str, int], module: Any) -> Any:
         _, F, _ = _engine()
-        queue = self.recorded.get(i) or []
+        kind, index = key
+        queue = self.recorded.get(key) or []
         if not queue:
             return x
         xb = queue.pop(0)
         xr = np.asarray(x.numpy(), np.float64)
         if xb.shape != xr.shape:
-            self.bad.append(f"binary layer {i}: activation shape {xb.shape} vs {xr.shape}")
+            self.bad.append(f"{kind} {index}: input shape {xb.shape} vs {xr.shape}")
             return x
         band = SIGN_BAND[self.dtype] * max(1.0, float(np.max(np.abs(xr))) if xr.size else 1.0)
-        differ = self._sign(xb) != self._sign(xr)
-        near = np.abs(xr) <= band
-        if np.any(differ & ~near):
-            idx = tuple(int(v) for v in np.argwhere(differ & ~near)[0])
-            self.bad.append(f"binary layer {i}: sign of the activation differs at {idx}: backend {xb[idx]!r}, "
-                            f"reference {xr[idx]!r} (outside the band {band:.3g})")
-        flips = differ & near
-        if not np.any(flips):
+        near = (np.abs(xb - xr) if kind == "max_pool" else np.abs(xr)) <= band
+        decided = self._decisions(kind, xb, module)
+        crossed = np.zeros(xr.shape, dtype=bool)
+        for _ in range(8):  # a max-pool window with 3+ near-tied elements may need a second pass
+            differ = decided != self._decisions(kind, np.where(crossed, xb, xr), module)
+            if np.any(differ & ~near):
+                idx = tuple(int(v) for v in np.argwhere(differ & ~near)[0])
+                self.bad.append(f"{'binary layer' if kind == 'sign' else kind} {index}: the {kind} decision "
+                                f"differs at {idx}: backend input {xb[idx]!r}, reference {xr[idx]!r} (outside the "
+                                f"band {band:.3g})")
+                break
+            if not np.any(differ & ~crossed):
+                break
+            crossed |= differ
+        if not np.any(crossed):
             return x
-        self.flips += int(flips.sum())
-        delta = np.where(flips, xb - xr, 0.0)
+        self.flips[kind] += int(crossed.sum())
+        delta = np.where(crossed, xb - xr, 0.0)
         return x + F.constant(x.ops.from_numpy(delta.astype(x.numpy().dtype), x.device), x)
 
 
-def _compare(name: str, got: Any, ref: Any, dtype: str) -> OutputDiff:
+class _ReductionBounds:
+    """The reference op table, recording for each PReLU slope the sum of |g x| its gradient reduces over:
+    a slope gradient is one sum over the whole activation, so its rounding scales with that sum, not with
+    the (possibly cancelled) result. Keyed by the slope array's id (``bound_of`` maps parameters)."""
+
+    def __init__(self) -> None:
+        from fdaref.reference import REFERENCE
+        self._ref = REFERENCE
+        self.slope_bounds: dict[int, np.ndarray] = {}
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._ref, item)
+
+    def prelu_backward(self, g: np.ndarray, x: np.ndarray, slope: np.ndarray):
+        _, bound = self._ref.prelu_backward(np.abs(g), -np.abs(x), slope)
+        key = id(slope)
+        self.slope_bounds[key] = self.slope_bounds.get(key, 0.0) + np.abs(bound)
+        return self._ref.prelu_backward(g, x, slope)
+
+    def bounds(self, model: Any) -> dict[str, float]:
+        """{"grad <parameter name>": bound} for the parameters a recorded prelu_backward reduced into."""
+        out = {}
+        for name, t in model.named_parameters():
+            b = self.slope_bounds.get(id(t.data))
+            if b is not None:
+                out[f"grad {name}"] = float(np.max(b))
+        return out
+
+    def reset(self) -> None:
+        self.slope_bounds.clear()
+
+
+def _compare(name: str, got: Any, ref: Any, dtype: str, bound: float = 0.0) -> OutputDiff:
     ref = np.asarray(ref, np.float64)
-    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-30)
+    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, bound, 1e-30)
     return compare_output(name, None if got is None else np.asarray(got), ref, LAYER_TOL[dtype], mag, dtype)
 
 
@@ -119,14 +190,14 @@ def _grads(model: Any) -> dict[str, Optional[np.ndarray]]:
 
 
 def _pair_models(make: Callable[[Any], Any], backend: Any, device: str, dtype: str,
-                 backend_make: Optional[Callable[[Any], Any]] = None) -> tuple[Any, Any]:
+                 backend_make: Optional[Callable[[Any], Any]] = None, ref_ops: Any = None) -> tuple[Any, Any]:
     from fdaref.reference import REFERENCE
     mb = (backend_make or make)(np.dtype(dtype))
     state = mb.state_dict()
     mb.to(backend, device)
     mr = make(np.float64)
     mr.load_state_dict({k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()})
-    mr.to(REFERENCE, "cpu")
+    mr.to(ref_ops or REFERENCE, "cpu")
     return mb, mr
 
 
@@ -149,21 +220,23 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
     t0 = time.perf_counter()
     res = CaseResult(label.split(":")[0], f"layer: {label}", str(backend.name), device, dtype, PASS, 1)
     try:
-        mb, mr = _pair_models(make, backend, device, dtype, backend_make)
+        ref_ops = _ReductionBounds()
+        mb, mr = _pair_models(make, backend, device, dtype, backend_make, ref_ops)
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(x_shape).astype(dtype)
         x.flat[:: max(1, x.size // 7)] = 0.0
-        probe = make(np.float64)  # a throwaway copy: running statistics of mr stay untouched
+        probe = make(np.float64).to(REFERENCE)  # a throwaway copy: running statistics of mr stay untouched
         out_shape = probe(_engine()[0].Tensor.from_numpy(x.astype(np.float64), REFERENCE)).shape
         r = rng.standard_normal(out_shape)
-        sync = _SignSync(dtype, zero)
+        sync = _KinkSync(dtype, zero)
         sync.attach(mb, "backend")
         sync.attach(mr, "reference")
         yb, gxb = _forward_backward(mb, x, r, backend, device)
-        yr, gxr = _forward_backward(mr, x.astype(np.float64), r, REFERENCE, "cpu")
+        yr, gxr = _forward_backward(mr, x.astype(np.float64), r, ref_ops, "cpu")
         diffs = [_compare("output", yb, yr, dtype), _compare("grad input", gxb, gxr, dtype)]
         gb, gr = _grads(mb), _grads(mr)
-        diffs += [_compare(k, gb[k], gr[k], dtype) for k in gr]
+        bounds = ref_ops.bounds(mr)
+        diffs += [_compare(k, gb[k], gr[k], dtype, bounds.get(k, 0.0)) for k in gr]
         sb, sr = mb.state_dict(), mr.state_dict()
         diffs += [_compare(f"state {k}", sb[k], sr[k], dtype) for k in sr if "running" in k]
     except Exception:  # noqa: BLE001
@@ -189,7 +262,7 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
                     m.__class__ = leak
             return model
         _, ml = _pair_models(make, REFERENCE, "cpu", dtype, None)
-        ml2 = leaky(np.float64)
+        ml2 = leaky(np.float64).to(REFERENCE)
         ml2.load_state_dict(ml.state_dict())
         _forward_backward(ml2, x.astype(np.float64), r, REFERENCE, "cpu")
         gl = _grads(ml2)
@@ -203,9 +276,10 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
     return ""
 
 
-def _finish(res: CaseResult, diffs: list[OutputDiff], sync: _SignSync, t0: float) -> None:
+def _finish(res: CaseResult, diffs: list[OutputDiff], sync: _KinkSync, t0: float) -> None:
     res.diffs = [d.to_dict() for d in diffs]
-    res.sign_flips, res.sign_band = sync.flips, SIGN_BAND[res.dtype]
+    res.sign_flips, res.sign_band = sync.sign_flips, SIGN_BAND[res.dtype]
+    res.kink_crossings = {kind: n for kind, n in sync.flips.items() if kind != "sign" and n}
     bad = [d for d in diffs if not d.ok]
     if bad or sync.bad:
         res.outcome = FAIL
@@ -230,9 +304,10 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
         return nn.tiny(in_channels=1, num_classes=5, options=options, seed=seed, dtype=dt, width=4)
 
     diffs: list[OutputDiff] = []
-    sync = _SignSync(dtype, options.zero)
+    sync = _KinkSync(dtype, options.zero)
     try:
-        mb, mr = _pair_models(make, backend, device, dtype)
+        ref_ops = _ReductionBounds()
+        mb, mr = _pair_models(make, backend, device, dtype, ref_ops=ref_ops)
         sync.attach(mb, "backend")
         sync.attach(mr, "reference")
         opt_b = SGD(mb.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
@@ -249,7 +324,8 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
             mr.load_state_dict({k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in state.items()})
             losses = []
             grads = []
-            for m, ops, dev, xx in ((mb, backend, device, x), (mr, REFERENCE, "cpu", x.astype(np.float64))):
+            ref_ops.reset()
+            for m, ops, dev, xx in ((mb, backend, device, x), (mr, ref_ops, "cpu", x.astype(np.float64))):
                 m.train()
                 m.zero_grad()
                 loss = F.cross_entropy(m(ad.Tensor.from_numpy(xx, ops, dev)), ops.from_numpy(y, dev))
@@ -257,7 +333,9 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
                 losses.append(np.asarray(loss.numpy()))
                 grads.append(_grads(m))
             diffs.append(_compare(f"step {step} loss", losses[0], losses[1], dtype))
-            diffs += [_compare(f"step {step} {k}", grads[0][k], grads[1][k], dtype) for k in grads[1]]
+            bounds = ref_ops.bounds(mr)
+            diffs += [_compare(f"step {step} {k}", grads[0][k], grads[1][k], dtype, bounds.get(k, 0.0))
+                      for k in grads[1]]
             # the update: the reference applies SGD to the same state with its float64 gradients
             opt_r = SGD(mr.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
             sd = opt_b.state_dict()
@@ -274,8 +352,24 @@ def check_end_to_end(backend: Any, device: str, dtype: str, *, options: Any, ste
     return res
 
 
+LAYER_PRESETS = ("paper", "bibench", "release")  # tried in this order when no preset is given
+
+
+def _supported_options(backend: Any, preset: Optional[str], default: Any, get_preset: Any) -> tuple[Any, list]:
+    """The options of the layer checks: the preset's, or without one the first of the default (paper) and
+    LAYER_PRESETS whose every value the backend supports (capabilities); (None, declined) if none is."""
+    candidates = [get_preset(preset)] if preset else [default()] + [get_preset(p) for p in LAYER_PRESETS]
+    first_declined: list = []
+    for options in candidates:
+        declined = binary_options_declined(backend, options)
+        if not declined:
+            return options, []
+        first_declined = first_declined or declined
+    return None, first_declined
+
+
 def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset: Optional[str] = None,
-                 spec: Optional[str] = None, conv_class: Any = None) -> list[CaseResult]:
+                 spec: Optional[str] = None, conv_class: Any = None, control: Any = None) -> list[CaseResult]:
     """The layer-level and end-to-end checks (skipped as "not provided" when the backend lacks an op)."""
     missing = [op for op in NEEDED + ("linear_forward", "linear_backward", "cross_entropy_forward",
                                       "cross_entropy_backward", "max_pool2d_forward", "max_pool2d_backward",
@@ -291,7 +385,11 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
     except ImportError as exc:
         return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, NOT_PROVIDED,
                            message=f"the engine is not available: {exc}")]
-    options = get_preset(preset) if preset else BinaryOptions()
+    options, declined = _supported_options(backend, preset, BinaryOptions, get_preset)
+    if options is None:
+        return [CaseResult("layers", "layer and end-to-end checks", name, device, dtype, DECLINED,
+                           message="the backend declines " + "; ".join(
+                               f"{d.op} {d.option}={d.value!r} ({d.reason})" for d in declined))]
     conv_cls = conv_class or nn.BinaryConv2d
 
     def conv_layer(cls):
@@ -300,11 +398,29 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
     def block(dt):
         return nn.BasicBlock(4, 6, 2, binary=True, options=options, rng=np.random.default_rng(4), dtype=dt)
 
-    out = [check_module("binary_conv2d: BinaryConv2d(5 -> 6, 3x3, pad 1, bias) with noise modules",
-                        conv_layer(nn.BinaryConv2d), (2, 5, 5, 6), backend, device, dtype, options.zero,
-                        backend_make=conv_layer(conv_cls)),
-           check_module("resnet20_block: BasicBlock(4 -> 6, stride 2, option-A shortcut), training",
-                        block, (3, 4, 6, 6), backend, device, dtype, options.zero)]
-    out.append(check_end_to_end(backend, device, dtype, options=options, steps=profile.e2e_steps,
-                                model="resnet20" if profile.name == "thorough" else "tiny"))
+    checks = [
+        ("binary_conv2d", lambda: check_module(
+            "binary_conv2d: BinaryConv2d(5 -> 6, 3x3, pad 1, bias) with noise modules", conv_layer(nn.BinaryConv2d),
+            (2, 5, 5, 6), backend, device, dtype, options.zero, backend_make=conv_layer(conv_cls))),
+        ("resnet20_block", lambda: check_module(
+            "resnet20_block: BasicBlock(4 -> 6, stride 2, option-A shortcut), training", block, (3, 4, 6, 6),
+            backend, device, dtype, options.zero)),
+        ("end-to-end", lambda: check_end_to_end(backend, device, dtype, options=options, steps=profile.e2e_steps,
+                                                model="resnet20" if profile.name == "thorough" else "tiny")),
+    ]
+    from .isolation import guarded_call
+    limits = control.limits if control is not None else None
+    out = []
+    for i, (op, run) in enumerate(checks):
+        key = f"layers#{i}"
+        if control is not None and key in control.skip:
+            continue
+        if control is not None:
+            control.begin(key, limits.layer)
+        t0 = time.perf_counter()
+        res, problem = guarded_call(run, None if limits is None else limits.layer)
+        if problem:
+            res = CaseResult(op, "layer check", name, device, dtype, ERROR, 1, message=problem.splitlines()[0],
+                             traceback=problem, seconds=time.perf_counter() - t0)
+        out.append(res)
     return out

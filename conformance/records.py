@@ -1,8 +1,11 @@
 """One record per op of :data:`fdaref.optable.OP_NAMES`: everything the suite knows about checking it.
 
-A record ties together the reference (``REFERENCE.<op>``, run in float64 on float64 copies of the given
-inputs), the Hypothesis strategy that constructs valid inputs, the fixed edge cases, the tolerance policy
-(:mod:`.tolerances`), the names and dtypes of the outputs, and the gradient rule (:mod:`.gradients`).
+A record holds, in one place (in the spirit of PyTorch's OpInfo): the outputs and their dtypes, the
+Hypothesis strategy that constructs valid inputs (strategies.py), the fixed edge cases (edges.py), the
+tolerance per dtype and its magnitude rule (tolerances.py), the finite-difference rule (gradients.py), and
+the error inputs with the exception each must raise (error_inputs.py). The reference is ``REFERENCE.<op>``,
+run in float64 on float64 copies of the given inputs. The surrogates' own knowledge (peak, antiderivative)
+lives in the estimator registry (:func:`fdaref.estimators.register_estimator`), one record per estimator.
 """
 from __future__ import annotations
 
@@ -13,11 +16,14 @@ from hypothesis import strategies as st
 
 from fdaref.optable import OP_NAMES
 
+from . import edges as E
+from . import error_inputs as X
+from . import gradients as G
+from . import strategies as S
 from .case import Case
-from .edges import edge_cases
-from .gradients import FD_RULES, FDRule
-from .strategies import ALL_OPTIONS, OptionSpace, strategy_for
-from .tolerances import Tol, tolerance
+from .error_inputs import ErrorCase
+from .strategies import ALL_OPTIONS, OptionSpace
+from .tolerances import EXACT, Tol, both
 
 SAME = "same"  # the dtype under test
 
@@ -28,66 +34,107 @@ class OpRecord:
 
     op: str
     outputs: tuple[str, ...]
-    output_dtypes: tuple[str, ...]      # "same", "uint64" or "int32", per output
-    gradient: str                       # "fd" (finite differences), "surrogate-fd", "reference-only", "none"
+    strategy_fn: Callable[[str, OptionSpace], st.SearchStrategy[Case]]
+    edges_fn: Callable[[str, OptionSpace], list[Case]]
+    tol: dict[str, Tol]
+    fd: Optional[G.FDRule] = None       # None: checked against the reference only
+    errors_fn: Callable[[str], list[ErrorCase]] = X.none
+    output_dtypes: Optional[tuple[str, ...]] = None  # "same", "uint64" or "int32" per output; None: all same
     note: str = ""
 
     def tolerance(self, dtype: str) -> Tol:
-        return tolerance(self.op, dtype)
+        return self.tol[dtype]
 
     def strategy(self, dtype: str, options: OptionSpace = ALL_OPTIONS) -> st.SearchStrategy[Case]:
-        return strategy_for(self.op, dtype, options)
+        return self.strategy_fn(dtype, options)
 
     def edges(self, dtype: str, options: OptionSpace = ALL_OPTIONS) -> list[Case]:
-        return edge_cases(self.op, dtype, options)
+        return self.edges_fn(dtype, options)
+
+    def error_inputs(self, dtype: str) -> list[ErrorCase]:
+        return self.errors_fn(dtype)
 
     def expected_dtype(self, index: int, dtype: str) -> str:
-        d = self.output_dtypes[index]
+        d = (self.output_dtypes or (SAME,) * len(self.outputs))[index]
         return dtype if d == SAME else d
 
     @property
-    def fd_rule(self) -> Optional[FDRule]:
-        return FD_RULES.get(self.op)
+    def fd_rule(self) -> Optional[G.FDRule]:
+        return self.fd
+
+    @property
+    def gradient(self) -> str:
+        """How the gradient is checked: "surrogate-fd", "fd" or "reference-only" / "none"."""
+        if self.fd is G.SURROGATE_RULE:
+            return "surrogate-fd"
+        return "fd" if self.fd is not None else ("reference-only" if self.op.endswith("_backward") else "none")
 
     def reference(self) -> Callable:
         from fdaref.reference import REFERENCE
         return getattr(REFERENCE, self.op)
 
 
-def _r(op: str, outputs: tuple[str, ...], gradient: str = "none", dtypes: Optional[tuple[str, ...]] = None,
-       note: str = "") -> OpRecord:
-    return OpRecord(op, outputs, dtypes or (SAME,) * len(outputs), gradient, note)
+def _tol(f32_atol: float, f64_atol: float, rule: str) -> dict[str, Tol]:
+    return both(Tol(f32_atol, 0.0, rule), Tol(f64_atol, 0.0, rule))
 
 
-RECORDS: dict[str, OpRecord] = {r.op: r for r in (
-    _r("sign", ("y",), note="exact on given inputs; sign(0) = zero; NaN stays NaN"),
-    _r("surrogate", ("grad",), "surrogate-fd", note="vs the reference and the central difference of its "
-       "antiderivative (s_n of Eq. 9 for fda)"),
-    _r("noise_forward", ("e",)),
-    _r("noise_backward", ("dt", "dw1", "dw2"), "fd"),
-    _r("quantize_forward", ("z",), note="exactly sign(t) in eval, with alpha == 0 or without a module"),
-    _r("quantize_backward", ("dt", "dw1", "dw2"), "fd"),
-    _r("weight_scale", ("s",), note="no gradient flows through the scale (checked at layer level)"),
-    _r("conv2d_forward", ("y",)),
-    _r("conv2d_backward", ("dx", "dw", "db"), "fd"),
-    _r("linear_forward", ("y",)),
-    _r("linear_backward", ("dx", "dw", "db"), "fd"),
-    _r("batch_norm_forward", ("y", "mean", "invstd", "running_mean", "running_var")),
-    _r("batch_norm_backward", ("dx", "dgamma", "dbeta"), "fd"),
-    _r("relu_forward", ("y",)),
-    _r("relu_backward", ("dx",), "fd"),
-    _r("prelu_forward", ("y",)),
-    _r("prelu_backward", ("dx", "dslope"), "fd"),
-    _r("max_pool2d_forward", ("y",)),
-    _r("max_pool2d_backward", ("dx",), "reference-only", note="ties: first maximal element in window order"),
-    _r("avg_pool2d_forward", ("y",)),
-    _r("avg_pool2d_backward", ("dx",), "fd"),
-    _r("cross_entropy_forward", ("loss",)),
-    _r("cross_entropy_backward", ("dlogits",), "fd"),
-    _r("pack_signs", ("words",), dtypes=("uint64",), note="bit-exact"),
-    _r("xnor_conv2d", ("y",), dtypes=("int32",), note="exact"),
-    _r("xnor_linear", ("y",), dtypes=("int32",), note="exact"),
-)}
+EXACT_BOTH = both(EXACT, EXACT)
+REDUCTION = _tol(1e-5, 1e-13, "abs_reduction")
+
+_LIST = (
+    OpRecord("sign", ("y",), S.sign_cases, E.sign_edges, EXACT_BOTH, errors_fn=X.sign_errors,
+             note="exact on given inputs; sign(0) = zero; NaN stays NaN"),
+    OpRecord("surrogate", ("grad",), S.surrogate_cases, E.surrogate_edges, _tol(1e-4, 1e-11, "estimator_peak"),
+             G.SURROGATE_RULE, X.surrogate_errors,
+             note="vs the reference and the central difference of its antiderivative (s_n of Eq. 9 for fda)"),
+    OpRecord("noise_forward", ("e",), S.noise_forward_cases, E.noise_edges(False), _tol(1e-5, 1e-13, "noise"),
+             errors_fn=X.noise_errors("noise_forward")),
+    OpRecord("noise_backward", ("dt", "dw1", "dw2"), S.noise_backward_cases, E.noise_edges(True),
+             _tol(1e-5, 1e-13, "noise"), G.NOISE_RULE, X.noise_errors("noise_backward")),
+    OpRecord("quantize_forward", ("z",), S.quantize_cases(False), E.quantize_forward_edges,
+             _tol(1e-5, 1e-13, "quantizer"), errors_fn=X.quantize_forward_errors,
+             note="exactly sign(t) in eval, with alpha == 0 or without a module"),
+    OpRecord("quantize_backward", ("dt", "dw1", "dw2"), S.quantize_cases(True), E.quantize_backward_edges,
+             _tol(1e-4, 1e-11, "quantizer"), G.QUANTIZE_RULE, X.quantize_backward_errors),
+    OpRecord("weight_scale", ("s",), S.weight_scale_cases, E.weight_scale_edges,
+             both(Tol(0.0, 1e-5, "unit"), Tol(0.0, 1e-13, "unit")), errors_fn=X.weight_scale_errors,
+             note="no gradient flows through the scale (checked at layer level)"),
+    OpRecord("conv2d_forward", ("y",), S.conv_cases(False), E.conv_edges(False), REDUCTION,
+             errors_fn=X.conv_errors("conv2d_forward")),
+    OpRecord("conv2d_backward", ("dx", "dw", "db"), S.conv_cases(True), E.conv_edges(True), REDUCTION, G.CONV_RULE,
+             X.conv_errors("conv2d_backward")),
+    OpRecord("linear_forward", ("y",), S.linear_cases(False), E.linear_edges(False), REDUCTION,
+             errors_fn=X.linear_errors("linear_forward")),
+    OpRecord("linear_backward", ("dx", "dw", "db"), S.linear_cases(True), E.linear_edges(True), REDUCTION,
+             G.LINEAR_RULE, X.linear_errors("linear_backward")),
+    OpRecord("batch_norm_forward", ("y", "mean", "invstd", "running_mean", "running_var"),
+             S.batch_norm_forward_cases, E.bn_edges(False), _tol(2e-5, 1e-12, "batch_norm")),
+    OpRecord("batch_norm_backward", ("dx", "dgamma", "dbeta"), S.batch_norm_backward_cases, E.bn_edges(True),
+             _tol(2e-5, 1e-12, "batch_norm"), G.BATCH_NORM_RULE),
+    OpRecord("relu_forward", ("y",), S.relu_cases(False), E.relu_edges(False), EXACT_BOTH),
+    OpRecord("relu_backward", ("dx",), S.relu_cases(True), E.relu_edges(True), EXACT_BOTH, G.RELU_RULE),
+    OpRecord("prelu_forward", ("y",), S.prelu_cases(False), E.prelu_edges(False),
+             both(Tol(1e-37, 1e-6, "unit"), Tol(1e-300, 1e-14, "unit"))),
+    OpRecord("prelu_backward", ("dx", "dslope"), S.prelu_cases(True), E.prelu_edges(True), REDUCTION, G.PRELU_RULE),
+    OpRecord("max_pool2d_forward", ("y",), S.pool_cases("max", False), E.pool_edges("max", False), EXACT_BOTH),
+    OpRecord("max_pool2d_backward", ("dx",), S.pool_cases("max", True), E.pool_edges("max", True), REDUCTION,
+             note="ties: first maximal element in window order (no finite differences: not differentiable there)"),
+    OpRecord("avg_pool2d_forward", ("y",), S.pool_cases("avg", False), E.pool_edges("avg", False), REDUCTION),
+    OpRecord("avg_pool2d_backward", ("dx",), S.pool_cases("avg", True), E.pool_edges("avg", True), REDUCTION,
+             G.AVG_POOL_RULE),
+    OpRecord("cross_entropy_forward", ("loss",), S.cross_entropy_cases(False), E.cross_entropy_edges(False),
+             _tol(1e-5, 1e-13, "cross_entropy"), errors_fn=X.cross_entropy_errors("cross_entropy_forward")),
+    OpRecord("cross_entropy_backward", ("dlogits",), S.cross_entropy_cases(True), E.cross_entropy_edges(True),
+             _tol(1e-5, 1e-13, "cross_entropy"), G.CROSS_ENTROPY_RULE,
+             X.cross_entropy_errors("cross_entropy_backward")),
+    OpRecord("pack_signs", ("words",), S.pack_signs_cases, E.pack_signs_edges, EXACT_BOTH, errors_fn=X.pack_signs_errors,
+             output_dtypes=("uint64",), note="bit-exact"),
+    OpRecord("xnor_conv2d", ("y",), S.xnor_conv2d_cases, E.xnor_conv2d_edges, EXACT_BOTH, output_dtypes=("int32",),
+             note="exact"),
+    OpRecord("xnor_linear", ("y",), S.xnor_linear_cases, E.xnor_linear_edges, EXACT_BOTH,
+             errors_fn=X.xnor_linear_errors, output_dtypes=("int32",), note="exact"),
+)
+RECORDS: dict[str, OpRecord] = {r.op: r for r in _LIST}
 
 missing = set(OP_NAMES) ^ set(RECORDS)
 if missing:  # pragma: no cover - the op table and the suite must move together

@@ -12,18 +12,24 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 
 from fdaref.optable import OP_NAMES
 
 from .case import Case, as_outputs, plain
 from .compare import OutputDiff, compare_output
+from .error_inputs import ErrorCase
 from .gradients import FDResult, check_backward_fd
+from .isolation import DEFAULT_LIMITS, WARMUP, Limits, guarded_call
 from .records import RECORDS, OpRecord
-from .report import ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, CaseResult, SuiteReport
+
+RECORD_INDEX = {op: i for i, op in enumerate(OP_NAMES)}  # per-op offset of --seed
+from .capabilities import empty_options, restrict
+from .report import DECLINED, ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, WARN, CaseResult, SuiteReport
 from .repro import reproduction
 from .strategies import ALL_OPTIONS, OptionSpace
 from .tolerances import magnitudes
@@ -58,6 +64,13 @@ class Evaluation:
     error: str = ""
     message: str = ""
 
+    def margin(self) -> Optional[float]:
+        """The worst error as a fraction of the allowed one, over the outputs and the gradient check."""
+        ratios = [d.margin for d in self.diffs if d.margin is not None]
+        if self.fd is not None and not self.fd.skipped and self.fd.allowed > 0:
+            ratios.append(self.fd.worst_error / self.fd.allowed)
+        return max(ratios) if ratios else None
+
     def explain(self) -> str:
         parts = [self.message] if self.message else []
         parts += [d.summary() for d in self.diffs if not d.ok]
@@ -88,22 +101,29 @@ def guess_spec(backend: Any) -> str:
     return f"{backend_label(backend)}"
 
 
+def _call_backend(backend: Any, device: str, case: Case, seconds: Optional[float]) -> tuple[Any, str]:
+    """(outputs and the inputs read back, "") or (None, what went wrong), under the time limit."""
+    def call() -> tuple[list, list]:
+        dev_args = [None if a is None else backend.from_numpy(a, device) for _, a in case.arrays]
+        result = getattr(backend, case.op)(*dev_args, **copy.deepcopy(case.kwargs))
+        got = [None if o is None else np.asarray(backend.to_numpy(o)) for o in as_outputs(result)]
+        after = [None if a is None else np.asarray(backend.to_numpy(a)) for a in dev_args]
+        return got, after
+    return guarded_call(call, seconds)
+
+
 def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case, *, gradients: bool = True,
-             fd_seed: int = 0) -> Evaluation:
+             fd_seed: int = 0, limits: Limits = DEFAULT_LIMITS) -> Evaluation:
     """Run ``case`` on the backend and the reference and compare every output (and the gradient rule)."""
     ref_args = case.reference_args()
     try:
         ref_out = as_outputs(record.reference()(*ref_args, **copy.deepcopy(case.kwargs)))
     except Exception:  # noqa: BLE001 - a bug in the reference or the suite: report it, never hide it
         return Evaluation(False, error=traceback.format_exc(), message="the REFERENCE raised (a bug in fdaref)")
-    try:
-        dev_args = [None if a is None else backend.from_numpy(a, device) for _, a in case.arrays]
-        result = getattr(backend, case.op)(*dev_args, **copy.deepcopy(case.kwargs))
-        outs = as_outputs(result)
-        got = [None if o is None else np.asarray(backend.to_numpy(o)) for o in outs]
-        after = [None if a is None else np.asarray(backend.to_numpy(a)) for a in dev_args]
-    except Exception:  # noqa: BLE001 - any failure inside the backend is a failed case
-        return Evaluation(False, error=traceback.format_exc())
+    answer, problem = _call_backend(backend, device, case, WARMUP.limit(backend, case.op, limits))
+    if problem:
+        return Evaluation(False, error=problem)
+    got, after = answer
     for (name, given_a), now in zip(case.arrays, after):
         if given_a is not None and now is not None and (now.shape != given_a.shape or
                                                         not np.array_equal(now, given_a, equal_nan=True)):
@@ -118,9 +138,10 @@ def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case
     ok = all(d.ok for d in diffs)
     fd = None
     structural = all(not d.problem for d in diffs)
-    if gradients and structural and record.gradient in ("fd", "surrogate-fd"):
+    if gradients and structural and record.fd is not None:
+        allowed = [None if m is None else tol.atol * np.asarray(m, np.float64) for m in mags]
         try:
-            fd = check_backward_fd(case, got, dtype, seed=fd_seed)
+            fd = check_backward_fd(record.fd, case, got, dtype, seed=fd_seed, value_allowed=allowed)
         except Exception:  # noqa: BLE001 - a broken gradient can make the check itself blow up
             fd = FDResult(False, 0, message="the finite-difference check raised:\n" + traceback.format_exc())
         ok = ok and fd.ok
@@ -139,6 +160,7 @@ def _result(record: OpRecord, backend: Any, spec: str, device: str, dtype: str, 
     flips = sum(d.sign_flips for d in ev.diffs)
     if flips:
         res.sign_flips = flips
+    res.margin = ev.margin()
     if not ev.ok:
         res.message = ev.explain()
         res.traceback = ev.error
@@ -150,9 +172,32 @@ class _CaseFailed(AssertionError):
     pass
 
 
+Begin = Callable[[str, float], None]
+
+
+def _no_begin(key: str, seconds: float) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How one run behaves: time limits, the Hypothesis seed (None: the profile's), strict error inputs, the
+    checks to leave out (already done by a previous worker) and a callback announcing each check."""
+
+    limits: Limits = DEFAULT_LIMITS
+    seed: Optional[int] = None
+    strict: bool = False
+    skip: frozenset = frozenset()
+    begin: Begin = _no_begin
+
+
+DEFAULT_CONTROL = RunControl()
+
+
 def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, options: OptionSpace = ALL_OPTIONS,
-           spec: Optional[str] = None) -> list[CaseResult]:
-    """Every check of one op: not provided / refused, the edge cases, then the Hypothesis property."""
+           spec: Optional[str] = None, control: RunControl = DEFAULT_CONTROL) -> list[CaseResult]:
+    """Every check of one op: not provided / refused / declined, the edge cases, the error inputs, then the
+    Hypothesis property. Each check has a key ``op#...``; keys in ``control.skip`` are left out."""
     record = RECORDS[op]
     spec = spec or guess_spec(backend)
     label = backend_label(backend)
@@ -165,34 +210,106 @@ def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, 
                            traceback=traceback.format_exc())]
     if reason:
         return [CaseResult(op, "op", label, device, dtype, REFUSED, message=str(reason))]
-    results = []
-    for case in record.edges(dtype, options):
+    try:
+        options, declined = restrict(backend, op, options)
+    except Exception:  # noqa: BLE001 - a bug in the backend's supports()
+        return [CaseResult(op, "supports()", label, device, dtype, ERROR, message="supports() raised",
+                           traceback=traceback.format_exc())]
+    results = [CaseResult(op, f"option {d.option}={d.value!r}", label, device, dtype, DECLINED,
+                          kwargs={d.option: plain(d.value)}, message=d.reason) for d in declined]
+    left_empty = empty_options(op, options)
+    if left_empty:
+        return results + [CaseResult(op, "op", label, device, dtype, DECLINED,
+                                     message=f"every value of {', '.join(left_empty)} declined: nothing to draw")]
+    for i, case in enumerate(record.edges(dtype, options)):
+        key = f"{op}#edge{i}"
+        if key in control.skip:
+            continue
+        control.begin(key, WARMUP.peek(backend, op, control.limits))
         t0 = time.perf_counter()
-        ev = evaluate(record, backend, device, dtype, case)
+        ev = evaluate(record, backend, device, dtype, case, limits=control.limits)
         results.append(_result(record, backend, spec, device, dtype, f"edge: {case.label}", case, ev, 1,
                                time.perf_counter() - t0))
-    results.append(run_property(record, backend, device, dtype, profile=profile, options=options, spec=spec))
+    for i, err in enumerate(record.error_inputs(dtype)):
+        key = f"{op}#error{i}"
+        if key not in control.skip:
+            control.begin(key, WARMUP.peek(backend, op, control.limits))
+            results.append(check_error_input(backend, spec, device, dtype, err, control))
+    key = f"{op}#random"
+    if key not in control.skip:
+        results.append(run_property(record, backend, device, dtype, profile=profile, options=options, spec=spec,
+                                    control=control, key=key))
     return results
 
 
-def run_property(record: OpRecord, backend: Any, device: str, dtype: str, *, profile: Profile,
-                 options: OptionSpace = ALL_OPTIONS, spec: Optional[str] = None) -> CaseResult:
-    """The Hypothesis property of one op; on failure the shrunk example is reported and reproduced."""
-    spec = spec or guess_spec(backend)
-    state: dict[str, Any] = {"n": 0, "fail": None}
+def check_error_input(backend: Any, spec: str, device: str, dtype: str, err: ErrorCase,
+                      control: RunControl = DEFAULT_CONTROL) -> CaseResult:
+    """The backend must raise one of ``err.expected``; accepting the input (or another error) is reported,
+    a failure under ``control.strict``, a warning otherwise. A hang, an exit or a crash is always a failure."""
+    case = err.case
     t0 = time.perf_counter()
+    label = backend_label(backend)
 
-    @settings(max_examples=profile.examples, deadline=None, derandomize=profile.derandomize, database=None,
-              suppress_health_check=list(HealthCheck), print_blob=False,
+    def call() -> Any:
+        try:
+            dev_args = [None if a is None else backend.from_numpy(a, device) for _, a in case.arrays]
+            getattr(backend, case.op)(*dev_args, **copy.deepcopy(case.kwargs))
+        except err.expected as exc:
+            return ("rejected", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        except Exception as exc:  # noqa: BLE001 - a rejection, but with another class than the contract's
+            return ("other", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return ("accepted", "")
+    answer, problem = guarded_call(call, WARMUP.limit(backend, case.op, control.limits))
+    res = CaseResult(case.op, f"error input: {err.label}", label, device, dtype, PASS, 1,
+                     shapes=case.shapes(), kwargs=plain(case.kwargs), seconds=time.perf_counter() - t0)
+    if problem:
+        res.outcome, res.message, res.traceback = ERROR, problem.splitlines()[0], problem
+        return res
+    verdict, text = answer
+    if verdict == "rejected":
+        res.message = f"rejected as expected ({text})"
+        return res
+    res.outcome = FAIL if control.strict else WARN
+    res.message = (f"expected {err.expected_names()}, but the op accepted the input" if verdict == "accepted" else
+                   f"expected {err.expected_names()}, got {text}") + ("" if control.strict else
+                                                                     " (a failure with --strict)")
+    res.reproduction = reproduction(case, spec, device, dtype)
+    return res
+
+
+def run_property(record: OpRecord, backend: Any, device: str, dtype: str, *, profile: Profile,
+                 options: OptionSpace = ALL_OPTIONS, spec: Optional[str] = None,
+                 control: RunControl = DEFAULT_CONTROL, key: str = "") -> CaseResult:
+    """The Hypothesis property of one op; on failure the shrunk example is reported and reproduced.
+
+    After a case that timed out, exited or was interrupted, the remaining examples fail at once (so that
+    shrinking does not wait for the limit again); the first such case is the one reported."""
+    spec = spec or guess_spec(backend)
+    state: dict[str, Any] = {"n": 0, "fail": None, "stop": False}
+    t0 = time.perf_counter()
+    seeded = control.seed is not None
+
+    @settings(max_examples=profile.examples, deadline=None, derandomize=profile.derandomize and not seeded,
+              database=None, suppress_health_check=list(HealthCheck), print_blob=False,
               phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink), report_multiple_bugs=False)
     @given(record.strategy(dtype, options))
     def prop(case: Case) -> None:
+        if state["stop"]:
+            raise _CaseFailed("stopped after a case that hung, exited or was interrupted")
         state["n"] += 1
-        ev = evaluate(record, backend, device, dtype, case, fd_seed=state["n"])
+        control.begin(key, WARMUP.peek(backend, record.op, control.limits))
+        ev = evaluate(record, backend, device, dtype, case, fd_seed=state["n"], limits=control.limits)
+        m = ev.margin()
+        if m is not None:
+            state["margin"] = max(m, state.get("margin") or 0.0)
         if not ev.ok:
             state["fail"] = (case, ev)
+            if ev.error.startswith(("CaseTimeout", "SystemExit", "KeyboardInterrupt")):
+                state["stop"] = True
             raise _CaseFailed(ev.explain())
 
+    if seeded:
+        prop = hypothesis_seed(int(control.seed) + RECORD_INDEX[record.op])(prop)
     crash = ""
     try:
         prop()
@@ -201,17 +318,20 @@ def run_property(record: OpRecord, backend: Any, device: str, dtype: str, *, pro
     except Exception:  # noqa: BLE001 - Hypothesis itself (Flaky etc.) or a bug in a strategy
         crash = traceback.format_exc()
     seconds = time.perf_counter() - t0
-    check = f"random ({profile.examples} examples, {'derandomized' if profile.derandomize else 'random seed'})"
+    how = f"seed {control.seed}" if seeded else ("derandomized" if profile.derandomize else "random seed")
+    check = f"random ({profile.examples} examples, {how})"
     if state["fail"] is not None:
         case, ev = state["fail"]
-        res = _result(record, backend, spec, device, dtype, check + ", shrunk", case, ev, state["n"], seconds)
+        res = _result(record, backend, spec, device, dtype, check + ("" if state["stop"] else ", shrunk"), case, ev,
+                      state["n"], seconds)
         if crash:
             res.message += "\n(Hypothesis: " + crash.strip().splitlines()[-1] + ")"
         return res
     if crash:
         return CaseResult(record.op, check, backend_label(backend), device, dtype, ERROR, state["n"],
                           message="the property could not run", traceback=crash, seconds=seconds)
-    return CaseResult(record.op, check, backend_label(backend), device, dtype, PASS, state["n"], seconds=seconds)
+    return CaseResult(record.op, check, backend_label(backend), device, dtype, PASS, state["n"], seconds=seconds,
+                      margin=state.get("margin"))
 
 
 def resolve_backend(backend: Union[str, Any]) -> tuple[Any, str]:
@@ -225,36 +345,51 @@ def resolve_backend(backend: Union[str, Any]) -> tuple[Any, str]:
 def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "float32",
               profile: Union[str, Profile] = DEFAULT_PROFILE, preset: Optional[str] = None,
               ops: Optional[Iterable[str]] = None, layers: Optional[bool] = None,
-              progress: Any = None) -> SuiteReport:
+              progress: Any = None, seed: Optional[int] = None, strict: bool = False,
+              limits: Limits = DEFAULT_LIMITS, control: Optional[RunControl] = None) -> SuiteReport:
     """Check ``backend`` against the reference; returns the :class:`SuiteReport` (``report.ok()``).
 
     ``backend`` is a name, ``package.module:object`` or an op table. ``preset`` restricts the drawn options to
     that preset's (SPEC 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
+    ``seed`` seeds Hypothesis (a profile without ``derandomize`` draws one, kept in ``report.seed``); ``strict``
+    makes an accepted error input a failure; ``limits`` are the per-case time limits (isolation.py).
     Raises :class:`fdaref.backend_loader.BackendUnavailable` when the backend cannot run here.
     """
     be, spec = resolve_backend(backend)
     prof = PROFILES[profile] if isinstance(profile, str) else profile
+    if seed is None and not prof.derandomize:
+        seed = draw_seed()
+    control = control or RunControl(limits=limits, seed=seed, strict=strict)
     options = OptionSpace.from_preset(preset) if preset else ALL_OPTIONS
-    report = SuiteReport(backend_label(be), str(getattr(be, "version", "?")), device, dtype, prof.name, preset)
+    report = SuiteReport(backend_label(be), str(getattr(be, "version", "?")), device, dtype, prof.name, preset,
+                         seed=control.seed, strict=control.strict)
     t0 = time.perf_counter()
+
+    def add(res: CaseResult) -> None:
+        report.add(res)
+        if progress is not None:
+            progress(res)
+
     if device not in tuple(getattr(be, "devices", ("cpu",))):
-        report.add(CaseResult("*", "device", report.backend, device, dtype, REFUSED,
-                              message=f"{report.backend} declares devices {tuple(getattr(be, 'devices', ()))}"))
+        add(CaseResult("*", "device", report.backend, device, dtype, REFUSED,
+                       message=f"{report.backend} declares devices {tuple(getattr(be, 'devices', ()))}"))
     elif dtype not in tuple(getattr(be, "dtypes", ("float32", "float64"))):
-        report.add(CaseResult("*", "dtype", report.backend, device, dtype, REFUSED,
-                              message=f"{report.backend} declares dtypes {tuple(getattr(be, 'dtypes', ()))}"))
+        add(CaseResult("*", "dtype", report.backend, device, dtype, REFUSED,
+                       message=f"{report.backend} declares dtypes {tuple(getattr(be, 'dtypes', ()))}"))
     else:
         for op in (list(ops) if ops is not None else OP_NAMES):
-            for res in run_op(be, op, device, dtype, profile=prof, options=options, spec=spec):
-                report.add(res)
-                if progress is not None:
-                    progress(res)
+            for res in run_op(be, op, device, dtype, profile=prof, options=options, spec=spec, control=control):
+                add(res)
         run_layers = prof.layers if layers is None else layers
         if run_layers and ops is None:
             from .layers import layer_checks
-            for res in layer_checks(be, device, dtype, profile=prof, preset=preset, spec=spec):
-                report.add(res)
-                if progress is not None:
-                    progress(res)
+            for res in layer_checks(be, device, dtype, profile=prof, preset=preset, spec=spec, control=control):
+                add(res)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def draw_seed() -> int:
+    """A fresh seed for a random profile (printed and stored in the report, so ``--seed`` replays it)."""
+    import secrets
+    return secrets.randbelow(2**31)

@@ -20,28 +20,43 @@ from fdaref.noise import noise_width
 
 from .bits import pack_signs_independent
 from .case import Case
+from .probes import fda_scale_choices, surrogate_probes, tiny_values
 
 Draw = Callable[[st.SearchStrategy], Any]
-ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
+
+
+def registered_estimators() -> tuple[str, ...]:
+    """Every registered estimator that declares a peak (the scale of its tolerance), built-in or not."""
+    from fdaref.estimators import estimator_names, get_estimator
+    return tuple(name for name in estimator_names() if get_estimator(name).peak is not None)
 
 
 @dataclass(frozen=True)
 class OptionSpace:
-    """Which option values the strategies draw (SPEC 1-7)."""
+    """Which option values the strategies draw (SPEC 1-7); :mod:`.capabilities` names each field's option."""
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    estimators: tuple[str, ...] = ESTIMATORS
+    estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
     n_range: tuple[int, int] = (0, 20)
     omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
     clips: tuple[Optional[float], ...] = (None, 1.0, 0.5, 2.0, 1.5)
     etas: tuple[str, ...] = ("sin", "linear", "none")
+    layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
     alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0)
     ks: tuple[int, ...] = (64, 4, 1)
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
+    pack_zeros: tuple[float, ...] = (-1.0, 1.0)
+    eval_noise: tuple[bool, ...] = (False,)  # SPEC 4: eval is exactly sign(t); the suite checks only that
     noise: bool = True
     betas: Optional[tuple[float, ...]] = None  # None: a few per estimator
+
+    def values(self, name: str) -> tuple:
+        """The values of the field ``name`` (``estimators`` resolved against the registry now)."""
+        if name == "estimators" and self.estimators is None:
+            return registered_estimators()
+        return tuple(getattr(self, name))
 
     @classmethod
     def from_preset(cls, name: str) -> "OptionSpace":
@@ -57,16 +72,35 @@ class OptionSpace:
                    scales=(p.scale,), pad_values=(p.pad_value,), noise=p.noise,
                    betas=(betas,) if betas is not None else None)
 
-    def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
-        name = draw(st.sampled_from(self.estimators))
+    @property
+    def eval_is_sign(self) -> bool:
+        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SPEC 4)."""
+        return False in self.eval_noise
+
+    def estimator_params(self, draw: Draw, name: str) -> dict[str, Any]:
+        """Parameters for the estimator ``name``: drawn for the built-in ones, the defaults otherwise."""
         if name in ("fda", "fda_series"):
-            return name, {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
-                          "clip": draw(st.sampled_from(self.clips))}
+            return {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
+                    "clip": draw(st.sampled_from(self.clips))}
         if name == "sign_swish":
-            return name, {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
+            return {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
         if name == "tanh":
-            return name, {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
-        return name, {}
+            return {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
+        from fdaref.estimators import get_estimator
+        return dict(get_estimator(name).defaults)
+
+    def first_params(self, name: str) -> dict[str, Any]:
+        """The first choice of every parameter of ``name`` (for edge cases)."""
+        if name in ("fda", "fda_series"):
+            return {"n": self.n_range[0], "omega": self.omegas[0], "clip": self.clips[0]}
+        if name in ("sign_swish", "tanh"):
+            return {"beta": (self.betas or ((5.0,) if name == "sign_swish" else (2.0,)))[0]}
+        from fdaref.estimators import get_estimator
+        return dict(get_estimator(name).defaults)
+
+    def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
+        name = draw(st.sampled_from(self.values("estimators")))
+        return name, self.estimator_params(draw, name)
 
 
 ALL_OPTIONS = OptionSpace()
@@ -131,24 +165,17 @@ def general_shape(draw: Draw, max_rank: int = 4) -> tuple[int, ...]:
     return tuple(dim(draw, 1, 6) for _ in range(rank))
 
 
-def surrogate_specials(estimator: str, params: dict, dtype: str) -> list[float]:
-    """Zeros, the clip / |x| = 1 boundaries and their ulp neighbours, and for fda the points
-    omega x = k pi (where the closed form is 0/0) and their neighbours."""
-    out = [0.0, -0.0]
-    bound = params.get("clip") if estimator in ("fda", "fda_series") else 1.0
-    if estimator in ("clipped_ste", "approx_sign") or (estimator in ("fda", "fda_series") and bound is not None):
-        for b in (bound, -bound):
-            out += neighbours(b, dtype)
-    if estimator in ("fda", "fda_series"):
-        omega = params["omega"]
-        for k in range(-3, 4):
-            out += neighbours(k * math.pi / omega, dtype)
-    return out
+def surrogate_specials(draw: Draw, estimator: str, params: dict, dtype: str) -> list[float]:
+    """Probe values for this draw (probes.py): subnormals, zeros, the clip / |x| = 1 boundaries and their ulp
+    neighbours, and for fda points at every distance from k pi for small and (drawn) large k."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return surrogate_probes(estimator, params, dtype, rng)
 
 
-def surrogate_scale(estimator: str, params: dict) -> float:
+def surrogate_scale(draw: Draw, estimator: str, params: dict, dtype: str) -> float:
+    """Half-width of the uniform values: for fda near the origin or over the whole domain (probes.py)."""
     if estimator in ("fda", "fda_series"):
-        return 3.0 * math.pi / params["omega"] if params.get("clip") is None else 1.5 * params["clip"]
+        return draw(st.sampled_from(fda_scale_choices(params, dtype)))
     return 1.5
 
 
@@ -185,7 +212,7 @@ def pool_geometry(draw: Draw) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # One composite strategy per op. Each takes (dtype, options) and returns a strategy of Case.
 
-def _sign(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def sign_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         shape = general_shape(draw)
@@ -195,12 +222,12 @@ def _sign(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _surrogate(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def surrogate_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         est, params = opts.estimator(draw)
-        x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(est, params),
-                 specials=surrogate_specials(est, params, dtype), max_specials=10)
+        x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(draw, est, params, dtype),
+                 specials=surrogate_specials(draw, est, params, dtype), max_specials=24)
         return Case("surrogate", (("x", x),), {"estimator": est, "params": params})
     return build()
 
@@ -212,7 +239,7 @@ def noise_tensor_shape(draw: Draw, layout: str) -> tuple[int, ...]:
 
 
 def noise_inputs(draw: Draw, dtype: str, opts: OptionSpace, with_g: bool) -> tuple[dict, dict]:
-    layout = draw(st.sampled_from(("weight", "activation")))
+    layout = draw(st.sampled_from(opts.layouts))
     shape = noise_tensor_shape(draw, layout)
     d = int(np.prod(shape[1:])) if layout == "weight" else shape[1]
     m = noise_width(d, draw(st.sampled_from(opts.ks)))
@@ -231,7 +258,7 @@ def noise_inputs(draw: Draw, dtype: str, opts: OptionSpace, with_g: bool) -> tup
     return arrays, kwargs
 
 
-def _noise_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def noise_forward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         arr, kw = noise_inputs(draw, dtype, opts, False)
@@ -239,7 +266,7 @@ def _noise_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _noise_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def noise_backward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         arr, kw = noise_inputs(draw, dtype, opts, True)
@@ -247,14 +274,14 @@ def _noise_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def quantize_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
             arr, kw = noise_inputs(draw, dtype, opts, backward)
             est, params = opts.estimator(draw)
             t = arr["t"]
-            specials = surrogate_specials(est, params, dtype) if backward else [0.0, -0.0]
+            specials = surrogate_specials(draw, est, params, dtype) if backward else tiny_values(dtype)
             for _ in range(draw(st.integers(0, min(4, t.size)))):
                 t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from(specials))
             has_module = opts.noise and draw(st.booleans())
@@ -263,13 +290,15 @@ def _quantize(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[
             if backward:
                 kw.update(estimator=est, params=params)
                 return Case("quantize_backward", (("g", arr["g"]), ("t", t), ("w1", w1), ("w2", w2)), kw)
-            kw.update(zero=draw(st.sampled_from(opts.zeros)), training=draw(st.booleans()))
+            live = has_module and kw["alpha"] != 0  # eval with a live module: only where eval is sign(t)
+            training = draw(st.booleans()) if (opts.eval_is_sign or not live) else True
+            kw.update(zero=draw(st.sampled_from(opts.zeros)), training=training)
             return Case("quantize_forward", (("t", t), ("w1", w1), ("w2", w2)), kw)
         return build()
     return strategy
 
 
-def _weight_scale(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def weight_scale_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         if draw(st.booleans()):
@@ -299,13 +328,13 @@ def conv_case(draw: Draw, dtype: str, opts: OptionSpace, backward: bool) -> Case
     return Case("conv2d_forward", (("x", x), ("w", w), ("b", b)), kw)
 
 
-def _conv(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def conv_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         return st.composite(lambda draw: conv_case(draw, dtype, opts, backward))()
     return strategy
 
 
-def _linear(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def linear_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -339,7 +368,7 @@ def bn_inputs(draw: Draw, dtype: str) -> tuple[dict[str, np.ndarray], dict[str, 
     return arrays, kw
 
 
-def _batch_norm_forward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def batch_norm_forward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         a, kw = bn_inputs(draw, dtype)
@@ -360,7 +389,7 @@ def bn_statistics(x: np.ndarray, rm: np.ndarray, rv: np.ndarray, training: bool,
     return mean.astype(dtype), (1.0 / np.sqrt(var + eps)).astype(dtype)
 
 
-def _batch_norm_backward(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def batch_norm_backward_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         a, kw = bn_inputs(draw, dtype)
@@ -377,7 +406,7 @@ def image_or_matrix(draw: Draw) -> tuple[int, ...]:
     return (dim(draw, 1, 5), channels(draw))
 
 
-def _relu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def relu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -390,7 +419,7 @@ def _relu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case
     return strategy
 
 
-def _prelu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def prelu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
@@ -405,7 +434,7 @@ def _prelu(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Cas
     return strategy
 
 
-def _pool(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     op = f"{kind}_pool2d_{'backward' if backward else 'forward'}"
 
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
@@ -426,7 +455,7 @@ def _pool(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.SearchSt
     return strategy
 
 
-def _cross_entropy(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
+def cross_entropy_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     op = "cross_entropy_backward" if backward else "cross_entropy_forward"
 
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
@@ -444,7 +473,7 @@ def _cross_entropy(backward: bool) -> Callable[[str, OptionSpace], st.SearchStra
     return strategy
 
 
-def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def pack_signs_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         rank = draw(st.integers(1, 4))
@@ -452,11 +481,11 @@ def _pack_signs(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         axis = draw(st.integers(-rank, rank - 1))
         shape[axis] = channels(draw, wide=True)
         x = fill(draw, shape, dtype, specials=(0.0, -0.0, 1.0, -1.0), max_specials=8)
-        return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from((-1.0, 1.0)))})
+        return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from(opts.pack_zeros))})
     return build()
 
 
-def _xnor_conv2d(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         geo = conv_geometry(draw)
@@ -471,7 +500,7 @@ def _xnor_conv2d(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     return build()
 
 
-def _xnor_linear(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+def xnor_linear_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         b, f, out = dim(draw, 1, 5), channels(draw, wide=True), dim(draw, 1, 6)
@@ -480,38 +509,3 @@ def _xnor_linear(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         return Case("xnor_linear", (("x_packed", pack_signs_independent(x, axis=1)),
                                     ("w_packed", pack_signs_independent(w, axis=1))), {"features": f})
     return build()
-
-
-STRATEGIES: dict[str, Callable[[str, OptionSpace], st.SearchStrategy[Case]]] = {
-    "sign": _sign,
-    "surrogate": _surrogate,
-    "noise_forward": _noise_forward,
-    "noise_backward": _noise_backward,
-    "quantize_forward": _quantize(False),
-    "quantize_backward": _quantize(True),
-    "weight_scale": _weight_scale,
-    "conv2d_forward": _conv(False),
-    "conv2d_backward": _conv(True),
-    "linear_forward": _linear(False),
-    "linear_backward": _linear(True),
-    "batch_norm_forward": _batch_norm_forward,
-    "batch_norm_backward": _batch_norm_backward,
-    "relu_forward": _relu(False),
-    "relu_backward": _relu(True),
-    "prelu_forward": _prelu(False),
-    "prelu_backward": _prelu(True),
-    "max_pool2d_forward": _pool("max", False),
-    "max_pool2d_backward": _pool("max", True),
-    "avg_pool2d_forward": _pool("avg", False),
-    "avg_pool2d_backward": _pool("avg", True),
-    "cross_entropy_forward": _cross_entropy(False),
-    "cross_entropy_backward": _cross_entropy(True),
-    "pack_signs": _pack_signs,
-    "xnor_conv2d": _xnor_conv2d,
-    "xnor_linear": _xnor_linear,
-}
-
-
-def strategy_for(op: str, dtype: str, options: OptionSpace = ALL_OPTIONS) -> st.SearchStrategy[Case]:
-    """The strategy of valid cases of ``op`` in ``dtype``."""
-    return STRATEGIES[op](dtype, options)

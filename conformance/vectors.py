@@ -1,18 +1,29 @@
-"""Golden vectors: the suite's cases as files, for implementations in any language (see VECTORS.md).
+"""Golden vectors: the suite's cases as plain files, for implementations in any language (see VECTORS.md).
 
-``export_vectors(dir, dtype)`` writes ``vectors.npz`` (inputs, expected outputs, allowed absolute errors)
-and ``manifest.json`` (ops, parameters, keys, tolerances); ``check_results(dir, results.npz)`` compares an
-implementation's outputs, stored under ``<case id>/<output name>``, with them.
+Default format (``fmt="bin"``): ``DIR/manifest.json`` describes every case (op, parameters, each op's
+contract in words, tolerances) and locates each array in ``DIR/vectors.bin`` by byte offset and length;
+arrays are raw little-endian C-order values, nothing compressed. ``fmt="npz"`` stores the same arrays in
+``DIR/vectors.npz`` under the same keys instead.
+
+RESULTS use the vectors' own key of each output, ``<case id>/out/<name>``: either a directory holding one raw
+file per output, ``RESULTS/<case id>/out/<name>.bin`` (little-endian, C-order, the output's ``result_dtype``
+and ``shape``), or an NPZ file with those keys. :func:`check_results` compares them; :func:`compute_results`
+is a worked producer that runs any op table.
 """
 from __future__ import annotations
 
+import difflib
+import io
 import json
-import os
-from typing import Any, Optional
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Optional
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 
+from fdaref.atomic import write_bytes_atomic, write_json_atomic
+from fdaref.errors import InputError
 from fdaref.optable import OP_NAMES
 
 from .case import Case, as_outputs, plain
@@ -21,19 +32,35 @@ from .records import RECORDS
 from .report import SUITE_VERSION
 from .strategies import ALL_OPTIONS
 from .tolerances import Tol, magnitudes
+from .vector_contracts import CONTRACTS, CONVENTIONS
 
-FORMAT = "fdaref-golden-vectors/1"
+FORMAT = "fdaref-golden-vectors/2"
+FORMATS = ("bin", "npz")
+BLOB, NPZ, MANIFEST = "vectors.bin", "vectors.npz", "manifest.json"
+ALIGN = 8  # every array starts at a multiple of 8 bytes in vectors.bin
+COMPARISON = ("elementwise |result - expected| <= allowed + rtol * |expected| (allowed: the per-element array "
+              "of the output); exact outputs must be equal (packed words bit for bit); NaN matches NaN only; "
+              "a result must have its output's result_dtype and shape")
+RESULTS_LAYOUT = ("RESULTS is a directory with one file per output, RESULTS/<key>.bin, <key> = the output's key "
+                  "'<case id>/out/<name>': raw little-endian C-order values of result_dtype and shape (nothing "
+                  "else in the file); or an NPZ file with those keys")
+
+
+# The vectors cover SPEC 2's six estimators only: an estimator someone registered in this process (or
+# fda_series, the same gradient as fda by its literal series) is not part of the contract other languages implement.
+SPEC_ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
+VECTOR_OPTIONS = replace(ALL_OPTIONS, estimators=SPEC_ESTIMATORS)
 
 
 def collect_cases(op: str, dtype: str, random_cases: int) -> list[Case]:
     """The edge cases of ``op`` plus ``random_cases`` derandomized Hypothesis examples."""
     record = RECORDS[op]
-    cases = list(record.edges(dtype, ALL_OPTIONS))
+    cases = list(record.edges(dtype, VECTOR_OPTIONS))
     drawn: list[Case] = []
     if random_cases:
         @settings(max_examples=random_cases, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck), phases=(Phase.generate,))
-        @given(record.strategy(dtype, ALL_OPTIONS))
+        @given(record.strategy(dtype, VECTOR_OPTIONS))
         def collect(case: Case) -> None:
             if len(drawn) < random_cases:
                 drawn.append(case)
@@ -43,97 +70,357 @@ def collect_cases(op: str, dtype: str, random_cases: int) -> list[Case]:
     return cases + drawn
 
 
+def check_ops(ops: Optional[Iterable[str]], available: Iterable[str] = OP_NAMES) -> list[str]:
+    """``ops`` validated against ``available`` (all of them when None); InputError names an unknown one."""
+    available = list(available)
+    if ops is None:
+        return available
+    chosen = [o.strip() for o in ops if o.strip()]
+    for op in chosen:
+        if op not in available:
+            near = difflib.get_close_matches(op, available, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"unknown op {op!r}{hint}; expected some of: {', '.join(available)}")
+    if not chosen:
+        raise InputError("--ops is empty; expected a comma-separated list of op names")
+    return chosen
+
+
+def c_order_le(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-order little-endian array (0-d stays 0-d, unlike np.ascontiguousarray)."""
+    a = np.asarray(a)
+    return np.array(a, dtype=a.dtype.newbyteorder("<"), order="C", copy=None)
+
+
+class _ArrayStore:
+    """Collects the arrays of an export: C-order little-endian bytes at aligned offsets (or NPZ members)."""
+
+    def __init__(self, fmt: str):
+        self.fmt, self.chunks, self.size, self.members = fmt, [], 0, {}
+
+    def add(self, key: str, a: np.ndarray) -> dict[str, Any]:
+        a = c_order_le(a)
+        desc: dict[str, Any] = {"key": key, "dtype": a.dtype.name, "shape": list(a.shape)}
+        if self.fmt == "npz":
+            self.members[key] = a
+            return desc
+        data = a.tobytes(order="C")
+        desc.update(offset=self.size, nbytes=len(data))
+        pad = (-len(data)) % ALIGN
+        self.chunks.append(data + b"\0" * pad)
+        self.size += len(data) + pad
+        return desc
+
+    def write(self, directory: Path) -> str:
+        if self.fmt == "npz":
+            buf = io.BytesIO()
+            np.savez(buf, **self.members)
+            write_bytes_atomic(directory / NPZ, buf.getvalue())
+            return NPZ
+        write_bytes_atomic(directory / BLOB, b"".join(self.chunks))
+        return BLOB
+
+
+def make_dir(path: Path) -> None:
+    """``os.makedirs`` whose failure is one InputError naming the directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the directory ({exc.strerror or type(exc).__name__})") from None
+
+
 def export_vectors(directory: str, dtype: str = "float32", random_cases: int = 5,
-                   ops: Optional[list[str]] = None) -> dict[str, Any]:
-    """Write ``directory/vectors.npz`` and ``directory/manifest.json``; returns the manifest."""
-    os.makedirs(directory, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    entries = []
-    for op in ops or OP_NAMES:
+                   ops: Optional[Iterable[str]] = None, fmt: str = "bin") -> dict[str, Any]:
+    """Write ``directory/manifest.json`` and ``vectors.bin`` (or ``vectors.npz``); returns the manifest."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown vectors format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype {dtype!r}: expected float32 or float64")
+    chosen = check_ops(ops)
+    out_dir = Path(directory)
+    make_dir(out_dir)
+    store = _ArrayStore(fmt)
+    entries, contracts = [], {}
+    for op in chosen:
         record = RECORDS[op]
         tol = record.tolerance(dtype)
+        contracts[op] = dict(CONTRACTS[op], input_order=[], output_order=list(record.outputs),
+                             tolerance=tol.to_dict())
         for i, case in enumerate(collect_cases(op, dtype, random_cases)):
             cid = f"{op}-{i:03d}"
+            contracts[op]["input_order"] = list(case.names)
             ref_args = case.reference_args()
             outs = as_outputs(record.reference()(*ref_args, **case.kwargs))
             mags = magnitudes(tol, case, ref_args, outs)
-            inputs = []
-            for name, a in case.arrays:
-                if a is None:
-                    inputs.append({"name": name, "key": None})
-                    continue
-                key = f"{cid}/in/{name}"
-                arrays[key] = np.asarray(a)
-                inputs.append({"name": name, "key": key, "dtype": a.dtype.name, "shape": list(a.shape)})
+            inputs = [{"name": name, "key": None} if a is None else
+                      dict(name=name, **store.add(f"{cid}/in/{name}", np.asarray(a))) for name, a in case.arrays]
             outputs = []
             for j, (name, out, mag) in enumerate(zip(record.outputs, outs, mags)):
                 if out is None:
                     outputs.append({"name": name, "key": None})
                     continue
-                key = f"{cid}/out/{name}"
                 out = np.asarray(out)
-                arrays[key] = out
-                entry = {"name": name, "key": key, "dtype": record.expected_dtype(j, dtype), "shape": list(out.shape),
-                         "exact": tol.exact, "rtol": tol.rtol, "rule": tol.rule}
+                entry = dict(name=name, **store.add(f"{cid}/out/{name}", out),
+                             result_dtype=record.expected_dtype(j, dtype), exact=tol.exact, rtol=tol.rtol,
+                             rule=tol.rule, allowed=None)
                 if not tol.exact:
                     allowed = np.broadcast_to(tol.atol * np.asarray(mag, np.float64), out.shape).astype(np.float64)
-                    arrays[f"{cid}/allowed/{name}"] = allowed
-                    entry["allowed_key"] = f"{cid}/allowed/{name}"
+                    entry["allowed"] = store.add(f"{cid}/allowed/{name}", allowed)
                 outputs.append(entry)
-            entries.append({"id": cid, "op": op, "label": case.label, "inputs": inputs, "kwargs": plain(case.kwargs),
-                            "outputs": outputs})
+            entries.append({"id": cid, "op": op, "label": case.label, "inputs": inputs,
+                            "kwargs": plain(case.kwargs), "outputs": outputs})
+    data_file = store.write(out_dir)
     manifest = {"format": FORMAT, "suite_version": SUITE_VERSION, "dtype": dtype,
-                "comparison": "|result - expected| <= allowed + rtol * |expected| elementwise; exact outputs bit-equal; "
-                              "NaN matches NaN",
-                "bit_packing": "bit j of word w holds element 64*w + j of the packed axis; a set bit means -1",
-                "cases": entries}
-    np.savez_compressed(os.path.join(directory, "vectors.npz"), **arrays)
-    with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1)
+                "storage": {"kind": fmt, "file": data_file, "byte_order": "little", "array_order": "C",
+                            "alignment": ALIGN if fmt == "bin" else None},
+                "comparison": COMPARISON, "results": RESULTS_LAYOUT, "conventions": CONVENTIONS,
+                "ops": contracts, "cases": entries}
+    write_json_atomic(out_dir / MANIFEST, manifest)
     return manifest
 
 
-def check_results(directory: str, results_path: str) -> tuple[bool, list[str]]:
-    """Compare ``results_path`` (NPZ, one array per case output named ``<case id>/<output name>``) with the
-    vectors in ``directory``. Returns (all ok, one line per problem or per checked output)."""
-    with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    vec = np.load(os.path.join(directory, "vectors.npz"))
-    res = np.load(results_path)
-    lines, ok, checked = [], True, 0
-    for case in manifest["cases"]:
-        for out in case["outputs"]:
-            if out["key"] is None:
-                continue
-            key = f"{case['id']}/{out['name']}"
-            if key not in res.files:
-                ok = False
-                lines.append(f"MISSING {key} ({case['op']}: {case['label']})")
-                continue
-            expected = vec[out["key"]]
-            if out["exact"]:
-                tol, mag = Tol(0.0, 0.0, "exact"), None
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+class Vectors:
+    """An exported vector set: ``manifest`` and ``array(desc)`` for any array descriptor of it."""
+
+    def __init__(self, directory: str):
+        d = Path(directory)
+        if not d.is_dir():
+            raise InputError(f"{d}: no such directory (expected the output of `fdaref vectors export`)")
+        mpath = d / MANIFEST
+        try:
+            self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{mpath}: missing (expected the manifest written by `fdaref vectors export`)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{mpath}: not a readable JSON manifest ({exc})") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
+            raise InputError(f"{mpath}: format {found!r}, expected {FORMAT!r} (re-export with this fdaref)")
+        storage = self.manifest.get("storage", {})
+        self.kind = storage.get("kind")
+        dpath = d / str(storage.get("file"))
+        try:
+            if self.kind == "npz":
+                self._npz = np.load(dpath, allow_pickle=False)
             else:
-                tol, mag = Tol(1.0, float(out["rtol"]), "allowed"), vec[out["allowed_key"]]
-            d = compare_output(out["name"], res[key], expected, tol, mag, out["dtype"])
-            checked += 1
-            if not d.ok:
-                ok = False
-                lines.append(f"FAIL {key} ({case['op']}: {case['label']})\n  " + d.summary().replace("\n", "\n  "))
-    lines.append(f"{checked} outputs checked, {'all ok' if ok else 'FAILURES above'}")
-    return ok, lines
+                self._blob = dpath.read_bytes()
+        except Exception as exc:  # noqa: BLE001 - any unreadable data file is one line
+            raise InputError(f"{dpath}: cannot read the vectors' data ({exc})") from None
+        self.path = dpath
+
+    @property
+    def cases(self) -> list[dict[str, Any]]:
+        return self.manifest["cases"]
+
+    def array(self, desc: dict[str, Any]) -> np.ndarray:
+        dt, shape = np.dtype(desc["dtype"]).newbyteorder("<"), tuple(desc["shape"])
+        if self.kind == "npz":
+            try:
+                return np.asarray(self._npz[desc["key"]])
+            except KeyError:
+                raise InputError(f"{self.path}: has no array {desc['key']!r}; the vectors are corrupt") from None
+        start, n = int(desc["offset"]), int(desc["nbytes"])
+        if start + n > len(self._blob) or n != dt.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise InputError(f"{self.path}: array {desc['key']!r} (offset {start}, {n} bytes) does not fit; "
+                             "the vectors are corrupt or truncated")
+        return np.frombuffer(self._blob, dtype=dt, count=n // dt.itemsize, offset=start).reshape(shape)
 
 
-def compute_results(directory: str, backend: Any, out_path: str, device: str = "cpu") -> None:
-    """Run ``backend`` on every vector and save its outputs in the RESULTS format (an example producer)."""
-    with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    vec = np.load(os.path.join(directory, "vectors.npz"))
+def _load_results(path: str) -> dict[str, Any]:
+    """key -> ndarray (NPZ) or raw bytes (directory of .bin files)."""
+    p = Path(path)
+    if p.is_dir():
+        out: dict[str, Any] = {}
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                key = f.relative_to(p).as_posix()
+                out[key[:-4] if key.endswith(".bin") else key] = f
+        return out
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory (expected a results directory or an NPZ file)")
+    try:
+        npz = np.load(p, allow_pickle=False)
+        return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # noqa: BLE001 - garbage of any kind is one line
+        raise InputError(f"{p}: not an NPZ file or a results directory (NumPy cannot read it as NPZ: "
+                         f"{type(exc).__name__})") from None
+
+
+def _raw_result(value: Any, spec: dict[str, Any]) -> tuple[Optional[np.ndarray], str]:
+    """A result from a .bin file as an array of the output's result_dtype and shape, or the problem."""
+    if not isinstance(value, Path):
+        return np.asarray(value), ""
+    dt, shape = np.dtype(spec["result_dtype"]).newbyteorder("<"), tuple(spec["shape"])
+    try:
+        data = value.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {value} ({exc.strerror})"
+    want = dt.itemsize * int(np.prod(shape, dtype=np.int64))
+    if len(data) != want:
+        return None, (f"{value} has {len(data)} bytes; expected shape {list(shape)} of {spec['result_dtype']} "
+                      f"= {want} bytes")
+    return np.frombuffer(data, dtype=dt).reshape(shape), ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checking
+
+def bit_differences(got: np.ndarray, expected: np.ndarray, limit: int = 5) -> list[str]:
+    """For packed uint64 words: the differing words and, in each, the differing bit positions."""
+    got, expected = got.astype(np.uint64), expected.astype(np.uint64)
+    bad = np.argwhere(got != expected)
+    lines = [f"{len(bad)} of {got.size} words differ (bit j of word w on the last axis is element 64*w + j of "
+             "the packed axis; a set bit means -1)"]
+    for idx in bad[:limit]:
+        i = tuple(int(v) for v in idx)
+        g, e = int(got[i]), int(expected[i])
+        bits = [b for b in range(64) if (g ^ e) >> b & 1]
+        shown = ", ".join(map(str, bits[:12])) + (", ..." if len(bits) > 12 else "")
+        lines.append(f"word {i}: bits {shown} differ (got {g:#018x}, expected {e:#018x})")
+    if len(bad) > limit:
+        lines.append(f"... and {len(bad) - limit} more words")
+    return lines
+
+
+@dataclass
+class OpTally:
+    ok: int = 0
+    failed: int = 0
+    missing: int = 0
+
+    def status(self) -> str:
+        return "failed" if self.failed else ("missing" if not self.ok else ("partial" if self.missing else "ok"))
+
+
+@dataclass
+class CheckReport:
+    """The outcome of :func:`check_results`: failures, warnings and one tally per op."""
+
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    per_op: dict[str, OpTally] = field(default_factory=dict)
+    require_all: bool = False
+
+    @property
+    def checked(self) -> int:
+        return sum(t.ok + t.failed for t in self.per_op.values())
+
+    @property
+    def missing(self) -> int:
+        return sum(t.missing for t in self.per_op.values())
+
+    @property
+    def ok(self) -> bool:
+        """Nothing checked failed, something was checked, and (with require_all) nothing is missing."""
+        return (not any(t.failed for t in self.per_op.values()) and self.checked > 0
+                and not (self.require_all and self.missing))
+
+    def lines(self) -> list[str]:
+        out = list(self.failures) + [f"warning: {w}" for w in self.warnings]
+        width = max((len(op) for op in self.per_op), default=0)
+        for op, t in self.per_op.items():
+            out.append(f"  {op:<{width}}  {t.status():<7}  {t.ok} ok, {t.failed} failed, {t.missing} missing")
+        failed = sum(t.failed for t in self.per_op.values())
+        tail = f"{self.checked} outputs checked: {self.checked - failed} ok, {failed} failed"
+        if self.missing:
+            absent = [op for op, t in self.per_op.items() if t.missing]
+            tail += (f"; {self.missing} outputs of {len(absent)} ops missing "
+                     + ("(--require-all: that fails)" if self.require_all else "(not checked; --require-all fails on them)"))
+        if self.checked == 0:
+            tail += "; nothing was checked (no result has a vector output's key)"
+        out.append(tail)
+        return out
+
+
+def check_results(directory: str, results_path: str, ops: Optional[Iterable[str]] = None,
+                  require_all: bool = False) -> CheckReport:
+    """Compare the RESULTS at ``results_path`` with the vectors in ``directory`` (only ``ops`` if given)."""
+    vec = Vectors(directory)
+    present = list(dict.fromkeys(c["op"] for c in vec.cases))
+    chosen = check_ops(ops, present)
+    results = _load_results(results_path)
+    report = CheckReport(per_op={op: OpTally() for op in chosen}, require_all=require_all)
+    valid = {o["key"] for c in vec.cases for o in c["outputs"] if o["key"] is not None}
+    for case in vec.cases:
+        if case["op"] not in report.per_op:
+            continue
+        tally = report.per_op[case["op"]]
+        for spec in case["outputs"]:
+            if spec["key"] is None:
+                continue
+            if spec["key"] not in results:
+                tally.missing += 1
+                continue
+            problem = _check_one(vec, spec, results[spec["key"]])
+            if problem:
+                tally.failed += 1
+                report.failures.append(f"FAIL {spec['key']} ({case['op']}: {case['label'] or 'random'})\n  "
+                                       + problem.replace("\n", "\n  "))
+            else:
+                tally.ok += 1
+    _unknown_keys(report, [k for k in results if k not in valid], sorted(valid))
+    return report
+
+
+def _check_one(vec: Vectors, spec: dict[str, Any], value: Any) -> str:
+    """"" if the result is within tolerance, else what is wrong."""
+    got, problem = _raw_result(value, spec)
+    if problem:
+        return problem
+    expected = vec.array(spec)
+    if spec["exact"] and expected.dtype.kind == "u" and got.shape == expected.shape and got.dtype == expected.dtype:
+        return "" if np.array_equal(got, expected) else "\n".join(bit_differences(got, expected))
+    if spec["exact"]:
+        tol, mag = Tol(0.0, 0.0, "exact"), None
+    else:
+        tol, mag = Tol(1.0, float(spec["rtol"]), "allowed"), vec.array(spec["allowed"])
+    d = compare_output(spec["name"], got, expected, tol, mag, spec["result_dtype"])
+    return "" if d.ok else d.summary()
+
+
+def _unknown_keys(report: CheckReport, unknown: list[str], valid: list[str], limit: int = 10) -> None:
+    for key in unknown[:limit]:
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        report.warnings.append(f"unknown result key {key!r} ignored" +
+                               (f" (nearest valid key: {near[0]!r})" if near else ""))
+    if len(unknown) > limit:
+        report.warnings.append(f"... and {len(unknown) - limit} more unknown result keys")
+    if any(k.count("/") == 1 for k in unknown):
+        report.warnings.append("results are keyed like the vectors' outputs, '<case id>/out/<name>' "
+                               "(e.g. 'sign-000/out/y'), not '<case id>/<name>'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A worked producer
+
+def compute_results(directory: str, backend: Any, out_path: str, device: str = "cpu",
+                    ops: Optional[Iterable[str]] = None) -> int:
+    """Run ``backend`` on the vectors (only ``ops`` if given) and write RESULTS to ``out_path``: an NPZ file
+    when it ends in ``.npz``, else a directory of raw ``.bin`` files. Returns the number of outputs written."""
+    vec = Vectors(directory)
+    chosen = set(check_ops(ops, list(dict.fromkeys(c["op"] for c in vec.cases))))
     out: dict[str, np.ndarray] = {}
-    for case in manifest["cases"]:
-        args = [None if i["key"] is None else backend.from_numpy(vec[i["key"]], device) for i in case["inputs"]]
+    for case in vec.cases:
+        if case["op"] not in chosen:
+            continue
+        args = [None if i["key"] is None else backend.from_numpy(vec.array(i).copy(), device) for i in case["inputs"]]
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in case["kwargs"].items()}
         for spec, val in zip(case["outputs"], as_outputs(getattr(backend, case["op"])(*args, **kwargs))):
-            if val is not None:
-                out[f"{case['id']}/{spec['name']}"] = np.asarray(backend.to_numpy(val))
-    np.savez_compressed(out_path, **out)
+            if val is not None and spec["key"] is not None:
+                out[spec["key"]] = np.asarray(backend.to_numpy(val))
+    target = Path(out_path)
+    if target.suffix == ".npz":
+        make_dir(target.parent)
+        buf = io.BytesIO()
+        np.savez(buf, **out)
+        write_bytes_atomic(target, buf.getvalue())
+        return len(out)
+    for key, a in out.items():
+        f = target / (key + ".bin")
+        make_dir(f.parent)
+        write_bytes_atomic(f, c_order_le(a).tobytes())
+    return len(out)
+

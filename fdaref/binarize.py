@@ -1,4 +1,4 @@
-"""Binarization: the sign function with an explicit convention at zero (SPEC 1, Eq. 1)."""
+"""Binarization: the sign function with an explicit convention at zero (SEMANTICS 1, Eq. 1)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,12 @@ ZERO_CONVENTIONS = (-1.0, 0.0, 1.0)
 
 
 def sign(x: np.ndarray, zero: float = -1.0) -> np.ndarray:
-    """Eq. 1: +1 where x > 0, -1 where x < 0, ``zero`` where x == 0; NaN stays NaN.
+    """Eq. 1: +1 where x > 0, -1 where x < 0, ``zero`` where x == 0 (-0.0 included); NaN stays NaN.
 
-    ``zero`` = -1 is the paper's (w <= 0 -> -1); 0 is numpy/torch/BiBench; +1 is larq/LCE.
-    Shape and dtype of ``x`` are kept.
+    ``zero`` = -1 is the paper's (w <= 0 -> -1); 0 is numpy/torch/BiBench; +1 is larq/LCE. Subnormals are
+    ordinary nonzero numbers. Shape and dtype of ``x`` are kept (every value is exact in any float dtype).
     """
     check_float_array(x, "x")
     zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", ZERO_CONVENTIONS)
-    out = np.sign(x)
-    out[x == 0] = zero  # also catches -0.0
-    return out
+    out = np.where(x > 0, 1.0, np.where(x < 0, -1.0, np.where(x == 0, zero, np.nan)))
+    return out.astype(x.dtype)

@@ -1,6 +1,6 @@
-"""The noise adaptation module (Eq. 13, SPEC 3): e(t) = relu(t W1) W2 + eta(t) on row vectors t.
+"""The noise adaptation module (Eq. 13, SEMANTICS 3): e(t) = relu(t W1) W2 + eta(t) on row vectors t.
 
-A tensor is viewed as rows of length d before the module is applied (SPEC 3):
+A tensor is viewed as rows of length d before the module is applied (SEMANTICS 3):
 - ``layout="weight"``: (C_out, C_in, kh, kw) or (out, in) -> C_out rows of d = C_in*kh*kw (or in);
 - ``layout="activation"``: (B, C, H, W) -> B*H*W rows of d = C (one per pixel), or (B, in) -> B rows.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import check_choice, check_float_array, check_int, check_real
+from .precision import as_dtype_of, f64
 
 LAYOUTS = ("weight", "activation")
 ETAS = ("sin", "linear", "none")
@@ -16,7 +17,7 @@ DEFAULT_K = 64
 
 
 def noise_width(d: int, k: int = DEFAULT_K) -> int:
-    """Hidden width m = max(1, d // k) (SPEC 3; never a zero-width layer)."""
+    """Hidden width m = max(1, d // k) (SEMANTICS 3; never a zero-width layer)."""
     check_int(d, "d", minimum=1)
     check_int(k, "k", minimum=1)
     return max(1, d // k)
@@ -54,9 +55,7 @@ def eta(t: np.ndarray, kind: str = "sin", a: float = 0.1) -> np.ndarray:
     """The shortcut of Eq. 13 (Table 4): a*sin(t), a*t or 0."""
     check_choice(kind, "eta", ETAS)
     if kind == "sin":
-        out = np.sin(t)
-        out *= a
-        return out
+        return a * np.sin(t)
     if kind == "linear":
         return a * t
     return np.zeros_like(t)
@@ -66,9 +65,7 @@ def eta_grad(t: np.ndarray, kind: str = "sin", a: float = 0.1) -> np.ndarray:
     """d eta / dt: a*cos(t), a, or 0."""
     check_choice(kind, "eta", ETAS)
     if kind == "sin":
-        out = np.cos(t)
-        out *= a
-        return out
+        return a * np.cos(t)
     if kind == "linear":
         return np.full_like(t, a)
     return np.zeros_like(t)
@@ -89,72 +86,32 @@ def check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, kin
     return d
 
 
-def _columns(t: np.ndarray, layout: str) -> np.ndarray:
-    """(S, d, P) view of ``t`` whose columns [s, :, p] are its rows of length d (SPEC 3).
-
-    Activations (B, C, H, W) are already in this form as (B, C, H*W): the module then multiplies along the
-    channel axis in place, with no transposed copy of the tensor. Every other case is rows(t)^T as (1, d, N).
-    """
-    if layout == "activation" and t.ndim == 4:
-        return t.reshape(t.shape[0], t.shape[1], -1)
-    return to_rows(t, layout).T[np.newaxis]
-
-
-def _uncolumns(cols: np.ndarray, shape: tuple[int, ...], layout: str) -> np.ndarray:
-    """Inverse of :func:`_columns`."""
-    if layout == "activation" and len(shape) == 4:
-        return cols.reshape(shape)
-    return from_rows(cols[0].T, shape, layout)
-
-
-def _mix(w: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """w^T applied to every column: (q, p) and (S, q, P) -> (S, p, P), out[s, :, j] = w^T cols[s, :, j].
-
-    An einsum, not np.matmul: with q = m = 1 (every activation layer up to 127 channels) matmul runs one
-    rank-1 BLAS call per sample and is 5x slower than this single loop."""
-    return np.einsum("qp,sqj->spj", w, cols)
-
-
-def _sum_outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """sum over every column pair of a_col b_col^T: (S, p, P), (S, q, P) -> (p, q), i.e. rows(a)^T rows(b)."""
-    return np.matmul(a, b.transpose(0, 2, 1)).sum(axis=0)
-
-
 def noise_forward(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
                   eta_kind: str = "sin", a: float = 0.1) -> np.ndarray:
-    """Eq. 13: e(t) = relu(t W1) W2 + eta(t), row-wise; returns the shape of ``t``.
-
-    Computed on columns x = t^T (see :func:`_columns`): e = W2^T relu(W1^T x) + eta(x).
-    """
+    """Eq. 13 on the rows T of ``t`` (SEMANTICS 3): e(T) = relu(T W1) W2 + eta(T); the shape and dtype of ``t``."""
     check_module(t, w1, w2, layout, eta_kind, a)
-    x = _columns(t, layout)
-    fc = _mix(w2, np.maximum(_mix(w1, x), 0))
-    out = _uncolumns(fc, t.shape, layout)
-    out += eta(t, eta_kind, a)
-    return out
+    rows = to_rows(f64(t), layout)
+    e = np.maximum(rows @ f64(w1), 0.0) @ f64(w2) + eta(rows, eta_kind, a)
+    return as_dtype_of(from_rows(e, t.shape, layout), t)
 
 
 def noise_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, *, layout: str,
                    eta_kind: str = "sin", a: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vector-Jacobian product of Eq. 13 for the upstream gradient ``g`` (shape of ``t``).
+    """Vector-Jacobian product of Eq. 13 for the upstream gradient ``g`` (shape of ``t``): (dt, dw1, dw2).
 
-    With G = rows(g), T = rows(t), h = T W1 and mask = 1[h > 0] (relu'(0) = 0):
-    dT = ((G W2^T) * mask) W1^T + G * eta'(T);  dW1 = T^T ((G W2^T) * mask);  dW2 = relu(h)^T G.
-    (Eqs. 15-17, computed on columns as in :func:`noise_forward`; the factor alpha of Eq. 14 is applied
-    by the quantizer.)
+    With G = rows(g), T = rows(t), H = T W1 and mask = 1[H > 0] (relu'(0) = 0), dH = (G W2^T) * mask:
+    dT = dH W1^T + G * eta'(T);  dW1 = T^T dH;  dW2 = relu(H)^T G  (Eqs. 15-17; the factor alpha of Eq. 14
+    is applied by the quantizer).
     """
     check_module(t, w1, w2, layout, eta_kind, a)
     if g.shape != t.shape:
         raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
-    x, gx = _columns(t, layout), _columns(g, layout)
-    h = _mix(w1, x)
-    dh = _mix(w2.T, gx)
-    dh *= h > 0
-    dt = _uncolumns(_mix(w1.T, dh), t.shape, layout)
-    shortcut = eta_grad(t, eta_kind, a)
-    shortcut *= g
-    dt += shortcut
-    return dt, _sum_outer(x, dh), _sum_outer(np.maximum(h, 0), gx)
+    rows, grows, w1f, w2f = to_rows(f64(t), layout), to_rows(f64(g), layout), f64(w1), f64(w2)
+    h = rows @ w1f
+    dh = (grows @ w2f.T) * (h > 0)
+    dt = dh @ w1f.T + grows * eta_grad(rows, eta_kind, a)
+    return (as_dtype_of(from_rows(dt, t.shape, layout), t), as_dtype_of(rows.T @ dh, w1),
+            as_dtype_of(np.maximum(h, 0.0).T @ grows, w2))
 
 
 def init_noise_params(d: int, k: int, rng: np.random.Generator,

@@ -1,9 +1,10 @@
-"""Weight scale of binary layers (SPEC 5); no gradient flows through it."""
+"""Weight scale of binary layers (SEMANTICS 5); no gradient flows through it."""
 from __future__ import annotations
 
 import numpy as np
 
 from ._validate import check_choice, check_float_array
+from .precision import as_dtype_of, f64
 
 SCALE_MODES = ("channel", "layer", "none")
 
@@ -14,7 +15,7 @@ def weight_scale(w: np.ndarray, mode: str = "channel") -> np.ndarray:
     check_float_array(w, "w", ndim=(2, 4))
     check_choice(mode, "scale", SCALE_MODES)
     if mode == "channel":
-        return np.mean(np.abs(w), axis=tuple(range(1, w.ndim)), keepdims=True)
+        return as_dtype_of(np.mean(np.abs(f64(w)), axis=tuple(range(1, w.ndim)), keepdims=True), w)
     if mode == "layer":
-        return np.mean(np.abs(w), keepdims=True)
+        return as_dtype_of(np.mean(np.abs(f64(w)), keepdims=True), w)
     return np.ones((1,) * w.ndim, dtype=w.dtype)

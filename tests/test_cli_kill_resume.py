@@ -44,13 +44,14 @@ def replace(src, dst, *args, **kwargs):
 os.replace = replace
 term_at = int(os.environ.get("SIGTERM_AT_STEP", "0"))
 if term_at:
-    from fdaref.optim import Optimizer
-    real_step = Optimizer.step
-    def step(self):
-        real_step(self)
-        if self.steps == term_at:
+    from fdaref.train.loop import Trainer
+    real_step, steps = Trainer._step, []
+    def step(self, *args):
+        real_step(self, *args)
+        steps.append(1)
+        if len(steps) == term_at:
             os.kill(os.getpid(), signal.SIGTERM)   # what `kill PID` or a job scheduler sends
-    Optimizer.step = step
+    Trainer._step = step
 from fdaref.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -60,20 +60,6 @@ def test_forward_odd_shapes_and_dtypes(dtype, shape, wshape):
     np.testing.assert_allclose(y, naive_conv(x, w, b, (1, 2), (1, 0), (1, 1), -1.0), rtol=tol, atol=tol)
 
 
-def test_forward_many_chunks(monkeypatch):
-    """A tiny chunk budget forces one image per chunk; the result must not change."""
-    rng = np.random.default_rng(2)
-    x, w = rng.standard_normal((5, 3, 6, 6)), rng.standard_normal((2, 3, 3, 3))
-    kw = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=1.0)
-    ref = conv2d_forward(x, w, None, **kw)
-    g = rng.standard_normal(ref.shape)
-    grads = conv2d_backward(g, x, w, has_bias=True, **kw)
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
-    np.testing.assert_allclose(conv2d_forward(x, w, None, **kw), ref, rtol=1e-12, atol=1e-12)
-    for a, b in zip(conv2d_backward(g, x, w, has_bias=True, **kw), grads):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
 def test_nonfinite_input_does_not_leak_into_thrown_away_positions():
     """An inf in a row no valid output reads (stride 2) must leave dw finite; stride-1 path too for NaN."""
     x = np.zeros((1, 1, 5, 5))

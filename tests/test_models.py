@@ -7,12 +7,16 @@ import pytest
 from fdaref import nn
 from fdaref.autodiff import Tensor, no_grad
 from fdaref.functions import cross_entropy
-from fdaref.noise import noise_width
 from fdaref.presets import BinaryOptions
 from fdaref.reference import REFERENCE
 
 # (C_in, C_out, stride) of ResNet-20's 18 binary convs, written out (SPEC 8: 3 stages x 3 blocks x 2 convs)
 RESNET20_CONVS = ([(16, 16, 1)] * 6 + [(16, 32, 2)] + [(32, 32, 1)] * 5 + [(32, 64, 2)] + [(64, 64, 1)] * 5)
+
+
+def noise_params(d, k=64):
+    """SEMANTICS 3: W1 (d, m) and W2 (m, d) with m = max(1, d // k)."""
+    return 2 * d * max(1, d // k)
 
 
 def _x(shape, seed=0):
@@ -24,11 +28,13 @@ def test_resnet20_shapes_and_parameter_counts():
     with no_grad():
         assert model(_x((2, 3, 32, 32))).shape == (2, 10)
     binary = sum(ci * co * 9 for ci, co, _ in RESNET20_CONVS)
-    noise = sum(2 * (ci * 9) * noise_width(ci * 9) + 2 * ci * noise_width(ci) for ci, _, _ in RESNET20_CONVS)
+    noise = sum(noise_params(ci * 9) + noise_params(ci) for ci, _, _ in RESNET20_CONVS)
     bn = 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64)
     float_ = 3 * 16 * 9 + bn + 18 + 64 * 10 + 10  # stem, 19 BN, 18 one-slope PReLUs, FC
     assert nn.count_params(model) == {"binary": binary, "float": float_, "noise": noise}
     assert binary + float_ == 269_740  # the classic ResNet-20 size (0.27 M)
+    assert noise == 2 * (6 * 16 * 9 * 2 + 6 * 16 * 1) + 2 * (16 * 9 * 2 + 16 + 5 * (32 * 9 * 4 + 32)) \
+        + 2 * (32 * 9 * 4 + 32 + 5 * (64 * 9 * 9 + 64))  # m = 2, 4, 9 for d = 144, 288, 576; m = 1 for d <= 64
     fp = nn.resnet20(binary=False)
     assert nn.count_params(fp) == {"binary": 0, "float": 269_740, "noise": 0}
     assert not nn.binary_layers(fp)
@@ -77,7 +83,7 @@ def test_vgg_small_shapes_and_counts():
     counts = nn.count_params(model)
     assert counts["binary"] == sum(ci * co * 9 for ci, co in convs[1:])
     assert counts["float"] == 3 * 128 * 9 + 2 * sum(co for _, co in convs) + 6 + 512 * 2 * 2 * 10 + 10
-    assert counts["noise"] == sum(2 * ci * 9 * noise_width(ci * 9) + 2 * ci * noise_width(ci) for ci, _ in convs[1:])
+    assert counts["noise"] == sum(noise_params(ci * 9) + noise_params(ci) for ci, _ in convs[1:])
     assert len(nn.binary_layers(model)) == 5
     assert isinstance(model[0], nn.Conv2d) and isinstance(model[len(model) - 1], nn.Linear)
     model.eval()
@@ -153,7 +159,7 @@ def test_to_casts_and_moves_in_place():
     assert model.parameters()[0] is p0 and p0.dtype == np.float32
     assert all(v.dtype == np.float32 for v in model.state_dict().values())
     with no_grad():
-        y32 = model(Tensor.from_numpy(np.ones((1, 1, 8, 8), np.float32))).numpy()
+        y32 = model(Tensor.from_numpy(np.ones((1, 1, 8, 8), np.float32), REFERENCE)).numpy()
     assert y32.dtype == np.float32
 
 
@@ -211,3 +217,75 @@ def test_whole_model_grad_on_smooth_twin(build):
     # the finite-difference step (the error then shrinks linearly with eps, not quadratically)
     err = module_vjp_error(model, rng.standard_normal((3, 1, 8, 8)) * 3, rng, ops=SmoothTwin(), eps=1e-8)
     assert err < 1e-6
+
+
+# -- resnet20 forward written out in plain numpy (SEMANTICS 5 and 8), nothing from fdaref but the state dict --
+
+def _np_conv(x, w, stride, pad):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("nchw,oc->nohw", xp[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride], w[:, :, i, j])
+    return out
+
+
+def _np_bn_eval(x, sd, name):
+    col = (1, -1, 1, 1)
+    return ((x - sd[f"{name}.running_mean"].reshape(col)) / np.sqrt(sd[f"{name}.running_var"].reshape(col) + 1e-5)
+            * sd[f"{name}.weight"].reshape(col) + sd[f"{name}.bias"].reshape(col))
+
+
+def _np_binary_conv(x, w, stride):
+    sign = lambda v: np.where(v > 0, 1.0, -1.0)  # noqa: E731  (zero -1, the paper preset)
+    s = np.abs(w).mean(axis=(1, 2, 3), keepdims=True)  # channel scale
+    return _np_conv(sign(x), sign(w) * s, stride, 1)
+
+
+def _np_prelu(x, slope):
+    return np.where(x > 0, x, slope[0] * x)
+
+
+def numpy_resnet20_eval(x, sd):
+    """Eval-mode resnet20: FP stem + BN; 3 stages x 3 blocks at 16/32/64 channels (stride 2 entering stages
+    2 and 3); block out = BN(PReLU(BinConv(x))), BN(PReLU(BinConv(out))), + option-A shortcut; head ReLU,
+    global average pool, FP linear."""
+    out = _np_bn_eval(_np_conv(x, sd["conv1.weight"], 1, 1), sd, "bn1")
+    block, in_planes = 0, 16
+    for planes, first_stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            stride, p = (first_stride if i == 0 else 1), f"layers.{block}"
+            y = _np_bn_eval(_np_prelu(_np_binary_conv(out, sd[f"{p}.conv1.weight"], stride), sd[f"{p}.act1.weight"]),
+                            sd, f"{p}.bn1")
+            y = _np_bn_eval(_np_prelu(_np_binary_conv(y, sd[f"{p}.conv2.weight"], 1), sd[f"{p}.act2.weight"]),
+                            sd, f"{p}.bn2")
+            short = out[:, :, ::stride, ::stride]
+            extra = planes - in_planes
+            short = np.pad(short, ((0, 0), (extra // 2, extra - extra // 2), (0, 0), (0, 0)))
+            out, in_planes, block = y + short, planes, block + 1
+    features = np.maximum(out, 0).mean(axis=(2, 3))
+    return features @ sd["fc.weight"].T + sd["fc.bias"]
+
+
+@pytest.mark.parametrize("ops_name", ["reference", "numpy"])
+def test_resnet20_matches_a_numpy_forward_written_in_the_test(ops_name):
+    from fdaref.backend_loader import load_backend
+    model = nn.resnet20(in_channels=2, num_classes=5, seed=3)
+    rng = np.random.default_rng(4)
+    sd = model.state_dict()
+    for k in sd:  # BN statistics and affine parameters away from their init, so nothing is degenerate
+        if k.endswith(("running_mean", "bias")) and "bn" in k:
+            sd[k] = rng.normal(0, 0.3, sd[k].shape)
+        elif k.endswith(("running_var", "weight")) and "bn" in k:
+            sd[k] = rng.uniform(0.5, 1.5, sd[k].shape)
+        elif k.endswith("act1.weight") or k.endswith("act2.weight"):
+            sd[k] = rng.uniform(0.1, 0.4, 1)
+    model.load_state_dict(sd)
+    model.to(load_backend(ops_name)).eval()
+    x = rng.standard_normal((2, 2, 12, 12))
+    with no_grad():
+        got = model(Tensor.from_numpy(x, model.fc.weight.ops)).numpy()
+    np.testing.assert_allclose(got, numpy_resnet20_eval(x, sd), rtol=1e-9, atol=1e-9)

@@ -1,4 +1,4 @@
-"""The noise adaptation module (Eq. 13) and its row layouts (SPEC 3)."""
+"""The noise adaptation module (Eq. 13) and its row layouts (SEMANTICS 3)."""
 import numpy as np
 import pytest
 
@@ -37,17 +37,43 @@ def test_activation_rows_are_pixels_and_weight_rows_are_filters():
     assert row_length((8, 20), "activation") == 20 and row_length((8, 20), "weight") == 20
 
 
+def rows_by_hand(t, layout):
+    """SEMANTICS 3's rows, written out: weights -> one row per output unit; activations -> one row per pixel."""
+    if layout == "weight":
+        return [t[o].ravel() for o in range(t.shape[0])]
+    if t.ndim == 2:
+        return [t[b] for b in range(t.shape[0])]
+    return [t[b, :, y, x] for b in range(t.shape[0]) for y in range(t.shape[2]) for x in range(t.shape[3])]
+
+
+def place_rows(values, shape, layout):
+    out = np.zeros(shape)
+    if layout == "weight":
+        for o, v in enumerate(values):
+            out[o] = v.reshape(shape[1:])
+    elif len(shape) == 2:
+        out[:] = np.stack(values)
+    else:
+        it = iter(values)
+        for b in range(shape[0]):
+            for y in range(shape[2]):
+                for x in range(shape[3]):
+                    out[b, :, y, x] = next(it)
+    return out
+
+
+ETA = {"sin": lambda r: 0.1 * np.sin(r), "linear": lambda r: 0.1 * r, "none": lambda r: 0 * r}
+
+
 @pytest.mark.parametrize("layout,shape", [("weight", (4, 3, 3, 3)), ("weight", (5, 7)),
                                           ("activation", (2, 6, 3, 4)), ("activation", (3, 9))])
 @pytest.mark.parametrize("kind", ["sin", "linear", "none"])
 def test_forward_is_eq13_row_by_row(layout, shape, kind):
     t = RNG.normal(size=shape)
-    d = row_length(shape, layout)
-    w1, w2 = init_noise_params(d, 2, RNG)
+    d = int(np.prod(shape[1:])) if layout == "weight" else shape[1]
+    w1, w2 = RNG.normal(size=(d, 2)), RNG.normal(size=(2, d))
     e = noise_forward(t, w1, w2, layout=layout, eta_kind=kind, a=0.1)
-    rows = to_rows(t, layout)
-    expected = np.stack([np.maximum(r @ w1, 0) @ w2 for r in rows])
-    expected = from_rows(expected, shape, layout) + eta(t, kind, 0.1)
+    expected = place_rows([np.maximum(r @ w1, 0) @ w2 + ETA[kind](r) for r in rows_by_hand(t, layout)], shape, layout)
     np.testing.assert_allclose(e, expected, rtol=1e-13, atol=1e-13)
 
 
@@ -80,11 +106,47 @@ def test_eta_derivatives():
     np.testing.assert_array_equal(eta_grad(t, "none", 0.3), 0)
 
 
-def test_init_is_zero_mean_uniform_and_seeded():
-    w1, w2 = init_noise_params(576, 64, np.random.default_rng(0))
-    assert w1.shape == (576, 9) and w2.shape == (9, 576)
-    assert np.abs(w1).max() <= 1 / np.sqrt(576) and np.abs(w2).max() <= 1 / 3
-    assert abs(w1.mean()) < 0.1 / np.sqrt(576) and abs(w2.mean()) < 0.1 / 3
+def ks_statistic(samples, bound):
+    """Kolmogorov-Smirnov distance between the samples and U(-bound, bound)."""
+    x = np.sort(samples.ravel())
+    cdf = np.clip((x + bound) / (2 * bound), 0, 1)
+    n = x.size
+    return max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+
+
+def ks_accepts_uniform(samples, bound):
+    """KS test at level 0.001 (critical value 1.95 / sqrt(n))."""
+    return ks_statistic(samples, bound) < 1.95 / np.sqrt(samples.size)
+
+
+def test_init_is_uniform_on_plus_minus_one_over_sqrt_fan_in_by_ks_test():
+    d, k = 576, 8                        # m = 576 // 8 = 72; fan_in is d for W1 and m for W2 (SEMANTICS 3)
+    w1, w2 = init_noise_params(d, k, np.random.default_rng(0))
+    assert w1.shape == (576, 72) and w2.shape == (72, 576)
+    assert ks_accepts_uniform(w1, 1 / np.sqrt(576)) and ks_accepts_uniform(w2, 1 / np.sqrt(72))
+    # the test has teeth: a narrower, a wider or a shifted distribution is rejected
+    assert not ks_accepts_uniform(0.95 * w1, 1 / np.sqrt(576))
+    assert not ks_accepts_uniform(w1, 0.95 / np.sqrt(576))
+    assert not ks_accepts_uniform(w2 + 0.02, 1 / np.sqrt(72))
+
+
+def test_layers_draw_their_modules_with_the_fan_in_of_their_rows():
+    """Weights: d = C_in*kh*kw; activations: d = C_in (one row per pixel); linear: d = in."""
+    from fdaref import nn
+    from fdaref.presets import BinaryOptions
+    conv = nn.BinaryConv2d(128, 16, 3, options=BinaryOptions(k=4), rng=np.random.default_rng(1))
+    d_w, d_a = 128 * 9, 128
+    assert ks_accepts_uniform(conv.w_noise1.numpy(), 1 / np.sqrt(d_w))
+    assert ks_accepts_uniform(conv.w_noise2.numpy(), 1 / np.sqrt(d_w // 4))
+    assert ks_accepts_uniform(conv.a_noise1.numpy(), 1 / np.sqrt(d_a))
+    assert ks_accepts_uniform(conv.a_noise2.numpy(), 1 / np.sqrt(d_a // 4))
+    lin = nn.BinaryLinear(400, 10, options=BinaryOptions(k=4), rng=np.random.default_rng(2))
+    assert ks_accepts_uniform(lin.w_noise1.numpy(), 1 / np.sqrt(400))
+    assert ks_accepts_uniform(lin.a_noise2.numpy(), 1 / np.sqrt(100))
+
+
+def test_init_is_seeded_and_keeps_the_dtype():
+    w1, _ = init_noise_params(576, 64, np.random.default_rng(0))
     again = init_noise_params(576, 64, np.random.default_rng(0))
     np.testing.assert_array_equal(w1, again[0])
     assert init_noise_params(8, 64, RNG, np.float32)[0].dtype == np.float32

@@ -151,18 +151,29 @@ def test_schedule_callback_matches_reference_schedule():
         assert all(m.w_quant.params == m.a_quant.params for m in M.fda_layers(tm))
 
 
-def test_quantize_fn_gradcheck():
-    """FDAQuantizeFn's backward is the SPEC 4 formula: check the noise part against autograd of e(t)."""
+def _quantize_call(path: str, t, w1, w2, alpha: float, n: int, layout: str, training: bool = True):
+    from fdaref.backends.torch.quantize import QuantizeEager, QuantizeMath
+    args = (t, w1, w2, torch.tensor(alpha, dtype=t.dtype), torch.tensor(n), -1.0, "fda",
+            (("clip", None), ("omega", 0.1)), layout, "sin", 0.1, training)
+    return QuantizeEager.apply(*args) if path == "eager" else QuantizeMath.apply(*args, 18)
+
+
+@pytest.mark.parametrize("path", ("eager", "math"))
+@pytest.mark.parametrize("layout", ("weight", "activation"))
+def test_quantize_backward_is_spec4(path, layout):
+    """Both quantizer paths' backward is the SPEC 4 formula: the noise part equals autograd of alpha e(t),
+    plus g times the reference fda surrogate; forward is sign(t) + alpha e(t)."""
     torch.manual_seed(0)
-    t = torch.randn(4, 18, dtype=torch.float64, requires_grad=True)
-    noise = M.NoiseAdaptation(18, k=4).double()
-    g = torch.randn(4, 18, dtype=torch.float64)
-    alpha, params = 0.3, {"n": 9, "omega": 0.1, "clip": None}
-    z = M.FDAQuantizeFn.apply(t, noise.w1, noise.w2, alpha, -1.0, "fda", params, "weight", "sin", 0.1, True)
+    shape, d = ((4, 18), 18) if layout == "weight" else ((2, 130, 3, 3), 130)   # 130 channels: m = 2
+    t = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    noise = M.NoiseAdaptation(d, k=64 if layout == "activation" else 4).double()
+    g = torch.randn(*shape, dtype=torch.float64)
+    alpha = 0.3
+    z = _quantize_call(path, t, noise.w1, noise.w2, alpha, 9, layout)
     z.backward(g)
     got = (t.grad.clone(), noise.w1.grad.clone(), noise.w2.grad.clone())
     t.grad = noise.w1.grad = noise.w2.grad = None
-    e = noise(t, "weight")
+    e = noise(t, layout)
     (alpha * (e * g).sum()).backward()
     from fdaref.estimators import fda
     surrogate = torch.from_numpy(fda(t.detach().numpy(), 9, 0.1))
@@ -170,6 +181,30 @@ def test_quantize_fn_gradcheck():
     torch.testing.assert_close(got[1], noise.w1.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got[2], noise.w2.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(z.detach(), torch.sign(t.detach()) + alpha * e.detach())
+
+
+@pytest.mark.parametrize("alpha", (0.0, 0.05))
+def test_quantize_paths_agree_in_float32(alpha):
+    """The CPU eager kernels and the pure-math path (torch.compile, GPUs) give the same z and gradients in
+    float32, on activations with large values (the range reduction) and exact zeros (sign(0) = -1)."""
+    torch.manual_seed(1)
+    t0 = torch.randn(4, 16, 6, 6) * 30
+    t0[0, 0, 0, :3] = 0.0
+    noise = M.NoiseAdaptation(16, k=64)
+    g = torch.randn_like(t0)
+    outs = []
+    for path in ("eager", "math"):
+        t = t0.clone().requires_grad_(True)
+        noise.zero_grad()
+        z = _quantize_call(path, t, noise.w1, noise.w2, alpha, 13, "activation")
+        z.backward(g)
+        outs.append((z.detach(), t.grad, noise.w1.grad.clone(), noise.w2.grad.clone()))
+    peak = 4 * 0.1 / np.pi * 14 * g.abs().max()
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=0, atol=float(2e-6 * peak))
+    for a, b in zip(outs[0][2:], outs[1][2:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert torch.equal(outs[0][0][0, 0, 0, :3], torch.full((3,), -1.0))
 
 
 def test_engine_step_on_torch_matches_reference():

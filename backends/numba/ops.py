@@ -39,7 +39,7 @@ from fdaref.functional.loss import check_cross_entropy_args, check_scalar_grad, 
 from fdaref.functional.norm import check_batch_norm_args, check_batch_norm_grad_args
 from fdaref.functional.pool import check_pool_args
 from fdaref.noise import check_module, row_length
-from fdaref.reference import HostArrays
+from fdaref.host import HostArrays
 
 from . import _bitpack as bp
 from . import _elementwise as ew
@@ -206,7 +206,7 @@ def _configure_blas() -> None:
 
 class NumbaBackend(HostArrays):
     """fdaref's op table on the CPU with Numba kernels (see the module docstring for what runs where).
-    Arrays are host numpy arrays, so the plumbing is the reference's (:class:`fdaref.reference.HostArrays`)."""
+    Arrays are host numpy arrays, so the plumbing is the reference's (:class:`fdaref.host.HostArrays`)."""
 
     name = "numba"
 

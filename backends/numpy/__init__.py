@@ -1,4 +1,6 @@
-"""The ``numpy`` backend is the reference itself: fdaref's semantics as an op table."""
-from fdaref.reference import REFERENCE as backend
+"""The ``numpy`` backend: fdaref's op table with fast NumPy kernels (the literal reference is
+:data:`fdaref.reference.REFERENCE`; ``fdaref conform --backend numpy`` checks this one against it)."""
+from .ops import BACKEND as backend
+from .ops import NumpyBackend
 
-__all__ = ["backend"]
+__all__ = ["backend", "NumpyBackend"]

@@ -51,6 +51,16 @@ def _check_float(x: Any, name: str, ndim: Optional[tuple[int, ...]] = None) -> T
     return x
 
 
+def _check_features(x: Tensor, w: Tensor) -> None:
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"linear: x has {x.shape[1]} features, w expects {w.shape[1]}")
+
+
+def _check_smoothing(label_smoothing: float) -> None:
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+
+
 def _check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -94,6 +104,18 @@ def ieee_fp32(enabled: bool = True) -> Iterator[None]:
             torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = saved_l
 
 
+def set_fp32_precision(tf32: bool) -> None:
+    """Set float32 matmul and cuDNN conv precision for the process, once (TF32 when ``tf32``, else IEEE).
+    Training engines call this at setup instead of toggling the flags around every op."""
+    mode = "tf32" if tf32 else "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    matmul = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        conv.fp32_precision, matmul.fp32_precision = mode, mode
+    else:  # older torch: the legacy switches
+        torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+
+
 # ---------------------------------------------------------------------------------------------------
 # surrogate gradients (SPEC 2) in torch, by name
 
@@ -122,11 +144,12 @@ def _fda(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
 
 
 def _fda_series(x: Tensor, n: int, omega: float, clip: Optional[float]) -> Tensor:
-    t = x * omega
-    total = torch.zeros_like(x)
+    t = x.to(torch.float64) * omega  # in float64: t rounded to float32 loses the phase at large |x|
+    total = torch.zeros_like(t)
     for i in range(n + 1):
         total.add_(torch.cos(t * (2 * i + 1)))
     total.mul_(4.0 * omega / math.pi)
+    total = total.to(x.dtype)
     if clip is not None:
         total.masked_fill_(x.abs() > clip, 0.0)
     return total
@@ -417,6 +440,12 @@ class TorchBackend:
             return f"the torch backend computes in float32 or float64, not {dtype}"
         return None
 
+    @property
+    def training_engines(self) -> Mapping[str, Callable[..., Any]]:
+        """The Trainer's step engines on this backend, the default first (:mod:`.engine`)."""
+        from .engine import TRAINING_ENGINES  # here: the engines build on the modules, which use this table
+        return TRAINING_ENGINES
+
     def conformance_context(self) -> contextlib.AbstractContextManager:
         """TF32 off for float32 matmul / conv on CUDA for the duration of a block (a no-op on the CPU)."""
         return ieee_fp32(True)
@@ -629,6 +658,7 @@ class TorchBackend:
     def linear_forward(self, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
         _check_float(x, "x", (2,))
         _check_float(w, "w", (2,))
+        _check_features(x, w)
         _same_device(x, w, b)
         with self._precise():
             return F.linear(x, w, b)
@@ -636,6 +666,7 @@ class TorchBackend:
     def linear_backward(self, g: Tensor, x: Tensor, w: Tensor, *, has_bias: bool
                         ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         _check_float(g, "g", (2,))
+        _check_features(x, w)
         with self._precise():
             return g @ w, g.T @ x, (g.sum(0) if has_bias else None)
 
@@ -737,11 +768,13 @@ class TorchBackend:
 
     def cross_entropy_forward(self, logits: Tensor, labels: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
         self._check_labels(logits, labels)
+        _check_smoothing(label_smoothing)
         return F.cross_entropy(logits, labels.long(), label_smoothing=float(label_smoothing))
 
     def cross_entropy_backward(self, g: Tensor, logits: Tensor, labels: Tensor, *,
                                label_smoothing: float = 0.0) -> Tensor:
         self._check_labels(logits, labels)
+        _check_smoothing(label_smoothing)
         b, c = logits.shape
         q = torch.full_like(logits, label_smoothing / c)
         q.scatter_add_(1, labels.long()[:, None], torch.full((b, 1), 1.0 - label_smoothing,
@@ -755,6 +788,8 @@ class TorchBackend:
             raise ValueError(f"pack_signs: zero must be -1 or +1 (a bit holds two values), got {zero!r}")
         if not -x.dim() <= axis < x.dim():
             raise ValueError(f"pack_signs: axis {axis} out of range for shape {tuple(x.shape)}")
+        if bool(torch.isnan(x).any()):  # an inference-time op: the host sync is affordable
+            raise ValueError("pack_signs: x contains NaN, which has no sign bit (SPEC 9)")
         bits = (x < 0) | (x == 0) if zero == -1.0 else (x < 0)
         bits = torch.movedim(bits, axis, -1)
         c = bits.shape[-1]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import ArrayDataset
-from .transforms import draw_augmentation, normalize, random_crop_flip
+from .transforms import Augmentation, draw_augmentation, normalize, random_crop_flip
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -46,13 +46,19 @@ class BatchLoader:
             return n // b
         return -(-n // b)
 
-    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Batches of epoch ``epoch``, starting at batch ``start_batch`` (for resuming mid-epoch)."""
+    def plan(self, epoch: int = 0) -> tuple[np.ndarray, Augmentation | None]:
+        """Epoch ``epoch``'s image order (N,) and augmentation (one entry per position in that order, or None):
+        everything :meth:`epoch` draws, for engines that assemble the batches themselves (on a device)."""
         n = len(self.data)
         rng = epoch_rng(self.seed, epoch)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         info = self.data.info
-        aug = draw_augmentation(rng, n, info.pad, info.flip) if self.augment else None
+        return order, (draw_augmentation(rng, n, info.pad, info.flip) if self.augment else None)
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of epoch ``epoch``, starting at batch ``start_batch`` (for resuming mid-epoch)."""
+        order, aug = self.plan(epoch)
+        info = self.data.info
         for b in range(start_batch, len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             images = self.data.images[idx]

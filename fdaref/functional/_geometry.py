@@ -5,6 +5,8 @@ from typing import Any
 
 import numpy as np
 
+from numpy.lib.stride_tricks import sliding_window_view
+
 from .._validate import check_choice, pair
 
 Pair = tuple[int, int]
@@ -41,3 +43,17 @@ def offset_slices(i: int, j: int, out: Pair, stride: Pair, dilation: Pair) -> tu
     h0, w0 = i * dilation[0], j * dilation[1]
     return (slice(h0, h0 + stride[0] * (out[0] - 1) + 1, stride[0]),
             slice(w0, w0 + stride[1] * (out[1] - 1) + 1, stride[1]))
+
+
+def pad(x: np.ndarray, padding: Pair, value: float) -> np.ndarray:
+    """(N, C, H + 2 ph, W + 2 pw): ``x`` (N, C, H, W) surrounded by the constant ``value``."""
+    (ph, pw) = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
+    """The (N, C, Ho, Wo, kh, kw) view of a padded input whose [n, c, y, x, i, j] is
+    xp[n, c, y*sh + i*dh, x*sw + j*dw]: the element kernel tap (i, j) meets at output pixel (y, x)."""
+    span = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+    win = sliding_window_view(xp, span, axis=(2, 3))[..., ::dilation[0], ::dilation[1]]
+    return win[:, :, ::stride[0], ::stride[1]][:, :, :out[0], :out[1]]

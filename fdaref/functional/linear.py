@@ -1,4 +1,5 @@
-"""Fully connected layer y = x w^T + b (SPEC 5: the float part of the binary linear layer, and the FP head)."""
+"""Fully connected layer y = x w^T + b (SEMANTICS 5: the float part of the binary linear layer, and the FP head);
+float64 inside, results in the dtype of ``x``."""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from .._validate import check_bias, check_float_array, check_grad
+from ..precision import as_dtype_of, f64
 
 
 def check_linear_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> None:
@@ -21,10 +23,10 @@ def check_linear_args(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
     """y = x @ w.T + b. x: (B, in); w: (out, in); b: (out,) or None; one float dtype. Returns (B, out)."""
     check_linear_args(x, w, b)
-    y = x @ w.T
+    y = f64(x) @ f64(w).T
     if b is not None:
-        y += b
-    return y
+        y = y + f64(b)
+    return as_dtype_of(y, x)
 
 
 def linear_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bool
@@ -32,4 +34,5 @@ def linear_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, *, has_bias: bo
     """(dx, dw, db) for g (B, out): dx = g w (B, in), dw = g^T x (out, in), db = sum_B g (out,) or None."""
     check_linear_args(x, w, None)
     check_grad(g, x, (x.shape[0], w.shape[0]))
-    return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)
+    gf = f64(g)
+    return as_dtype_of(gf @ f64(w), x), as_dtype_of(gf.T @ f64(x), x), (as_dtype_of(gf.sum(axis=0), x) if has_bias else None)

@@ -1,4 +1,5 @@
-"""Cross-entropy with label smoothing on logits (the training loss), forward and backward."""
+"""Cross-entropy with label smoothing on logits (the training loss), forward and backward; float64 inside,
+results in the dtype of the logits."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_float_array, check_real
+from ..precision import as_dtype_of, f64
 
 
 def check_cross_entropy_args(logits: np.ndarray, labels: Any, label_smoothing: Any) -> float:
@@ -57,14 +59,14 @@ def cross_entropy_forward(logits: np.ndarray, labels: np.ndarray, *, label_smoot
     of the logits' dtype.
     """
     s = check_cross_entropy_args(logits, labels, label_smoothing)
-    q = smoothed_targets(logits, labels, s)
-    return np.asarray(-(q * log_softmax(logits)).sum() / logits.dtype.type(logits.shape[0]), dtype=logits.dtype)
+    z = f64(logits)
+    loss = -(smoothed_targets(z, labels, s) * log_softmax(z)).sum() / z.shape[0]
+    return np.asarray(loss, dtype=logits.dtype)
 
 
 def cross_entropy_backward(g: Any, logits: np.ndarray, labels: np.ndarray, *, label_smoothing: float) -> np.ndarray:
     """d loss / d logits times the 0-d upstream gradient g: g (softmax(logits) - q) / B, shape (B, C)."""
     s = check_cross_entropy_args(logits, labels, label_smoothing)
     g = check_scalar_grad(g)
-    p = np.exp(log_softmax(logits))
-    scale = logits.dtype.type(g) / logits.dtype.type(logits.shape[0])
-    return (p - smoothed_targets(logits, labels, s)) * scale
+    z = f64(logits)
+    return as_dtype_of(float(g) * (np.exp(log_softmax(z)) - smoothed_targets(z, labels, s)) / z.shape[0], logits)

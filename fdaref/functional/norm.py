@@ -1,4 +1,5 @@
-"""Batch normalisation over axis 1 of (B, C) or (B, C, H, W) (SPEC 8: every block's BN)."""
+"""Batch normalisation over axis 1 of (B, C) or (B, C, H, W) (SEMANTICS 8: every block's BN), literally,
+float64 inside, results in the dtype of ``x``."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,26 +7,17 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_float_array, check_grad, check_real
+from ..precision import as_dtype_of, f64
 
 
-def _per_channel(x: np.ndarray) -> np.ndarray:
-    """The (B, C, P) view of x (B, C) or (B, C, H, W): channel statistics reduce over axes 0 and 2."""
-    return x.reshape(x.shape[0], x.shape[1], -1)
+def _axes(x: np.ndarray) -> tuple[int, ...]:
+    """Every axis but the channel axis 1: the statistics of a channel are over these."""
+    return (0,) + tuple(range(2, x.ndim))
 
 
-def _channel_sum(x3: np.ndarray) -> np.ndarray:
-    """(C,) sums of x3 (B, C, P): the contiguous axis first (SIMD), then the batch."""
-    return x3.sum(axis=2).sum(axis=0)
-
-
-def _channel_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
-    """(C,) sums of a3 * b3 over axes 0 and 2, without the product as a temporary."""
-    return np.einsum("ncp,ncp->c", a3, b3)
-
-
-def _col(v: np.ndarray) -> np.ndarray:
-    """A (C,) vector as (1, C, 1), to broadcast along the channel axis of a (B, C, P) view."""
-    return v.reshape(1, -1, 1)
+def _col(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A (C,) vector shaped to broadcast along axis 1 of x."""
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
 def _check_vec(v: np.ndarray, name: str, x: np.ndarray) -> None:
@@ -74,23 +66,18 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, runni
     Returns (y, mean (C,), invstd (C,), new_running_mean (C,), new_running_var (C,)); inputs not mutated.
     """
     momentum, eps = check_batch_norm_args(x, gamma, beta, running_mean, running_var, training, momentum, eps)
-    dt = x.dtype.type
-    x3 = _per_channel(x)
+    xf, axes = f64(x), _axes(x)
     if training:
-        count = x3.shape[0] * x3.shape[2]
-        mean = _channel_sum(x3) / dt(count)
-        xc = x3 - _col(mean)
-        var = _channel_dot(xc, xc) / dt(count)  # biased: normalises y
-        new_mean = dt(1 - momentum) * running_mean + dt(momentum) * mean
-        new_var = dt(1 - momentum) * running_var + dt(momentum) * (var * dt(count / (count - 1)))
+        count = x.size // x.shape[1]
+        mean, var = xf.mean(axis=axes), xf.var(axis=axes)
+        new_mean = (1 - momentum) * f64(running_mean) + momentum * mean
+        new_var = (1 - momentum) * f64(running_var) + momentum * var * count / (count - 1)
     else:
-        mean, var = running_mean.copy(), running_var
-        xc = x3 - _col(mean)
-        new_mean, new_var = running_mean.copy(), running_var.copy()
-    invstd = dt(1) / np.sqrt(var + dt(eps))
-    xc *= _col(invstd * gamma)  # xc becomes y in place
-    xc += _col(beta)
-    return xc.reshape(x.shape), mean, invstd, new_mean, new_var
+        mean, var = f64(running_mean), f64(running_var)
+        new_mean, new_var = mean, var
+    invstd = 1 / np.sqrt(var + eps)
+    y = (xf - _col(mean, x)) * _col(invstd, x) * _col(f64(gamma), x) + _col(f64(beta), x)
+    return tuple(as_dtype_of(v, x).copy() for v in (y, mean, invstd, new_mean, new_var))  # type: ignore[return-value]
 
 
 def batch_norm_backward(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
@@ -102,17 +89,9 @@ def batch_norm_backward(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: n
     eval (they are constants): dx = gamma invstd g. Shapes of x, (C,), (C,).
     """
     check_batch_norm_grad_args(g, x, gamma, mean, invstd)
-    x3, g3 = _per_channel(x), _per_channel(g)
-    xhat = x3 - _col(mean)
-    xhat *= _col(invstd)
-    dbeta = _channel_sum(g3)
-    dgamma = _channel_dot(g3, xhat)
-    scale = gamma * invstd
-    dx = g3 * _col(scale)
-    if training:
-        m = x.dtype.type(x3.shape[0] * x3.shape[2])
-        # gamma invstd (g - dbeta / M - xhat dgamma / M), as scale g + (xhat (-scale dgamma / M) - scale dbeta / M)
-        xhat *= _col(-scale * dgamma / m)
-        xhat -= _col(scale * dbeta / m)
-        dx += xhat
-    return dx.reshape(x.shape), dgamma, dbeta
+    gf, axes, m = f64(g), _axes(x), x.size // x.shape[1]
+    xhat = (f64(x) - _col(f64(mean), x)) * _col(f64(invstd), x)
+    dbeta, dgamma = gf.sum(axis=axes), (gf * xhat).sum(axis=axes)
+    scale = _col(f64(gamma) * f64(invstd), x)
+    dx = scale * (gf - _col(dbeta, x) / m - xhat * _col(dgamma, x) / m) if training else scale * gf
+    return as_dtype_of(dx, x), as_dtype_of(dgamma, x), as_dtype_of(dbeta, x)

@@ -1,7 +1,8 @@
 """Layers: float ones, binary ones (SPEC 4-5) and containers.
 
 Every layer with parameters takes ``rng`` (a numpy Generator) and ``dtype`` and draws its parameters in
-numpy, in a fixed order, at construction; they start on the numpy reference and move with
+numpy, in a fixed order, at construction; they start on the default op table (the fast ``numpy`` backend,
+:func:`fdaref.autodiff.default_ops`) and move with
 ``Module.to(ops, device)``. So a model built with one seed starts from identical weights on every backend.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _pair(v: IntOrPair) -> tuple[int, int]:
 
 
 def parameter(array: np.ndarray) -> Tensor:
-    """A trainable tensor on the numpy reference (move the model with ``.to``)."""
+    """A trainable tensor on the default op table (move the model with ``.to``)."""
     return Tensor.from_numpy(array, requires_grad=True)
 
 

@@ -36,6 +36,7 @@ class TrainConfig:
     backend: str = "numpy"
     device: str = "cpu"
     dtype: str = "float32"
+    engine: str | None = None           # step engine (fdaref.train.engine); None: the backend's fastest
     preset: str = "paper"
     estimator: str | None = None        # overrides the preset's estimator
     noise: bool | None = None           # overrides the preset's noise module switch

@@ -5,10 +5,10 @@ A run stops (TrainingDiverged; ``fdaref train`` exits with status 3) when
 - a parameter or buffer is NaN or infinite when a checkpoint is about to be written (at every epoch end
   and before an interrupted run saves). Such a state is never saved, so the last good checkpoint stays.
 
-Checking the state only at checkpoints costs one pass over the model per epoch and no host sync per step;
-a model that went bad mid-epoch is caught at the epoch's end, before it can replace anything. An engine
-that offers ``all_finite() -> bool`` (a fast on-device check over parameters, buffers and the accumulated
-loss) is asked first; the per-tensor report below is computed only once that says something is wrong.
+Checking the state only at checkpoints costs one reduction over the model per epoch and no host sync per
+step; a model that went bad mid-epoch is caught at the epoch's end, before it can replace anything. The step
+engine's ``all_finite()`` (on its device, over parameters, buffers and the accumulated loss) decides; the
+per-tensor report is computed only once that says something is wrong.
 """
 from __future__ import annotations
 
@@ -33,16 +33,15 @@ def non_finite_tensors(state: Mapping[str, Any]) -> dict[str, int]:
     return bad
 
 
-def check_finite_state(model: Any, engine: Any = None) -> str | None:
-    """None if every parameter and buffer of ``model`` is finite, else a short description of what is not.
-
-    ``engine``: anything with an optional ``all_finite()``; when it says True, the model is not read back."""
-    all_finite = getattr(engine, "all_finite", None)
-    if callable(all_finite) and all_finite():
+def check_finite_state(engine: Any) -> str | None:
+    """None if the step engine's parameters, buffers and accumulated loss are finite, else a short description
+    of what is not. The engine's own ``all_finite()`` (one on-device reduction, no per-step sync) decides; only
+    when it says False is the state read back to name the tensors."""
+    if engine.all_finite():
         return None
-    bad = non_finite_tensors(model.state_dict())
+    bad = non_finite_tensors(engine.model_state())
     if not bad:
-        return None
+        return "the accumulated training loss is not finite"
     total = sum(bad.values())
     listed = ", ".join(f"{name} ({count})" for name, count in list(bad.items())[:4])
     more = f" and {len(bad) - 4} more tensors" if len(bad) > 4 else ""
@@ -50,9 +49,14 @@ def check_finite_state(model: Any, engine: Any = None) -> str | None:
 
 
 def divergence_message(what: str, *, epoch: int, epochs: int, batch: int | None, steps_per_epoch: int,
-                       lr: float | None, last_good_epoch: int | None, checkpoint: Any, have_checkpoint: bool) -> str:
-    """The one-line explanation printed when a run stops: what went wrong, where, and what is kept."""
-    where = f"epoch {epoch + 1}/{epochs}" + (f", batch {batch}/{steps_per_epoch}" if batch is not None else "")
+                       checked_every: int, lr: float | None, last_good_epoch: int | None, checkpoint: Any,
+                       have_checkpoint: bool) -> str:
+    """The one-line explanation printed when a run stops: what went wrong, where (``batch``: the step at which
+    the loss was read, every ``checked_every`` steps; None: at the epoch's end), and what is kept."""
+    where = f"epoch {epoch + 1}/{epochs}"
+    if batch is not None:
+        where += f", batch {batch}/{steps_per_epoch}" + (f" (checked every {checked_every} steps)"
+                                                        if checked_every > 1 else "")
     if not have_checkpoint:
         kept = "no checkpoint had been written yet"
     elif last_good_epoch is None:

@@ -1,17 +1,22 @@
-"""Build the pieces of a run from its config: backend, model and optimizer."""
+"""Build the pieces of a run from its config: backend, model, optimizer and the step engine."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..backend_loader import BackendUnavailable, load_backend
 from ..data import DatasetInfo
+from ..errors import InputError
 from ..nn import Module, resnet20, tiny, vgg_small
 from ..optim import SGD, Adam, Optimizer
 from .config import TrainConfig
 
+if TYPE_CHECKING:
+    from .engine import StepEngine
+
 _MODELS = {"resnet20": resnet20, "vgg_small": vgg_small, "tiny": tiny}
+FDAREF_ENGINE = "fdaref"
 
 
 def build_backend(cfg: TrainConfig) -> Any:
@@ -33,8 +38,9 @@ def build_model(cfg: TrainConfig, info: DatasetInfo) -> Module:
         factory = _MODELS[cfg.model]
     except KeyError:
         raise ValueError(f"model: expected one of {', '.join(_MODELS)}, got {cfg.model!r}") from None
+    kwargs: dict[str, Any] = {"image_size": info.height} if cfg.model == "vgg_small" else {}
     return factory(info.channels, info.num_classes, options=cfg.options(), seed=cfg.seed,
-                   dtype=np.dtype(cfg.dtype).type)
+                   dtype=np.dtype(cfg.dtype).type, **kwargs)
 
 
 def build_optimizer(cfg: TrainConfig, model: Module) -> Optimizer:
@@ -45,3 +51,26 @@ def build_optimizer(cfg: TrainConfig, model: Module) -> Optimizer:
     if cfg.optimizer == "adam":
         return Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+
+def engine_names(ops: Any) -> tuple[str, ...]:
+    """The engines a run on ``ops`` can use, the default first: the backend's own (its op table's optional
+    ``training_engines`` mapping, fastest first), then the fdaref engine, which every backend has."""
+    own = tuple(getattr(ops, "training_engines", {}) or {})
+    return own + (FDAREF_ENGINE,)
+
+
+def build_engine(cfg: TrainConfig, info: DatasetInfo, ops: Any) -> "StepEngine":
+    """The step engine of ``cfg.engine`` (None: the backend's default) with the model of ``cfg`` initialised
+    from the reference model's seeded weights, so every engine starts from the same parameters."""
+    from .engine import FdarefEngine  # here: the engine evaluates through .evaluation, which imports us
+    names = engine_names(ops)
+    name = names[0] if cfg.engine is None else cfg.engine
+    if name not in names:
+        raise InputError(f"engine: backend {cfg.backend!r} offers {', '.join(names)}, not {name!r}")
+    model = build_model(cfg, info)
+    if name == FDAREF_ENGINE:
+        model.to(ops, cfg.device)
+        model.train()
+        return FdarefEngine(model, build_optimizer(cfg, model), ops, cfg.device, cfg.label_smoothing)
+    return ops.training_engines[name](cfg, model, info)

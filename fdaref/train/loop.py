@@ -3,6 +3,12 @@ epoch, bit-exact resume, Ctrl-C / SIGTERM and divergence handling. What is writt
 and when, is :mod:`.rundir`'s (checkpoint with the history, metrics.jsonl derived from it, summary.json last);
 the divergence policy is :mod:`.divergence`'s.
 
+How a step is computed is the step engine's business (:mod:`.engine`, chosen by ``--engine``): the fdaref
+autodiff engine over any op table, or a backend's own (torch autograd). The loop reads the engine's step
+statistics every ``engine.sync_every`` steps and at the end of each epoch, so an engine on a GPU runs an
+epoch without a host round trip per step; a non-finite loss is caught at the next read, non-finite
+parameters or buffers at the end of the epoch, and either stops the run with the last good checkpoint kept.
+
 Determinism: the data order and augmentation of epoch e depend only on (seed, e) (fdaref.data.loader),
 the learning rate of step s only on s, and n / alpha only on e. A checkpoint therefore needs the model,
 the optimizer and the position (epoch, next batch, the epoch's running sums): resuming from it replays
@@ -20,27 +26,24 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from ..atomic import write_json_atomic
-from ..autodiff import Tensor
 from ..errors import InputError
-from ..functions import cross_entropy
 from ..data import BatchLoader, load_splits
 from ..data.dataset import Splits
-from ..nn import Module, set_schedule
-from ..optim import Optimizer
+from ..nn import Module
 from ..schedules import cosine_lr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .divergence import TrainingDiverged, check_finite_state, divergence_message
-from .evaluation import EvalResult, evaluate
-from .factory import build_backend, build_model, build_optimizer
+from .engine import StepEngine
+from .factory import build_backend, build_engine
 from .interrupt import StopFlag
-from .metrics import read_jsonl
+from .metrics import lr_in_use, read_jsonl
 from .progress import ProgressBar
 from .rundir import CHECKPOINT, METRICS, SUMMARY, check_run_dir, prepare_run_dir, write_metrics
 from .summary import run_summary
 
 # Config fields that may differ on --resume without changing the computation's meaning.
-RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out")
+RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out", "engine")
 
 
 class ResumeError(InputError, RuntimeError):
@@ -59,11 +62,7 @@ class Position:
     lr_first: float | None = None     # the learning rates the optimizer used at this epoch's first and
     lr_last: float | None = None      # latest step (read from it, not recomputed)
 
-    def add_step(self, loss_value: float, correct: int, count: int, lr_used: float) -> None:
-        self.batch += 1
-        self.loss_sum += loss_value * count
-        self.correct += correct
-        self.seen += count
+    def note_lr(self, lr_used: float) -> None:
         self.lr_first = lr_used if self.lr_first is None else self.lr_first
         self.lr_last = lr_used
 
@@ -118,9 +117,7 @@ class Trainer:
         eval_bs = max(cfg.batch_size, 256)
         self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
         self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
-        self.model = build_model(cfg, s.info).to(self.ops, cfg.device)
-        self.model.train()
-        self.optimizer: Optimizer = build_optimizer(cfg, self.model)
+        self.engine: StepEngine = build_engine(cfg, s.info, self.ops)
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -135,8 +132,8 @@ class Trainer:
             "position": {**pos.to_dict(), "steps_per_epoch": self.steps_per_epoch},
             "rng": {"scheme": "numpy default_rng([seed, epoch, 0xDA7A]) per epoch; see fdaref.data.loader",
                     "seed": self.cfg.seed, "epoch": pos.epoch, "next_batch": pos.batch},
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.engine.model_state(),
+            "optimizer": self.engine.optimizer_state(),
             "history": history,
         }
 
@@ -154,8 +151,8 @@ class Trainer:
         if diffs:
             raise ResumeError("--resume: the run's settings differ from the checkpoint's (" + "; ".join(diffs) +
                               "); resume with the same settings or start a new --out directory")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        self.engine.load_model_state(ck["model"])
+        self.engine.load_optimizer_state(ck["optimizer"])
         pos = Position(**{k: v for k, v in ck["position"].items() if k != "steps_per_epoch"})
         history = ck["history"]
         history.setdefault("records", read_jsonl(self.metrics_path)[:pos.epoch])  # a checkpoint from before records
@@ -180,27 +177,34 @@ class Trainer:
             self.log(f"resuming {self.out} at epoch {pos.epoch + 1}/{cfg.epochs}, batch {pos.batch + 1}/"
                      f"{self.steps_per_epoch}")
         wall_start = time.perf_counter()
+        engine = self.engine
         with StopFlag() as stop:
             steps_done = 0
             while pos.epoch < cfg.epochs:
                 e = pos.epoch
-                sched = set_schedule(self.model, e, cfg.epochs)
+                sched = engine.set_schedule(e, cfg.epochs)
                 bar = ProgressBar(self.steps_per_epoch, f"epoch {e + 1}/{cfg.epochs}", stream=self.stream,
                                   enabled=self.progress)
                 bar.count = pos.batch
+                engine.reset_stats(pos.loss_sum, pos.correct, pos.seen)
                 t0 = time.perf_counter()
-                for x, y in self.train_loader.epoch(e, start_batch=pos.batch):
+                for x, y in engine.batches(self.train_loader, e, pos.batch):
                     step = e * self.steps_per_epoch + pos.batch
                     lr = cosine_lr(step, self.total_steps, cfg.lr)
-                    loss_value, correct = self._step(x, y, lr)
-                    if not math.isfinite(loss_value):
-                        bar.close()
-                        return self._diverged(pos, history, f"the loss is {loss_value}", lr, pos.batch + 1)
-                    pos.add_step(loss_value, correct, len(y), self.optimizer.lr)
+                    self._step(x, y, lr)
+                    pos.note_lr(lr_in_use(engine))
                     steps_done += 1
-                    bar.update(1, loss=pos.loss_sum / pos.seen, acc=f"{100 * pos.correct / pos.seen:.1f}%")
                     if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
                         stop.set()
+                    last = pos.batch + 1 == self.steps_per_epoch
+                    if steps_done % engine.sync_every == 0 or last or stop:
+                        pos.loss_sum, pos.correct, pos.seen = engine.read_stats()
+                        if not math.isfinite(pos.loss_sum):
+                            bar.close()
+                            return self._diverged(pos, history, f"the loss is {pos.loss_sum}", lr, pos.batch + 1)
+                        bar.update(pos.batch + 1 - bar.count, loss=pos.loss_sum / pos.seen,
+                                   acc=f"{100 * pos.correct / pos.seen:.1f}%")
+                    pos.batch += 1
                     if stop and pos.batch < self.steps_per_epoch:
                         pos.train_time += time.perf_counter() - t0
                         bar.close()
@@ -208,7 +212,7 @@ class Trainer:
                         self._save(pos, history)
                         self.log(f"stopped at epoch {e + 1}, batch {pos.batch}/{self.steps_per_epoch}; saved "
                                  f"{self.checkpoint_path}; continue with --resume --out {self.out}")
-                        return RunResult("interrupted", self.out, {}, self.model, stop.signum)
+                        return RunResult("interrupted", self.out, {}, engine.reference_model(), stop.signum)
                 pos.train_time += time.perf_counter() - t0
                 bar.close()
                 self._guard_finite(pos, history)
@@ -221,10 +225,10 @@ class Trainer:
                 if stop and pos.epoch < cfg.epochs:
                     self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
                              f"--resume --out {self.out}")
-                    return RunResult("interrupted", self.out, {}, self.model, stop.signum)
+                    return RunResult("interrupted", self.out, {}, engine.reference_model(), stop.signum)
         summary = self._summary(history, time.perf_counter() - wall_start)
         write_json_atomic(self.summary_path, summary)
-        return RunResult("complete", self.out, summary, self.model)
+        return RunResult("complete", self.out, summary, engine.reference_model())
 
     def _already_done(self, history: dict[str, Any]) -> RunResult:
         """--resume of a run whose last checkpoint is final: write the summary if a kill prevented it."""
@@ -235,30 +239,19 @@ class Trainer:
             write_json_atomic(self.summary_path, summary)
             note = f"wrote the missing {self.summary_path}"
         self.log(f"{self.out}: all {self.cfg.epochs} epochs already done; {note}")
-        return RunResult("complete", self.out, summary, self.model)
+        return RunResult("complete", self.out, summary, self.engine.reference_model())
 
-    def _step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, int]:
-        ops, dev = self.ops, self.cfg.device
-        self.optimizer.zero_grad()
-        logits = self.model(Tensor.from_numpy(x, ops, dev))
-        loss = cross_entropy(logits, ops.from_numpy(y, dev), label_smoothing=self.cfg.label_smoothing)
-        loss_value = float(loss.numpy())
-        if not math.isfinite(loss_value):
-            return loss_value, 0
-        loss.backward()
-        self.optimizer.lr = lr
-        self.optimizer.step()
-        correct = int((np.argmax(logits.numpy(), axis=1) == y).sum())
-        return loss_value, correct
+    def _step(self, x: Any, y: Any, lr: float) -> None:
+        """One optimizer step of the engine on the batch (x, y) at learning rate ``lr``."""
+        self.engine.train_step(x, y, lr)
 
     def _end_epoch(self, pos: Position, sched: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
         cfg, e = self.cfg, pos.epoch
         t0 = time.perf_counter()
         due = (e + 1) % cfg.eval_every == 0 or e == cfg.epochs - 1
-        val = evaluate(self.model, self.val_loader, self.ops, cfg.device) if self.val_loader and due else None
-        test = evaluate(self.model, self.test_loader, self.ops, cfg.device) if due else None
+        val = self.engine.evaluate(self.val_loader) if self.val_loader and due else None
+        test = self.engine.evaluate(self.test_loader) if due else None
         eval_time = time.perf_counter() - t0
-        self.model.train()
         if val is not None and (history["best_val"] is None or val.accuracy > history["best_val"]):
             history["best_val"], history["best_epoch"] = val.accuracy, e
         if test is not None:
@@ -284,22 +277,22 @@ class Trainer:
 
     def _guard_finite(self, pos: Position, history: dict[str, Any]) -> None:
         """Stop (TrainingDiverged) before a non-finite model can be evaluated or saved; see :mod:`.divergence`."""
-        problem = check_finite_state(self.model, getattr(self, "engine", None))
+        problem = check_finite_state(self.engine)
         if problem is not None:
             self._diverged(pos, history, problem, pos.lr_last, None)
 
     def _diverged(self, pos: Position, history: dict[str, Any], what: str, lr: float | None,
                   batch: int | None) -> RunResult:
         message = divergence_message(what, epoch=pos.epoch, epochs=self.cfg.epochs, batch=batch,
-                                     steps_per_epoch=self.steps_per_epoch, lr=lr,
-                                     last_good_epoch=history.get("last_good_epoch"), checkpoint=self.checkpoint_path,
-                                     have_checkpoint=self.checkpoint_path.is_file())
+                                     steps_per_epoch=self.steps_per_epoch, checked_every=self.engine.sync_every,
+                                     lr=lr, last_good_epoch=history.get("last_good_epoch"),
+                                     checkpoint=self.checkpoint_path, have_checkpoint=self.checkpoint_path.is_file())
         write_json_atomic(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
         raise TrainingDiverged(message)
 
     def _summary(self, history: dict[str, Any], wall: float) -> dict[str, Any]:
         assert self.splits is not None
-        return run_summary(self.cfg, history, self.splits, self.ops, self.out, wall)
+        return run_summary(self.cfg, history, self.splits, self.ops, self.engine.name, self.out, wall)
 
     def _read_summary(self) -> dict[str, Any]:
         import json

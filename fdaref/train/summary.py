@@ -12,7 +12,7 @@ from ..data.dataset import Splits
 from .config import TrainConfig
 
 
-def run_summary(cfg: TrainConfig, history: dict[str, Any], splits: Splits, ops: Any, out: Path,
+def run_summary(cfg: TrainConfig, history: dict[str, Any], splits: Splits, ops: Any, engine: str, out: Path,
                 wall_time_this_session: float) -> dict[str, Any]:
     """The summary of a complete run: final metrics, confusion matrix, speed, sizes, config, versions."""
     from .rundir import CHECKPOINT, METRICS
@@ -33,7 +33,8 @@ def run_summary(cfg: TrainConfig, history: dict[str, Any], splits: Splits, ops: 
         "wall_time_s_this_session": wall_time_this_session,
         "sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "config": cfg.to_dict(), "options": cfg.options().to_dict(),
-        "backend": {"name": ops.name, "version": getattr(ops, "version", "?"), "device": cfg.device},
+        "backend": {"name": ops.name, "version": getattr(ops, "version", "?"), "device": cfg.device,
+                    "engine": engine},
         "python": platform.python_version(), "numpy": np.__version__,
         "checkpoint": str(out / CHECKPOINT), "metrics": str(out / METRICS),
     }

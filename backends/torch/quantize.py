@@ -1,0 +1,178 @@
+"""The FDA quantizer of Eq. 14 for the torch modules: sign forward, SPEC 4 backward, in two forms.
+
+z = sign(t) + alpha e(t) while training with the noise module (e(t) = relu(t W1) W2 + eta(t), Eq. 13),
+else sign(t). Backward: dt = g fda'(t) + alpha (de/dt)^T g, dW1 and dW2 times alpha (SPEC 4).
+
+``alpha`` and ``n`` (the estimator's n) are 0-d tensors: the quantizer module keeps them as buffers, so they
+are in the state dict, follow the module to its device, and a schedule change is a new value, not a new
+graph under ``torch.compile``. Everything else (zero, estimator, layout, eta, a, training) is fixed per
+module.
+
+- :class:`QuantizeEager`: the CPU eager path. It calls the op table's fused in-place kernels (cache-blocked
+  activations, the lean FDA kernel); reading alpha and n to the host costs nothing on the CPU.
+- :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
+  dependent Python branch: what ``torch.compile`` traces into one graph (zero graph breaks; Inductor fuses
+  the elementwise work) and what eager runs on a GPU (no device synchronisation).
+
+:func:`quantize` picks one (QuantizeMath while compiling or off the CPU). Both compute the same values
+(float tolerance; tests pin them against each other and against the reference).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+
+from . import fused
+from .ops import surrogate_grad
+from .ops import backend as _ops
+
+Tensor = torch.Tensor
+USES_N = ("fda", "fda_series")   # the estimators whose n follows the schedule (BinaryOptions.uses_n)
+
+
+class QuantizeEager(torch.autograd.Function):
+    """``apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training)`` on the CPU;
+    ``params``: the estimator's parameters except n (a tuple of (name, value) pairs)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor,
+                zero: float, estimator: str, params: tuple, layout: str, eta: str, a: float,
+                training: bool) -> Tensor:
+        alpha_value = float(alpha.item())
+        z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=alpha_value, zero=zero, layout=layout, eta_kind=eta,
+                                            a=a, training=training)
+        ctx.save_for_backward(t, w1, w2, h)   # h = relu(t W1): d / m times smaller than t, saves a product
+        full = dict(params)
+        if estimator in USES_N:
+            full["n"] = int(n.item())
+        ctx.kw = dict(alpha=alpha_value, estimator=estimator, params=full, layout=layout, eta_kind=eta, a=a)
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Optional[Tensor], ...]:
+        t, w1, w2, h = ctx.saved_tensors
+        dt, dw1, dw2 = _ops.quantize_backward_saved(g, t, h, w1, w2, **ctx.kw)
+        return (dt, dw1, dw2) + (None,) * 9
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure tensor math
+
+def _sign(t: Tensor, zero: float) -> Tensor:
+    """SPEC 1: +-1, ``zero`` at 0, NaN kept (torch.sign keeps NaN)."""
+    return torch.where(t == 0, torch.full_like(t, zero), torch.sign(t))
+
+
+def _eta(t: Tensor, eta: str, a: float) -> Optional[Tensor]:
+    if eta == "sin":
+        return a * torch.sin(t)
+    if eta == "linear":
+        return a * t
+    return None
+
+
+# Rows of the noise module (SPEC 3) without a copy: 4-D activations as (B, C, H W) (pixels as rows through a
+# batched product, as the op table does), everything else as (rows, d). Shapes come from the tensors alone
+# (no numpy), so that dynamo traces them.
+
+def _nchw(t: Tensor, layout: str) -> bool:
+    return layout == "activation" and t.dim() == 4
+
+
+def _rows(t: Tensor, d: int) -> Tensor:
+    return t.reshape(-1, d)
+
+
+def _hidden(t: Tensor, w1: Tensor, layout: str) -> Tensor:
+    """t W1: (B, m, H W) for 4-D activations, (rows, m) otherwise."""
+    if _nchw(t, layout):
+        return torch.matmul(w1.T, t.reshape(t.shape[0], t.shape[1], -1))
+    return _rows(t, w1.shape[0]) @ w1
+
+
+def _back(r: Tensor, w: Tensor, t: Tensor, layout: str) -> Tensor:
+    """r w in t's layout and shape, for r from :func:`_hidden`'s layout and w (m, d)."""
+    if _nchw(t, layout):
+        return torch.matmul(w.T, r).reshape(t.shape)
+    return (r @ w).reshape(t.shape)
+
+
+def _module_vjp(g: Tensor, t: Tensor, r: Tensor, w1: Tensor, w2: Tensor, layout: str
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """(dfc/dt^T g, dW1, dW2) of fc(t) = relu(t W1) W2, with r = relu(t W1)."""
+    if _nchw(t, layout):
+        gv, tv = g.reshape(g.shape[0], g.shape[1], -1), t.reshape(t.shape[0], t.shape[1], -1)
+        dh = torch.matmul(w2, gv) * (r > 0)
+        return (_back(dh, w1.T, t, layout), torch.matmul(tv, dh.transpose(1, 2)).sum(0),
+                torch.matmul(r, gv.transpose(1, 2)).sum(0))
+    gr, tr = _rows(g, w2.shape[1]), _rows(t, w1.shape[0])
+    dh = (gr @ w2.T) * (r > 0)
+    return (dh @ w1.T).reshape(t.shape), tr.T @ dh, r.T @ gr
+
+
+def _surrogate_times(g: Tensor, t: Tensor, n: Tensor, estimator: str, params: dict[str, Any],
+                     n_max: int) -> Tensor:
+    """g fda'(t) (or another estimator's surrogate), with n a 0-d tensor."""
+    if estimator == "fda":
+        out = fused._fda_expr(t, g, n, float(params["omega"]))
+    elif estimator == "fda_series":   # Eq. 10 term by term up to the schedule's largest n, masked beyond n
+        omega = float(params["omega"])
+        total = torch.zeros_like(t)
+        for i in range(n_max + 1):
+            total = total + torch.cos((2 * i + 1) * omega * t) * (i <= n).to(t.dtype)
+        out = total * (4.0 * omega / math.pi) * g
+    else:
+        return surrogate_grad(t, estimator, params, g)
+    clip = params.get("clip")
+    return out if clip is None else torch.where(t.abs() > clip, torch.zeros_like(out), out)
+
+
+class QuantizeMath(torch.autograd.Function):
+    """``apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)``; see the
+    module docstring. The noise terms are evaluated even at alpha = 0 (times 0): no branch on a value."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor,
+                zero: float, estimator: str, params: tuple, layout: str, eta: str, a: float, training: bool,
+                n_max: int) -> Tensor:
+        z = _sign(t, zero)
+        r = None
+        if training and w1 is not None:
+            r = torch.relu(_hidden(t, w1, layout))
+            e = _back(r, w2, t, layout)
+            eta_term = _eta(t, eta, a)
+            if eta_term is not None:
+                e = e + eta_term
+            z = z + alpha.to(t.dtype) * e
+        ctx.save_for_backward(t, w1, w2, r, alpha, n)
+        ctx.static = (estimator, dict(params), layout, eta, a, n_max)
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Optional[Tensor], ...]:
+        t, w1, w2, r, alpha, n = ctx.saved_tensors
+        estimator, params, layout, eta, a, n_max = ctx.static
+        g = g.contiguous()
+        dt = _surrogate_times(g, t, n, estimator, params, n_max)
+        dw1 = dw2 = None
+        if r is not None:
+            al = alpha.to(t.dtype)
+            if eta == "sin":
+                dt = dt + (al * a) * torch.cos(t) * g
+            elif eta == "linear":
+                dt = dt + (al * a) * g
+            fc_t, gw1, gw2 = _module_vjp(g, t, r, w1, w2, layout)
+            dt = dt + al * fc_t
+            dw1, dw2 = al * gw1, al * gw2
+        return (dt, dw1, dw2) + (None,) * 10
+
+
+def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
+             estimator: str, params: tuple, layout: str, eta: str, a: float, training: bool,
+             n_max: int) -> Tensor:
+    """Eq. 14 with the SPEC 4 backward (module docstring); ``w1``/``w2`` None: no noise module."""
+    if torch.compiler.is_compiling() or t.device.type != "cpu":
+        return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
+    return QuantizeEager.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training)

@@ -1,0 +1,401 @@
+"""PyTorch adapters: check a user's sign ``autograd.Function``, quantizer module, binary layer or whole model.
+
+Everything runs through the user's own torch autograd; the other side is fdaref's reference (the op, or a
+reference layer / model of :mod:`fdaref.nn` in float64 with identical weights).
+
+- :func:`torch_sign_table`: ``sign`` and ``surrogate`` from a sign Function (forward, and backward with g = 1);
+- :func:`torch_quantizer_table`: ``quantize_forward`` / ``quantize_backward`` from a quantizer module;
+  both are op tables for the standard runner (:func:`~.callables.run_wrapped`), so they get the suite's
+  strategies, edge cases, tolerances, shrinking and reports;
+- :func:`check_torch_layer`: a binary Conv2d / Linear module described by a :class:`TorchLayerMapping`;
+- :func:`check_torch_model`: a whole model given a name mapping to an fdaref reference model.
+Layer and model checks compare the output, the input gradient and every parameter gradient, with the
+layer tolerance of the suite (``LAYER_TOL``: relative to the largest reference value of each tensor).
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+
+from fdaref.errors import InputError
+
+from ..compare import OutputDiff, compare_output
+from ..report import DECLINED, ERROR, FAIL, PASS, CaseResult, SuiteReport
+from ..tolerances import LAYER_TOL
+from .callables import CallableOps, run_wrapped
+from .declared import Declaration
+
+__all__ = ["TorchLayerMapping", "TorchQuantizerMapping", "check_torch_layer", "check_torch_model", "torch_sign_table",
+           "torch_quantizer_table", "compare_with_reference"]
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _tensor(a: np.ndarray, requires_grad: bool = False) -> Any:
+    t = _torch().from_numpy(np.array(a, copy=True))
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def _numpy(t: Any) -> Optional[np.ndarray]:
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def resolve(obj: Any, path: str) -> Any:
+    """``obj.a.b.c`` for the dotted ``path`` ``"a.b.c"``."""
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def assign(obj: Any, path: str, value: Any) -> None:
+    """Set the attribute at ``path``: a tensor there is filled in place (a buffer, a parameter), anything
+    else is replaced."""
+    torch = _torch()
+    head, _, name = path.rpartition(".")
+    parent = resolve(obj, head) if head else obj
+    current = getattr(parent, name)
+    if isinstance(current, torch.Tensor):
+        with torch.no_grad():
+            current.copy_(torch.as_tensor(np.asarray(value), dtype=current.dtype).reshape(current.shape))
+    else:
+        setattr(parent, name, value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Op tables from a sign Function and from a quantizer module
+
+def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str = "fda",
+                     params: Optional[Mapping[str, Any]] = None, arg_names: Iterable[str] = ("n",),
+                     label: Optional[str] = None) -> CallableOps:
+    """``sign`` = ``apply(x, *args)`` forward, ``surrogate`` = its backward for g = 1, where ``args`` are the
+    estimator parameters named in ``arg_names`` (BiBench-style ``FDASign.apply(x, n)``). ``params`` are the
+    fixed parameters the Function implements (e.g. ``{"omega": 0.1, "clip": 1.0}``)."""
+    arg_names = tuple(arg_names)
+    fixed = dict(params or {})
+    name = label or getattr(apply, "__qualname__", "torch sign")
+
+    def run(x: np.ndarray, now: Mapping[str, Any]) -> tuple[Any, Any]:
+        xt = _tensor(x, requires_grad=True)
+        return xt, apply(xt, *[now[k] for k in arg_names])
+
+    def sign(x: np.ndarray, zero: float = zero) -> np.ndarray:
+        return _numpy(run(x, {"n": 9, **fixed})[1])
+
+    def surrogate(x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        xt, y = run(x, params)
+        y.backward(_torch().ones_like(y))
+        return _numpy(xt.grad)
+
+    declared = {"zero": zero, "estimator": estimator, **{k: v for k, v in fixed.items() if k not in arg_names}}
+    rebuild = (f"from fdaref.conformance.adapters import torch_sign_table\n"
+               f"be = torch_sign_table(YOUR_SIGN_FUNCTION.apply, zero={zero!r}, estimator={estimator!r}, "
+               f"params={fixed!r}, arg_names={arg_names!r})  # {name}")
+    return CallableOps(name, {"sign": sign, "surrogate": surrogate}, Declaration(name, declared), rebuild)
+
+
+@dataclass(frozen=True)
+class TorchQuantizerMapping:
+    """Where a quantizer module keeps its noise module's W1 / W2, its alpha and its n (dotted paths).
+
+    ``noise_as_linear``: W1 / W2 are ``torch.nn.Linear`` weights, stored transposed ((m, d) and (d, m)).
+    ``implements``: the option values it implements (see :mod:`.declared`), e.g. ``{"zero": 0.0, "clip": 1.0}``.
+    """
+
+    w1: Optional[str] = None
+    w2: Optional[str] = None
+    noise_as_linear: bool = True
+    n: Optional[str] = "n"
+    alpha: Optional[str] = "alpha"
+    implements: Mapping[str, Any] = field(default_factory=dict)
+
+
+def torch_quantizer_table(factory: Callable[[int, str], Any], mapping: TorchQuantizerMapping,
+                          label: Optional[str] = None) -> CallableOps:
+    """``quantize_forward`` / ``quantize_backward`` from ``factory(d, layout) -> module``, ``module(t) -> z``.
+
+    A case without a noise module runs the module with alpha = 0 and reports no module gradients (SPEC 4:
+    z = sign(t) exactly either way)."""
+    name = label or getattr(factory, "__qualname__", "torch quantizer")
+
+    def build(t: np.ndarray, w1: Optional[np.ndarray], w2: Optional[np.ndarray], alpha: float, layout: str,
+              params: Optional[Mapping[str, Any]], training: bool) -> Any:
+        from fdaref.noise import row_length
+        module = factory(row_length(t.shape, layout), layout).to(_torch().float64 if t.dtype == np.float64 else
+                                                                  _torch().float32)
+        module.train(training)
+        if w1 is not None:
+            for path, w in ((mapping.w1, w1), (mapping.w2, w2)):
+                target = resolve(module, path)
+                value = w.T if mapping.noise_as_linear else w
+                if tuple(target.shape) != value.shape:
+                    raise ValueError(f"{name}: {path} has shape {tuple(target.shape)}, the case's noise weight "
+                                     f"needs {value.shape}")
+                assign(module, path, value)
+        if mapping.alpha:
+            assign(module, mapping.alpha, alpha if w1 is not None else 0.0)
+        if mapping.n and params and "n" in params:
+            assign(module, mapping.n, int(params["n"]))
+        return module
+
+    def quantize_forward(t, w1, w2, *, alpha, zero, layout, eta_kind, a, training):
+        with _torch().no_grad():
+            return _numpy(build(t, w1, w2, alpha, layout, None, training)(_tensor(t)))
+
+    def quantize_backward(g, t, w1, w2, *, alpha, estimator, params, layout, eta_kind, a):
+        module = build(t, w1, w2, alpha, layout, params, True)
+        tt = _tensor(t, requires_grad=True)
+        module(tt).backward(_tensor(g))
+        if w1 is None:
+            return _numpy(tt.grad), None, None
+        grads = [resolve(module, p).grad for p in (mapping.w1, mapping.w2)]
+        grads = [_numpy(gr.T if mapping.noise_as_linear else gr) if gr is not None else np.zeros_like(w)
+                 for gr, w in zip(grads, (w1, w2))]
+        return _numpy(tt.grad), grads[0], grads[1]
+
+    return CallableOps(name, {"quantize_forward": quantize_forward, "quantize_backward": quantize_backward},
+                       Declaration(name, mapping.implements))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layers and models against the reference
+
+@dataclass(frozen=True)
+class TorchLayerMapping:
+    """How a binary torch layer maps onto fdaref's reference layer (dotted attribute paths).
+
+    ``weight`` / ``bias``: the layer's weight and bias; ``weight_noise`` / ``activation_noise``: the paths of
+    W1 and W2 of its two noise modules (None: it has none); ``noise_as_linear``: W1 / W2 are stored as
+    ``nn.Linear`` weights, i.e. transposed; ``n`` / ``alpha``: the attributes the schedule sets (SPEC 6);
+    ``sign``: optionally the layer's sign Function (``apply(x, n)``), whose surrogate is then checked op by
+    op too; ``implements``: the option values it implements (``zero``, ``clip``, ``eval_noise``, ...).
+    """
+
+    weight: str = "weight"
+    bias: Optional[str] = "bias"
+    weight_noise: Optional[tuple[str, str]] = None
+    activation_noise: Optional[tuple[str, str]] = None
+    noise_as_linear: bool = True
+    n: Optional[str] = "n"
+    alpha: Optional[str] = "alpha"
+    sign: Optional[Callable[..., Any]] = None
+    implements: Mapping[str, Any] = field(default_factory=dict)
+
+    def names(self) -> dict[str, tuple[str, bool]]:
+        """fdaref parameter name -> (torch path, stored transposed)."""
+        out = {"weight": (self.weight, False)}
+        if self.bias:
+            out["bias"] = (self.bias, False)
+        for prefix, paths in (("w_noise", self.weight_noise), ("a_noise", self.activation_noise)):
+            if paths:
+                out[f"{prefix}1"], out[f"{prefix}2"] = (paths[0], self.noise_as_linear), (paths[1], self.noise_as_linear)
+        return out
+
+
+def _compare(name: str, got: Optional[np.ndarray], ref: Any, dtype: str) -> OutputDiff:
+    ref = np.asarray(ref, np.float64)
+    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-30)
+    return compare_output(name, got, ref, LAYER_TOL[dtype], mag, dtype)
+
+
+def compare_with_reference(label: str, op: str, torch_module: Any, reference: Any,
+                           names: Mapping[str, tuple[str, bool]], x: np.ndarray, dtype: str, *,
+                           seed: int = 0, prepare: Optional[Callable[[], None]] = None) -> CaseResult:
+    """Copy the reference's parameters and buffers into ``torch_module`` (``names``: fdaref name -> (torch
+    path, transposed)), run forward and backward of sum(out * r) on both, and compare the output, the input
+    gradient and every reference parameter's gradient. The reference runs in float64 on the values rounded
+    to ``dtype``."""
+    from fdaref.autodiff import Tensor
+    from fdaref.reference import REFERENCE
+    torch = _torch()
+    t0 = time.perf_counter()
+    res = CaseResult(op, label, str(type(torch_module).__name__), "cpu", dtype, PASS, 1)
+    try:
+        state = {k: (v.astype(dtype).astype(np.float64) if v.dtype.kind == "f" else v)
+                 for k, v in reference.state_dict().items()}
+        reference.load_state_dict(state)
+        reference.to(REFERENCE, "cpu")   # the oracle: fdaref.nn builds layers on the fast numpy backend by default
+        unmapped = [k for k in state if k not in names]
+        if unmapped:
+            res.outcome, res.message = FAIL, (f"the mapping gives no torch counterpart for the reference's "
+                                              f"{', '.join(unmapped)}, so they cannot be set or compared")
+            return res
+        torch_module.to(torch.float64 if dtype == "float64" else torch.float32)
+        for key, (path, transposed) in names.items():
+            target = resolve(torch_module, path)
+            value = state[key].T if transposed else state[key]
+            if tuple(target.shape) != value.shape:
+                res.outcome, res.message = FAIL, (f"{path} has shape {tuple(target.shape)}; the reference's {key} "
+                                                  f"needs {value.shape}{' (transposed)' if transposed else ''}")
+                return res
+            assign(torch_module, path, value)
+        if prepare is not None:
+            prepare()
+        rng = np.random.default_rng(seed)
+        torch_module.zero_grad(set_to_none=True)
+        xt = _tensor(x.astype(dtype), requires_grad=True)
+        out = torch_module(xt)
+        r = rng.standard_normal(tuple(out.shape))
+        (out * torch.from_numpy(r.astype(dtype))).sum().backward()
+        xr = Tensor.from_numpy(x.astype(dtype).astype(np.float64), REFERENCE, requires_grad=True)
+        reference.zero_grad()
+        out_r = reference(xr)
+        (out_r * REFERENCE.from_numpy(r)).sum().backward()
+        diffs = [_compare("output", _numpy(out), out_r.numpy(), dtype),
+                 _compare("grad input", _numpy(xt.grad), REFERENCE.to_numpy(xr.grad), dtype)]
+        for key, p in reference.named_parameters():
+            path, transposed = names[key]
+            g = resolve(torch_module, path).grad
+            got = None if g is None else _numpy(g.T if transposed else g)
+            diffs.append(_compare(f"grad {key} ({path})", got, REFERENCE.to_numpy(p.grad), dtype))
+    except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
+        res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
+        return res
+    res.diffs = [d.to_dict() for d in diffs]
+    bad = [d for d in diffs if not d.ok]
+    if bad:
+        hint = ["the forward matches; only gradients differ (the surrogate, the noise module's chain rule "
+                "or the weight scale's gradient)"] if diffs[0].ok else []
+        res.outcome, res.message = FAIL, "\n".join(hint + [d.summary() for d in bad])
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# Geometries of the layer checks: (C_in, C_out, kernel, stride, padding, bias, input shape). C_in = 70 gives
+# the activation module m = 1 and d = 70 rows (BiBench's d // 64 would also be 1 there).
+CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)))
+LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)))
+# (epoch, epochs, training): alpha > 0 early, the middle, alpha = 0 at the last epoch; eval at both ends.
+SCHEDULE_POINTS = ((0, 10, True), (5, 10, True), (9, 10, True), (0, 10, False), (9, 10, False))
+
+_OPTION_FIELDS = (("zero", "zero"), ("estimator", "estimator"), ("omega", "omega"), ("clip", "clip"),
+                  ("eta_kind", "eta"), ("a", "a"), ("k", "k"), ("mode", "scale"), ("pad_value", "pad_value"),
+                  ("noise", "noise"))
+
+
+def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapping: Optional[TorchLayerMapping] = None,
+                      preset: Optional[str] = None, dtypes: Iterable[str] = ("float64", "float32"),
+                      profile: str = "quick", options: Any = None, raise_on_failure: bool = True) -> SuiteReport:
+    """Check the binary layer built by ``factory`` against fdaref's reference layer under ``preset``.
+
+    ``factory(in_channels, out_channels, kernel_size, stride, padding, bias)`` for ``kind="conv2d"``,
+    ``factory(in_features, out_features, bias)`` for ``"linear"``; ``mapping`` defaults to the factory's
+    ``fdaref_mapping`` attribute. Options the mapping declares and the preset needs otherwise are reported as
+    declined (with the reason) instead of being run; eval with alpha > 0 is declined for a layer declaring
+    ``eval_noise=True``. ``options`` (a :class:`fdaref.presets.BinaryOptions`) replaces the preset's.
+    Returns the report; raises AssertionError with it on a failure by default.
+    """
+    from fdaref import nn
+    from fdaref.presets import BinaryOptions, get_preset
+    t0 = time.perf_counter()
+    if kind not in ("conv2d", "linear"):
+        raise InputError(f"layer kind {kind!r}: expected 'conv2d' or 'linear'")
+    mapping = mapping or getattr(factory, "fdaref_mapping", None) or TorchLayerMapping()
+    options = options or (get_preset(preset) if preset else BinaryOptions())
+    label = getattr(factory, "__qualname__", type(factory).__name__)
+    decl = Declaration(label, mapping.implements)
+    op = f"binary_{kind}"
+    report = SuiteReport(label, f"torch {_torch().__version__}", "cpu", ",".join(dtypes), profile, preset)
+    declined = [r for r in (decl.supports(op, name, getattr(options, attr)) for name, attr in _OPTION_FIELDS) if r]
+    if declined:
+        report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, DECLINED, message="; ".join(declined)))
+    else:
+        geometries = CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES
+        for dtype in dtypes:
+            for gi, (cin, cout, k, stride, padding, bias, x_shape) in enumerate(geometries):
+                for epoch, epochs, training in SCHEDULE_POINTS:
+                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout, k,
+                                           stride, padding, bias, x_shape, epoch, epochs, training, nn))
+    if mapping.sign is not None and options.estimator == "fda" and not declined:
+        table = torch_sign_table(mapping.sign, zero=options.zero, estimator="fda",
+                                 params={"omega": options.omega, "clip": options.clip}, label=f"{label} sign")
+        for dtype in dtypes:
+            # the sign Function is asked only what the layer runs, so its declined alternatives are not listed
+            for res in run_wrapped(table, ["surrogate"], dtype=dtype, profile=profile, preset=preset,
+                                   raise_on_failure=False).results:
+                if res.outcome != DECLINED:
+                    report.add(res)
+    report.seconds = time.perf_counter() - t0
+    if raise_on_failure and not report.ok():
+        raise AssertionError(report.render())
+    return report
+
+
+def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout, k, stride, padding, bias, x_shape,
+                epoch, epochs, training, nn) -> CaseResult:
+    rng = np.random.default_rng(100 + gi)
+    if kind == "conv2d":
+        ref = nn.BinaryConv2d(cin, cout, k, stride, padding, bias=bias, options=options, rng=rng)
+        mod = factory(cin, cout, k, stride, padding, bias)
+        desc = f"{cin} -> {cout}, {k}x{k}, stride {stride}, pad {padding}{', bias' if bias else ''}"
+    else:
+        ref = nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng)
+        mod = factory(cin, cout, bias)
+        desc = f"{cin} -> {cout}{', bias' if bias else ''}"
+    ref.set_schedule(epoch, epochs)
+    n, alpha = ref.params.get("n"), ref.alpha
+    label = f"layer: {desc}; epoch {epoch}/{epochs} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
+    if not training and alpha != 0:
+        reason = decl.supports(op, "eval_noise", False)
+        if reason:
+            return CaseResult(op, label, type(mod).__name__, "cpu", dtype, DECLINED, message=reason)
+    names = {key: value for key, value in mapping.names().items() if key != "bias" or bias}
+    w = ref.weight.numpy().copy()
+    w.flat[0] = 0.0                      # sign(0) of a weight, and of input zeros below
+    ref.weight.data = w
+    x = np.random.default_rng(200 + gi).standard_normal(x_shape)
+    x.flat[::7] = 0.0
+    ref.train(training)
+
+    def prepare() -> None:
+        mod.train(training)
+        if mapping.n and n is not None:
+            assign(mod, mapping.n, int(n))
+        if mapping.alpha:
+            assign(mod, mapping.alpha, float(alpha))
+    res = compare_with_reference(label, op, mod, ref, names, x, dtype, seed=gi, prepare=prepare)
+    if res.failed:
+        res.reproduction = _layer_reproduction(factory, kind, options, dtype)
+    return res
+
+
+def _layer_reproduction(factory: Any, kind: str, options: Any, dtype: str) -> str:
+    module, name = getattr(factory, "__module__", "YOUR_MODULE"), getattr(factory, "__qualname__", "YOUR_FACTORY")
+    return ("from fdaref.conformance.adapters import check_torch_layer\n"
+            f"from fdaref.presets import BinaryOptions\nfrom {module} import {name}\n"
+            f"print(check_torch_layer({name}, kind={kind!r}, dtypes=({dtype!r},), raise_on_failure=False,\n"
+            f"                        options=BinaryOptions(**{options.to_dict()!r})).render())")
+
+
+def check_torch_model(model: Any, reference: Any, names: Mapping[str, str], x_shape: tuple[int, ...], *,
+                      transposed: Iterable[str] = (), schedule: Optional[Callable[[Any, Any], None]] = None,
+                      dtypes: Iterable[str] = ("float64",), training: bool = True, seed: int = 0,
+                      raise_on_failure: bool = True) -> SuiteReport:
+    """A whole torch model against an fdaref reference model (e.g. ``fdaref.nn.resnet20(...)``).
+
+    ``names`` maps every reference state name (parameters and buffers) to the torch model's dotted path;
+    those in ``transposed`` are stored transposed there (``nn.Linear`` noise weights). ``schedule(model,
+    reference)`` may set n / alpha on both. Compares output, input gradient and every parameter gradient.
+    """
+    report = SuiteReport(type(model).__name__, f"torch {_torch().__version__}", "cpu", ",".join(dtypes), "adapter", None)
+    mapped = {k: (v, k in set(transposed)) for k, v in names.items()}
+    for dtype in dtypes:
+        x = np.random.default_rng(seed).standard_normal(x_shape)
+        reference.train(training)
+        model.train(training)
+
+        def prepare() -> None:
+            if schedule is not None:
+                schedule(model, reference)
+        report.add(compare_with_reference(f"model: {type(model).__name__}, input {list(x_shape)}, "
+                                          f"{'train' if training else 'eval'}", "model", model, reference, mapped,
+                                          x, dtype, seed=seed, prepare=prepare))
+    if raise_on_failure and not report.ok():
+        raise AssertionError(report.render())
+    return report

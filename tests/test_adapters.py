@@ -1,0 +1,216 @@
+"""Adapters: plain callables, a torch sign Function / quantizer module / layer / model against the reference."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hypothesis")
+
+from fdaref.conformance.adapters import check_quantizer, check_sign, check_surrogate  # noqa: E402
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "torch_layer")
+
+
+def fda_numpy(x, n, omega=0.1, clip=1.0):
+    """Eq. 10 summed term by term, zero outside the clip: written here, independent of fdaref."""
+    x = np.asarray(x, np.float64)
+    g = sum(np.cos((2 * i + 1) * omega * x) for i in range(n + 1)) * (4 * omega / math.pi)
+    return np.where(np.abs(x) > clip, 0.0, g)
+
+
+def test_check_sign_passes_and_names_the_zero_convention():
+    assert check_sign(np.sign, zero=0.0).ok()
+    with pytest.raises(AssertionError, match=r"sign on sign .*\n(.*\n)*.*got 0\.0, reference -1\.0"):
+        check_sign(np.sign, zero=-1.0)
+
+
+def test_check_surrogate_draws_every_n_and_fails_n_terms():
+    report = check_surrogate(lambda x, n: fda_numpy(x, n).astype(x.dtype), estimator="fda",
+                             params={"omega": 0.1, "clip": 1.0}, n_arg="n")
+    assert report.ok() and report.counts["pass"] >= 2
+    bad = check_surrogate(lambda x, n: fda_numpy(x, n - 1).astype(x.dtype), estimator="fda",
+                          params={"omega": 0.1, "clip": 1.0}, n_arg="n", raise_on_failure=False)
+    assert not bad.ok() and all(r.op == "surrogate" for r in bad.failures())
+    assert "'estimator': 'fda'" in bad.failures()[0].render()
+
+
+def test_check_quantizer_forward_with_numpy_callables():
+    def forward(t, w1, w2, *, alpha, layout, training):
+        z = np.where(t > 0, 1.0, np.where(t < 0, -1.0, -1.0))
+        if not training or w1 is None or alpha == 0:
+            return z.astype(t.dtype)
+        rows = np.moveaxis(t, 1, -1).reshape(-1, t.shape[1]) if layout == "activation" and t.ndim == 4 \
+            else t.reshape(t.shape[0] if layout == "weight" else -1, -1)
+        e = np.maximum(rows.astype(np.float64) @ w1, 0) @ w2 + 0.1 * np.sin(rows)
+        if layout == "activation" and t.ndim == 4:
+            e = np.moveaxis(e.reshape(t.shape[0], t.shape[2], t.shape[3], t.shape[1]), -1, 1)
+        return (z + alpha * e.reshape(t.shape)).astype(t.dtype)
+
+    assert check_quantizer(forward, zero=-1.0, eta_kind="sin", a=0.1).ok()
+    wrong = check_quantizer(lambda t, w1, w2, **kw: forward(t, w1, w2, **{**kw, "training": True}),
+                            zero=-1.0, raise_on_failure=False)
+    assert not wrong.ok()
+    failure = wrong.failures()[0]
+    assert failure.op == "quantize_forward" and failure.kwargs["training"] is False
+
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def example():
+    sys.path.insert(0, os.path.abspath(EXAMPLE))
+    import check_layer
+    yield check_layer
+    sys.path.remove(os.path.abspath(EXAMPLE))
+
+
+def test_bibench_style_layer_passes_bibench_with_its_declared_differences(example):
+    from fdaref.conformance.adapters import check_torch_layer
+    report = check_torch_layer(example.make_layer, kind="conv2d", preset="bibench", dtypes=("float64", "float32"))
+    assert report.ok()
+    refused = [r for r in report.results if r.outcome == "declined"]
+    assert refused and all("eval_noise=True" in r.message and "eval" in r.check for r in refused)
+    checked = [r for r in report.results if r.op == "binary_conv2d" and r.outcome == "pass"]
+    names = {d["output"] for r in checked for d in r.diffs}
+    assert {"output", "grad input", "grad weight (weight)", "grad w_noise1 (noise_w.fc1.weight)",
+            "grad a_noise2 (noise_a.fc2.weight)", "grad bias (bias)"} <= names
+    assert any(r.op == "surrogate" and r.outcome == "pass" for r in report.results)
+
+
+def test_the_same_layer_is_declined_under_the_paper_preset(example):
+    from fdaref.conformance.adapters import check_torch_layer
+    report = check_torch_layer(example.make_layer, preset="paper", dtypes=("float64",))
+    assert [r.outcome for r in report.results] == ["declined"]
+    assert "zero = 0.0 only, not -1.0" in report.results[0].message and "clip" in report.results[0].message
+
+
+def test_wrong_layer_fails_naming_the_op_and_the_difference(example):
+    from fdaref.conformance.adapters import check_torch_layer
+    with pytest.raises(AssertionError) as info:
+        check_torch_layer(example.make_wrong_layer, preset="bibench", dtypes=("float64",))
+    text = str(info.value)
+    assert "[FAIL] binary_conv2d on WrongFDAConv2d" in text and "grad input" in text
+    assert "the forward matches; only gradients differ" in text
+    assert "[FAIL] surrogate on make_wrong_layer sign" in text and "'estimator': 'fda'" in text
+
+
+def test_torch_quantizer_module_through_the_runner(example):
+    from fdaref.conformance.adapters import TorchQuantizerMapping, run_wrapped, torch_quantizer_table
+    from bibench_style import FDASign, Noise
+
+    class Quantizer(torch.nn.Module):
+        def __init__(self, d, layout, bug=False):
+            super().__init__()
+            self.noise, self.layout, self.n, self.alpha, self.bug = Noise(d), layout, 9, 0.1, bug
+
+        def forward(self, t):
+            if not self.training:
+                return FDASign.apply(t, self.n)
+            rows = t.movedim(1, -1) if self.layout == "activation" else t.reshape(t.shape[0], -1)
+            e = self.noise(rows)
+            e = e.movedim(-1, 1) if self.layout == "activation" else e.reshape(t.shape)
+            return FDASign.apply(t, self.n) + (1.0 if self.bug else self.alpha) * e
+
+    mapping = TorchQuantizerMapping(w1="noise.fc1.weight", w2="noise.fc2.weight", implements={
+        "zero": 0.0, "estimator": "fda", "omega": 0.1, "clip": 1.0, "eta_kind": "sin", "a": 0.1, "k": 64})
+    good = torch_quantizer_table(lambda d, layout: Quantizer(d, layout), mapping, label="bibench quantizer")
+    report = run_wrapped(good, ["quantize_forward", "quantize_backward"], dtype="float64", preset="bibench")
+    assert report.ok() and report.counts["pass"] >= 4
+    bad = torch_quantizer_table(lambda d, layout: Quantizer(d, layout, bug=True), mapping, label="alpha ignored")
+    report = run_wrapped(bad, ["quantize_backward"], dtype="float64", preset="bibench", raise_on_failure=False)
+    assert not report.ok() and report.failures()[0].op == "quantize_backward"
+
+
+def _torch_tiny(example, width=4, classes=3):
+    nn = torch.nn
+    w = width
+    return nn.Sequential(nn.Conv2d(1, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.PReLU(), nn.MaxPool2d(2),
+                         example.FDAConv2d(w, 2 * w, 3, 1, 1, False), nn.PReLU(), nn.BatchNorm2d(2 * w), nn.MaxPool2d(2),
+                         example.FDAConv2d(2 * w, 2 * w, 3, 1, 1, False), nn.PReLU(), nn.BatchNorm2d(2 * w),
+                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), nn.Linear(2 * w, classes))
+
+
+def _names(reference):
+    names, transposed = {}, []
+    for key in reference.state_dict():
+        layer, _, rest = key.partition(".")
+        if "noise" in rest:
+            path = f"{layer}.noise_{rest[0]}.fc{rest[-1]}.weight"
+            transposed.append(key)
+        else:
+            path = key
+        names[key] = path
+    return names, transposed
+
+
+def test_whole_model_against_the_reference_model(example):
+    import fdaref
+    from fdaref import nn
+    from fdaref.conformance.adapters import check_torch_model
+    reference = nn.tiny(in_channels=1, num_classes=3, options=fdaref.get_preset("bibench"), width=4)
+    names, transposed = _names(reference)
+
+    def schedule(model, ref):
+        nn.set_schedule(ref, 3, 10)
+        layer = nn.binary_layers(ref)[0]
+        for m in model.modules():
+            if isinstance(m, example.FDAConv2d):
+                m.n = layer.params["n"]
+                m.alpha.fill_(layer.alpha)
+
+    report = check_torch_model(_torch_tiny(example), reference, names, (2, 1, 8, 8), transposed=transposed,
+                               schedule=schedule)
+    assert report.ok()
+    assert any(d["output"].startswith("grad 8.a_noise1") for d in report.results[0].diffs)
+    missing = dict(names)
+    del missing["12.bias"]
+    report = check_torch_model(_torch_tiny(example), reference, missing, (2, 1, 8, 8), transposed=transposed,
+                               raise_on_failure=False)
+    assert not report.ok() and "12.bias" in report.results[0].message
+
+
+def test_conform_cli_torch_layer(example, capsys):
+    from fdaref.cli.main import main
+    assert main(["conform", "--torch-layer", "check_layer:make_layer", "--preset", "bibench", "--dtype", "float64"]) == 0
+    assert "declined" in capsys.readouterr().out
+    assert main(["conform", "--torch-layer", "check_layer:make_wrong_layer", "--preset", "bibench",
+                 "--dtype", "float64"]) == 1
+    assert "[FAIL] binary_conv2d" in capsys.readouterr().out
+    assert main(["conform", "--torch-layer", "check_layer:no_such_factory"]) == 2
+    assert "has no attribute 'no_such_factory'" in capsys.readouterr().err
+
+
+def test_a_binary_linear_layer_and_the_reproduction_of_a_failure(example):
+    from bibench_style import Noise
+    from fdaref.conformance.adapters import TorchLayerMapping, check_torch_layer
+    F = torch.nn.functional
+
+    class FDALinear(torch.nn.Linear):  # BiBench's conventions on a linear layer; rows: one per sample
+        def __init__(self, fin, fout, bias, leak_scale=False):
+            super().__init__(fin, fout, bias=bias)
+            self.noise_w, self.noise_a, self.n, self.alpha = Noise(fin), Noise(fin), 9, 0.1
+            self.leak_scale = leak_scale
+
+        def forward(self, x):
+            w = self.weight
+            bw = example.FDASign.apply(w, self.n) + self.alpha * self.noise_w(w)
+            ba = example.FDASign.apply(x, self.n) + self.alpha * self.noise_a(x)
+            scale = w.abs().mean(dim=1, keepdim=True)
+            return F.linear(ba, bw * (scale if self.leak_scale else scale.detach()), self.bias)
+
+    mapping = TorchLayerMapping(weight_noise=("noise_w.fc1.weight", "noise_w.fc2.weight"),
+                                activation_noise=("noise_a.fc1.weight", "noise_a.fc2.weight"),
+                                implements=example.BIBENCH)
+    good = check_torch_layer(lambda i, o, b: FDALinear(i, o, b), kind="linear", mapping=mapping, preset="bibench")
+    assert good.ok() and sum(r.outcome == "pass" for r in good.results) == 16
+    bad = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, leak_scale=True), kind="linear", mapping=mapping,
+                            preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    failure = bad.failures()[0]
+    assert failure.op == "binary_linear" and "grad weight (weight)" in failure.message
+    assert "grad input" not in failure.message   # only the weight's gradient sees the leaking scale
+    assert "check_torch_layer(" in failure.reproduction and "kind='linear'" in failure.reproduction
