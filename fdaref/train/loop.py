@@ -1,4 +1,4 @@
-"""The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SPEC 6 schedules per
+"""The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SEMANTICS 6 schedules per
 epoch, bit-exact resume, Ctrl-C / SIGTERM and divergence handling. What is written into the run directory,
 and when, is :mod:`.rundir`'s (checkpoint with the history, metrics.jsonl derived from it, summary.json last);
 the divergence policy is :mod:`.divergence`'s.
@@ -117,7 +117,11 @@ class Trainer:
         eval_bs = max(cfg.batch_size, 256)
         self.val_loader = BatchLoader(s.val, eval_bs, s.mean, s.std, dtype=dtype) if len(s.val) else None
         self.test_loader = BatchLoader(s.test, eval_bs, s.mean, s.std, dtype=dtype)
-        self.engine: StepEngine = build_engine(cfg, s.info, self.ops)
+        self.engine: StepEngine = build_engine(cfg, s.info, self.ops, len(self.train_loader) * cfg.epochs)
+        # A data-parallel engine runs one Trainer per process; only its writer (rank 0) writes and talks.
+        self.writer = bool(getattr(self.engine, "is_writer", True))
+        if not self.writer:
+            self.progress, self.log = False, lambda line: None
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -138,7 +142,8 @@ class Trainer:
         }
 
     def _save(self, pos: Position, history: dict[str, Any]) -> None:
-        save_checkpoint(self.checkpoint_path, self._checkpoint_state(pos, history))
+        if self.writer:
+            save_checkpoint(self.checkpoint_path, self._checkpoint_state(pos, history))
 
     def _restore(self) -> tuple[Position, dict[str, Any]]:
         if not self.checkpoint_path.is_file():
@@ -163,10 +168,11 @@ class Trainer:
         cfg = self.cfg
         check_run_dir(self.out, resume=resume, overwrite=self.overwrite)
         self._setup()
-        prepare_run_dir(self.out, overwrite=self.overwrite)
+        if self.writer:
+            prepare_run_dir(self.out, overwrite=self.overwrite)
         if resume:
             pos, history = self._restore()
-            if write_metrics(self.out, history["records"]):
+            if self.writer and write_metrics(self.out, history["records"]):
                 self.log(f"rewrote {self.metrics_path} from the checkpoint's history")
         else:
             pos, history = Position(), {"best_val": None, "best_epoch": None, "last_good_epoch": None,
@@ -221,11 +227,14 @@ class Trainer:
                 history["last_good_epoch"] = e
                 pos = Position(epoch=e + 1)
                 self._save(pos, history)
-                write_metrics(self.out, history["records"])
+                if self.writer:
+                    write_metrics(self.out, history["records"])
                 if stop and pos.epoch < cfg.epochs:
                     self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
                              f"--resume --out {self.out}")
                     return RunResult("interrupted", self.out, {}, engine.reference_model(), stop.signum)
+        if not self.writer:
+            return RunResult("complete", self.out, {}, engine.reference_model())
         summary = self._summary(history, time.perf_counter() - wall_start)
         write_json_atomic(self.summary_path, summary)
         return RunResult("complete", self.out, summary, engine.reference_model())
@@ -234,7 +243,7 @@ class Trainer:
         """--resume of a run whose last checkpoint is final: write the summary if a kill prevented it."""
         summary = self._read_summary()
         note = "nothing to do"
-        if summary.get("status") != "complete":
+        if summary.get("status") != "complete" and self.writer:
             summary = self._summary(history, 0.0)
             write_json_atomic(self.summary_path, summary)
             note = f"wrote the missing {self.summary_path}"
@@ -287,7 +296,9 @@ class Trainer:
                                      steps_per_epoch=self.steps_per_epoch, checked_every=self.engine.sync_every,
                                      lr=lr, last_good_epoch=history.get("last_good_epoch"),
                                      checkpoint=self.checkpoint_path, have_checkpoint=self.checkpoint_path.is_file())
-        write_json_atomic(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
+        if self.writer:
+            write_json_atomic(self.summary_path, {"status": "diverged", "message": message,
+                                                  "config": self.cfg.to_dict()})
         raise TrainingDiverged(message)
 
     def _summary(self, history: dict[str, Any], wall: float) -> dict[str, Any]:
