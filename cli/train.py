@@ -26,7 +26,6 @@ from fdaref.train import (CHECKPOINT, METRICS, MODELS, OPTIMIZERS, SUMMARY, Resu
                           TrainingDiverged, format_confusion, fresh_run_dir, train)
 from fdaref.train.config import BATCH_SIZE, EPOCHS
 
-EXIT_BAD_INPUT = 2   # what cli/main returns for an InputError
 EXIT_DIVERGED = 3
 
 
