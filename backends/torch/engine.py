@@ -189,6 +189,10 @@ class TorchEngine:
             return float(both[0].item()), int(both[1].item()), self._seen
         return float(self._loss_sum.item()), int(self._correct.item()), self._seen
 
+    @property
+    def last_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def all_finite(self) -> bool:
         tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
         checks = torch.stack([torch.isfinite(t).all() for t in tensors] + [torch.isfinite(self._loss_sum)])

@@ -243,7 +243,7 @@ class Trainer:
             history["best_val"], history["best_epoch"] = val.accuracy, e
         if test is not None:
             history["test_confusion"] = test.confusion
-        last_lr = cosine_lr(min((e + 1) * self.steps_per_epoch - 1, self.total_steps), self.total_steps, cfg.lr)
+        last_lr = self.engine.last_lr   # what the epoch's last step used
         record = {
             "epoch": e, "epochs": cfg.epochs,
             "train_loss": pos.loss_sum / max(pos.seen, 1), "train_acc": pos.correct / max(pos.seen, 1),
