@@ -4,7 +4,9 @@ Each run is a separate ``fdaref conform`` process with its own JSON report; the 
 (``bench/results/conform_sweep.json`` by default), rewritten after every run, so an interrupted sweep still
 says exactly what ran. Seeds are the outer loop, so a partial sweep covers every configuration once first::
 
-    nice .venv/bin/python bench/conform_sweep.py --seeds 1 2 3 4 5 --out bench/results/conform_sweep.json
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice .venv/bin/python bench/conform_sweep.py --seeds 1 2 3 4 5
+
+(one thread per library: on a shared 2-core machine torch's second thread makes its cases ~4x slower).
 
 A backend that cannot run here (cupy without a GPU) is recorded as unavailable, not as a failure.
 """
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     fdaref = os.path.join(os.path.dirname(sys.executable), "fdaref")
     runs: list[dict] = []
     unavailable: dict[str, str] = {}
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_CACHE_DIR")}
     for seed in args.seeds:
         for backend in args.backends:
             if backend in unavailable:
@@ -75,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                     ok = entry["exit_status"] == 0
                     print(f"{'ok  ' if ok else 'FAIL'} {backend:6s} {preset:8s} {dtype} seed {seed}: "
                           f"{entry['counts']} {entry['seconds']} s {entry['failures'][:3]}", flush=True)
-                    write_json_atomic(args.out, {"profile": args.profile, "runs": runs, "unavailable": unavailable,
+                    write_json_atomic(args.out, {"profile": args.profile, "env": env, "runs": runs,
+                                                 "unavailable": unavailable,
                                                  "all_passed": all(r["exit_status"] == 0 for r in runs)})
                 if backend in unavailable:
                     break
-    write_json_atomic(args.out, {"profile": args.profile, "runs": runs, "unavailable": unavailable,
+    write_json_atomic(args.out, {"profile": args.profile, "env": env, "runs": runs, "unavailable": unavailable,
                                  "all_passed": all(r["exit_status"] == 0 for r in runs), "finished": True})
     print(f"{sum(r['exit_status'] == 0 for r in runs)}/{len(runs)} runs passed; unavailable: {unavailable}")
     return 0 if all(r["exit_status"] == 0 for r in runs) else 1

@@ -80,10 +80,8 @@ def run(args: argparse.Namespace) -> int:
                                    progress=progress).results
         fatal = None
     else:
-        dicts, fatal = run_supervised(work, limits, failure)
+        dicts, fatal = run_supervised(work, limits, failure, on_result=lambda d: progress(CaseResult(**d)))
         report.results = [CaseResult(**d) for d in dicts]
-        for res in report.results:
-            progress(res)
     report.seconds = time.perf_counter() - t0
     for r in report.results:
         if r.outcome in ("not_provided", "refused", "declined", "warn"):

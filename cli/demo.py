@@ -1,10 +1,10 @@
 """``fdaref demo`` (``make demo``): train a binary ResNet-20 with FDA + the noise module on Fashion-MNIST on
-the CPU with the fastest installed backend (torch, then numba, then the numpy reference), print its test
+the CPU with the fastest installed backend (torch, then numba, then numpy), print its test
 accuracy and where the metrics, checkpoint and plot went, then run a quick conformance pass of every
 installed backend and print the pass/fail matrix.
 
 The defaults are sized for about 5 minutes of training on 2 CPU cores with the torch backend: 4 epochs over a
-seeded 9,000-image subset (so the SPEC 6 schedules run: n 9 -> 18, alpha 0.085 -> 0), batch 32, the ``paper``
+seeded 9,000-image subset (so the SEMANTICS 6 schedules run: n 9 -> 18, alpha 0.085 -> 0), batch 32, the ``paper``
 preset, and Adam (lr 2e-3, the paper's ImageNet optimizer), which in a measured side-by-side run beat the paper's
 CIFAR SGD recipe by 5 points at this short budget (82.3% vs 77.1% after 3 epochs). No augmentation: in a run
 this short it only slows learning. The full test set of 10,000 images is used for the accuracy.

@@ -1,7 +1,7 @@
 """``fdaref evaluate``: test accuracy and confusion matrix of a trained checkpoint (or a bit-packed model).
 
 ``--checkpoint RUN/checkpoint.npz`` rebuilds the model (on its training backend, or --backend) and
-evaluates it in inference mode (pure sign, SPEC 4) on the test set it was trained for, normalised with
+evaluates it in inference mode (pure sign, SEMANTICS 4) on the test set it was trained for, normalised with
 the training statistics stored in the checkpoint.
 
 ``--packed model.npz`` evaluates an XNOR/popcount model exported by :mod:`fdaref.packed` instead. That

@@ -73,13 +73,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and binarization")
     g.add_argument("--model", choices=MODELS, default=None, help="network (default resnet20)")
     g.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                   help="SPEC 7 option set (default paper: FDA n 9->18, noise module, channel scale)")
+                   help="SEMANTICS 7 option set (default paper: FDA n 9->18, noise module, channel scale)")
     g.add_argument("--estimator", choices=tuple(estimator_names()), default=None,
-                   help="override the preset's surrogate gradient (SPEC 2)")
+                   help="override the preset's surrogate gradient (SEMANTICS 2)")
     g.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
-                   help="noise adaptation module on weights and activations (SPEC 3; default from the preset)")
+                   help="noise adaptation module on weights and activations (SEMANTICS 3; default from the preset)")
     g.add_argument("--eta", choices=ETAS, default=None, help="override the noise module's shortcut eta")
-    g.add_argument("--scale", choices=SCALE_MODES, default=None, help="override the weight scale (SPEC 5)")
+    g.add_argument("--scale", choices=SCALE_MODES, default=None, help="override the weight scale (SEMANTICS 5)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=tuple(dataset_names()), default=None, help="default fashion-mnist")
     g.add_argument("--data-dir", default=None,
@@ -91,7 +91,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of the training images held out for validation (default 0.1)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crop (zero padding) + horizontal flip (no flip for digits; default on)")
-    g = p.add_argument_group("optimization (defaults: the paper's CIFAR-10 recipe, SPEC 8, scaled to the data)")
+    g = p.add_argument_group("optimization (defaults: the paper's CIFAR-10 recipe, SEMANTICS 8, scaled to the data)")
     g.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (default " + ", ".join(f"{k} {v}" for k, v in EPOCHS.items()) + ")")
     g.add_argument("--batch-size", type=positive_int, default=None,
@@ -104,8 +104,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=fraction, default=None, help="default 0")
     g.add_argument("--seed", type=nonneg_int, default=None, help="seed of init, split and data order (default 0)")
     g = p.add_argument_group("execution")
-    g.add_argument("--backend", default=None, help="op table: numpy (the reference), torch, numba, cupy, or "
-                                                   "package.module:object (default numpy)")
+    g.add_argument("--backend", default=None, help="op table: numpy (fast NumPy kernels), reference (the literal "
+                                                   "oracle), torch, numba, cupy, or package.module:object "
+                                                   "(default numpy)")
     g.add_argument("--engine", default=None,
                    help="how steps are computed: the backend's own engine (torch: torch autograd, the default; "
                         "torch-compile) or fdaref (fdaref's autodiff engine over the op table, for validation)")

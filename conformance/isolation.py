@@ -101,12 +101,14 @@ def guarded_call(fn: Callable[[], Any], seconds: Optional[float]) -> tuple[Any, 
 # Supervision across processes (the CLI).
 
 def run_supervised(run: Callable[[Callable[[str, float], None], Callable[[Any], None], set], Any],
-                   limits: Limits, make_failure: Callable[[str, str], Any]) -> tuple[list[Any], Optional[str]]:
+                   limits: Limits, make_failure: Callable[[str, str], Any],
+                   on_result: Optional[Callable[[dict], None]] = None) -> tuple[list[Any], Optional[str]]:
     """Run ``run(begin, done, skip)`` in forked children until every check has a result.
 
     ``begin(key, seconds)`` announces a check, ``done(result)`` reports its CaseResult (``to_dict()``able),
-    ``skip`` is the set of check keys to leave out. Returns (results as dicts, fatal error or None): the fatal
-    error is a one-line reason the child gave before any check (e.g. the backend cannot be loaded).
+    ``skip`` is the set of check keys to leave out; ``on_result(dict)`` sees each result as it arrives.
+    Returns (results as dicts, fatal error or None): the fatal error is a one-line reason the child gave
+    before any check (e.g. the backend cannot be loaded).
     """
     results: list[dict] = []
     skip: set[str] = set()
@@ -132,7 +134,7 @@ def run_supervised(run: Callable[[Callable[[str, float], None], Callable[[Any], 
                 out.flush()
                 os._exit(code)
         os.close(write_fd)
-        status, current, fatal = _watch(pid, read_fd, limits, results, skip)
+        status, current, fatal = _watch(pid, read_fd, limits, results, skip, on_result)
         if status == "finished":
             return results, None
         if fatal is not None and current is None:
@@ -141,10 +143,13 @@ def run_supervised(run: Callable[[Callable[[str, float], None], Callable[[Any], 
             return results, f"the conformance worker stopped ({status}) outside any check"
         key, what = current
         results.append(make_failure(key, what).to_dict())
+        if on_result is not None:
+            on_result(results[-1])
         skip.add(key)
 
 
-def _watch(pid: int, fd: int, limits: Limits, results: list, skip: set) -> tuple[str, Optional[tuple[str, str]], Optional[str]]:
+def _watch(pid: int, fd: int, limits: Limits, results: list, skip: set,
+           on_result: Optional[Callable[[dict], None]] = None) -> tuple[str, Optional[tuple[str, str]], Optional[str]]:
     """Follow one child until it finishes, dies or stalls; returns (status, (check key, what) or None, fatal)."""
     buf = b""
     current: Optional[tuple[str, float]] = None
@@ -175,6 +180,8 @@ def _watch(pid: int, fd: int, limits: Limits, results: list, skip: set) -> tuple
                     current, started = (msg["begin"], float(msg["seconds"])), time.monotonic()
                 elif "result" in msg:
                     results.append(msg["result"])
+                    if on_result is not None:
+                        on_result(msg["result"])
                     if current is not None:
                         skip.add(current[0])
                     current = None

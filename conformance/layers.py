@@ -211,9 +211,21 @@ def _forward_backward(model: Any, x: np.ndarray, r: np.ndarray, ops: Any, device
     return np.asarray(out.numpy()), (None if xt.grad is None else np.asarray(ops.to_numpy(xt.grad)))
 
 
+def plant_probes(x: np.ndarray, rng: np.random.Generator, zero_clip: Optional[float], omega: float) -> None:
+    """Put probes (probes.py) at random positions of a layer input: subnormals and the smallest normal, the
+    clip (or |x| = 1) and 1-3 ulps either side, and omega x = k pi +- small distances for small k."""
+    from .probes import boundary_values, kpi_points, tiny_values
+    dtype = x.dtype.name
+    values = tiny_values(dtype) + boundary_values(float(zero_clip or 1.0), dtype)
+    for k in (-1, 1):
+        values += kpi_points(k, omega, dtype)[:7] + kpi_points(k, omega, dtype)[-8:]
+    picks = rng.choice(x.size, size=min(x.size // 4, len(values)), replace=False)
+    x.flat[picks] = np.asarray(values[:len(picks)], np.float64).astype(x.dtype)
+
+
 def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...], backend: Any, device: str,
                  dtype: str, zero: float, seed: int = 0,
-                 backend_make: Optional[Callable[[Any], Any]] = None) -> CaseResult:
+                 backend_make: Optional[Callable[[Any], Any]] = None, probe_options: Any = None) -> CaseResult:
     """One forward + backward of a module built by ``make(dtype)`` on given inputs; compares output, input
     gradient, every parameter gradient and every buffer."""
     from fdaref.reference import REFERENCE
@@ -225,6 +237,8 @@ def check_module(label: str, make: Callable[[Any], Any], x_shape: tuple[int, ...
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(x_shape).astype(dtype)
         x.flat[:: max(1, x.size // 7)] = 0.0
+        if probe_options is not None:
+            plant_probes(x, rng, zero_clip=probe_options.clip, omega=probe_options.omega)
         probe = make(np.float64).to(REFERENCE)  # a throwaway copy: running statistics of mr stay untouched
         out_shape = probe(_engine()[0].Tensor.from_numpy(x.astype(np.float64), REFERENCE)).shape
         r = rng.standard_normal(out_shape)
@@ -270,7 +284,7 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
                 and np.allclose(gb[k], gl[k], rtol=1e-4, atol=1e-6 * (np.max(np.abs(gl[k])) + 1e-30))]
         if hits:
             return ("\ndiagnosis: " + ", ".join(hits) + " match(es) the gradient with the weight scale NOT detached: "
-                    "the scale's gradient leaks into W (SPEC 5: no gradient flows through s)")
+                    "the scale's gradient leaks into W (SEMANTICS 5: no gradient flows through s)")
     except Exception:  # noqa: BLE001 - a diagnosis is best effort
         pass
     return ""
@@ -401,10 +415,11 @@ def layer_checks(backend: Any, device: str, dtype: str, *, profile: Any, preset:
     checks = [
         ("binary_conv2d", lambda: check_module(
             "binary_conv2d: BinaryConv2d(5 -> 6, 3x3, pad 1, bias) with noise modules", conv_layer(nn.BinaryConv2d),
-            (2, 5, 5, 6), backend, device, dtype, options.zero, backend_make=conv_layer(conv_cls))),
+            (2, 5, 5, 6), backend, device, dtype, options.zero, backend_make=conv_layer(conv_cls),
+            probe_options=options)),
         ("resnet20_block", lambda: check_module(
             "resnet20_block: BasicBlock(4 -> 6, stride 2, option-A shortcut), training", block, (3, 4, 6, 6),
-            backend, device, dtype, options.zero)),
+            backend, device, dtype, options.zero, probe_options=options)),
         ("end-to-end", lambda: check_end_to_end(backend, device, dtype, options=options, steps=profile.e2e_steps,
                                                 model="resnet20" if profile.name == "thorough" else "tiny")),
     ]

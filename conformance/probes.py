@@ -1,4 +1,4 @@
-"""Values that probe where implementations break, built on purpose (SPEC 9), for the surrogate, the
+"""Values that probe where implementations break, built on purpose (SEMANTICS 9), for the surrogate, the
 quantizer and the layer checks.
 
 - FDA over its whole domain: |omega x| up to :func:`fda_argument_limit`, and points at many distances from
@@ -40,19 +40,12 @@ def fda_argument_limit(dtype: str, n: int) -> float:
 
 
 def ulp_neighbours(v: float, dtype: str, steps: tuple[int, ...] = ULP_STEPS) -> list[float]:
-    """v rounded to ``dtype`` and ``steps`` ulps either side of it."""
+    """v rounded to ``dtype`` and ``steps`` ulps (of v's binade) either side of it."""
     t = np.dtype(dtype).type
     x = t(v)
-    out = [float(x)]
-    for direction in (np.inf, -np.inf):
-        y = x
-        done = 0
-        for s in sorted(steps):
-            while done < s:
-                y = np.nextafter(y, t(direction))
-                done += 1
-            out.append(float(y))
-    return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        up, down = np.nextafter(x, t(np.inf)) - x, x - np.nextafter(x, t(-np.inf))  # differ at a power of 2
+        return [float(x)] + [float(t(x + t(s) * up)) for s in steps] + [float(t(x - t(s) * down)) for s in steps]
 
 
 def kpi_points(k: int, omega: float, dtype: str) -> list[float]:

@@ -230,9 +230,12 @@ def run_op(backend: Any, op: str, device: str, dtype: str, *, profile: Profile, 
         ev = evaluate(record, backend, device, dtype, case, limits=control.limits)
         results.append(_result(record, backend, spec, device, dtype, f"edge: {case.label}", case, ev, 1,
                                time.perf_counter() - t0))
+    refused_values = {(d.option, plain(d.value)) for d in declined}
     for i, err in enumerate(record.error_inputs(dtype)):
         key = f"{op}#error{i}"
-        if key not in control.skip:
+        uses_declined = any((k, plain(v)) in refused_values for k, v in err.case.kwargs.items()
+                            if not isinstance(v, dict))
+        if key not in control.skip and not uses_declined:
             control.begin(key, WARMUP.peek(backend, op, control.limits))
             results.append(check_error_input(backend, spec, device, dtype, err, control))
     key = f"{op}#random"
@@ -350,7 +353,7 @@ def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "fl
     """Check ``backend`` against the reference; returns the :class:`SuiteReport` (``report.ok()``).
 
     ``backend`` is a name, ``package.module:object`` or an op table. ``preset`` restricts the drawn options to
-    that preset's (SPEC 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
+    that preset's (SEMANTICS 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
     ``seed`` seeds Hypothesis (a profile without ``derandomize`` draws one, kept in ``report.seed``); ``strict``
     makes an accepted error input a failure; ``limits`` are the per-case time limits (isolation.py).
     Raises :class:`fdaref.backend_loader.BackendUnavailable` when the backend cannot run here.

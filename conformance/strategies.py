@@ -2,10 +2,12 @@
 
 Shapes include odd and 1-sized dimensions and channel counts that are not multiples of 8 or 64; geometry
 is built backwards from a valid output size, so every drawn conv / pool call is legal. Values come from a
-seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions: exact
-zeros (both signs), values exactly at a clip boundary and one ulp either side (in the dtype under test),
-points where sin(omega x) = 0 and their neighbours, ties for max pool. Every option of SPEC 1-7 is drawn
-from an :class:`OptionSpace`: all values by default, or only a preset's (``OptionSpace.from_preset``).
+seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions, built by
+probes.py: signed zeros, subnormals, a clip boundary and 1-3 ulps either side (in the dtype under test),
+omega x = k pi at every distance from 1 ulp to 0.5 for small and large k, ties for max pool; fda inputs
+also span the whole argument range. Every option of SEMANTICS 1-7 is drawn from an :class:`OptionSpace`: all
+values by default, only a preset's (``OptionSpace.from_preset``), or what a backend supports
+(capabilities.py). Each op's record (records.py) names its strategy here.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def registered_estimators() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OptionSpace:
-    """Which option values the strategies draw (SPEC 1-7); :mod:`.capabilities` names each field's option."""
+    """Which option values the strategies draw (SEMANTICS 1-7); :mod:`.capabilities` names each field's option."""
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
     estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
@@ -48,7 +50,7 @@ class OptionSpace:
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
     pack_zeros: tuple[float, ...] = (-1.0, 1.0)
-    eval_noise: tuple[bool, ...] = (False,)  # SPEC 4: eval is exactly sign(t); the suite checks only that
+    eval_noise: tuple[bool, ...] = (False,)  # SEMANTICS 4: eval is exactly sign(t); the suite checks only that
     noise: bool = True
     betas: Optional[tuple[float, ...]] = None  # None: a few per estimator
 
@@ -74,7 +76,7 @@ class OptionSpace:
 
     @property
     def eval_is_sign(self) -> bool:
-        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SPEC 4)."""
+        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SEMANTICS 4)."""
         return False in self.eval_noise
 
     def estimator_params(self, draw: Draw, name: str) -> dict[str, Any]:
@@ -122,13 +124,6 @@ def channels(draw: Draw, wide: bool = False) -> int:
 
 def _dt(dtype: str) -> np.dtype:
     return np.dtype(dtype)
-
-
-def neighbours(v: float, dtype: str) -> list[float]:
-    """v rounded to ``dtype`` and one ulp either side (in that dtype)."""
-    t = _dt(dtype).type
-    x = t(v)
-    return [float(x), float(np.nextafter(x, t(np.inf))), float(np.nextafter(x, t(-np.inf)))]
 
 
 def fill(draw: Draw, shape: Sequence[int], dtype: str, *, kind: str = "normal", scale: float = 1.0,

@@ -3,14 +3,14 @@ XNOR-popcount kernels.
 
 ``export_packed(checkpoint, out)`` writes one ``.npz`` (no pickle) holding
 - for every binary layer: the signs of its weights as a dense bit stream (``<layer>.weight_bits``: the flattened
-  weight tensor packed with the SPEC 9 bit order, 1 bit per weight, set = -1), its weight scale (SPEC 5, one float
+  weight tensor packed with the SEMANTICS 9 bit order, 1 bit per weight, set = -1), its weight scale (SEMANTICS 5, one float
   per output channel or per layer) and its bias when it has one. Under the ``zero = 0`` convention a weight that
   is exactly 0 has sign 0, which one bit cannot hold: such a layer stores a second bit plane
   (``<layer>.weight_bits_b``, see "planes" below);
 - every float parameter and buffer as it is (stem conv, batch norms, PReLU slopes, the head);
 - ``__meta__``: JSON with the format tag, the training config (architecture, options, dtype), the data set and
   its normalisation, and the per-layer geometry.
-The noise-module parameters are not exported: inference is sign only (SPEC 4).
+The noise-module parameters are not exported: inference is sign only (SEMANTICS 4).
 
 ``load_packed(path)`` rebuilds the architecture from the config, loads the float state and replaces the forward
 of every binary layer by the packed one: in eval mode a binary layer computes conv(sign(x), sign(W) * s) + b, and
@@ -19,7 +19,7 @@ come from the fastest installed backend that provides them (``numba`` preferred,
 
 Planes: a tensor with values in {-1, 0, +1} is the mean of two +-1 tensors (0 -> +1 in one, -1 in the other), so
 its dot products are (dot(a, w) + dot(b, w)) / 2, still exact integers. This keeps the packed model equal to the
-float-simulated one under every sign convention of SPEC 1 (zero = -1, 0, +1).
+float-simulated one under every sign convention of SEMANTICS 1 (zero = -1, 0, +1).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class PackedModelError(InputError, RuntimeError):
 # bits
 
 def pack_flat(signs: np.ndarray) -> np.ndarray:
-    """A dense SPEC 9 bit stream of a +-1 tensor: element k of the flattened tensor is bit k % 64 of word
+    """A dense SEMANTICS 9 bit stream of a +-1 tensor: element k of the flattened tensor is bit k % 64 of word
     k // 64, set for -1; unused bits of the last word are 0."""
     flat = np.ascontiguousarray(signs).reshape(-1)
     words = -(-flat.size // 64)
@@ -67,7 +67,7 @@ def unpack_flat(words: np.ndarray, shape: Sequence[int], dtype: Any = np.float64
 
 
 def sign_planes(t: np.ndarray, zero: float) -> list[np.ndarray]:
-    """sign(t) under the SPEC 1 convention ``zero`` as one or two +-1 tensors whose mean is sign(t)."""
+    """sign(t) under the SEMANTICS 1 convention ``zero`` as one or two +-1 tensors whose mean is sign(t)."""
     s = np.where(t > 0, 1.0, -1.0)
     if zero == 1.0:
         s = np.where(t < 0, -1.0, 1.0)

@@ -60,7 +60,7 @@ def test_flat_bits_roundtrip():
         s = np.where(rng.random(n) < 0.5, -1.0, 1.0).reshape(-1)
         words = pack_flat(s)
         assert words.dtype == np.uint64 and words.size == -(-n // 64)
-        assert bool(words[0] & np.uint64(1)) == (s[0] < 0)  # SPEC 9: bit 0 of word 0 is element 0
+        assert bool(words[0] & np.uint64(1)) == (s[0] < 0)  # SEMANTICS 9: bit 0 of word 0 is element 0
         np.testing.assert_array_equal(unpack_flat(words, (n,)), s)
     with pytest.raises(PackedModelError, match="words"):
         unpack_flat(np.zeros(3, np.uint64), (64,))

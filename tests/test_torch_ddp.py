@@ -23,7 +23,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST is not installed (make setup installs it)")
 def test_torchrun_two_processes_gloo(tmp_path: Path):
     """2 processes train 2 short epochs through the Trainer; DDP keeps their weights identical; rank 0 writes
-    the run directory once (metrics of both epochs, the SPEC 6 schedule, a checkpoint of every step)."""
+    the run directory once (metrics of both epochs, the SEMANTICS 6 schedule, a checkpoint of every step)."""
     out = tmp_path / "run"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
@@ -40,7 +40,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path):
     assert a == b  # gradients were all-reduced: both replicas hold the same weights
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [0, 1]           # written once, by rank 0
-    assert [r["n"] for r in records] == [9, 18]              # the SPEC 6 schedule ran
+    assert [r["n"] for r in records] == [9, 18]              # the SEMANTICS 6 schedule ran
     ck = load_checkpoint(out / "checkpoint.npz")
     assert ck["optimizer"]["steps"] == 2 * (40 // 8)         # one step per global batch
     assert json.loads((out / "summary.json").read_text())["backend"]["engine"] == "torch"

@@ -72,7 +72,7 @@ def test_each_engine_trains_and_writes_the_same_outputs(torch_run: Path, tmp_pat
     assert [r["epoch"] for r in ours] == [r["epoch"] for r in ref] == [0, 1]
     for a, b in zip(ours, ref):
         assert set(a) == set(b)
-        assert (a["n"], a["alpha"], a["lr"]) == (b["n"], b["alpha"], b["lr"])    # same SPEC 6 schedule and lr
+        assert (a["n"], a["alpha"], a["lr"]) == (b["n"], b["alpha"], b["lr"])    # same SEMANTICS 6 schedule and lr
         # same data, same initial weights, float32 on both: the first epoch's mean loss agrees closely
     assert ours[0]["train_loss"] == pytest.approx(ref[0]["train_loss"], rel=1e-3)
     s = json.loads((torch_run / "summary.json").read_text())

@@ -68,7 +68,7 @@ def test_full_run_outputs(full_run: Path) -> None:
     for key in ("train_loss", "train_acc", "val_acc", "test_acc", "n", "alpha", "lr", "images_per_s",
                 "train_time_s"):
         assert recs[0][key] is not None, key
-    assert [r["n"] for r in recs] == [9, 13, 18]            # SPEC 6 over 3 epochs
+    assert [r["n"] for r in recs] == [9, 13, 18]            # SEMANTICS 6 over 3 epochs
     assert recs[-1]["alpha"] == 0.0 and recs[0]["alpha"] > recs[1]["alpha"] > 0
     summary = json.loads((full_run / "summary.json").read_text())
     assert summary["status"] == "complete"

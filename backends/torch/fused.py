@@ -1,4 +1,4 @@
-"""Fused FDA surrogate (SPEC 2, Eq. 10 in closed form) and the fused quantizer backward, in torch.
+"""Fused FDA surrogate (SEMANTICS 2, Eq. 10 in closed form) and the fused quantizer backward, in torch.
 
 Eq. 10 sums n+1 cosines; the identity sum_{i=0}^{n} cos((2i+1) t) = sin(M t) / (2 sin t), M = 2(n+1),
 makes the cost independent of n. Like the reference (:func:`fdaref.estimators.fda`), t is range-reduced to
@@ -143,7 +143,7 @@ def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: f
                    work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
     """out = (fda'(x) + cos_coef cos(x)) (times ``g``) for float32 ``x`` with :func:`lean_applies`; ``out``,
     ``x``, ``g`` of one shape and contiguous; ``work``: three float32 buffers of ``x``'s shape (overwritten).
-    ``out`` may not alias ``x`` or ``g``. The cos term is the quantizer's eta = a sin backward (SPEC 4),
+    ``out`` may not alias ``x`` or ``g``. The cos term is the quantizer's eta = a sin backward (SEMANTICS 4),
     folded in here so that it costs two passes instead of a tensor and three."""
     m = 2.0 * (n + 1)
     c_hi, c_lo = _split12(omega / math.pi)

@@ -12,7 +12,7 @@ MODELS = ("resnet20", "vgg_small", "tiny")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
 
-# SPEC 8 recipe on CIFAR-10: SGD lr 0.1, momentum 0.9, wd 1e-4, batch 128, 400 epochs, cosine LR, crop + flip.
+# SEMANTICS 8 recipe on CIFAR-10: SGD lr 0.1, momentum 0.9, wd 1e-4, batch 128, 400 epochs, cosine LR, crop + flip.
 # Scaled to the other data sets: the (Fashion-)MNIST images are smaller, simpler and 20% more numerous,
 # so fewer epochs reach the plateau; scikit-learn's digits has only 1,437 training images, so a smaller
 # batch keeps the number of steps per epoch sensible. Adam follows the paper's ImageNet recipe (lr 1e-3, wd 0).

@@ -4,7 +4,7 @@ The Trainer owns the run (data order, learning rate per step, schedules, checkpo
 owns the model, the optimizer and the arithmetic. Two kinds:
 
 - :class:`FdarefEngine` (``--engine fdaref``): fdaref's autodiff engine over any backend's op table, the
-  reference semantics (SPEC 1-8) on every backend.
+  reference semantics (SEMANTICS 1-8) on every backend.
 - a backend's own engine, offered through an optional ``training_engine`` attribute of its op table (found
   with getattr: fdaref never imports a backend), e.g. torch autograd through fdaref's torch modules.
 
@@ -41,7 +41,7 @@ class StepEngine(Protocol):
         ``loader.epoch(epoch, start_batch)`` (the seeded order and augmentation of fdaref.data.loader)."""
 
     def set_schedule(self, epoch: int, epochs: int) -> dict[str, Any]:
-        """SPEC 6 n_e and alpha_e in every binary layer; returns {"n": ..., "alpha": ...} for logging."""
+        """SEMANTICS 6 n_e and alpha_e in every binary layer; returns {"n": ..., "alpha": ...} for logging."""
 
     def reset_stats(self, loss_sum: float, correct: int, seen: int) -> None:
         """Start the accumulators at these values (a resumed epoch continues its sums in the same order)."""

@@ -44,7 +44,7 @@ def build_model(cfg: TrainConfig, info: DatasetInfo) -> Module:
 
 
 def build_optimizer(cfg: TrainConfig, model: Module) -> Optimizer:
-    """SGD (momentum, weight decay) or Adam over every parameter, noise modules included (SPEC 3)."""
+    """SGD (momentum, weight decay) or Adam over every parameter, noise modules included (SEMANTICS 3)."""
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

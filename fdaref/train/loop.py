@@ -1,4 +1,4 @@
-"""The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SPEC 6 schedules per
+"""The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SEMANTICS 6 schedules per
 epoch, metrics.jsonl, atomic checkpoints, bit-exact resume, Ctrl-C and NaN handling, summary.json.
 
 How a step is computed is the step engine's business (:mod:`.engine`, chosen by ``--engine``): the fdaref

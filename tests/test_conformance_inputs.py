@@ -1,0 +1,95 @@
+"""Inputs built to probe where implementations break, the tolerance floor, kinks crossed by rounding in the
+layer checks, error inputs and the per-case margin."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hypothesis")
+
+from fdaref.conformance import probes  # noqa: E402
+from fdaref.conformance.case import Case  # noqa: E402
+from fdaref.conformance.records import RECORDS  # noqa: E402
+from fdaref.conformance.runner import evaluate, run_suite  # noqa: E402
+from fdaref.reference import REFERENCE  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [0, 9, 20])
+def test_argument_limit_is_the_largest_power_of_two_meeting_both_rules(dtype, n):
+    limit = probes.fda_argument_limit(dtype, n)
+    eps = np.finfo(dtype).eps
+    m = 2 * (n + 1)
+
+    def ok(t):  # resolution of cos((2n+1) t) and (float64) the precision of t = omega x
+        return m * eps * t <= 1 / 16 and (dtype == "float32" or (n + 1) * eps * t <= 1e-11 / 8)
+    assert ok(limit) and not ok(2 * limit) and math.log2(limit).is_integer()
+
+
+def test_kpi_points_cover_ulps_and_every_distance():
+    omega = 0.1
+    pts = np.asarray(probes.kpi_points(1000, omega, "float32"), np.float64)
+    dist = np.abs(pts * omega - 1000 * math.pi)
+    ulp = float(np.spacing(np.float32(1000 * math.pi / omega))) * omega
+    assert dist.min() <= 2 * ulp  # the nearest float32 neighbours of k pi / omega
+    for d in (1e-5, 1e-3, 0.1, 0.5):
+        assert np.any(np.abs(dist - d) <= 1e-6 + 1e-3 * d), d
+
+
+def test_surrogate_edges_reach_the_argument_limit_and_subnormals():
+    cases = [c for c in RECORDS["surrogate"].edges("float32") if c.kwargs["estimator"] == "fda"]
+    x = np.concatenate([c.get("x").astype(np.float64) for c in cases])
+    omega_x = np.abs(x) * 0.1
+    assert omega_x.max() >= probes.fda_argument_limit("float32", 20) / 2
+    assert np.any((x != 0) & (np.abs(x) < np.finfo(np.float32).tiny))
+
+
+def test_subnormal_input_is_no_false_failure_in_float32():
+    # the issue's case: dw1 of the reference underflows in float32 and the relu kink moves (t W1 -> 0)
+    t = np.array([[1.4e-45, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    w1 = np.array([[0.245], [-0.41], [-0.82], [-0.86], [0.56]], np.float32)
+    w2 = np.array([[0.55, -0.92, -1.84, -1.93, 1.25]], np.float32)
+    g = np.array([[0.13, -0.13, 0.64, 0.10, -0.54]], np.float32)
+    case = Case("quantize_backward", (("g", g), ("t", t), ("w1", w1), ("w2", w2)),
+                {"layout": "weight", "eta_kind": "sin", "a": 0.1, "alpha": 0.1, "estimator": "fda",
+                 "params": {"n": 0, "omega": 0.1, "clip": 1.0}})
+    ev = evaluate(RECORDS["quantize_backward"], REFERENCE, "cpu", "float32", case)
+    assert ev.ok, ev.explain()
+
+
+def test_release_float32_layer_checks_pass_and_report_kink_crossings():
+    from fdaref.conformance.layers import layer_checks
+    from fdaref.conformance.runner import PROFILES
+    results = layer_checks(REFERENCE, "cpu", "float32", profile=PROFILES["ci"], preset="release")
+    assert all(r.outcome == "pass" for r in results), "\n".join(r.render() for r in results)
+    assert sum(sum(r.kink_crossings.values()) for r in results) > 0  # exact zeros of pure sign were crossed
+
+
+def test_error_inputs_are_rejected_by_numpy_and_accepting_them_fails_only_with_strict():
+    strict = run_suite("numpy", dtype="float32", profile="quick", ops=["linear_forward", "pack_signs"],
+                       layers=False, strict=True)
+    assert strict.ok(), strict.render()
+    assert any(r.check.startswith("error input") and r.outcome == "pass" for r in strict.results)
+
+    class Lenient:  # accepts NaN in pack_signs
+        def __getattr__(self, item):
+            return getattr(REFERENCE, item)
+        name, version, devices, dtypes = "lenient", "0", ("cpu",), ("float32", "float64")
+
+        def pack_signs(self, x, *, axis, zero):
+            return REFERENCE.pack_signs(np.nan_to_num(x), axis=axis, zero=zero)
+
+    loose = run_suite(Lenient(), dtype="float32", profile="quick", ops=["pack_signs"], layers=False)
+    warned = [r for r in loose.results if r.outcome == "warn"]
+    assert loose.ok() and warned and "accepted the input" in warned[0].message
+    assert not run_suite(Lenient(), dtype="float32", profile="quick", ops=["pack_signs"], layers=False,
+                         strict=True).ok()
+
+
+def test_every_case_reports_its_margin():
+    report = run_suite("numpy", dtype="float32", profile="quick", ops=["surrogate", "conv2d_forward"], layers=False)
+    checked = [c for c in report.to_dict()["cases"] if c["outcome"] == "pass" and not c["check"].startswith("error")]
+    assert checked and all(isinstance(c["margin"], float) and 0 <= c["margin"] <= 1 for c in checked)
+    assert any(c["margin"] > 0 for c in checked)
