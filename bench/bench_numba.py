@@ -76,7 +76,7 @@ def bench_packed_conv(nb: Any, threads: int, repeats: int) -> list[dict]:
 
             want = F.conv2d(torch.from_numpy(np.where(x > 0, 1.0, -1.0).astype(np.float32)), wt, stride=stride,
                             padding=1).numpy()
-            np.testing.assert_array_equal(packed(), want)          # exact, as SPEC 9 demands
+            np.testing.assert_array_equal(packed(), want)          # exact, as SEMANTICS 9 demands
             np.testing.assert_array_equal(fused(), want)
             np.testing.assert_array_equal(op_table(), want)
             t = interleaved({"packed": packed, "fused": fused, "op_table": op_table, "kernel": kernel_only,

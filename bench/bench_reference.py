@@ -102,7 +102,7 @@ def bench_literal_reference(rows: list[dict], batch: int, dtype: type, repeats: 
 
 
 def torch_float_resnet20():
-    """The same architecture as SPEC 8 (option-A shortcuts, PReLU, conv -> PReLU -> BN) in plain float torch."""
+    """The same architecture as SEMANTICS 8 (option-A shortcuts, PReLU, conv -> PReLU -> BN) in plain float torch."""
     import torch
     from torch import nn
 

@@ -173,9 +173,9 @@ def bench_training(device: str, batch: int, steps: int, shape: tuple[int, int, i
     float, timed round-robin (one step of each in turn, so load that comes and goes on a shared machine
     hits all alike); the median step gives images/s.
 
-    - ``cli``: the step engine ``fdaref train --backend torch`` uses by default (torch autograd through
-      fdaref's torch modules); ``fdaref_engine``: ``--engine fdaref`` (fdaref's autodiff over the op table);
-      ``cli_compiled``: ``--engine torch-compile``.
+    - ``cli``: ``--engine torch``, torch autograd through fdaref's torch modules, the default of runs
+      shorter than COMPILE_MIN_STEPS; ``cli_compiled``: ``--engine torch-compile``, the default of longer
+      runs; ``fdaref_engine``: ``--engine fdaref`` (fdaref's autodiff over the op table).
     - ``float`` / ``float_compiled``: the float model with torch.optim.SGD, eager / torch.compile.
     - ``naive``: a BiBench-style baseline layer (n+1 cosine tensors, autograd noise module).
     """
@@ -237,8 +237,10 @@ def bench_training(device: str, batch: int, steps: int, shape: tuple[int, int, i
     out["cli_vs_naive"] = ratio("cli", "naive")
     out["targets"] = {"cli_vs_fdaref_engine": ">= 1.8", "cli_vs_float": ">= 0.7 (CPU), >= 0.6 (CUDA)",
                       "cli_vs_naive": ">= 2 (CUDA)"}
-    if compile_:
+    if compile_:  # the default of runs from COMPILE_MIN_STEPS steps on (the full Fashion-MNIST run)
         out["compiled_vs_float_compiled"] = ratio("cli_compiled", "float_compiled")
+        out["compiled_vs_fdaref_engine"] = ratio("cli_compiled", "fdaref_engine")
+        out["compiled_vs_float"] = ratio("cli_compiled", "float")
         out["targets"]["compiled_vs_float_compiled"] = ">= 0.8 (CPU)"
     if device.startswith("cuda"):
         out["cli_mem_vs_float"] = out["cli_peak_mem_mib"] / out["float_peak_mem_mib"]

@@ -1,4 +1,4 @@
-"""The conformance suite: checks any op table against the fdaref reference (SPEC 9).
+"""The conformance suite: checks any op table against the fdaref reference (SEMANTICS 9).
 
 Main entry points:
 - :func:`run_suite` (``fdaref conform``): every op of :data:`fdaref.optable.OP_NAMES` on one backend / device /

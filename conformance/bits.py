@@ -1,4 +1,4 @@
-"""An independent bit packer (SPEC 9) used to build the packed inputs of the XNOR ops.
+"""An independent bit packer (SEMANTICS 9) used to build the packed inputs of the XNOR ops.
 
 Written separately from the reference's ``pack_signs`` on purpose: if the two ever disagree, the
 ``pack_signs`` record of the reference itself fails. Bit j of word w holds element 64 w + j of the packed

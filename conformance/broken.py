@@ -176,7 +176,7 @@ class FdaGuardTooWide(_Wrapper):
 
 class QuantizerFlushToZero(_Wrapper):
     """The quantizer kernel built with flush-to-zero (nvcc -ftz=true, -ffast-math): subnormal t are read as
-    0, so sign(t) takes the zero convention instead of +-1 (SPEC 1: subnormals are ordinary numbers)."""
+    0, so sign(t) takes the zero convention instead of +-1 (SEMANTICS 1: subnormals are ordinary numbers)."""
 
     broken_op, bug, wrong_in = "quantize_forward", "subnormals flushed to zero", ("float32",)
 

@@ -7,7 +7,7 @@ A backend (or a framework adapter, issue 13) may define::
 
 ``option`` is one of the names in :data:`OPTIONS` below: the keyword argument of the op that carries the
 choice (``zero``, ``estimator``, ``eta_kind``, ``layout``, ``mode`` (the weight scale), ``pad_value``), plus
-``eval_noise``, a semantic choice without a keyword: ``False`` is SPEC 4's eval (z = sign(t), the module is
+``eval_noise``, a semantic choice without a keyword: ``False`` is SEMANTICS 4's eval (z = sign(t), the module is
 not evaluated); a backend whose eval adds alpha * e(t) too (BiBench) declines ``False``.
 
 The suite then draws, per op, only the values the backend supports, and lists every declined value with its
@@ -41,17 +41,17 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("zero", ("sign", "quantize_forward", "pack_signs"), "zeros",
-           "sign(0): -1 (paper), 0 (numpy / torch / BiBench) or +1 (larq); pack_signs takes -1 or +1 (SPEC 1, 9)",
+           "sign(0): -1 (paper), 0 (numpy / torch / BiBench) or +1 (larq); pack_signs takes -1 or +1 (SEMANTICS 1, 9)",
            {"pack_signs": "pack_zeros"}),
     Option("estimator", ("surrogate", "quantize_backward"), "estimators",
-           "the surrogate gradient by registered name (SPEC 2); every registered estimator is drawn"),
-    Option("eta_kind", _NOISE_OPS, "etas", "the noise module's shortcut eta: sin, linear or none (SPEC 3)"),
-    Option("layout", _NOISE_OPS, "layouts", "how a tensor becomes the module's rows: weight or activation (SPEC 3)"),
-    Option("mode", ("weight_scale",), "scales", "the weight scale: channel, layer or none (SPEC 5)"),
+           "the surrogate gradient by registered name (SEMANTICS 2); every registered estimator is drawn"),
+    Option("eta_kind", _NOISE_OPS, "etas", "the noise module's shortcut eta: sin, linear or none (SEMANTICS 3)"),
+    Option("layout", _NOISE_OPS, "layouts", "how a tensor becomes the module's rows: weight or activation (SEMANTICS 3)"),
+    Option("mode", ("weight_scale",), "scales", "the weight scale: channel, layer or none (SEMANTICS 5)"),
     Option("pad_value", ("conv2d_forward", "conv2d_backward", "xnor_conv2d"), "pad_values",
-           "the padding value of the binarized input: 0, -1 or +1 (SPEC 5)"),
+           "the padding value of the binarized input: 0, -1 or +1 (SEMANTICS 5)"),
     Option("eval_noise", ("quantize_forward",), "eval_noise",
-           "eval semantics: False is SPEC 4 (z = sign(t) in eval); a backend adding alpha e(t) in eval "
+           "eval semantics: False is SEMANTICS 4 (z = sign(t) in eval); a backend adding alpha e(t) in eval "
            "(BiBench) declines False", required=False),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(o.name for o in OPTIONS)

@@ -62,7 +62,7 @@ def expected_dtype_ok(got: np.ndarray, expected: str) -> bool:
 
 
 def tolerance_floor(dtype: Any, magnitude: np.ndarray) -> float:
-    """SPEC 9's floor: the dtype's smallest normal times the op's magnitude (its largest over the output, at
+    """SEMANTICS 9's floor: the dtype's smallest normal times the op's magnitude (its largest over the output, at
     least 1). A correct result may underflow there: e.g. a float32 product of subnormal inputs is 0."""
     finite = magnitude[np.isfinite(magnitude)] if magnitude.size else magnitude
     scale = max(1.0, float(np.max(finite))) if finite.size else 1.0

@@ -1,7 +1,7 @@
 """Error inputs: calls every op must REJECT with an exception of the stated class, never answer with garbage.
 
 Each builder takes the dtype under test and returns :class:`ErrorCase` objects: a :class:`~.case.Case` that is
-invalid in exactly one way (a shape, a dtype, a NaN where SPEC forbids it, an invalid parameter), and the
+invalid in exactly one way (a shape, a dtype, a NaN where SEMANTICS forbids it, an invalid parameter), and the
 exception classes that count as a rejection. ``ValueError`` covers fdaref's ``InputError`` (a subclass).
 The runner reports each one; a backend that accepts one fails the run only under ``--strict``.
 """
@@ -41,7 +41,7 @@ def _a(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
 
 def sign_errors(dtype: str) -> list[ErrorCase]:
     x = _a((2, 3), dtype)
-    return [ErrorCase("zero = 0.5 (SPEC 1: -1, 0 or +1)", Case("sign", (("x", x),), {"zero": 0.5}), VALUE),
+    return [ErrorCase("zero = 0.5 (SEMANTICS 1: -1, 0 or +1)", Case("sign", (("x", x),), {"zero": 0.5}), VALUE),
             ErrorCase("int32 input", Case("sign", (("x", np.ones((2, 3), np.int32)),), {"zero": -1.0}),
                       TYPE_OR_VALUE)]
 
@@ -76,8 +76,8 @@ def noise_errors(op: str) -> ErrorBuilder:
     def build(dtype: str) -> list[ErrorCase]:
         return [ErrorCase("w1 of the wrong row length (7, 1) for d = 8", _noise_case(op, dtype, w1=_a((7, 1), dtype)),
                           VALUE),
-                ErrorCase("layout 'rows' (SPEC 3: weight or activation)", _noise_case(op, dtype, layout="rows"), VALUE),
-                ErrorCase("eta_kind 'cos' (SPEC 3: sin, linear or none)", _noise_case(op, dtype, eta_kind="cos"),
+                ErrorCase("layout 'rows' (SEMANTICS 3: weight or activation)", _noise_case(op, dtype, layout="rows"), VALUE),
+                ErrorCase("eta_kind 'cos' (SEMANTICS 3: sin, linear or none)", _noise_case(op, dtype, eta_kind="cos"),
                           VALUE)]
     return build
 
@@ -97,7 +97,7 @@ def quantize_backward_errors(dtype: str) -> list[ErrorCase]:
 
 
 def weight_scale_errors(dtype: str) -> list[ErrorCase]:
-    return [ErrorCase("mode 'mean' (SPEC 5: channel, layer or none)",
+    return [ErrorCase("mode 'mean' (SEMANTICS 5: channel, layer or none)",
                       Case("weight_scale", (("w", _a((3, 2, 3, 3), dtype)),), {"mode": "mean"}), VALUE)]
 
 
@@ -113,7 +113,7 @@ def conv_errors(op: str) -> ErrorBuilder:
             mk = lambda w_, pv: Case(op, (("g", g), ("x", x), ("w", w_)),  # noqa: E731
                                      {**geo, "pad_value": pv, "has_bias": False})
         return [ErrorCase("w has 4 input channels, x has 3", mk(w, 0.0), VALUE),
-                ErrorCase("pad_value 0.5 (SPEC 5: 0, -1 or +1)", mk(good_w, 0.5), VALUE)]
+                ErrorCase("pad_value 0.5 (SEMANTICS 5: 0, -1 or +1)", mk(good_w, 0.5), VALUE)]
     return build
 
 
@@ -145,7 +145,7 @@ def pack_signs_errors(dtype: str) -> list[ErrorCase]:
     xn[1, 5] = np.nan
     return [ErrorCase("zero = 0 (a bit holds only -1 or +1)", Case("pack_signs", (("x", x),), {"axis": 1, "zero": 0.0}),
                       VALUE),
-            ErrorCase("NaN input (SPEC 9: NaN has no bit)", Case("pack_signs", (("x", xn),), {"axis": 1, "zero": -1.0}),
+            ErrorCase("NaN input (SEMANTICS 9: NaN has no bit)", Case("pack_signs", (("x", xn),), {"axis": 1, "zero": -1.0}),
                       VALUE)]
 
 

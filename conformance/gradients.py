@@ -1,4 +1,4 @@
-"""Gradient rules: backward ops against central finite differences in float64 (SPEC 9).
+"""Gradient rules: backward ops against central finite differences in float64 (SEMANTICS 9).
 
 A backward op's outputs (the backend's, in its own dtype) are checked along random directions u through
 the identity <VJP(g), u> = d/de <g, F(x + e u)> at e = 0, with F a float64 forward:

@@ -284,7 +284,7 @@ def _diagnose_leak(make, backend_make, x, r, dtype, gb) -> str:
                 and np.allclose(gb[k], gl[k], rtol=1e-4, atol=1e-6 * (np.max(np.abs(gl[k])) + 1e-30))]
         if hits:
             return ("\ndiagnosis: " + ", ".join(hits) + " match(es) the gradient with the weight scale NOT detached: "
-                    "the scale's gradient leaks into W (SPEC 5: no gradient flows through s)")
+                    "the scale's gradient leaks into W (SEMANTICS 5: no gradient flows through s)")
     except Exception:  # noqa: BLE001 - a diagnosis is best effort
         pass
     return ""

@@ -1,4 +1,4 @@
-"""Values that probe where implementations break, built on purpose (SPEC 9), for the surrogate, the
+"""Values that probe where implementations break, built on purpose (SEMANTICS 9), for the surrogate, the
 quantizer and the layer checks.
 
 - FDA over its whole domain: |omega x| up to :func:`fda_argument_limit`, and points at many distances from

@@ -353,7 +353,7 @@ def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "fl
     """Check ``backend`` against the reference; returns the :class:`SuiteReport` (``report.ok()``).
 
     ``backend`` is a name, ``package.module:object`` or an op table. ``preset`` restricts the drawn options to
-    that preset's (SPEC 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
+    that preset's (SEMANTICS 7). ``ops`` restricts the ops; ``layers`` forces the layer / end-to-end checks on or off.
     ``seed`` seeds Hypothesis (a profile without ``derandomize`` draws one, kept in ``report.seed``); ``strict``
     makes an accepted error input a failure; ``limits`` are the per-case time limits (isolation.py).
     Raises :class:`fdaref.backend_loader.BackendUnavailable` when the backend cannot run here.

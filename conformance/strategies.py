@@ -5,7 +5,7 @@ is built backwards from a valid output size, so every drawn conv / pool call is 
 seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions, built by
 probes.py: signed zeros, subnormals, a clip boundary and 1-3 ulps either side (in the dtype under test),
 omega x = k pi at every distance from 1 ulp to 0.5 for small and large k, ties for max pool; fda inputs
-also span the whole argument range. Every option of SPEC 1-7 is drawn from an :class:`OptionSpace`: all
+also span the whole argument range. Every option of SEMANTICS 1-7 is drawn from an :class:`OptionSpace`: all
 values by default, only a preset's (``OptionSpace.from_preset``), or what a backend supports
 (capabilities.py). Each op's record (records.py) names its strategy here.
 """
@@ -35,7 +35,7 @@ def registered_estimators() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OptionSpace:
-    """Which option values the strategies draw (SPEC 1-7); :mod:`.capabilities` names each field's option."""
+    """Which option values the strategies draw (SEMANTICS 1-7); :mod:`.capabilities` names each field's option."""
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
     estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
@@ -50,7 +50,7 @@ class OptionSpace:
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
     pack_zeros: tuple[float, ...] = (-1.0, 1.0)
-    eval_noise: tuple[bool, ...] = (False,)  # SPEC 4: eval is exactly sign(t); the suite checks only that
+    eval_noise: tuple[bool, ...] = (False,)  # SEMANTICS 4: eval is exactly sign(t); the suite checks only that
     noise: bool = True
     betas: Optional[tuple[float, ...]] = None  # None: a few per estimator
 
@@ -76,7 +76,7 @@ class OptionSpace:
 
     @property
     def eval_is_sign(self) -> bool:
-        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SPEC 4)."""
+        """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SEMANTICS 4)."""
         return False in self.eval_noise
 
     def estimator_params(self, draw: Draw, name: str) -> dict[str, Any]:

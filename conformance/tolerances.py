@@ -1,4 +1,4 @@
-"""The tolerance policy, as data (SPEC 9).
+"""The tolerance policy, as data (SEMANTICS 9).
 
 For an output element i the allowed error is::
 
@@ -97,7 +97,7 @@ def _unit(case: Case, args: list, outs: list) -> Magnitudes:
 
 
 def estimator_peak(estimator: str, params: dict) -> float:
-    """Largest |value| of the surrogate ``estimator``, as its registry entry declares it (SPEC 9: for fda
+    """Largest |value| of the surrogate ``estimator``, as its registry entry declares it (SEMANTICS 9: for fda
     (4 omega / pi)(n + 1)). An estimator that declares no peak is never drawn (see strategies.py)."""
     from fdaref.estimators import get_estimator
     est = get_estimator(estimator)

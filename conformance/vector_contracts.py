@@ -2,7 +2,7 @@
 
 ``CONTRACTS[op]`` says what the inputs are (in positional order), what the keyword parameters mean, what the
 outputs are (in order) and the conventions that decide the values. ``CONVENTIONS`` holds what every op shares.
-The texts restate SPEC.md and :mod:`fdaref.optable`; when those change, this file changes with them
+The texts restate docs/SEMANTICS.md and :mod:`fdaref.optable`; when those change, this file changes with them
 (``tests/test_vectors.py`` checks that every op has a contract naming all of its inputs and outputs).
 """
 from __future__ import annotations

@@ -46,7 +46,7 @@ RESULTS_LAYOUT = ("RESULTS is a directory with one file per output, RESULTS/<key
                   "else in the file); or an NPZ file with those keys")
 
 
-# The vectors cover SPEC 2's six estimators only: an estimator someone registered in this process (or
+# The vectors cover SEMANTICS 2's six estimators only: an estimator someone registered in this process (or
 # fda_series, the same gradient as fda by its literal series) is not part of the contract other languages implement.
 SPEC_ESTIMATORS = ("ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda")
 VECTOR_OPTIONS = replace(ALL_OPTIONS, estimators=SPEC_ESTIMATORS)

@@ -20,7 +20,7 @@ GradFn = Callable[..., np.ndarray]
 class Estimator:
     """A named surrogate: ``grad(x, **params)`` with the parameter defaults and a checker for them.
 
-    For the conformance suite (SPEC 9) a surrogate also declares ``peak(params)``, its largest |value| (the
+    For the conformance suite (SEMANTICS 9) a surrogate also declares ``peak(params)``, its largest |value| (the
     scale of its tolerance), and ``antiderivative(x, **params)``, a float64 function whose derivative it is
     (checked by finite differences); ``antiderivative=None`` opts out of that check (the report says so).
     ``peak=None`` leaves the estimator unchecked by the suite (reported: a tolerance needs a scale).
@@ -190,7 +190,7 @@ def fda_peak(n: int, omega: float) -> float:
 _FDA_DEFAULTS = {"n": 9, "omega": 0.1, "clip": None}
 
 
-# Antiderivatives (float64) and peaks of the built-in surrogates, for the conformance suite (SPEC 9).
+# Antiderivatives (float64) and peaks of the built-in surrogates, for the conformance suite (SEMANTICS 9).
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))

@@ -49,7 +49,7 @@ class Conv2d(Function):
 
 def conv2d(x: Tensor, w: Tensor, b: Optional[Tensor] = None, *, stride=(1, 1), padding=(0, 0),
            dilation=(1, 1), pad_value: float = 0.0) -> Tensor:
-    """x (N, C_in, H, W), w (C_out, C_in, kh, kw), b (C_out,) -> (N, C_out, Ho, Wo); SPEC 5 pad_value."""
+    """x (N, C_in, H, W), w (C_out, C_in, kh, kw), b (C_out,) -> (N, C_out, Ho, Wo); SEMANTICS 5 pad_value."""
     return Conv2d.apply(x, w, b, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation),
                         pad_value=pad_value)
 
@@ -143,7 +143,7 @@ def cross_entropy(logits: Tensor, labels: Any, label_smoothing: float = 0.0) -> 
 
 
 class Quantize(Function):
-    """Eq. 14 / SPEC 4: z = sign(t) + alpha e(t); backward via the surrogate and the noise module."""
+    """Eq. 14 / SEMANTICS 4: z = sign(t) + alpha e(t); backward via the surrogate and the noise module."""
 
     @staticmethod
     def forward(ctx, t, w1, w2, *, alpha, zero, estimator, params, layout, eta_kind, a, training):
@@ -159,18 +159,18 @@ class Quantize(Function):
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], *, alpha: float, zero: float,
              estimator: str, params: Mapping[str, Any], layout: str, eta_kind: str = "sin", a: float = 0.1,
              training: bool = True) -> Tensor:
-    """The FDA quantizer on ``t`` (SPEC 4); ``w1``/``w2`` the noise module (d, m) / (m, d) or None."""
+    """The FDA quantizer on ``t`` (SEMANTICS 4); ``w1``/``w2`` the noise module (d, m) / (m, d) or None."""
     return Quantize.apply(t, w1, w2, alpha=alpha, zero=zero, estimator=estimator, params=params,
                           layout=layout, eta_kind=eta_kind, a=a, training=training)
 
 
 def constant(array: Array, like: Tensor) -> Tensor:
-    """Wrap a backend array as a graph constant on ``like``'s backend (e.g. the weight scale s, SPEC 5)."""
+    """Wrap a backend array as a graph constant on ``like``'s backend (e.g. the weight scale s, SEMANTICS 5)."""
     return Tensor(array, like.ops, False, like.device)
 
 
 def weight_scale(w: Tensor, mode: str) -> Tensor:
-    """SPEC 5: s from the current weights as a constant: no gradient flows through s."""
+    """SEMANTICS 5: s from the current weights as a constant: no gradient flows through s."""
     return constant(w.ops.weight_scale(w.data, mode), w)
 
 

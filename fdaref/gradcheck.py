@@ -1,4 +1,4 @@
-"""Gradient checking: an analytic vector-Jacobian product against central finite differences (SPEC 9).
+"""Gradient checking: an analytic vector-Jacobian product against central finite differences (SEMANTICS 9).
 
 For a function f of several arrays, a random upstream gradient g (shape of f's output) and a random
 direction v = (v_1, ..., v_k) (one array per checked input), the chain rule says

@@ -19,8 +19,9 @@ Conventions shared by every op:
 - ``params`` of a surrogate is a mapping of its parameters (``n``, ``omega``, ``clip`` for ``fda``).
 - Dtypes are never changed by an op except where stated (bit packing, XNOR counts).
 
-The reference implementation is :data:`fdaref.reference.REFERENCE` (pure NumPy, computing in the dtype it
-is given). ``OP_SIGNATURES`` below lists every op by name; :class:`OpTable` documents each one.
+The reference implementation is :data:`fdaref.reference.REFERENCE` (pure NumPy, a literal transcription of
+docs/SEMANTICS.md computing in float64 and returning the dtype it is given; SEMANTICS 11 restates these
+conventions). ``OP_NAMES`` below lists every op by name; :class:`OpTable` documents each one.
 """
 from __future__ import annotations
 
@@ -56,16 +57,16 @@ class OpTable(Protocol):
     def sum_to_shape(self, x: Array, shape: Sequence[int]) -> Array:
         """Sum ``x`` over the axes numpy broadcasting added or stretched to reach ``x.shape`` from ``shape``."""
 
-    # -- SPEC 1-4: sign, surrogates, noise module, quantizer ------------------------------------------
+    # -- SEMANTICS 1-4: sign, surrogates, noise module, quantizer ------------------------------------------
     def sign(self, x: Array, zero: float = -1.0) -> Array:
-        """SPEC 1 / Eq. 1: +1 for x > 0, -1 for x < 0, ``zero`` (-1, 0 or +1) at 0, NaN stays NaN."""
+        """SEMANTICS 1 / Eq. 1: +1 for x > 0, -1 for x < 0, ``zero`` (-1, 0 or +1) at 0, NaN stays NaN."""
 
     def surrogate(self, x: Array, estimator: str, params: Mapping[str, Any]) -> Array:
-        """SPEC 2: d sign / dx at ``x`` under the estimator ``estimator`` (e.g. "fda", "ste")."""
+        """SEMANTICS 2: d sign / dx at ``x`` under the estimator ``estimator`` (e.g. "fda", "ste")."""
 
     def noise_forward(self, t: Array, w1: Array, w2: Array, *, layout: str, eta_kind: str,
                       a: float) -> Array:
-        """Eq. 13 on the rows of ``t`` (SPEC 3 layouts "weight" / "activation"); shape of ``t``."""
+        """Eq. 13 on the rows of ``t`` (SEMANTICS 3 layouts "weight" / "activation"); shape of ``t``."""
 
     def noise_backward(self, g: Array, t: Array, w1: Array, w2: Array, *, layout: str, eta_kind: str,
                        a: float) -> tuple[Array, Array, Array]:
@@ -78,9 +79,9 @@ class OpTable(Protocol):
     def quantize_backward(self, g: Array, t: Array, w1: Optional[Array], w2: Optional[Array], *,
                           alpha: float, estimator: str, params: Mapping[str, Any], layout: str,
                           eta_kind: str, a: float) -> tuple[Array, Optional[Array], Optional[Array]]:
-        """SPEC 4: (g * est'(t) + alpha (de/dt)^T g, alpha dW1, alpha dW2); None for an absent module."""
+        """SEMANTICS 4: (g * est'(t) + alpha (de/dt)^T g, alpha dW1, alpha dW2); None for an absent module."""
 
-    # -- SPEC 5: binary and float layers ----------------------------------------------------------------
+    # -- SEMANTICS 5: binary and float layers ----------------------------------------------------------------
     def weight_scale(self, w: Array, mode: str) -> Array:
         """Mean |W| per output channel ("channel", shape (C_out, 1, ...)), per tensor ("layer", shape
         (1, ...)) or ones ("none"). Treated as a constant by the engine (no gradient)."""
@@ -144,7 +145,7 @@ class OpTable(Protocol):
                                ) -> Array:
         """d loss / d logits times the 0-d upstream gradient ``g``: g (softmax - q) / B."""
 
-    # -- SPEC 9: bit packing and XNOR-popcount --------------------------------------------------------
+    # -- SEMANTICS 9: bit packing and XNOR-popcount --------------------------------------------------------
     def pack_signs(self, x: Array, *, axis: int, zero: float) -> Array:
         """uint64 words; the packed axis becomes the LAST axis, of ceil(C / 64) words. Bit j of word w
         holds element 64 w + j; a set bit means sign -1 (``zero`` must be -1 or +1); unused bits are 0."""

@@ -3,14 +3,14 @@ XNOR-popcount kernels.
 
 ``export_packed(checkpoint, out)`` writes one ``.npz`` (no pickle) holding
 - for every binary layer: the signs of its weights as a dense bit stream (``<layer>.weight_bits``: the flattened
-  weight tensor packed with the SPEC 9 bit order, 1 bit per weight, set = -1), its weight scale (SPEC 5, one float
+  weight tensor packed with the SEMANTICS 9 bit order, 1 bit per weight, set = -1), its weight scale (SEMANTICS 5, one float
   per output channel or per layer) and its bias when it has one. Under the ``zero = 0`` convention a weight that
   is exactly 0 has sign 0, which one bit cannot hold: such a layer stores a second bit plane
   (``<layer>.weight_bits_b``, see "planes" below);
 - every float parameter and buffer as it is (stem conv, batch norms, PReLU slopes, the head);
 - ``__meta__``: JSON with the format tag, the training config (architecture, options, dtype), the data set and
   its normalisation, and the per-layer geometry.
-The noise-module parameters are not exported: inference is sign only (SPEC 4).
+The noise-module parameters are not exported: inference is sign only (SEMANTICS 4).
 
 ``load_packed(path)`` rebuilds the architecture from the config, loads the float state and replaces the forward
 of every binary layer by the packed one: in eval mode a binary layer computes conv(sign(x), sign(W) * s) + b, and
@@ -19,7 +19,7 @@ come from the fastest installed backend that provides them (``numba`` preferred,
 
 Planes: a tensor with values in {-1, 0, +1} is the mean of two +-1 tensors (0 -> +1 in one, -1 in the other), so
 its dot products are (dot(a, w) + dot(b, w)) / 2, still exact integers. This keeps the packed model equal to the
-float-simulated one under every sign convention of SPEC 1 (zero = -1, 0, +1).
+float-simulated one under every sign convention of SEMANTICS 1 (zero = -1, 0, +1).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .archive import read_archive, write_archive
+from .archive import archive_bytes, read_archive, write_archive
 
 FORMAT = "fdaref-packed-1"
 PREFERRED_BACKENDS: tuple[str, ...] = ("numba",)   # tried in order; the reference is the last resort
@@ -47,7 +47,7 @@ class PackedModelError(InputError, RuntimeError):
 # bits
 
 def pack_flat(signs: np.ndarray) -> np.ndarray:
-    """A dense SPEC 9 bit stream of a +-1 tensor: element k of the flattened tensor is bit k % 64 of word
+    """A dense SEMANTICS 9 bit stream of a +-1 tensor: element k of the flattened tensor is bit k % 64 of word
     k // 64, set for -1; unused bits of the last word are 0."""
     flat = np.ascontiguousarray(signs).reshape(-1)
     words = -(-flat.size // 64)
@@ -67,7 +67,7 @@ def unpack_flat(words: np.ndarray, shape: Sequence[int], dtype: Any = np.float64
 
 
 def sign_planes(t: np.ndarray, zero: float) -> list[np.ndarray]:
-    """sign(t) under the SPEC 1 convention ``zero`` as one or two +-1 tensors whose mean is sign(t)."""
+    """sign(t) under the SEMANTICS 1 convention ``zero`` as one or two +-1 tensors whose mean is sign(t)."""
     s = np.where(t > 0, 1.0, -1.0)
     if zero == 1.0:
         s = np.where(t < 0, -1.0, 1.0)
@@ -103,10 +103,12 @@ def _xnor_backend(name: Optional[str] = None) -> Any:
 
 @dataclass
 class ExportReport:
-    """Sizes of an export (bytes on disk and per part)."""
+    """Sizes of an export, each against its float counterpart: the binary layers' weights, the whole model's
+    weights, and the file (against the same file format holding the float weights instead of the bits)."""
     path: Path
     packed_file_bytes: int
-    checkpoint_file_bytes: int
+    float_file_bytes: int         # the same archive (meta included) with every exported weight as a float
+    checkpoint_file_bytes: int    # the training checkpoint (also holds the optimizer state and noise modules)
     binary_float_bytes: int       # the binary layers' weights as floats (model dtype)
     binary_packed_bytes: int      # their bits + scales
     float_bytes: int              # everything else that is exported, as it is
@@ -121,14 +123,23 @@ class ExportReport:
         """Float model weights (binary layers as floats + float parts) over the packed model's."""
         return (self.binary_float_bytes + self.float_bytes) / max(1, self.binary_packed_bytes + self.float_bytes)
 
+    @property
+    def file_ratio(self) -> float:
+        return self.float_file_bytes / max(1, self.packed_file_bytes)
+
     def summary(self) -> str:
-        return (f"wrote {self.path}: {self.packed_file_bytes:,} bytes (checkpoint {self.checkpoint_file_bytes:,} "
-                f"bytes, {self.checkpoint_file_bytes / max(1, self.packed_file_bytes):.1f}x smaller)\n"
-                f"  binary layers ({len(self.layers)}): {self.binary_float_bytes:,} bytes as floats -> "
-                f"{self.binary_packed_bytes:,} bytes packed ({self.binary_ratio:.1f}x smaller)\n"
-                f"  float layers / batch norm: {self.float_bytes:,} bytes (kept as they are)\n"
-                f"  model weights in all: {self.binary_float_bytes + self.float_bytes:,} -> "
-                f"{self.binary_packed_bytes + self.float_bytes:,} bytes ({self.model_ratio:.1f}x smaller)")
+        packed_weights = self.binary_packed_bytes + self.float_bytes
+        return (f"wrote {self.path}: {self.packed_file_bytes:,} bytes\n"
+                f"  binary layers' weights ({len(self.layers)} layers): {self.binary_float_bytes:,} bytes as floats "
+                f"-> {self.binary_packed_bytes:,} bytes as bits + scales ({self.binary_ratio:.1f}x smaller)\n"
+                f"  the whole model's weights: {self.binary_float_bytes + self.float_bytes:,} -> {packed_weights:,} "
+                f"bytes ({self.model_ratio:.1f}x smaller; float layers and batch norm, "
+                f"{self.float_bytes:,} bytes, kept as they are)\n"
+                f"  the file: {self.float_file_bytes:,} bytes with float weights -> {self.packed_file_bytes:,} bytes "
+                f"({self.file_ratio:.1f}x smaller; {max(0, self.packed_file_bytes - packed_weights):,} bytes of it are "
+                f"metadata and zip headers)\n"
+                f"  (the training checkpoint, {self.checkpoint_file_bytes:,} bytes, also holds the optimizer state "
+                f"and the noise modules, which inference does not use)")
 
 
 def _binary_layers(model: Any) -> dict[str, Any]:
@@ -193,17 +204,29 @@ def export_packed(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str
         "dtype": cfg.dtype, "binary_layers": layers_meta,
         "source": {"checkpoint": str(checkpoint), "epoch": ck.get("position", {}).get("epoch")},
     }
+    float_arrays = {k: v for k, v in arrays.items() if k.startswith("float.")}
+    float_arrays.update({f"float.{name}.weight": np.ascontiguousarray(layer.weight.numpy())
+                         for name, layer in binary.items()})
+    float_file_bytes = len(archive_bytes(meta, float_arrays))
     out = write_archive(out, meta, arrays)
-    return ExportReport(out, out.stat().st_size, Path(checkpoint).stat().st_size, bin_float, bin_packed,
-                        float_bytes, list(binary))
+    return ExportReport(out, out.stat().st_size, float_file_bytes, Path(checkpoint).stat().st_size, bin_float,
+                        bin_packed, float_bytes, list(binary))
 
 
 # ------------------------------------------------------------------------------------------------------
 # load and run
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
-    return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
-                        missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
+    from .train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+    try:
+        return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
+                            missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
+    except PackedModelError as exc:
+        if repr(CHECKPOINT_FORMAT) not in str(exc):
+            raise
+        raise PackedModelError(f"{path}: a training checkpoint, not a packed model (evaluate it with --checkpoint, "
+                               f"or write a packed model with `fdaref export --checkpoint {path} --out MODEL.npz`)"
+                               ) from exc
 
 
 class _PackedLayer:

@@ -1,4 +1,4 @@
-"""Named, complete sets of binarization options (SPEC 7) and their per-epoch schedules (SPEC 6)."""
+"""Named, complete sets of binarization options (SEMANTICS 7) and their per-epoch schedules (SEMANTICS 6)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -17,21 +17,21 @@ PAD_VALUES = (0.0, -1.0, 1.0)
 
 @dataclass(frozen=True)
 class BinaryOptions:
-    """Every choice SPEC 1-7 leaves open, in one place. ``n`` only matters for the fda estimators."""
-    zero: float = -1.0               # sign(0), SPEC 1
-    estimator: str = "fda"           # SPEC 2 registry name
+    """Every choice SEMANTICS 1-7 leaves open, in one place. ``n`` only matters for the fda estimators."""
+    zero: float = -1.0               # sign(0), SEMANTICS 1
+    estimator: str = "fda"           # SEMANTICS 2 registry name
     omega: float = 0.1
     clip: float | None = None
-    n_schedule: str = "linear"       # SPEC 6: linear 9 -> 18 inclusive; bibench 9 + floor(9e/E); fixed n_start
+    n_schedule: str = "linear"       # SEMANTICS 6: linear 9 -> 18 inclusive; bibench 9 + floor(9e/E); fixed n_start
     n_start: int = 9
     n_end: int = 18
-    noise: bool = True               # noise adaptation module on weights and activations (SPEC 3)
+    noise: bool = True               # noise adaptation module on weights and activations (SEMANTICS 3)
     k: int = 64
     eta: str = "sin"
     a: float = 0.1
-    alpha0: float = 0.1              # alpha cosine alpha0 -> 0 (SPEC 6)
-    scale: str = "channel"           # SPEC 5
-    pad_value: float = 0.0           # padding value of the binarized input (SPEC 5)
+    alpha0: float = 0.1              # alpha cosine alpha0 -> 0 (SEMANTICS 6)
+    scale: str = "channel"           # SEMANTICS 5
+    pad_value: float = 0.0           # padding value of the binarized input (SEMANTICS 5)
     estimator_params: tuple[tuple[str, Any], ...] = ()  # e.g. (("beta", 5.0),) for sign_swish / tanh
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Per-epoch schedules (SPEC 6) and the cosine learning rate."""
+"""Per-epoch schedules (SEMANTICS 6) and the cosine learning rate."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ def _check_epoch(epoch: int, epochs: int) -> None:
 
 
 def n_linear(epoch: int, epochs: int, n_start: int = 9, n_end: int = 18) -> int:
-    """SPEC 6 (Setting 3): n_e = n_s + floor((n_p - n_s) e / (E - 1)); reaches n_p at the last epoch."""
+    """SEMANTICS 6 (Setting 3): n_e = n_s + floor((n_p - n_s) e / (E - 1)); reaches n_p at the last epoch."""
     _check_epoch(epoch, epochs)
     check_int(n_start, "n_start", minimum=0)
     check_int(n_end, "n_end", minimum=0)
@@ -30,11 +30,11 @@ def n_bibench(epoch: int, epochs: int, n_start: int = 9, n_span: int = 9) -> int
 
 
 def alpha_cosine(epoch: int, epochs: int, alpha0: float = 0.1) -> float:
-    """SPEC 6: alpha_e = (alpha_0 / 2)(1 + cos(pi (e + 1) / E)); exactly 0 at the last epoch."""
+    """SEMANTICS 6: alpha_e = (alpha_0 / 2)(1 + cos(pi (e + 1) / E)); exactly 0 at the last epoch."""
     _check_epoch(epoch, epochs)
     check_real(alpha0, "alpha0")
     if epoch == epochs - 1:
-        return 0.0  # cos(pi) is -1 only up to rounding; the spec says 0
+        return 0.0  # cos(pi) is -1 only up to rounding; SEMANTICS 6 says 0
     return alpha0 / 2 * (1 + math.cos(math.pi * (epoch + 1) / epochs))
 
 

@@ -189,7 +189,7 @@ def test_sum_to_shape():
 
 
 # ------------------------------------------------------------------------------------------------------
-# SPEC 1-4 on the portable path vs fdaref's semantic modules
+# SEMANTICS 1-4 on the portable path vs fdaref's semantic modules
 
 DTYPES = [np.float32, np.float64]
 

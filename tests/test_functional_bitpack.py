@@ -1,4 +1,4 @@
-"""Bit packing layout (SPEC 9) and XNOR-popcount conv / linear: exactly the float ops on +-1 tensors."""
+"""Bit packing layout (SEMANTICS 9) and XNOR-popcount conv / linear: exactly the float ops on +-1 tensors."""
 import itertools
 
 import numpy as np

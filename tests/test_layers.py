@@ -1,10 +1,10 @@
 """Layers through the engine: gradients vs central finite differences (float64, random directions),
-the quantizer's backward vs SPEC 4 computed independently, eval = pure sign, parameters at construction.
+the quantizer's backward vs SEMANTICS 4 computed independently, eval = pure sign, parameters at construction.
 
 Binary layers are not differentiable (sign), so their wiring is checked on a "smooth twin" op table: the
 reference with sign replaced by the truncated Fourier series s_n (Eq. 9), whose exact derivative is the
-`fda` surrogate (Eq. 10), and with the weight scale frozen (SPEC 5: no gradient flows through s). On the
-twin, the engine's VJP must equal finite differences of the whole layer (SPEC 9: "fda against finite
+`fda` surrogate (Eq. 10), and with the weight scale frozen (SEMANTICS 5: no gradient flows through s). On the
+twin, the engine's VJP must equal finite differences of the whole layer (SEMANTICS 9: "fda against finite
 differences of s_n").
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_binary_linear_grad_on_smooth_twin(options):
 
 def test_smooth_twin_would_catch_a_scale_gradient_bug():
     """Guard for the test itself: without the frozen s, finite differences differ from the engine (which
-    treats s as a constant, SPEC 5), so the twin's freezing is what makes the check above meaningful."""
+    treats s as a constant, SEMANTICS 5), so the twin's freezing is what makes the check above meaningful."""
     class Unfrozen(SmoothTwin):
         def weight_scale(self, w, mode):
             return REFERENCE.weight_scale(w, mode)
@@ -180,19 +180,29 @@ def test_smooth_twin_would_catch_a_scale_gradient_bug():
     assert module_vjp_error(layer, rng.standard_normal((4, 6)), rng, ops=Unfrozen()) > 1e-4
 
 
-# -- the quantizer vs SPEC 4, computed independently ----------------------------------------------------
+# -- the quantizer vs SEMANTICS 4, computed independently ----------------------------------------------------
+
+def _rows(x, layout):
+    """SEMANTICS 3 rows: one per pixel for NCHW activations, one per output unit for weights."""
+    if layout == "activation" and x.ndim == 4:
+        return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    return x.reshape(x.shape[0], -1)
+
+
+def _unrows(r, shape, layout):
+    if layout == "activation" and len(shape) == 4:
+        b, c, h, w = shape
+        return np.moveaxis(r.reshape(b, h, w, c), -1, 1)
+    return r.reshape(shape)
+
 
 def _spec4(g, t, w1, w2, alpha, n, omega, a, layout):
-    """SPEC 4 / Eq. 10 / Eq. 13 in plain numpy: (dt, dW1, dW2)."""
+    """SEMANTICS 4 / Eq. 10 / Eq. 13 in plain numpy: (dt, dW1, dW2)."""
     def rows(x):
-        return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]) if layout == "activation" and x.ndim == 4 \
-            else x.reshape(x.shape[0], -1) if layout == "weight" else x
+        return _rows(x, layout)
 
     def unrows(r):
-        if layout == "activation" and t.ndim == 4:
-            b, c, h, w = t.shape
-            return np.moveaxis(r.reshape(b, h, w, c), -1, 1)
-        return r.reshape(t.shape)
+        return _unrows(r, t.shape, layout)
 
     fda_prime = 4 * omega / np.pi * sum(np.cos((2 * i + 1) * omega * t) for i in range(n + 1))
     T_, G = rows(t), rows(g)
@@ -215,8 +225,8 @@ def test_quantize_backward_equals_spec4(layout, shape):
     z = quantize(tt, t1, t2, alpha=alpha, zero=-1.0, estimator="fda", params={"n": n, "omega": 0.1, "clip": None},
                  layout=layout, eta_kind="sin", a=0.1, training=True)
     # forward: Eq. 14
-    e = noise_forward(t, w1, w2, layout=layout, eta_kind="sin", a=0.1)
-    np.testing.assert_allclose(z.numpy(), np.where(t > 0, 1.0, -1.0) + alpha * e, rtol=1e-13)
+    e = _unrows(np.maximum(_rows(t, layout) @ w1, 0) @ w2, shape, layout) + 0.1 * np.sin(t)
+    np.testing.assert_allclose(z.numpy(), np.where(t > 0, 1.0, -1.0) + alpha * e, rtol=1e-12, atol=1e-14)
     g = rng.standard_normal(shape)
     z.backward(g)
     dt, dw1, dw2 = _spec4(g, t, w1, w2, alpha, n, 0.1, 0.1, layout)

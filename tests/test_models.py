@@ -10,7 +10,7 @@ from fdaref.functions import cross_entropy
 from fdaref.presets import BinaryOptions
 from fdaref.reference import REFERENCE
 
-# (C_in, C_out, stride) of ResNet-20's 18 binary convs, written out (SPEC 8: 3 stages x 3 blocks x 2 convs)
+# (C_in, C_out, stride) of ResNet-20's 18 binary convs, written out (SEMANTICS 8: 3 stages x 3 blocks x 2 convs)
 RESNET20_CONVS = ([(16, 16, 1)] * 6 + [(16, 32, 2)] + [(32, 32, 1)] * 5 + [(32, 64, 2)] + [(64, 64, 1)] * 5)
 
 
@@ -172,7 +172,7 @@ def test_same_seed_same_outputs_on_another_backend(backend):
         pytest.skip(f"{backend} backend not available here: {exc}")
     # training mode: in eval mode a binary conv often outputs exact zeros (equal counts of +-s), and
     # BN with its initial running stats keeps them at ~1e-16, where the next sign is a coin flip between
-    # backends (SPEC 9's band around 0); batch statistics move them away from 0.
+    # backends (SEMANTICS 9's band around 0); batch statistics move them away from 0.
     ref = nn.tiny(seed=7)
     other = nn.tiny(seed=7).to(ops)
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))

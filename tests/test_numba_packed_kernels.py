@@ -1,5 +1,5 @@
 """The numba XNOR-popcount kernels are EXACT: equal to the float conv / matmul of the +-1 tensors for every
-SPEC 5 padding value and channel counts that do not fill a word (SPEC 9 layout)."""
+SEMANTICS 5 padding value and channel counts that do not fill a word (SEMANTICS 9 layout)."""
 from __future__ import annotations
 
 import itertools
@@ -46,7 +46,7 @@ def test_pack_signs_layout(c):
         got = NB.pack_signs(x, axis=1, zero=zero)
         assert got.dtype == np.uint64 and got.shape == (2, 3, 2, (c + 63) // 64)
         np.testing.assert_array_equal(got, REF.pack_signs(x, axis=1, zero=zero))
-        # SPEC 9 spelled out: bit j of word w is element 64 w + j, set = -1
+        # SEMANTICS 9 spelled out: bit j of word w is element 64 w + j, set = -1
         for k in range(c):
             bit = (got[1, 2, 1, k // 64] >> np.uint64(k % 64)) & np.uint64(1)
             assert bool(bit) == bool(x[1, k, 2, 1] < 0)

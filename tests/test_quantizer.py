@@ -1,4 +1,4 @@
-"""The FDA quantizer (Eq. 14) against SPEC 4, computed independently."""
+"""The FDA quantizer (Eq. 14) against SEMANTICS 4, computed independently."""
 import numpy as np
 import pytest
 
@@ -9,7 +9,7 @@ RNG = np.random.default_rng(11)
 
 
 def spec4_by_hand(g, t, w1, w2, alpha, n, omega, a):
-    """SPEC 4 for layout "weight" on 2-D t, written from the formulas with explicit loops over rows."""
+    """SEMANTICS 4 for layout "weight" on 2-D t, written from the formulas with explicit loops over rows."""
     series = sum(np.cos((2 * i + 1) * omega * t) for i in range(n + 1)) * 4 * omega / np.pi
     dt = g * series
     dw1 = np.zeros_like(w1)

@@ -1,4 +1,4 @@
-"""SPEC 6 schedules and SPEC 7 presets."""
+"""SEMANTICS 6 schedules and SEMANTICS 7 presets."""
 import math
 
 import pytest

@@ -1,5 +1,5 @@
 """The torch modules under torch.compile (CPU): one graph for a binary resnet20 (no graph break), forward
-and backward traced whole (fullgraph), the same values as eager, and no recompile when the SPEC 6 schedule
+and backward traced whole (fullgraph), the same values as eager, and no recompile when the SEMANTICS 6 schedule
 changes alpha and n (they are buffers). The aot_eager backend traces exactly what Inductor would get,
 without the C++ compile (fast enough for make test)."""
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fdaref import autodiff as ad  # noqa: E402
 from fdaref.data import BatchLoader, make_splits  # noqa: E402
 from fdaref.data.synthetic import synthetic_dataset  # noqa: E402
 from fdaref.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint, load_trained, read_jsonl  # noqa: E402
-from fdaref.train.factory import engine_names  # noqa: E402
+from fdaref.train.factory import default_engine, engine_names  # noqa: E402
 
 from fdaref.backends.torch import backend as TB  # noqa: E402
 from fdaref.backends.torch.engine import DeviceData  # noqa: E402
@@ -58,9 +58,12 @@ def test_device_batches_equal_host_loader(augment: bool) -> None:
         assert np.array_equal(x, xd.numpy()) and np.array_equal(y, yd.numpy())
 
 
-def test_torch_is_the_default_engine_and_fdaref_stays() -> None:
-    assert engine_names(TB)[0] == "torch" and "fdaref" in engine_names(TB)
-    assert engine_names(object()) == ("fdaref",)
+def test_default_engine_is_the_backends_fastest_and_fdaref_stays() -> None:
+    from fdaref.backends.torch.engine import COMPILE_MIN_STEPS
+    assert set(engine_names(TB)) == {"torch", "torch-compile", "fdaref"}
+    assert default_engine(TB, 100) == "torch"                      # short runs: no compile to repay
+    assert default_engine(TB, COMPILE_MIN_STEPS) == "torch-compile"
+    assert engine_names(object()) == ("fdaref",) and default_engine(object(), 10**6) == "fdaref"
 
 
 def test_each_engine_trains_and_writes_the_same_outputs(torch_run: Path, tmp_path: Path) -> None:
@@ -69,7 +72,7 @@ def test_each_engine_trains_and_writes_the_same_outputs(torch_run: Path, tmp_pat
     assert [r["epoch"] for r in ours] == [r["epoch"] for r in ref] == [0, 1]
     for a, b in zip(ours, ref):
         assert set(a) == set(b)
-        assert (a["n"], a["alpha"], a["lr"]) == (b["n"], b["alpha"], b["lr"])    # same SPEC 6 schedule and lr
+        assert (a["n"], a["alpha"], a["lr"]) == (b["n"], b["alpha"], b["lr"])    # same SEMANTICS 6 schedule and lr
         # same data, same initial weights, float32 on both: the first epoch's mean loss agrees closely
     assert ours[0]["train_loss"] == pytest.approx(ref[0]["train_loss"], rel=1e-3)
     s = json.loads((torch_run / "summary.json").read_text())
@@ -130,9 +133,7 @@ def test_reference_model_reads_the_torch_checkpoint(torch_run: Path) -> None:
 
 
 def test_nan_loss_stops_the_torch_engine(tmp_path: Path) -> None:
-    splits = _splits()
-    splits.train.images = splits.train.images.copy()
-    t = Trainer(_cfg(tmp_path, lr=1e30), progress=False, splits=splits, log=lambda s: None)
+    t = Trainer(_cfg(tmp_path, lr=1e30), progress=False, splits=_splits(), log=lambda s: None)
     with pytest.raises(TrainingDiverged, match=r"epoch 1/2, batch \d/3"):
         t.run()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
@@ -141,3 +142,31 @@ def test_nan_loss_stops_the_torch_engine(tmp_path: Path) -> None:
 def test_unknown_engine_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine: backend 'torch' offers torch, torch-compile, fdaref, not 'jax'"):
         _run(tmp_path, engine="jax")
+
+
+class _PoisonedBuffer(Trainer):
+    """Sets one batch-norm running variance to NaN after the first step of epoch 2: the training loss stays
+    finite (training uses batch statistics), so only the engine's all-finite check can catch it."""
+
+    def _step(self, x, y, lr):
+        super()._step(x, y, lr)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 4:
+            if self.engine.name == "torch":
+                self.engine.model[1].running_var[0] = float("nan")
+            else:
+                bn = self.engine.model[1].running_var
+                bad = bn.numpy().copy()
+                bad[0] = np.nan
+                bn.data = bn.ops.from_numpy(bad, "cpu")
+
+
+@pytest.mark.parametrize("engine", ("torch", "fdaref"))
+def test_non_finite_buffer_stops_at_the_epoch_end(tmp_path: Path, engine: str) -> None:
+    t = _PoisonedBuffer(_cfg(tmp_path, engine=engine), progress=False, splits=_splits(), log=lambda s: None)
+    with pytest.raises(TrainingDiverged, match=r"1 non-finite values in the model's parameters / buffers: "
+                                               r"1.running_var \(1\) at epoch 2/2 .*after epoch 1\) is kept"):
+        t.run()
+    ck = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert ck["position"]["epoch"] == 1 and np.isfinite(ck["model"]["1.running_var"]).all()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"

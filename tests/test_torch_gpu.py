@@ -156,3 +156,52 @@ def test_resnet20_trains_on_cuda_and_matches_cpu_forward():
         opt.step()
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def _engine_trainer(tmp_path, device: str, **kw):
+    from fdaref.data import make_splits
+    from fdaref.data.synthetic import synthetic_dataset
+    from fdaref.train import TrainConfig, Trainer
+    cfg = TrainConfig(model="tiny", dataset="mnist", epochs=2, batch_size=16, lr=0.05, seed=0, out=str(tmp_path),
+                      backend="torch", device=device, engine="torch", **kw)
+    splits = make_splits(synthetic_dataset(64, seed=1), synthetic_dataset(24, seed=2), seed=0, val_fraction=0.25)
+    return Trainer(cfg, progress=False, splits=splits, log=lambda s: None)
+
+
+def test_torch_engine_step_has_no_host_sync_on_cuda(tmp_path):
+    """A training step of the torch engine on CUDA never waits for the device (sync debug mode 'error'
+    raises on any synchronising call: .item(), a device-to-host copy, a data-dependent shape)."""
+    trainer = _engine_trainer(tmp_path, "cuda")
+    trainer._setup()
+    engine = trainer.engine
+    engine.set_schedule(0, 2)
+    batches = list(engine.batches(trainer.train_loader, 0, 0))
+    assert batches[0][0].device.type == "cuda"
+    engine.train_step(*batches[0], 0.05)       # first step: lazy CUDA initialisation may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches[1:]:
+            engine.train_step(x, y, 0.05)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loss_sum, correct, seen = engine.read_stats()
+    assert math.isfinite(loss_sum) and seen == 16 * len(batches) and 0 <= correct <= seen
+
+
+def test_torch_engine_run_on_cuda_is_read_by_the_reference(tmp_path):
+    """A short run of the torch engine on CUDA completes; its checkpoint (reference format) loads into the
+    numpy reference model, which predicts what the CUDA model predicts."""
+    from fdaref import autodiff as ad
+    from fdaref.train import load_checkpoint, load_trained
+    trainer = _engine_trainer(tmp_path, "cuda")
+    assert trainer.run().status == "complete"
+    run = load_trained(tmp_path / "checkpoint.npz", backend="numpy", device="cpu")
+    x = next(iter(trainer.test_loader.epoch(0)))[0]
+    with ad.no_grad():
+        ref = run.model(ad.Tensor.from_numpy(x)).numpy()
+    model = trainer.engine.model.eval()
+    with torch.no_grad():
+        gpu = model(torch.from_numpy(x).cuda()).cpu().numpy()
+    assert np.abs(gpu - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["config"]["device"] == "cuda"

@@ -30,7 +30,7 @@ def _torch_forward(model, x: np.ndarray, training: bool) -> np.ndarray:
 
 
 # End-to-end comparisons use scale "none": with a channel scale s, a binary conv output that is exactly 0 in
-# one summation order (as many +s as -s) is +-1e-17 in another, and the next sign flips (SPEC 9 counts such
+# one summation order (as many +s as -s) is +-1e-17 in another, and the next sign flips (SEMANTICS 9 counts such
 # flips in a band around 0). With s = 1 every conv output is an exact integer in both, so outputs agree.
 EXACT = BinaryOptions(scale="none")
 
@@ -161,7 +161,7 @@ def _quantize_call(path: str, t, w1, w2, alpha: float, n: int, layout: str, trai
 @pytest.mark.parametrize("path", ("eager", "math"))
 @pytest.mark.parametrize("layout", ("weight", "activation"))
 def test_quantize_backward_is_spec4(path, layout):
-    """Both quantizer paths' backward is the SPEC 4 formula: the noise part equals autograd of alpha e(t),
+    """Both quantizer paths' backward is the SEMANTICS 4 formula: the noise part equals autograd of alpha e(t),
     plus g times the reference fda surrogate; forward is sign(t) + alpha e(t)."""
     torch.manual_seed(0)
     shape, d = ((4, 18), 18) if layout == "weight" else ((2, 130, 3, 3), 130)   # 130 channels: m = 2

@@ -141,7 +141,7 @@ def test_surrogate(rng, dtype, est, params):
     assert got.dtype == getattr(torch, dtype)
     peak = estimators.fda_peak(params["n"], params["omega"]) if est.startswith("fda") else 5.0
     # float32: the exact reduction keeps ~1e-7 of the peak for |x omega / pi| < 2^12; up to |x| = 3e7 (the
-    # largest input here) the rounding of the correction term costs up to ~1e-5 (SPEC 9 allows 1e-4).
+    # largest input here) the rounding of the correction term costs up to ~1e-5 (SEMANTICS 9 allows 1e-4).
     tol = {"float32": 2e-5, "float64": 1e-12}[dtype] * peak
     if est == "fda_series":
         tol *= params["n"] + 1  # n+1 rounded terms

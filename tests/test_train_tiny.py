@@ -68,7 +68,7 @@ def _train_and_check() -> None:
     model = nn.tiny(in_channels=1, num_classes=10, seed=0, width=8)
     opt = SGD(model.parameters(), lr=0.2, momentum=0.9, weight_decay=1e-4)
     sched = CosineLR(opt, STEPS)
-    epochs = 3  # the SPEC 6 schedules advance every STEPS // epochs steps
+    epochs = 3  # the SEMANTICS 6 schedules advance every STEPS // epochs steps
     losses, start = [], time.perf_counter()
     for step in range(STEPS):
         if step % (STEPS // epochs) == 0:

@@ -43,7 +43,7 @@ def test_blob_is_raw_little_endian_c_order(golden):
         assert a["nbytes"] == np.dtype(a["dtype"]).itemsize * math.prod(a["shape"])
         end = a["offset"] + a["nbytes"]
     assert end <= len(blob)
-    # Read one sign case with nothing but struct and check it against the sign rule itself (SPEC 1).
+    # Read one sign case with nothing but struct and check it against the sign rule itself (SEMANTICS 1).
     case = next(c for c in m["cases"] if c["op"] == "sign")
     x, y = case["inputs"][0], case["outputs"][0]
     fx = struct.unpack_from(f"<{x['nbytes'] // 4}f", blob, x["offset"])

@@ -16,7 +16,7 @@ Estimators are selected by an integer id (:data:`ESTIMATOR_IDS`); the switch is 
 """
 from __future__ import annotations
 
-# Integer ids of the surrogates that have a device implementation (SPEC 2). Other registered estimators
+# Integer ids of the surrogates that have a device implementation (SEMANTICS 2). Other registered estimators
 # go through the host fallback of the backend (documented in ops.py).
 ESTIMATOR_IDS: dict[str, int] = {
     "fda": 0,
@@ -71,7 +71,7 @@ __host__ __device__ inline int fdaref_popcount(fdaref_u64 v) {
 #endif
 }
 
-// SPEC 1 / Eq. 1: +1, -1, `zero` at 0; NaN stays NaN.
+// SEMANTICS 1 / Eq. 1: +1, -1, `zero` at 0; NaN stays NaN.
 template <typename T>
 __host__ __device__ inline T fdaref_sign(T x, double zero) {
     if (x > (T)0) return (T)1;
@@ -80,7 +80,7 @@ __host__ __device__ inline T fdaref_sign(T x, double zero) {
     return x;  // NaN
 }
 
-// SPEC 2, fda (Eq. 10) in closed form:
+// SEMANTICS 2, fda (Eq. 10) in closed form:
 //   (4 omega / pi) sum_{i=0}^{n} cos((2i+1) t) = (4 omega / pi) sin(M t) / (2 sin t),  M = 2(n+1), t = omega x.
 // Range reduction as in the reference: t = k pi + r, |r| <= pi/2, value (-1)^k sin(M r) / (2 sin r).
 // t, k and r are always computed in double (three flops); the two sines run in T. For T = float this
@@ -107,7 +107,7 @@ __host__ __device__ inline T fdaref_fda(T x, int n, double omega, int clip_on, d
     return ratio * (T)(4.0 * omega / FDAREF_PI);
 }
 
-// SPEC 2, fda_series: Eq. 10 literally, n+1 cosines, in T (as the reference does in the input dtype).
+// SEMANTICS 2, fda_series: Eq. 10 literally, n+1 cosines, in T (as the reference does in the input dtype).
 template <typename T>
 __host__ __device__ inline T fdaref_fda_series(T x, int n, double omega, int clip_on, double clip) {
     const T t = (T)omega * x;
@@ -164,7 +164,7 @@ __host__ __device__ inline T fdaref_quant_fwd(T t, T fc, double zero, double alp
     return fdaref_sign(t, zero) + (T)alpha * (fc + fdaref_eta(t, eta, a));
 }
 
-// SPEC 4 backward epilogue: dt = g est'(t) + alpha (dfc + g eta'(t)); dfc = the module's FC part of dt.
+// SEMANTICS 4 backward epilogue: dt = g est'(t) + alpha (dfc + g eta'(t)); dfc = the module's FC part of dt.
 template <typename T>
 __host__ __device__ inline T fdaref_quant_bwd(T g, T t, T dfc, int est, int n, double p, int clip_on,
                                               double clip, double alpha, int eta, double a) {

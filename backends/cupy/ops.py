@@ -252,7 +252,7 @@ class ArrayBackend:
         axes = sum_to_shape_axes(x.shape, shape)
         return x.sum(axis=axes, keepdims=True).reshape(shape)
 
-    # ---- SPEC 1-2 -----------------------------------------------------------------------------------
+    # ---- SEMANTICS 1-2 -----------------------------------------------------------------------------------
     def sign(self, x: Any, zero: float = -1.0) -> Any:
         self._arr(x, "x")
         return self.k.sign(x, check_zero(zero))
@@ -269,7 +269,7 @@ class ArrayBackend:
             return self._host_surrogate(x, estimator, params or {})
         return self.k.surrogate(x, *args)
 
-    # ---- SPEC 3: the noise module --------------------------------------------------------------------
+    # ---- SEMANTICS 3: the noise module --------------------------------------------------------------------
     def _to_rows(self, t: Any, layout: str) -> Any:
         d = row_length(tuple(t.shape), layout)
         if layout == "activation" and t.ndim == 4:
@@ -331,7 +331,7 @@ class ArrayBackend:
         d_t, dw1, dw2 = self._fc_backward(g, t, w1, w2, layout)
         return d_t + g * self._eta(t, eta_kind, a, True), dw1, dw2
 
-    # ---- SPEC 4: the quantizer -----------------------------------------------------------------------
+    # ---- SEMANTICS 4: the quantizer -----------------------------------------------------------------------
     def quantize_forward(self, t: Any, w1: Optional[Any], w2: Optional[Any], *, alpha: float,
                          zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin", a: float = 0.1,
                          training: bool = True) -> Any:
@@ -371,7 +371,7 @@ class ArrayBackend:
             dt = self.k.quant_bwd(g, t, d_t, *args, alpha, eta_id(eta_kind), float(a))
         return dt, T(alpha) * dw1, T(alpha) * dw2
 
-    # ---- SPEC 5 --------------------------------------------------------------------------------------
+    # ---- SEMANTICS 5 --------------------------------------------------------------------------------------
     def weight_scale(self, w: Any, mode: str = "channel") -> Any:
         self._arr(w, "w", (2, 4))
         xp = self.xp
@@ -585,7 +585,7 @@ class ArrayBackend:
         q = self._targets(logits, labels, float(label_smoothing))
         return (g * (p - q) / logits.dtype.type(logits.shape[0])).astype(logits.dtype, copy=False)
 
-    # ---- SPEC 9: bit packing ------------------------------------------------------------------------
+    # ---- SEMANTICS 9: bit packing ------------------------------------------------------------------------
     def pack_signs(self, x: Any, *, axis: int, zero: float = -1.0) -> Any:
         self._arr(x, "x")
         if isinstance(zero, bool) or zero not in (-1, 1):

@@ -1,4 +1,4 @@
-"""Bit packing and XNOR-popcount kernels (SPEC 9 layout: uint64 words, bit j of word w = element 64 w + j,
+"""Bit packing and XNOR-popcount kernels (SEMANTICS 9 layout: uint64 words, bit j of word w = element 64 w + j,
 a set bit means -1, unused bits 0).
 
 For ``a, b`` in {-1, +1}^K packed as bits, a . b = K - 2 popcount(a XOR b).
@@ -379,7 +379,7 @@ def _dense_to_planes_same(dense, h_n, ph, pw, dw, padw, planes):
 
 @njit(**_JIT)
 def pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf):
-    """Image n of the SPEC 9 input (N, H, W, words) into its tap planes xf (words, sh, kw, L) (see the section
+    """Image n of the SEMANTICS 9 input (N, H, W, words) into its tap planes xf (words, sh, kw, L) (see the section
     comment). Padding holds all-set bits (pad -1, ``pad_set``) or clear bits (pad 0 / +1); unused bits of the
     last word are cleared."""
     for k in range(xf.shape[0]):
@@ -390,7 +390,7 @@ def pad_input_image(x_packed, n, channels, sh, sw, ph, pw, dw, pad_set, wo_n, xf
 @njit(**_JIT)
 def sign_pack_image(x, n, zero_neg, channels, h_n, sh, sw, ph, pw, dw, pad_set, wo_n, xf, dense):
     """Like :func:`pad_input_image`, but straight from the float activations x (N, C, H * W): bit c % 64 of word
-    c // 64 is set where x[n, c] < 0 (or == 0 with ``zero_neg``), with no intermediate SPEC 9 array. The bits are
+    c // 64 is set where x[n, c] < 0 (or == 0 with ``zero_neg``), with no intermediate SEMANTICS 9 array. The bits are
     first ORed into ``dense`` (H * W lanes of the lane dtype) one whole channel plane at a time: one long loop
     per channel that vectorises at the lane width (per-row loops of 8 to 32 pixels would not). Returns 1 if a
     NaN was seen (NaN has no sign; the caller raises), else 0."""
@@ -584,7 +584,7 @@ def sign_conv_parallel(x, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set,
 
 @njit(**_JIT)
 def xnor_conv_images(x_packed, channels, sh, sw, ph, pw, dh, dw, pad_set, ho_n, wo_n, wm, base, out, start, stop):
-    """Images [start, stop) of the XNOR conv of SPEC 9 activations (N, H, W, words) into the flat output out
+    """Images [start, stop) of the XNOR conv of SEMANTICS 9 activations (N, H, W, words) into the flat output out
     (N, C_out, Ho Wo), each copied into this thread's tap planes and then convolved while they are in L1."""
     co_n, kh, kw, nw = wm.shape
     hp_n, run, plane = plane_geometry(x_packed.shape[1], kh, sh, ph, dh, ho_n, wo_n, wm.itemsize)
@@ -598,7 +598,7 @@ def xnor_conv_images(x_packed, channels, sh, sw, ph, pw, dh, dw, pad_set, ho_n, 
 
 @njit(**_JIT)
 def xnor_conv_serial(x_packed, channels, sh, sw, ph, pw, dh, dw, ho_n, wo_n, pad_set, wm, base):
-    """The XNOR conv of SPEC 9 activations (N, H, W, words) in one thread: (N, C_out, Ho, Wo) int32."""
+    """The XNOR conv of SEMANTICS 9 activations (N, H, W, words) in one thread: (N, C_out, Ho, Wo) int32."""
     n_b = x_packed.shape[0]
     co_n = wm.shape[0]
     out = np.empty((n_b, co_n, ho_n * wo_n), dtype=np.int32)

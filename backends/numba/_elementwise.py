@@ -1,5 +1,5 @@
 """Numba kernels for the elementwise ops: sign, the surrogates (a fused one-pass FDA), eta, and the fused
-elementwise parts of the quantizer (SPEC 1-4).
+elementwise parts of the quantizer (SEMANTICS 1-4).
 
 Every kernel comes as a serial ``*_range(…, start, stop)`` body and a parallel driver that splits the flat
 index range into chunks over ``prange``; the Python wrappers in :mod:`.ops` call the serial body directly for
@@ -308,7 +308,7 @@ def sin_quadrant(a: float, shift: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------------------
-# The quantizer's fused elementwise parts. ``fc`` / ``drows`` are in row order (rows, d) (SPEC 3). The flat
+# The quantizer's fused elementwise parts. ``fc`` / ``drows`` are in row order (rows, d) (SEMANTICS 3). The flat
 # tensor is walked in "planes": with the activation layout (B, C, H, W) a plane is one (b, c) map of hw = H*W
 # elements and element p of plane (b, c) sits at row b*hw + p, column c, i.e. flat row-order index
 # (b*hw + p)*C + c; with the weight layout rows and tensor agree, so C = 1 and a "plane" is a block of hw

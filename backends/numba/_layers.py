@@ -293,7 +293,7 @@ def avg_pool_bwd(g, kh, kw, sh, sw, ph, pw, dx):
 
 
 # ------------------------------------------------------------------------------------------------------
-# (B, C, P) <-> rows (B*P, C) for the activation layout of the noise module (SPEC 3)
+# (B, C, P) <-> rows (B*P, C) for the activation layout of the noise module (SEMANTICS 3)
 
 @njit(parallel=True, **_JIT)
 def bcp_to_rows(t, out):

@@ -1,6 +1,6 @@
 """The noise module (Eq. 13) and the quantizer (Eq. 14) on activations (B, C, H, W), straight from NCHW.
 
-SPEC 3 views an activation as B*H*W rows of length C (one per pixel). The generic path transposes to rows and
+SEMANTICS 3 views an activation as B*H*W rows of length C (one per pixel). The generic path transposes to rows and
 back; here every product is computed in place from the NCHW layout instead, with the pixel index innermost
 (contiguous, vectorised) and the hidden width m = max(1, C // 64) (1 for C < 128) in the middle:
   h[b, j, p]  = sum_c t[b, c, p] W1[c, j]                      (pre-activation of the hidden layer)

@@ -53,7 +53,7 @@ _BUILTIN = {"fda": _est.fda, "ste": _est.ste, "clipped_ste": _est.clipped_ste, "
             "sign_swish": _est.sign_swish, "tanh": _est.tanh, "fda_series": _est.fda_series}
 CONV_CHUNK_BYTES = 4 << 20  # im2col columns per batch chunk (keeps the GEMM operands in cache)
 # Lane width of the XNOR conv's working copy: C <= 8 / 16 / 32 channels fit a uint8 / 16 / 32 lane, so a
-# SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SPEC 9 layout.
+# SIMD register holds 8 / 4 / 2 times more pixels than with the 64-bit words of the SEMANTICS 9 layout.
 _LANES = {b: np.empty(0, dtype=f"uint{b}") for b in (8, 16, 32, 64)}
 _XNOR_PLANS: dict = {}      # NumbaBackend._xnor_plan's results by call signature
 XNOR_PAR_MIN = 1 << 19       # popcounts below which the XNOR conv runs serially: waking the threads costs
@@ -152,7 +152,7 @@ def _check_module(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, et
 
 
 def _rows(t: np.ndarray, layout: str) -> tuple[np.ndarray, int, int, bool]:
-    """(rows (R, d) contiguous, C, H*W, is_activation_4d) of ``t`` under ``layout`` (SPEC 3)."""
+    """(rows (R, d) contiguous, C, H*W, is_activation_4d) of ``t`` under ``layout`` (SEMANTICS 3)."""
     d = row_length(t.shape, layout)
     if layout == "activation" and t.ndim == 4:
         b, c, h, w = t.shape
@@ -214,7 +214,7 @@ class NumbaBackend(HostArrays):
         self.version = f"numba {numba.__version__}, numpy {np.__version__}"
         _configure_blas()
 
-    # -- SPEC 1-2 --------------------------------------------------------------------------------------------
+    # -- SEMANTICS 1-2 --------------------------------------------------------------------------------------------
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
         check_float_array(x, "x")
         zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", (-1.0, 0.0, 1.0))
@@ -237,7 +237,7 @@ class NumbaBackend(HostArrays):
             _elementwise(ew.est_range, ew.est_par, xf.size, xf, out, code, beta, n, omega, clip)
         return out.reshape(x.shape)
 
-    # -- SPEC 3-4 --------------------------------------------------------------------------------------------
+    # -- SEMANTICS 3-4 --------------------------------------------------------------------------------------------
     def _module_forward(self, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, eta_kind: str,
                         a: float, zero: float, alpha: float) -> np.ndarray:
         if layout == "activation" and t.ndim == 4:      # straight from NCHW (see _noise_act)
@@ -353,7 +353,7 @@ class NumbaBackend(HostArrays):
         dt, dw1, dw2 = self._module_backward(g, t, w1, w2, layout, eta_kind, a, float(alpha), code, p, est_arr)
         return dt, alpha * dw1, alpha * dw2
 
-    # -- SPEC 5 ----------------------------------------------------------------------------------------------
+    # -- SEMANTICS 5 ----------------------------------------------------------------------------------------------
     weight_scale = staticmethod(_scale.weight_scale)
 
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, stride: Pair = (1, 1),
@@ -537,7 +537,7 @@ class NumbaBackend(HostArrays):
         z = logits.astype(np.float64)
         return (float(g) * (np.exp(log_softmax(z)) - smoothed_targets(z, labels, s)) / z.shape[0]).astype(logits.dtype)
 
-    # -- SPEC 9 ----------------------------------------------------------------------------------------------
+    # -- SEMANTICS 9 ----------------------------------------------------------------------------------------------
     @staticmethod
     def pack_signs(x: np.ndarray, *, axis: int = 1, zero: float = -1.0) -> np.ndarray:
         axis = check_pack_args(x, axis, zero)
@@ -663,7 +663,7 @@ def _xnor_tables(wp: np.ndarray, channels: int, lane: np.ndarray, h: int, w: int
 
 def _run_xnor_conv(xp: np.ndarray, channels: int, s: Pair, p: Pair, d: Pair, pv: float, ho: int, wo: int,
                    wm: np.ndarray, base: np.ndarray, threads: int) -> np.ndarray:
-    """The XNOR conv of SPEC 9 activations xp (N, H, W, words) with the tables of :func:`_xnor_tables`."""
+    """The XNOR conv of SEMANTICS 9 activations xp (N, H, W, words) with the tables of :func:`_xnor_tables`."""
     (sh, sw), (ph, pw), (dh, dw) = s, p, d
     if not threads:
         return bp.xnor_conv_serial(xp, channels, sh, sw, ph, pw, dh, dw, ho, wo, pv < 0, wm, base)
@@ -745,7 +745,7 @@ class XnorConv2d:
                                    ho, wo, self.wm, base, threads)
 
     def conv(self, x_packed: np.ndarray) -> np.ndarray:
-        """The XNOR conv of SPEC 9 activations x_packed (N, H, W, words) -> (N, C_out, Ho, Wo) int32."""
+        """The XNOR conv of SEMANTICS 9 activations x_packed (N, H, W, words) -> (N, C_out, Ho, Wo) int32."""
         xp = np.ascontiguousarray(check_packed(x_packed, "x_packed", 4, _words(self.channels)))
         ho, wo, base, threads = self._plan(xp.shape[0], xp.shape[1], xp.shape[2])
         return _run_xnor_conv(xp, self.channels, self.stride, self.padding, self.dilation, self.pad_value, ho, wo,

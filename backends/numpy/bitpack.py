@@ -32,7 +32,7 @@ def _mask(channels: int) -> np.ndarray:
 
 
 def pack_signs(x: np.ndarray, *, axis: int, zero: float) -> np.ndarray:
-    """Pack the signs of ``x`` along ``axis`` into uint64 words (SPEC 9).
+    """Pack the signs of ``x`` along ``axis`` into uint64 words (SEMANTICS 9).
 
     x: float32/float64 array, no NaN; ``zero`` (-1 or +1) is sign(0). Returns uint64 of shape
     x.shape without ``axis``, plus a last axis of ceil(C / 64) words, C = x.shape[axis].
@@ -60,7 +60,7 @@ def _dots(xw: np.ndarray, ww: np.ndarray, channels: int) -> np.ndarray:
 
 def xnor_conv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, channels: int, stride: Pair, padding: Pair,
                 dilation: Pair, pad_value: float) -> np.ndarray:
-    """conv2d of the +-1 tensors, exactly, as int32 (N, C_out, Ho, Wo) (SPEC 9).
+    """conv2d of the +-1 tensors, exactly, as int32 (N, C_out, Ho, Wo) (SEMANTICS 9).
 
     x_packed: (N, H, W, words) activations packed along C; w_packed: (C_out, kh, kw, words) weights packed
     along C_in; words = ceil(channels / 64). Padded positions hold ``pad_value``: 0 contributes nothing,

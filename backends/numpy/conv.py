@@ -104,7 +104,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], *, str
 
     x: (N, C_in, H, W); w: (C_out, C_in, kh, kw); b: (C_out,) or None; all one float dtype (kept).
     ``xpad`` is ``x`` padded by ``padding`` on each side with the constant ``pad_value`` (0, -1 or +1,
-    SPEC 5). Returns (N, C_out, Ho, Wo), Ho = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for Wo).
+    SEMANTICS 5). Returns (N, C_out, Ho, Wo), Ho = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for Wo).
     """
     stride, padding, dilation, pv, out = check_conv_args(x, w, b, stride, padding, dilation, pad_value)
     n, c = x.shape[:2]

@@ -33,7 +33,7 @@ def eta_grad(t: np.ndarray, kind: str, a: float) -> np.ndarray:
 
 
 def _columns(t: np.ndarray, layout: str) -> np.ndarray:
-    """(S, d, P) view of ``t`` whose columns [s, :, p] are its rows of length d (SPEC 3).
+    """(S, d, P) view of ``t`` whose columns [s, :, p] are its rows of length d (SEMANTICS 3).
 
     Activations (B, C, H, W) are already in this form as (B, C, H*W): the module then multiplies along the
     channel axis in place, with no transposed copy of the tensor. Every other case is rows(t)^T as (1, d, N).

@@ -6,7 +6,7 @@ einsum (:mod:`.noise`); the quantizer adding its terms in place (:mod:`.quantize
 + one GEMM per chunk, "flat mode" for stride 1 (:mod:`.conv`); batch norm with contiguous channel sums
 (:mod:`.norm`); PReLU with arithmetic masks (:mod:`.activation`); pooling by window views (:mod:`.pool`); the
 XNOR conv by popcount (:mod:`.bitpack`). Every op computes in the dtype it is given. Argument checks, the
-host-array plumbing and the small ops (sign, weight scale, cross entropy) are the reference's, so the
+host-array plumbing and the small ops (weight scale, cross entropy) are the reference's, so the
 errors are the reference's. A surrogate registered by a third party is evaluated by
 :func:`fdaref.estimators.estimator_grad`.
 """
@@ -18,7 +18,6 @@ import numpy as np
 
 from fdaref import estimators as _est
 from fdaref._validate import check_float_array
-from fdaref.binarize import sign as _sign
 from fdaref.functional import loss as _loss
 from fdaref.host import HostArrays
 from fdaref.scale import weight_scale as _weight_scale
@@ -45,8 +44,7 @@ class NumpyBackend(HostArrays):
     name = "numpy"
     version = np.__version__
 
-    def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
-        return _sign(x, zero)
+    sign = staticmethod(quantizer.sign)
 
     def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
         check_float_array(x, "x")

@@ -43,21 +43,10 @@ def tanh(x: np.ndarray, beta: float = 2.0) -> np.ndarray:
 # FDA (Eq. 10).
 
 def _clip_mask(x: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
-    """Zero the gradient where |x| > clip; |x| == clip keeps it (SPEC 2)."""
+    """Zero the gradient where |x| > clip; |x| == clip keeps it (SEMANTICS 2)."""
     if clip is None:
         return grad
     return np.where(np.abs(x) > clip, 0, grad).astype(x.dtype)
-
-
-def fda_series(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
-    """Eq. 10, literally: (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x); n+1 cosine terms (inclusive).
-    Computed in float64 (t = omega x rounded to float32 would lose the phase at large |x|), in x's dtype out."""
-    t = np.multiply(x, omega, dtype=np.float64)
-    total = np.zeros_like(t)
-    with np.errstate(invalid="ignore"):  # cos(inf) is NaN, as it should be
-        for i in range(n + 1):
-            total += np.cos((2 * i + 1) * t)
-    return _clip_mask(x, ((4 * omega / np.pi) * total).astype(x.dtype), clip)
 
 
 # Elements per block of :func:`fda`: its dozen temporaries then stay in the L2 cache (2x faster than
@@ -67,7 +56,7 @@ FDA_BLOCK = 1 << 16
 
 
 def fda(x: np.ndarray, n: int = 9, omega: float = 0.1, clip: float | None = None) -> np.ndarray:
-    """Eq. 10 in closed form (SPEC 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
+    """Eq. 10 in closed form (SEMANTICS 2): (4 omega / pi) sin(2(n+1) t) / (2 sin t), t = omega x.
 
     The identity sum_{i=0}^{n} cos((2i+1) t) = sin(2(n+1) t) / (2 sin t) makes the cost independent of n.
     With M = 2(n+1) even, t = k pi + r (|r| <= pi/2) gives the same value (-1)^k sin(M r) / (2 sin r):
@@ -112,6 +101,7 @@ def _fda_block(x: np.ndarray, n: int, omega: float) -> np.ndarray:
     return ratio
 
 
-# The fast kernel of each of fdaref's built-in estimators, by registry name.
+# The fast kernel of each of fdaref's built-in estimators, by registry name (``fda_series``, the literal series
+# kept for checking, is the reference's: its float64 phase matters at large |omega x|).
 FAST = {"ste": ste, "clipped_ste": clipped_ste, "approx_sign": approx_sign, "sign_swish": sign_swish, "tanh": tanh,
-        "fda": fda, "fda_series": fda_series}
+        "fda": fda}

@@ -1,57 +1,29 @@
-"""Multi-GPU (or multi-process CPU) training of the torch-native FDA models with DistributedDataParallel.
+"""Data-parallel training with torchrun: fdaref's one Trainer, the torch engine wrapped in
+DistributedDataParallel, one process per GPU (or per CPU process with gloo).
 
-Launch with torchrun, one process per GPU::
+Launch with torchrun; the options are ``fdaref train``'s::
 
-    torchrun --nproc_per_node 8 -m fdaref.backends.torch.ddp --model resnet20 --dataset cifar10 \
-        --data-dir /data/cifar-10-batches-py --epochs 400 --batch-size 16 --out runs/ddp.json
+    torchrun --nproc_per_node 8 -m fdaref.backends.torch.ddp --backend torch --device cuda \\
+        --model resnet20 --dataset cifar10 --data-dir /data/cifar-10-batches-py --batch-size 1024 --out runs/ddp
 
-Each process takes ``LOCAL_RANK`` from torchrun, uses ``cuda:LOCAL_RANK`` with NCCL when CUDA is there and
-the CPU with gloo otherwise (that is how the launch path is tested). ``--batch-size`` is per process (the
-global batch is world_size times it). Every rank builds the model from the same seed and DDP broadcasts
-rank 0's weights; a DistributedSampler shards the data; the SPEC 6 schedule (:class:`FDASchedule`) and the
-cosine learning rate step per epoch; rank 0 writes a JSON summary (per-epoch loss / accuracy, n, alpha,
-images/s and a checksum of the final weights, which all ranks agree on).
-
-The fdaref engine's own training loop (``fdaref train --backend torch``) is single-process; this module is
-the torch-native path for people who train in PyTorch.
+Each process takes ``LOCAL_RANK`` from torchrun and uses ``cuda:LOCAL_RANK`` with NCCL where CUDA is there,
+the CPU with gloo otherwise (that is how the launch path is tested). ``--batch-size`` is the global batch:
+every rank trains on its contiguous slice of each batch of the seeded loader (so the data order, the
+schedules, the learning rate per step and the checkpoints are those of a single-process run), DDP averages
+the gradients and keeps the replicas identical, and rank 0 writes the run directory (metrics.jsonl,
+checkpoint.npz, summary.json) plus ``ddp.json``: the world size, the process-group backend and a checksum
+of every rank's final weights (they agree).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, TensorDataset
-from torch.utils.data.distributed import DistributedSampler
 
-from fdaref.presets import get_preset
-
-from .modules import FDASchedule, resnet20, vgg_small
-
-
-def _data(args: argparse.Namespace) -> tuple[TensorDataset, int, int, int]:
-    """(train set, channels, image size, classes): synthetic, or an fdaref data set normalised by its splits."""
-    if args.dataset == "synthetic":
-        g = torch.Generator().manual_seed(args.seed)
-        x = torch.randn(args.synthetic_size, 3, args.image_size, args.image_size, generator=g)
-        y = torch.randint(0, 10, (args.synthetic_size,), generator=g)
-        return TensorDataset(x, y), 3, args.image_size, 10
-    from fdaref.data.registry import load_splits
-    splits = load_splits(args.dataset, args.data_dir, seed=args.seed, subset=args.subset)
-    tr = splits.train
-    scale = float(tr.info.pixel_max)
-    img = tr.images.astype(np.float32) / scale
-    img = (img - splits.mean.reshape(1, -1, 1, 1)) / splits.std.reshape(1, -1, 1, 1)
-    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-    return TensorDataset(x, torch.from_numpy(tr.labels)), x.shape[1], x.shape[2], tr.info.num_classes
+from fdaref.atomic import write_json_atomic
 
 
 def _checksum(model: torch.nn.Module) -> float:
@@ -59,85 +31,45 @@ def _checksum(model: torch.nn.Module) -> float:
         return float(sum(p.double().sum().item() for p in model.parameters()))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fdaref.backends.torch.ddp", description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=("resnet20", "vgg_small"), default="resnet20")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--dataset", default="synthetic", help="synthetic, or an fdaref data set name (cifar10, ...)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--subset", type=int, default=None)
-    p.add_argument("--synthetic-size", type=int, default=256)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps of an epoch (smoke runs)")
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+def parser() -> argparse.ArgumentParser:
+    from fdaref.cli.train import add_run_arguments
+    p = argparse.ArgumentParser(prog="torchrun ... -m fdaref.backends.torch.ddp", description=__doc__.splitlines()[0])
+    add_run_arguments(p)
+    p.add_argument("--out", required=True, help="run directory (written by rank 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--out", default=None, help="JSON summary written by rank 0")
-    args = p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if "RANK" not in os.environ:
+        raise SystemExit("launch with torchrun (e.g. torchrun --nproc_per_node 2 -m fdaref.backends.torch.ddp ...)")
+    from fdaref.cli.train import _resume_config, config_from_args
+    from fdaref.train import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    use_cuda = torch.cuda.is_available()
+    use_cuda = torch.cuda.is_available() and args.device == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if "RANK" not in os.environ:
-        raise SystemExit("launch with torchrun (e.g. torchrun --nproc_per_node 2 -m fdaref.backends.torch.ddp)")
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
-        data, channels, size, classes = _data(args)
-        options = get_preset(args.preset)
-        build = resnet20 if args.model == "resnet20" else vgg_small
-        kwargs: dict[str, Any] = dict(in_channels=channels, num_classes=classes, options=options, seed=args.seed)
-        if args.model == "vgg_small":
-            kwargs["image_size"] = size
-        model = build(**kwargs).to(device)
-        schedule = FDASchedule(model, args.epochs)
-        ddp = DDP(model, device_ids=[local_rank] if use_cuda else None)
-        opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
-        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
-        loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, drop_last=True)
-        history = []
-        for epoch in range(args.epochs):
-            sampler.set_epoch(epoch)
-            sched = schedule.on_epoch_start(epoch)
-            for group in opt.param_groups:
-                group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
-            ddp.train()
-            seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
-            for step, (x, y) in enumerate(loader):
-                if args.steps_per_epoch is not None and step >= args.steps_per_epoch:
-                    break
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                out = ddp(x)
-                loss = F.cross_entropy(out, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += int((out.argmax(1) == y).sum())
-            stats = torch.tensor([seen, loss_sum, correct], dtype=torch.float64, device=device)
-            dist.all_reduce(stats)
-            elapsed = time.perf_counter() - t0
-            history.append({"epoch": epoch, **sched, "train_loss": float(stats[1] / max(stats[0], 1)),
-                            "train_acc": float(stats[2] / max(stats[0], 1)),
-                            "images_per_s": float(stats[0]) / elapsed if elapsed > 0 else None})
-            if rank == 0:
-                print(json.dumps(history[-1]), flush=True)
-        sums = torch.tensor([_checksum(model)], dtype=torch.float64, device=device)
-        gathered = [torch.zeros_like(sums) for _ in range(world)]
+        cfg = _resume_config(args) if args.resume else config_from_args(args, out=args.out)
+        cfg.backend = "torch"
+        trainer = Trainer(cfg, progress=not args.quiet)
+        result = trainer.run(resume=args.resume)
+        model = trainer.engine.model
+        sums = torch.tensor([_checksum(model)], dtype=torch.float64,
+                            device=next(model.parameters()).device)
+        gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, sums)
-        if rank == 0 and args.out:
-            summary = {"world_size": world, "backend": dist.get_backend(), "device": str(device),
-                       "model": args.model, "preset": args.preset, "history": history,
-                       "weight_checksums": [float(s.item()) for s in gathered]}
-            with open(args.out, "w") as fh:
-                json.dump(summary, fh, indent=1)
+        if dist.get_rank() == 0:
+            write_json_atomic(result.out / "ddp.json", {
+                "world_size": dist.get_world_size(), "backend": dist.get_backend(), "status": result.status,
+                "weight_checksums": [float(s.item()) for s in gathered]})
     finally:
         dist.destroy_process_group()
     return 0

@@ -12,6 +12,10 @@ torch op table. The Trainer (fdaref.train.loop) finds these through ``backend.tr
   ``normalize``, so the device batches equal the host loader's bit for bit.
 - Loss sum and correct count accumulate on the device; nothing in a step waits for the device.
 - State in and out is in the reference format (fdaref names, numpy arrays, fdaref.optim's optimizer state).
+- Under torchrun (torch.distributed initialised, world size > 1) the engine wraps the model in
+  DistributedDataParallel: every rank takes its contiguous slice of each global batch (the loader's
+  batch size is the global one), the gradients are averaged, the statistics summed over ranks when read,
+  and only rank 0 writes the run's files (:attr:`TorchEngine.is_writer`). See :mod:`.ddp`.
 """
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+from fdaref.errors import InputError
 
 from fdaref.data import BatchLoader
 from fdaref.data.transforms import normalize
@@ -102,9 +109,10 @@ class TorchEngine:
         self._reference = reference
         build = M.MODELS[cfg.model]
         kwargs: dict[str, Any] = {"image_size": info.height} if cfg.model == "vgg_small" else {}
-        model = build(info.channels, info.num_classes, options=cfg.options(), **kwargs).to(dtype=self.dtype)
-        M.load_reference_state_dict(model, reference.state_dict())
-        self.model = model.to(self.device).train()
+        model = build(info.channels, info.num_classes, options=cfg.options(), device=self.device, dtype=self.dtype,
+                      **kwargs)
+        M.load_reference_state_dict(model, reference.state_dict())   # the reference's seeded initial weights
+        self.model = model.train()
         named = dict(self.model.named_parameters())
         self._params = [(ref_name, named[M.torch_name(ref_name)]) for ref_name, _ in reference.named_parameters()]
         params = [p for _, p in self._params]
@@ -115,7 +123,19 @@ class TorchEngine:
         else:
             self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps = 0
-        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.rank, self.world = _distributed()
+        self.is_writer = self.rank == 0
+        if self.world > 1 and cfg.batch_size % self.world:
+            raise InputError(f"batch_size: the global batch {cfg.batch_size} must divide evenly over "
+                             f"{self.world} processes")
+        trained = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+                if self.device.type == "cuda" else None
+            trained = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward = torch.compile(trained) if compile_model else trained
+        self.eval_forward = torch.compile(self.model) if compile_model else self.model
         self._data: dict[int, DeviceData] = {}
         self.reset_stats(0.0, 0, 0)
 
@@ -139,11 +159,17 @@ class TorchEngine:
         return M.FDASchedule(self.model, epochs).on_epoch_start(epoch)
 
     def reset_stats(self, loss_sum: float, correct: int, seen: int) -> None:
+        if self.rank != 0:  # the position's sums count once, on rank 0; read_stats adds the ranks up
+            loss_sum, correct = 0.0, 0
         self._loss_sum = torch.tensor(float(loss_sum), dtype=torch.float64, device=self.device)
         self._correct = torch.tensor(int(correct), dtype=torch.int64, device=self.device)
         self._seen = int(seen)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
+        if self.world > 1:  # this rank's contiguous slice of the global batch
+            per = x.shape[0] // self.world
+            x, y = x.narrow(0, self.rank * per, per), y.narrow(0, self.rank * per, per)
+            self._seen += per * (self.world - 1)   # the other ranks' images, counted here once
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -158,12 +184,23 @@ class TorchEngine:
         self._seen += int(y.shape[0])
 
     def read_stats(self) -> tuple[float, int, int]:
+        if self.world > 1:
+            both = torch.stack([self._loss_sum, self._correct.to(torch.float64)])
+            dist.all_reduce(both)
+            return float(both[0].item()), int(both[1].item()), self._seen
         return float(self._loss_sum.item()), int(self._correct.item()), self._seen
+
+    @property
+    def last_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def all_finite(self) -> bool:
         tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
         checks = torch.stack([torch.isfinite(t).all() for t in tensors] + [torch.isfinite(self._loss_sum)])
-        return bool(checks.all().item())
+        ok = checks.all().to(torch.float32)
+        if self.world > 1:   # every rank stops, or none
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item())
 
     # -- evaluation ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -173,7 +210,7 @@ class TorchEngine:
             loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
             preds, labels = [], []
             for x, y in self.batches(loader, 0, 0):
-                logits = self.forward(x)
+                logits = self.eval_forward(x)   # the unwrapped model: no collective, every rank alike
                 loss_sum += F.cross_entropy(logits, y).to(torch.float64) * y.shape[0]
                 preds.append(logits.argmax(1))
                 labels.append(y)
@@ -231,6 +268,13 @@ class TorchEngine:
         return self._reference
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def eager_engine(cfg: Any, reference: Any, info: Any) -> TorchEngine:
     return TorchEngine(cfg, reference, info)
 
@@ -241,5 +285,8 @@ def compiled_engine(cfg: Any, reference: Any, info: Any) -> TorchEngine:
     return engine
 
 
-# The order is the default: eager first (on a small CPU a compile costs more than short runs gain).
 TRAINING_ENGINES = {"torch": eager_engine, "torch-compile": compiled_engine}
+# Runs from this many optimizer steps on compile by default (TorchBackend.default_engine): measured on a
+# 2-core CPU, the compile of binary resnet20 takes 1.5-5 minutes and saves about half of each ~0.5 s step, so
+# it pays back after some 1,000 steps; 3,000 leaves short runs (tests, demos, ablations) eager.
+COMPILE_MIN_STEPS = 3000

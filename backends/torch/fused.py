@@ -1,4 +1,4 @@
-"""Fused FDA surrogate (SPEC 2, Eq. 10 in closed form) and the fused quantizer backward, in torch.
+"""Fused FDA surrogate (SEMANTICS 2, Eq. 10 in closed form) and the fused quantizer backward, in torch.
 
 Eq. 10 sums n+1 cosines; the identity sum_{i=0}^{n} cos((2i+1) t) = sin(M t) / (2 sin t), M = 2(n+1),
 makes the cost independent of n. Like the reference (:func:`fdaref.estimators.fda`), t is range-reduced to
@@ -143,7 +143,7 @@ def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: f
                    work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
     """out = (fda'(x) + cos_coef cos(x)) (times ``g``) for float32 ``x`` with :func:`lean_applies`; ``out``,
     ``x``, ``g`` of one shape and contiguous; ``work``: three float32 buffers of ``x``'s shape (overwritten).
-    ``out`` may not alias ``x`` or ``g``. The cos term is the quantizer's eta = a sin backward (SPEC 4),
+    ``out`` may not alias ``x`` or ``g``. The cos term is the quantizer's eta = a sin backward (SEMANTICS 4),
     folded in here so that it costs two passes instead of a tensor and three."""
     m = 2.0 * (n + 1)
     c_hi, c_lo = _split12(omega / math.pi)
@@ -155,7 +155,7 @@ def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: f
     a.mul_(c_hi)                                    # x_hi c_hi, exact
     torch.add(a, b, out=k).round_()                 # k = rint(u)
     a.sub_(k).add_(b)                               # v = u - k, |v| <= 1/2 (+ an ulp)
-    k.mul_(math.pi).cos_()                          # (-1)^k: |k| <= 256, so cos(fl(pi k)) rounds to +-1 exactly
+    _parity_sign_(k)                                # (-1)^k, exact: four cheap passes instead of a cosine
     a.mul_(math.pi)                                 # r = pi v, rounded once: both sines below take this r, so
     torch.sin(a, out=b)                             # sin r   numerator and denominator stay consistent even
     a.mul_(m).sin_()                                # sin(M r) where r is subnormal (fl(M pi v) / fl(pi v) is not)

@@ -1,13 +1,13 @@
 """Idiomatic PyTorch modules for FDA binary networks (for people who train in plain torch).
 
 - :func:`.quantize.quantize`: the quantizer of Eq. 14 (sign forward; the fused surrogate plus the noise
-  module's chain rule backward, SPEC 4): the op table's fused kernels in CPU eager, pure tensor math under
+  module's chain rule backward, SEMANTICS 4): the op table's fused kernels in CPU eager, pure tensor math under
   ``torch.compile`` and on GPUs (zero graph breaks, no host synchronisation).
 - :class:`NoiseAdaptation`: Eq. 13's module e(t) = relu(t W1) W2 + eta(t), parameters (d, m) and (m, d).
 - :class:`FDAQuantizer`: a module holding the options, alpha and the estimator parameters (n) for one tensor.
-- :class:`FDAConv2d`, :class:`FDALinear`: the binary layers of SPEC 5.
-- :class:`FDASchedule`: the SPEC 6 schedules (n_e, alpha_e) as a small per-epoch callback.
-- :func:`resnet20`, :func:`vgg_small`: SPEC 8's models, with the same module names as ``fdaref.nn.models``.
+- :class:`FDAConv2d`, :class:`FDALinear`: the binary layers of SEMANTICS 5.
+- :class:`FDASchedule`: the SEMANTICS 6 schedules (n_e, alpha_e) as a small per-epoch callback.
+- :func:`resnet20`, :func:`vgg_small`: SEMANTICS 8's models, with the same module names as ``fdaref.nn.models``.
 - The surrogate registry: :func:`register_surrogate` / :func:`surrogate_names` (shared with the op table).
 
 Every parameter exists from construction on. :func:`reference_state_dict` and
@@ -34,7 +34,8 @@ from .ops import register_surrogate, surrogate_names
 from .quantize import quantize
 
 __all__ = ["NoiseAdaptation", "FDAQuantizer", "FDAConv2d", "FDALinear", "FDASchedule",
-           "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny", "register_surrogate", "surrogate_names",
+           "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny",
+           "register_surrogate", "surrogate_names",
            "fda_layers", "reference_state_dict", "load_reference_state_dict"]
 
 
@@ -46,7 +47,7 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: Optional[torch.Gen
 
 
 class NoiseAdaptation(nn.Module):
-    """Eq. 13 on rows of length ``d``: e(t) = relu(t W1) W2 + eta(t), m = max(1, d // k) (SPEC 3).
+    """Eq. 13 on rows of length ``d``: e(t) = relu(t W1) W2 + eta(t), m = max(1, d // k) (SEMANTICS 3).
 
     Zero-mean init U(+-1/sqrt(fan_in)) (fan_in d for W1, m for W2). ``forward(t, layout)`` is plain torch
     autograd (for standalone use); the quantizer calls the fused op-table kernels with ``w1``/``w2``.
@@ -79,10 +80,10 @@ class NoiseAdaptation(nn.Module):
 
 
 class FDAQuantizer(nn.Module):
-    """The FDA quantizer of one tensor (weights or activations): sign forward, SPEC 4 backward (:mod:`.quantize`).
+    """The FDA quantizer of one tensor (weights or activations): sign forward, SEMANTICS 4 backward (:mod:`.quantize`).
 
     ``alpha`` (0-d, the model's float dtype) and ``n`` (0-d int64, the estimator's n) are buffers: in the
-    state dict, on the module's device, and changed in place by :meth:`set_schedule` (SPEC 6), so a
+    state dict, on the module's device, and changed in place by :meth:`set_schedule` (SEMANTICS 6), so a
     compiled model sees new values, not new constants. ``params`` mirrors the schedule's estimator
     parameters on the host (for logging; the computation reads the buffers).
     """
@@ -148,7 +149,7 @@ class _FDALayer(nn.Module):
         self.a_quant = FDAQuantizer(weight_shape[1], "activation", options, generator, device, dtype)
 
     def binary_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Q_a(x), Q_w(W) * s); no gradient flows through the scale s (SPEC 5)."""
+        """(Q_a(x), Q_w(W) * s); no gradient flows through the scale s (SEMANTICS 5)."""
         s = _ops.weight_scale(self.weight.detach(), self.options.scale)
         return self.a_quant(x), self.w_quant(self.weight) * s
 
@@ -158,7 +159,7 @@ class _FDALayer(nn.Module):
 
 
 class FDAConv2d(_FDALayer):
-    """Binary conv (SPEC 5): conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
+    """Binary conv (SEMANTICS 5): conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
@@ -185,7 +186,7 @@ class FDAConv2d(_FDALayer):
 
 
 class FDALinear(_FDALayer):
-    """Binary linear (SPEC 5): linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
+    """Binary linear (SEMANTICS 5): linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  options: BinaryOptions = BinaryOptions(), generator: Optional[torch.Generator] = None,
@@ -207,7 +208,7 @@ def fda_layers(model: nn.Module) -> list[_FDALayer]:
 
 
 class FDASchedule:
-    """SPEC 6 as a callback: call ``on_epoch_start(epoch)`` before each epoch of ``epochs``; it sets n_e and
+    """SEMANTICS 6 as a callback: call ``on_epoch_start(epoch)`` before each epoch of ``epochs``; it sets n_e and
     alpha_e in every FDA layer of ``model`` and returns them (``{"n": ..., "alpha": ...}``) for logging."""
 
     def __init__(self, model: nn.Module, epochs: int) -> None:
@@ -224,7 +225,7 @@ class FDASchedule:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Models (SPEC 8), with the module names of fdaref.nn.models.
+# Models (SEMANTICS 8), with the module names of fdaref.nn.models.
 
 def _factory(device: Any, dtype: Optional[torch.dtype]) -> dict[str, Any]:
     return {"device": device, "dtype": dtype}
@@ -270,7 +271,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    """SPEC 8 ResNet-20: FP stem + BN, 3 x 3 basic blocks at 16/32/64, ReLU, global average pool, FP linear."""
+    """SEMANTICS 8 ResNet-20: FP stem + BN, 3 x 3 basic blocks at 16/32/64, ReLU, global average pool, FP linear."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, *, binary: bool = True,
                  options: Optional[BinaryOptions] = None, generator: Optional[torch.Generator] = None,
@@ -303,7 +304,7 @@ def _generator(seed: Optional[int]) -> Optional[torch.Generator]:
 def resnet20(in_channels: int = 3, num_classes: int = 10, options: Optional[BinaryOptions] = None,
              binary: bool = True, seed: Optional[int] = None, device: Any = None,
              dtype: Optional[torch.dtype] = None) -> ResNet20:
-    """SPEC 8 ResNet-20 (binary=False: the same architecture in float)."""
+    """SEMANTICS 8 ResNet-20 (binary=False: the same architecture in float)."""
     return ResNet20(in_channels, num_classes, binary=binary, options=options, generator=_generator(seed),
                     device=device, dtype=dtype)
 
@@ -311,7 +312,7 @@ def resnet20(in_channels: int = 3, num_classes: int = 10, options: Optional[Bina
 def vgg_small(in_channels: int = 3, num_classes: int = 10, options: Optional[BinaryOptions] = None,
               binary: bool = True, image_size: int = 32, seed: Optional[int] = None, device: Any = None,
               dtype: Optional[torch.dtype] = None) -> nn.Sequential:
-    """SPEC 8 VGG-small: 128, 128, M, 256, 256, M, 512, 512, M, FC; conv [pool] BN PReLU per stage, first conv
+    """SEMANTICS 8 VGG-small: 128, 128, M, 256, 256, M, 512, 512, M, FC; conv [pool] BN PReLU per stage, first conv
     and FC full precision (the layer order and indices of ``fdaref.nn.models.vgg_small``)."""
     options = options or BinaryOptions()
     gen, fk = _generator(seed), _factory(device, dtype)

@@ -1,7 +1,7 @@
-"""The FDA quantizer of Eq. 14 for the torch modules: sign forward, SPEC 4 backward, in two forms.
+"""The FDA quantizer of Eq. 14 for the torch modules: sign forward, SEMANTICS 4 backward, in two forms.
 
 z = sign(t) + alpha e(t) while training with the noise module (e(t) = relu(t W1) W2 + eta(t), Eq. 13),
-else sign(t). Backward: dt = g fda'(t) + alpha (de/dt)^T g, dW1 and dW2 times alpha (SPEC 4).
+else sign(t). Backward: dt = g fda'(t) + alpha (de/dt)^T g, dW1 and dW2 times alpha (SEMANTICS 4).
 
 ``alpha`` and ``n`` (the estimator's n) are 0-d tensors: the quantizer module keeps them as buffers, so they
 are in the state dict, follow the module to its device, and a schedule change is a new value, not a new
@@ -61,7 +61,7 @@ class QuantizeEager(torch.autograd.Function):
 # pure tensor math
 
 def _sign(t: Tensor, zero: float) -> Tensor:
-    """SPEC 1: +-1, ``zero`` at 0, NaN kept (torch.sign keeps NaN)."""
+    """SEMANTICS 1: +-1, ``zero`` at 0, NaN kept (torch.sign keeps NaN)."""
     return torch.where(t == 0, torch.full_like(t, zero), torch.sign(t))
 
 
@@ -73,7 +73,7 @@ def _eta(t: Tensor, eta: str, a: float) -> Optional[Tensor]:
     return None
 
 
-# Rows of the noise module (SPEC 3) without a copy: 4-D activations as (B, C, H W) (pixels as rows through a
+# Rows of the noise module (SEMANTICS 3) without a copy: 4-D activations as (B, C, H W) (pixels as rows through a
 # batched product, as the op table does), everything else as (rows, d). Shapes come from the tensors alone
 # (no numpy), so that dynamo traces them.
 
@@ -172,7 +172,7 @@ class QuantizeMath(torch.autograd.Function):
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
              estimator: str, params: tuple, layout: str, eta: str, a: float, training: bool,
              n_max: int) -> Tensor:
-    """Eq. 14 with the SPEC 4 backward (module docstring); ``w1``/``w2`` None: no noise module."""
+    """Eq. 14 with the SEMANTICS 4 backward (module docstring); ``w1``/``w2`` None: no noise module."""
     if torch.compiler.is_compiling() or t.device.type != "cpu":
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
     return QuantizeEager.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training)

@@ -114,7 +114,7 @@ def sign_table(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0) -> Callab
 
 def check_sign(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0, dtype: str = "float32",
                profile: str = "quick", raise_on_failure: bool = True) -> SuiteReport:
-    """``fn(x) -> sign(x)`` with sign(0) = ``zero`` (SPEC 1), checked exactly on the suite's inputs."""
+    """``fn(x) -> sign(x)`` with sign(0) = ``zero`` (SEMANTICS 1), checked exactly on the suite's inputs."""
     return run_wrapped(sign_table(fn, zero=zero), ["sign"], dtype=dtype, profile=profile,
                        raise_on_failure=raise_on_failure)
 
@@ -122,7 +122,7 @@ def check_sign(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0, dtype: st
 def check_surrogate(fn: Callable[..., Any], *, estimator: str, params: Optional[Mapping[str, Any]] = None,
                     n_arg: Optional[str] = None, dtype: str = "float32", profile: str = "quick",
                     raise_on_failure: bool = True) -> SuiteReport:
-    """``fn(x) -> d sign/dx`` for ``estimator`` with the fixed ``params`` (SPEC 2).
+    """``fn(x) -> d sign/dx`` for ``estimator`` with the fixed ``params`` (SEMANTICS 2).
 
     For fda, name the argument that takes the number of terms with ``n_arg`` (``fn(x, n=...)``) to have every
     n of the suite drawn; otherwise give ``params["n"]`` and only that n is checked.
@@ -154,7 +154,7 @@ def check_quantizer(forward: Optional[Callable[..., Any]] = None, backward: Opti
 
     - ``forward(t, w1, w2, *, alpha, layout, training) -> z`` (w1 / w2 None without a noise module);
     - ``backward(g, t, w1, w2, *, alpha, layout, n) -> (dt, dw1, dw2)`` (n: the fda terms; dw1 / dw2 None
-      without a module). Layouts and shapes are those of :mod:`fdaref.optable` (SPEC 3 rows).
+      without a module). Layouts and shapes are those of :mod:`fdaref.optable` (SEMANTICS 3 rows).
     """
     params = dict(params or {})
     declared = {"zero": zero, "estimator": estimator, "eta_kind": eta_kind, "a": a, **params}

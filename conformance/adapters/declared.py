@@ -10,7 +10,7 @@ A declaration maps option names to the value (or tuple of values) an implementat
   ``beta``, ``a``, ``alpha``, ``k``, ``noise``) narrow the :class:`~fdaref.conformance.strategies.OptionSpace`
   directly, and every value left out is reported as declined as well (:meth:`Declaration.narrow`).
 
-``eval_noise=True`` declares a layer that adds alpha * e(t) in eval (BiBench); SPEC 4's eval is False.
+``eval_noise=True`` declares a layer that adds alpha * e(t) in eval (BiBench); SEMANTICS 4's eval is False.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Declaration:
             return None
         if option == "eval_noise":
             return (f"{self.label} adds alpha * e(t) in eval (declared eval_noise={allowed!r}); the reference "
-                    "evaluates sign(t) only (SPEC 4)" if allowed else
+                    "evaluates sign(t) only (SEMANTICS 4)" if allowed else
                     f"{self.label} evaluates sign(t) only in eval (declared eval_noise=False)")
         return f"{self.label} implements {option} = {shown} only, not {value!r}"
 

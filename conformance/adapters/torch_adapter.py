@@ -120,7 +120,7 @@ def torch_quantizer_table(factory: Callable[[int, str], Any], mapping: TorchQuan
                           label: Optional[str] = None) -> CallableOps:
     """``quantize_forward`` / ``quantize_backward`` from ``factory(d, layout) -> module``, ``module(t) -> z``.
 
-    A case without a noise module runs the module with alpha = 0 and reports no module gradients (SPEC 4:
+    A case without a noise module runs the module with alpha = 0 and reports no module gradients (SEMANTICS 4:
     z = sign(t) exactly either way)."""
     name = label or getattr(factory, "__qualname__", "torch quantizer")
 
@@ -172,7 +172,7 @@ class TorchLayerMapping:
 
     ``weight`` / ``bias``: the layer's weight and bias; ``weight_noise`` / ``activation_noise``: the paths of
     W1 and W2 of its two noise modules (None: it has none); ``noise_as_linear``: W1 / W2 are stored as
-    ``nn.Linear`` weights, i.e. transposed; ``n`` / ``alpha``: the attributes the schedule sets (SPEC 6);
+    ``nn.Linear`` weights, i.e. transposed; ``n`` / ``alpha``: the attributes the schedule sets (SEMANTICS 6);
     ``sign``: optionally the layer's sign Function (``apply(x, n)``), whose surrogate is then checked op by
     op too; ``implements``: the option values it implements (``zero``, ``clip``, ``eval_noise``, ...).
     """

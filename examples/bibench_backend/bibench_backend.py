@@ -24,7 +24,7 @@ _ONLY = {
     "eta_kind": ("sin", "BiBench's noise module has the shortcut 0.1 sin(t) only"),
     "mode": ("channel", "BiBench scales weights by their mean |W| per output channel only"),
     "pad_value": (0.0, "BiBench pads the binarized input with zeros only"),
-    "eval_noise": (True, "BiBench adds alpha * e(t) in eval too (no eval branch), unlike SPEC 4"),
+    "eval_noise": (True, "BiBench adds alpha * e(t) in eval too (no eval branch), unlike SEMANTICS 4"),
 }
 
 

@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._validate import check_choice, pair
 
 Pair = tuple[int, int]
-PAD_VALUES = (0.0, -1.0, 1.0)  # SPEC 5: the padding of a binarized input
+PAD_VALUES = (0.0, -1.0, 1.0)  # SEMANTICS 5: the padding of a binarized input
 
 
 def geometry(stride: Any, padding: Any, dilation: Any = 1) -> tuple[Pair, Pair, Pair]:
@@ -20,7 +20,7 @@ def geometry(stride: Any, padding: Any, dilation: Any = 1) -> tuple[Pair, Pair, 
 
 
 def pad_value_of(value: Any) -> float:
-    """SPEC 5: the constant padding is 0, -1 or +1."""
+    """SEMANTICS 5: the constant padding is 0, -1 or +1."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"pad_value: expected one of 0, -1, +1, got {value!r}")
     return float(check_choice(float(value), "pad_value", PAD_VALUES))

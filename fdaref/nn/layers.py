@@ -1,4 +1,4 @@
-"""Layers: float ones, binary ones (SPEC 4-5) and containers.
+"""Layers: float ones, binary ones (SEMANTICS 4-5) and containers.
 
 Every layer with parameters takes ``rng`` (a numpy Generator) and ``dtype`` and draws its parameters in
 numpy, in a fixed order, at construction; they start on the default op table (the fast ``numpy`` backend,
@@ -89,14 +89,14 @@ class Linear(Module):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Binary layers (SPEC 4-5): out = layer(Q_a(x), Q_w(W) * s) + bias.
+# Binary layers (SEMANTICS 4-5): out = layer(Q_a(x), Q_w(W) * s) + bias.
 
 class _Binary(Module):
     """Shared part of the binary layers: options, the two noise modules and the current schedule.
 
     Parameters in creation order: weight, bias (optional), then when ``options.noise`` the weight module
     (``w_noise1`` (d_w, m), ``w_noise2`` (m, d_w)) and the activation module (``a_noise1`` (C_in, m_a),
-    ``a_noise2``), all drawn at construction (SPEC 3: the optimizer must see them from the start).
+    ``a_noise2``), all drawn at construction (SEMANTICS 3: the optimizer must see them from the start).
     """
 
     def _init_binary(self, options: BinaryOptions, weight_shape: tuple[int, ...], bias: bool,
@@ -107,7 +107,7 @@ class _Binary(Module):
         self.bias = _bias(rng, fan_in, weight_shape[0], dtype) if bias else None
         self.w_noise1 = self.w_noise2 = self.a_noise1 = self.a_noise2 = None
         if options.noise:
-            # SPEC 3 rows: weights -> d = C_in*kh*kw (or in); activations -> d = C_in (per pixel) or in.
+            # SEMANTICS 3 rows: weights -> d = C_in*kh*kw (or in); activations -> d = C_in (per pixel) or in.
             w1, w2 = init_noise_params(fan_in, options.k, rng, dtype)
             self.w_noise1, self.w_noise2 = parameter(w1), parameter(w2)
             a1, a2 = init_noise_params(weight_shape[1], options.k, rng, dtype)
@@ -130,13 +130,13 @@ class _Binary(Module):
         return xq, wq * F.weight_scale(self.weight, self.options.scale)
 
     def set_schedule(self, epoch: int, epochs: int) -> None:
-        """SPEC 6: n_e for the estimator and alpha_e for Eq. 14 at ``epoch`` of ``epochs``."""
+        """SEMANTICS 6: n_e for the estimator and alpha_e for Eq. 14 at ``epoch`` of ``epochs``."""
         self.params = dict(self.options.params_at(epoch, epochs))
         self.alpha = self.options.alpha_at(epoch, epochs)
 
 
 class BinaryConv2d(_Binary):
-    """SPEC 5: conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
+    """SEMANTICS 5: conv2d(Q_a(x), Q_w(W) * s) + bias, the input padded with ``options.pad_value``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: IntOrPair = 0, dilation: IntOrPair = 1, bias: bool = False, *,
@@ -156,7 +156,7 @@ class BinaryConv2d(_Binary):
 
 
 class BinaryLinear(_Binary):
-    """SPEC 5: linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
+    """SEMANTICS 5: linear(Q_a(x), Q_w(W) * s) + bias; (B, in) -> (B, out)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  options: BinaryOptions = BinaryOptions(), rng: np.random.Generator, dtype: Any = np.float64):
@@ -176,7 +176,7 @@ def binary_layers(model: Module) -> list[_Binary]:
 
 
 def set_schedule(model: Module, epoch: int, epochs: int) -> dict[str, Any]:
-    """Set every binary layer's estimator parameters (n) and alpha for ``epoch`` (SPEC 6).
+    """Set every binary layer's estimator parameters (n) and alpha for ``epoch`` (SEMANTICS 6).
 
     Returns the values of the first binary layer ({"n": ..., "alpha": ...}) for logging; {} if none.
     """
@@ -212,7 +212,7 @@ class BatchNorm(Module):
 
 
 class PReLU(Module):
-    """x where x > 0, else slope * x; one slope shared by all channels, init 0.25 (SPEC 8)."""
+    """x where x > 0, else slope * x; one slope shared by all channels, init 0.25 (SEMANTICS 8)."""
 
     def __init__(self, init: float = 0.25, *, dtype: Any = np.float64):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Models (SPEC 8): resnet20 and vgg_small as in the paper, and a tiny convnet for tests.
+"""Models (SEMANTICS 8): resnet20 and vgg_small as in the paper, and a tiny convnet for tests.
 
 Each builder takes ``seed`` and draws every parameter from ONE ``np.random.default_rng(seed)`` in
 construction order, so a seed names one set of initial weights on every backend and dtype.
@@ -22,14 +22,14 @@ from .module import Module
 
 def _conv3x3(binary: bool, options: BinaryOptions, rng: np.random.Generator, dtype: Any, c_in: int, c_out: int,
              stride: int = 1) -> Module:
-    """3x3, padding 1, no bias (a batch norm follows): binary (SPEC 5) or float."""
+    """3x3, padding 1, no bias (a batch norm follows): binary (SEMANTICS 5) or float."""
     if binary:
         return BinaryConv2d(c_in, c_out, 3, stride, 1, bias=False, options=options, rng=rng, dtype=dtype)
     return Conv2d(c_in, c_out, 3, stride, 1, bias=False, rng=rng, dtype=dtype)
 
 
 class BasicBlock(Module):
-    """SPEC 8: out = BN(PReLU(Conv(x))); out = BN(PReLU(Conv(out))); out + shortcut(x).
+    """SEMANTICS 8: out = BN(PReLU(Conv(x))); out = BN(PReLU(Conv(out))); out + shortcut(x).
 
     Shortcut option A (no parameters): identity, or when the block downsamples, x[:, :, ::2, ::2] with
     (planes - in_planes) zero channels split evenly before and after the existing ones.
@@ -61,7 +61,7 @@ class BasicBlock(Module):
 
 
 class ResNet20(Module):
-    """(N, C_in, H, W) -> (N, num_classes) logits; SPEC 8 (the official release's structure)."""
+    """(N, C_in, H, W) -> (N, num_classes) logits; SEMANTICS 8 (the official release's structure)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, *, binary: bool = True,
                  options: Optional[BinaryOptions] = None, seed: int = 0, dtype: Any = np.float64):
@@ -94,7 +94,7 @@ def resnet20(in_channels: int = 3, num_classes: int = 10, options: Optional[Bina
 
 def vgg_small(in_channels: int = 3, num_classes: int = 10, options: Optional[BinaryOptions] = None,
               seed: int = 0, dtype: Any = np.float64, binary: bool = True, image_size: int = 32) -> Sequential:
-    """VGG-small (SPEC 8): 128, 128, M, 256, 256, M, 512, 512, M, FC.
+    """VGG-small (SEMANTICS 8): 128, 128, M, 256, 256, M, 512, 512, M, FC.
 
     Each conv is 3x3 / padding 1 followed by [max pool], BN and PReLU (the pool before BN, as in the
     binary VGG-small of LQ-Nets / IR-Net). The first conv and the FC are full precision. PReLU rather than

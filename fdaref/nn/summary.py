@@ -1,7 +1,7 @@
 """Model summary: parameters by precision, MACs by precision, float32 memory and 1-bit packed size.
 
 Precision classes: ``binary`` (the weights of BinaryConv2d / BinaryLinear, 1 bit each after packing),
-``noise`` (the noise adaptation modules of SPEC 3: used in training only, dropped at inference, where
+``noise`` (the noise adaptation modules of SEMANTICS 3: used in training only, dropped at inference, where
 z = sign(t)), ``float`` (everything else: first / last layer, biases, batch norm, PReLU).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Summary:
     @property
     def packed_bytes(self) -> int:
         """Inference size: binary weights at 1 bit (rounded up to bytes), float parameters and the weight
-        scales as float32; the noise modules are not needed at inference (SPEC 4)."""
+        scales as float32; the noise modules are not needed at inference (SEMANTICS 4)."""
         return (self.params["binary"] + 7) // 8 + 4 * (self.params["float"] + self.scale_floats)
 
     def table(self) -> str:

@@ -4,7 +4,7 @@ The Trainer owns the run (data order, learning rate per step, schedules, checkpo
 owns the model, the optimizer and the arithmetic. Two kinds:
 
 - :class:`FdarefEngine` (``--engine fdaref``): fdaref's autodiff engine over any backend's op table, the
-  reference semantics (SPEC 1-8) on every backend.
+  reference semantics (SEMANTICS 1-8) on every backend.
 - a backend's own engine, offered through an optional ``training_engine`` attribute of its op table (found
   with getattr: fdaref never imports a backend), e.g. torch autograd through fdaref's torch modules.
 
@@ -41,7 +41,7 @@ class StepEngine(Protocol):
         ``loader.epoch(epoch, start_batch)`` (the seeded order and augmentation of fdaref.data.loader)."""
 
     def set_schedule(self, epoch: int, epochs: int) -> dict[str, Any]:
-        """SPEC 6 n_e and alpha_e in every binary layer; returns {"n": ..., "alpha": ...} for logging."""
+        """SEMANTICS 6 n_e and alpha_e in every binary layer; returns {"n": ..., "alpha": ...} for logging."""
 
     def reset_stats(self, loss_sum: float, correct: int, seen: int) -> None:
         """Start the accumulators at these values (a resumed epoch continues its sums in the same order)."""
@@ -51,6 +51,10 @@ class StepEngine(Protocol):
 
     def read_stats(self) -> tuple[float, int, int]:
         """(loss sum, correct, seen) of the accumulators, on the host (one synchronisation)."""
+
+    @property
+    def last_lr(self) -> float:
+        """The learning rate the last step actually used."""
 
     def all_finite(self) -> bool:
         """Whether every parameter, buffer and the accumulated loss is finite (one synchronisation)."""
@@ -115,6 +119,10 @@ class FdarefEngine:
 
     def read_stats(self) -> tuple[float, int, int]:
         return self._loss_sum, self._correct, self._seen
+
+    @property
+    def last_lr(self) -> float:
+        return self.optimizer.lr
 
     def all_finite(self) -> bool:
         if not math.isfinite(self._loss_sum):

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend_loader import load_backend
+from ..backend_loader import BackendUnavailable, load_backend
 from ..data import DatasetInfo
 from ..errors import InputError
 from ..nn import Module, resnet20, tiny, vgg_small
@@ -24,11 +24,11 @@ def build_backend(cfg: TrainConfig) -> Any:
     ops = load_backend(cfg.backend)
     devices = tuple(getattr(ops, "devices", ("cpu",)))
     if cfg.device not in devices:
-        raise ValueError(f"backend {cfg.backend!r} runs on {', '.join(devices)}, not on {cfg.device!r} "
+        raise BackendUnavailable(f"backend {cfg.backend!r} runs on {', '.join(devices)}, not on {cfg.device!r} "
                          "(pick another --device or --backend)")
     dtypes = tuple(getattr(ops, "dtypes", (cfg.dtype,)))
     if cfg.dtype not in dtypes:
-        raise ValueError(f"backend {cfg.backend!r} computes in {', '.join(dtypes)}, not {cfg.dtype} (use --dtype)")
+        raise BackendUnavailable(f"backend {cfg.backend!r} computes in {', '.join(dtypes)}, not {cfg.dtype} (use --dtype)")
     return ops
 
 
@@ -44,7 +44,7 @@ def build_model(cfg: TrainConfig, info: DatasetInfo) -> Module:
 
 
 def build_optimizer(cfg: TrainConfig, model: Module) -> Optimizer:
-    """SGD (momentum, weight decay) or Adam over every parameter, noise modules included (SPEC 3)."""
+    """SGD (momentum, weight decay) or Adam over every parameter, noise modules included (SEMANTICS 3)."""
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -54,18 +54,26 @@ def build_optimizer(cfg: TrainConfig, model: Module) -> Optimizer:
 
 
 def engine_names(ops: Any) -> tuple[str, ...]:
-    """The engines a run on ``ops`` can use, the default first: the backend's own (its op table's optional
-    ``training_engines`` mapping, fastest first), then the fdaref engine, which every backend has."""
+    """The engines a run on ``ops`` can use: the backend's own (its op table's optional ``training_engines``
+    mapping), then the fdaref engine, which every backend has."""
     own = tuple(getattr(ops, "training_engines", {}) or {})
     return own + (FDAREF_ENGINE,)
 
 
-def build_engine(cfg: TrainConfig, info: DatasetInfo, ops: Any) -> "StepEngine":
-    """The step engine of ``cfg.engine`` (None: the backend's default) with the model of ``cfg`` initialised
+def default_engine(ops: Any, total_steps: int | None = None) -> str:
+    """The fastest engine for a run of ``total_steps`` optimizer steps: the backend's choice (its op table's
+    optional ``default_engine(total_steps)``, e.g. a compiled engine only where the run is long enough to
+    repay the compile), else its first own engine, else the fdaref engine."""
+    choose = getattr(ops, "default_engine", None)
+    return choose(total_steps) if callable(choose) else engine_names(ops)[0]
+
+
+def build_engine(cfg: TrainConfig, info: DatasetInfo, ops: Any, total_steps: int | None = None) -> "StepEngine":
+    """The step engine of ``cfg.engine`` (None: :func:`default_engine`) with the model of ``cfg`` initialised
     from the reference model's seeded weights, so every engine starts from the same parameters."""
     from .engine import FdarefEngine  # here: the engine evaluates through .evaluation, which imports us
     names = engine_names(ops)
-    name = names[0] if cfg.engine is None else cfg.engine
+    name = default_engine(ops, total_steps) if cfg.engine is None else cfg.engine
     if name not in names:
         raise InputError(f"engine: backend {cfg.backend!r} offers {', '.join(names)}, not {name!r}")
     model = build_model(cfg, info)
