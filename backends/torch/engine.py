@@ -109,9 +109,10 @@ class TorchEngine:
         self._reference = reference
         build = M.MODELS[cfg.model]
         kwargs: dict[str, Any] = {"image_size": info.height} if cfg.model == "vgg_small" else {}
-        model = build(info.channels, info.num_classes, options=cfg.options(), **kwargs).to(dtype=self.dtype)
-        M.load_reference_state_dict(model, reference.state_dict())
-        self.model = model.to(self.device).train()
+        model = build(info.channels, info.num_classes, options=cfg.options(), device=self.device, dtype=self.dtype,
+                      **kwargs)
+        M.load_reference_state_dict(model, reference.state_dict())   # the reference's seeded initial weights
+        self.model = model.train()
         named = dict(self.model.named_parameters())
         self._params = [(ref_name, named[M.torch_name(ref_name)]) for ref_name, _ in reference.named_parameters()]
         params = [p for _, p in self._params]
@@ -188,6 +189,10 @@ class TorchEngine:
             dist.all_reduce(both)
             return float(both[0].item()), int(both[1].item()), self._seen
         return float(self._loss_sum.item()), int(self._correct.item()), self._seen
+
+    @property
+    def last_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def all_finite(self) -> bool:
         tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]

@@ -52,6 +52,10 @@ class StepEngine(Protocol):
     def read_stats(self) -> tuple[float, int, int]:
         """(loss sum, correct, seen) of the accumulators, on the host (one synchronisation)."""
 
+    @property
+    def last_lr(self) -> float:
+        """The learning rate the last step actually used."""
+
     def all_finite(self) -> bool:
         """Whether every parameter, buffer and the accumulated loss is finite (one synchronisation)."""
 
@@ -115,6 +119,10 @@ class FdarefEngine:
 
     def read_stats(self) -> tuple[float, int, int]:
         return self._loss_sum, self._correct, self._seen
+
+    @property
+    def last_lr(self) -> float:
+        return self.optimizer.lr
 
     def all_finite(self) -> bool:
         if not math.isfinite(self._loss_sum):

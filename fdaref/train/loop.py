@@ -37,7 +37,7 @@ from .divergence import TrainingDiverged, check_finite_state, divergence_message
 from .engine import StepEngine
 from .factory import build_backend, build_engine
 from .interrupt import StopFlag
-from .metrics import lr_in_use, read_jsonl
+from .metrics import read_jsonl
 from .progress import ProgressBar
 from .rundir import CHECKPOINT, METRICS, SUMMARY, check_run_dir, prepare_run_dir, write_metrics
 from .summary import run_summary
@@ -198,7 +198,7 @@ class Trainer:
                     step = e * self.steps_per_epoch + pos.batch
                     lr = cosine_lr(step, self.total_steps, cfg.lr)
                     self._step(x, y, lr)
-                    pos.note_lr(lr_in_use(engine))
+                    pos.note_lr(engine.last_lr)   # what the optimizer used, not the schedule recomputed
                     steps_done += 1
                     if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
                         stop.set()

@@ -60,15 +60,3 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise InputError(f"{p}, line {number}: not a JSON record ({exc.msg})") from exc
     return records
-
-
-def lr_in_use(engine: Any) -> float:
-    """The learning rate the step engine's optimizer holds now, i.e. the one its last step used (recorded in
-    metrics.jsonl instead of recomputing the schedule). An engine may say it with ``lr_in_use()``; otherwise
-    its ``optimizer`` is read: fdaref.optim's ``lr``, or torch's ``param_groups[0]["lr"]``."""
-    own = getattr(engine, "lr_in_use", None)
-    if callable(own):
-        return float(own())
-    opt = engine.optimizer
-    groups = getattr(opt, "param_groups", None)
-    return float(groups[0]["lr"] if groups else opt.lr)
