@@ -156,7 +156,7 @@ def steps_for(device: str, smoke: bool, out: Path, data_dir: Path) -> list[Step]
     train = [*fdaref, "train", "--backend", "torch", "--engine", "torch", "--device", device,
              "--dataset", "fashion-mnist", "--data-dir", str(data_dir), "--preset", "paper",
              "--optimizer", "adam", "--lr", "2e-3",
-             "--val-fraction", "0", "--quiet", "--out", str(run), *size]
+             "--val-fraction", "0", "--quiet", "--out", str(run), "--overwrite", *size]   # DIR is this script's
     plot = [*fdaref, "plot", "curves", "--run", str(run)]
     steps.append(Step("train", ["sh", "-c", " ".join(map(_quote, train)) + " && " + " ".join(map(_quote, plot))],
                       60 if smoke else 200, _train_figures(run), needs="torch",

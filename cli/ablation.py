@@ -11,8 +11,10 @@ Variants (all on the same model, data, seeds and recipe; only the named factor c
 Every variant uses DoReFa's one scalar per layer (``--scale layer``, the paper's baseline quantizer); the
 rest is the ``paper`` preset (sign(0) = -1, n 9 -> 18, alpha 0.1 -> 0 cosine, k 64, a 0.1).
 
-Writes into --out: runs/<variant>/seed<S>/ (complete training runs; finished ones are reused when the
-command is run again), results.json, table.md (mean +- std of the final test accuracy next to the paper's
+Writes into --out (default runs/ablation): runs/<variant>/seed<S>/ (complete training runs; when the command
+is run again, a finished run is reused only if it was trained with exactly the requested settings, an
+unfinished one is resumed, and one with other settings is refused, or retrained with --overwrite),
+results.json, table.md (mean +- std of the final test accuracy next to the paper's
 CIFAR-10 ResNet-20 numbers) and curves.png (test accuracy per epoch, mean +- std over seeds).
 """
 from __future__ import annotations
@@ -27,9 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from fdaref.train import SUMMARY, TrainConfig, TrainingDiverged, read_jsonl, train
+from fdaref.atomic import write_json_atomic, write_text_atomic
+from fdaref.errors import InputError
+from fdaref.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, TrainingDiverged, load_checkpoint, read_jsonl, train
+from fdaref.train.rundir import check_output_dir, run_files
 
-from .train import EXIT_BAD_INPUT, USER_ERRORS, add_run_arguments, explicit_options, positive_int
+from .train import add_run_arguments, explicit_options, nonneg_int, positive_int
+
+# What the ablation uses where train has other defaults (DoReFa's one scale per layer: the paper's baseline).
+ABLATION_DEFAULTS: dict[str, Any] = dict(dataset="fashion-mnist", model="resnet20", scale="layer")
 
 # name -> (config overrides, paper figure (ResNet-20, CIFAR-10), where the paper gives it)
 VARIANTS: dict[str, tuple[dict[str, Any], float, str]] = {
@@ -58,31 +66,65 @@ def _run_dir(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant.replace("/", "-") / f"seed{seed}"
 
 
-def _finished(run_dir: Path) -> bool:
-    s = run_dir / SUMMARY
-    return s.is_file() and json.loads(s.read_text()).get("status") == "complete"
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that decide a run's numbers (where the data and the run live do not)."""
+    d = cfg.resolved().to_dict()
+    for k in ("out", "data_dir"):
+        d.pop(k)
+    return d
 
 
-def run_variant(base: dict[str, Any], variant: str, seed: int, out: Path, progress: bool) -> dict[str, Any]:
-    """Train one (variant, seed) unless a finished run is already there; its test accuracy curve."""
-    overrides, _, _ = VARIANTS[variant]
-    run_dir = _run_dir(out, variant, seed)
-    cfg = TrainConfig(**{**base, **overrides, "seed": seed, "scale": base.get("scale", "layer"),
-                         "out": str(run_dir)})
-    if not _finished(run_dir):
-        resume = (run_dir / "checkpoint.npz").is_file()
+def _stored_config(run_dir: Path) -> TrainConfig | None:
+    """The config of the run in ``run_dir`` (from its checkpoint, else its summary), None if there is none."""
+    if (run_dir / CHECKPOINT).is_file():
+        return TrainConfig.from_dict(load_checkpoint(run_dir / CHECKPOINT)["config"])
+    if (run_dir / SUMMARY).is_file():
+        return TrainConfig.from_dict(_summary(run_dir).get("config", {}))
+    return None
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).is_file() else {}
+    except ValueError as exc:
+        raise InputError(f"{run_dir / SUMMARY}: not JSON ({exc})") from exc
+
+
+def plan_run(cfg: TrainConfig, overwrite: bool) -> str:
+    """What to do with the run directory of ``cfg``: "reuse" (a finished run with exactly these settings),
+    "resume" (an unfinished one), "train" (none there) or "retrain" (another run there, and ``overwrite``).
+    InputError, naming the differences, for another run without ``overwrite``."""
+    run_dir = Path(cfg.out)
+    stored = _stored_config(run_dir)
+    if stored is None:
+        return "retrain" if run_files(run_dir) else "train"
+    want, have = _comparable(cfg), _comparable(stored)
+    diffs = [f"{k}: stored {have.get(k)!r}, requested {want.get(k)!r}" for k in want if have.get(k) != want.get(k)]
+    if diffs:
+        if overwrite:
+            return "retrain"
+        raise InputError(f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); its numbers would be "
+                         "reported under the new ones. Give another --out, or --overwrite to retrain it")
+    return "reuse" if _summary(run_dir).get("status") in ("complete", "diverged") else "resume"
+
+
+def run_variant(cfg: TrainConfig, variant: str, action: str, progress: bool) -> dict[str, Any]:
+    """Train, resume or reuse one (variant, seed) as ``action`` says; its test accuracy curve."""
+    run_dir = Path(cfg.out)
+    if action != "reuse":
         t0 = time.perf_counter()
-        print(f"== {variant} seed {seed} -> {run_dir}{' (resuming)' if resume else ''}", file=sys.stderr, flush=True)
+        note = {"resume": " (resuming)", "retrain": " (replacing the run there)"}.get(action, "")
+        print(f"== {variant} seed {cfg.seed} -> {run_dir}{note}", file=sys.stderr, flush=True)
         try:
-            train(cfg, resume=resume, progress=progress)
+            train(cfg, resume=action == "resume", overwrite=action == "retrain", progress=progress)
         except TrainingDiverged as exc:
-            print(f"   {variant} seed {seed} diverged: {exc}", file=sys.stderr)
-        print(f"   {variant} seed {seed} took {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-    records = read_jsonl(run_dir / "metrics.jsonl")
-    summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).is_file() else {}
-    return {"variant": variant, "seed": seed, "status": summary.get("status", "missing"),
+            print(f"   {variant} seed {cfg.seed} diverged: {exc}", file=sys.stderr)
+        print(f"   {variant} seed {cfg.seed} took {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    records = read_jsonl(run_dir / METRICS)
+    summary = _summary(run_dir)
+    return {"variant": variant, "seed": cfg.seed, "status": summary.get("status", "missing"),
             "test_acc": summary.get("test_acc"), "curve": [r["test_acc"] for r in records],
-            "train_time_s": summary.get("train_time_s")}
+            "train_time_s": summary.get("train_time_s"), "reused": action == "reuse"}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -124,20 +166,20 @@ def canonical_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def variant_config(base: dict[str, Any], variant: str, seed: int, out: Path) -> TrainConfig:
+    overrides, _, _ = VARIANTS[variant]
+    return TrainConfig(**{**base, **overrides, "seed": seed, "out": str(_run_dir(out, variant, seed))})
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    base = explicit_options(args)
-    base.setdefault("dataset", "fashion-mnist")
-    base.setdefault("model", "resnet20")
-    base.setdefault("scale", "layer")
+    check_output_dir(out)
+    base = {**ABLATION_DEFAULTS, **explicit_options(args)}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    try:
-        TrainConfig(**base, out=str(out)).resolved()  # fail fast on bad options, before any training
-        results = [run_variant(base, v, s, out, not args.quiet) for v in args.variants for s in seeds]
-    except USER_ERRORS as exc:
-        print(f"fdaref ablation: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    cfg = TrainConfig(**base, out=str(out)).resolved()
+    cfg = TrainConfig(**base, out=str(out)).resolved()  # fail fast on bad options, before any training
+    jobs = [(v, variant_config(base, v, s, out)) for v in args.variants for s in seeds]
+    plans = [plan_run(c, args.overwrite) for _, c in jobs]   # refuses before anything is trained or written
+    results = [run_variant(c, v, action, not args.quiet) for (v, c), action in zip(jobs, plans)]
     command = canonical_command(args)
     header = (f"Ablation on {cfg.dataset} ({cfg.subset or 'all'} training images, "
               f"{cfg.test_subset or 'all'} test images), model {cfg.model}, {cfg.epochs} epochs, batch "
@@ -145,10 +187,8 @@ def run(args: argparse.Namespace) -> int:
               f"Command: `{command}`\n\nThe paper's numbers are ResNet-20 on CIFAR-10 after 400 epochs "
               "(Tables 2-4); ours are a short small-scale run, so compare the ordering, not the values.")
     table = markdown_table(results, args.variants, header)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"command": command, "config": cfg.to_dict(),
-                                                  "results": results}, indent=2))
+    write_text_atomic(out / "table.md", table)
+    write_json_atomic(out / "results.json", {"command": command, "config": cfg.to_dict(), "results": results})
     curves = {v: [r["curve"] for r in results if r["variant"] == v and r["curve"]] for v in args.variants}
     curves = {k: c for k, c in curves.items() if c}
     plot_msg = ""
@@ -159,19 +199,24 @@ def run(args: argparse.Namespace) -> int:
             plot_msg = f", {out / 'curves.png'}"
     except ImportError as exc:
         plot_msg = f" (no plot: {exc})"
+    reused = sum(r["reused"] for r in results)
     print(table)
-    print(f"wrote {out / 'table.md'}, {out / 'results.json'}{plot_msg}")
+    print(f"wrote {out / 'table.md'}, {out / 'results.json'}{plot_msg}"
+          + (f" ({reused} of {len(results)} runs reused: same settings, already finished)" if reused else ""))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablation", help="Tables 2-4 ablations (STE, FDA, noise module, eta, DSQ, BNN+) over seeds",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(p)
+    add_run_arguments(p, defaults=ABLATION_DEFAULTS)
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant (default 3)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--first-seed", type=nonneg_int, default=0, help="default 0")
     p.add_argument("--variants", type=_parse_variants, default=list(VARIANTS),
                    help="comma-separated subset of: " + ", ".join(VARIANTS))
-    p.add_argument("--out", default="results/ablation", help="output directory (default results/ablation)")
+    p.add_argument("--out", default="runs/ablation",
+                   help="output directory (default runs/ablation; the committed results/ are never the default)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain (variant, seed) runs in --out that were trained with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fdaref.backend_loader import BackendUnavailable, load_backend
-from fdaref.train import TrainConfig, TrainingDiverged, format_confusion, read_jsonl, train
+from fdaref.errors import InputError
+from fdaref.train import TrainConfig, TrainingDiverged, format_confusion, fresh_run_dir, read_jsonl, train
 
-from .train import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, USER_ERRORS, add_run_arguments, explicit_options
+from .train import EXIT_DIVERGED, add_run_arguments, describe_options, exit_status, explicit_options
 
 BACKEND_PREFERENCE = ("torch", "numba", "numpy")
 # Sized for <= 5 minutes of training on 2 cores with the torch backend (measured; see the README).
@@ -63,30 +64,30 @@ def conformance_matrix(profile: str = "quick") -> str:
 
 def run(args: argparse.Namespace) -> int:
     values = {**DEMO_DEFAULTS, **explicit_options(args)}
+    if "backend" not in values:
+        values["backend"] = fastest_backend(values["device"])
+    if args.out is None and args.resume:
+        raise InputError("--resume needs --out RUN_DIR, the demo run to continue")
+    out = Path(args.out) if args.out is not None else fresh_run_dir("runs", "demo")
+    cfg = TrainConfig(**values, out=str(out)).resolved()
+    print(f"fdaref demo: binary {cfg.model} ({cfg.preset} preset: {describe_options(cfg.options())}) on "
+          f"{cfg.dataset}, {cfg.subset or 'all'} training images, {cfg.epochs} epochs, backend {cfg.backend} on "
+          f"{cfg.device}{torch_threads(cfg.backend)}", flush=True)
+    t0 = time.perf_counter()
     try:
-        if "backend" not in values:
-            values["backend"] = fastest_backend(values["device"])
-        cfg = TrainConfig(**values, out=args.out)
-        print(f"fdaref demo: binary {cfg.model} ({cfg.preset} preset: FDA n 9->18 + noise module) on {cfg.dataset}, "
-              f"{cfg.subset or 'all'} training images, {cfg.epochs} epochs, backend {cfg.backend} on {cfg.device}",
-              flush=True)
-        t0 = time.perf_counter()
-        result = train(cfg, resume=args.resume, progress=not args.quiet)
+        result = train(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     except TrainingDiverged as exc:
         print(f"fdaref demo: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
-    except USER_ERRORS as exc:
-        print(f"fdaref demo: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if result.status == "interrupted":
-        return EXIT_INTERRUPTED
+    status = exit_status(result)
+    if status is not None:
+        return status
     s = result.summary
-    out = Path(args.out)
     plot = ""
     try:
         from fdaref.train.plots import plot_training_curves
         plot = str(plot_training_curves(read_jsonl(out / "metrics.jsonl"), out / "curves.png",
-                                        title=f"demo: {cfg.model} FDA + noise on {cfg.dataset}"))
+                                        title=f"demo: {cfg.model} {cfg.preset} preset on {cfg.dataset}"))
     except ImportError as exc:
         plot = f"(no plot: {exc})"
     import numpy as np
@@ -102,13 +103,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def torch_threads(backend: str) -> str:
+    """", N torch threads" for the torch backend: the demo's accuracy depends on it (see the README)."""
+    if backend != "torch":
+        return ""
+    import torch
+    return f", {torch.get_num_threads()} torch threads"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="binary ResNet-20 with FDA + noise on Fashion-MNIST (CPU, ~5 min), then "
                                      "a quick conformance pass", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(p)
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    add_run_arguments(p, defaults={**DEMO_DEFAULTS, "weight_decay": "0 (adam's)",
+                                   "backend": "the fastest installed: " + ", ".join(BACKEND_PREFERENCE)})
+    p.add_argument("--out", default=None, help="run directory (default: a new runs/demo-YYYYmmdd-HHMMSS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo run already in --out")
     p.add_argument("--conformance", action=argparse.BooleanOptionalAction, default=True,
                    help="run the quick conformance pass afterwards (default on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,46 +4,31 @@
 evaluates it in inference mode (pure sign, SEMANTICS 4) on the test set it was trained for, normalised with
 the training statistics stored in the checkpoint.
 
-``--packed model.npz`` evaluates an XNOR/popcount model exported by :mod:`fdaref.packed` instead. That
-module is optional; the hook expects ``fdaref.packed.load_packed(path)`` returning an object with
-``predict(images: np.ndarray (N, C, H, W) float) -> logits (N, classes)`` and a ``meta`` dict that may hold
-"dataset", "mean" and "std" (taken from --checkpoint when absent).
+``--packed model.npz`` evaluates a bit-packed model written by ``fdaref export`` instead, with XNOR-popcount
+kernels (:mod:`fdaref.packed`); its data set and normalisation come from the file (or from --checkpoint).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
 from fdaref.data import BatchLoader, load_splits
+from fdaref.errors import InputError
 from fdaref.train import format_confusion, load_checkpoint, load_trained
-from fdaref.train.evaluation import evaluate, test_loader
+from fdaref.train.evaluation import describe_position, evaluate, test_loader
 from fdaref.train.metrics import accuracy_of, confusion_matrix
 
-from .train import EXIT_BAD_INPUT, USER_ERRORS, positive_int
-
-
-def packed_available() -> bool:
-    """Whether the optional bit-packed inference module (fdaref/packed.py) is installed."""
-    return importlib.util.find_spec("fdaref.packed") is not None
+from .train import positive_int
 
 
 def _evaluate_packed(args: argparse.Namespace) -> dict[str, Any]:
-    if not packed_available():
-        raise LookupError("--packed needs fdaref.packed (the bit-packed XNOR inference module), which is not "
-                          "installed in this version; evaluate the float checkpoint with --checkpoint instead")
-    packed = importlib.import_module("fdaref.packed")
-    loader_fn = getattr(packed, "load_packed", None)
-    if loader_fn is None:
-        raise LookupError("fdaref.packed has no load_packed(path); cannot evaluate --packed")
-    model = loader_fn(args.packed)
-    meta = dict(getattr(model, "meta", {}) or {})
+    from fdaref.packed import load_packed
+    model = load_packed(args.packed)
+    meta = dict(model.meta)
     if args.checkpoint:
         ck = load_checkpoint(args.checkpoint)
         meta.setdefault("dataset", ck["config"]["dataset"])
@@ -52,7 +37,7 @@ def _evaluate_packed(args: argparse.Namespace) -> dict[str, Any]:
         meta.setdefault("data_dir", ck["config"].get("data_dir"))
     missing = [k for k in ("dataset", "mean", "std") if k not in meta]
     if missing:
-        raise ValueError(f"--packed {args.packed}: the model does not record {missing}; add --checkpoint of the "
+        raise InputError(f"--packed {args.packed}: the model does not record {missing}; add --checkpoint of the "
                          "run it was exported from")
     splits = load_splits(meta["dataset"], args.data_dir or meta.get("data_dir"), subset=1, val_fraction=0.0,
                          test_subset=args.test_subset)
@@ -72,19 +57,15 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     res = evaluate(run.model, loader, run.ops, run.config.device)
     return {"mode": "float", "accuracy": res.accuracy, "loss": res.loss, "confusion": res.confusion,
             "classes": list(run.info.classes), "count": res.count, "backend": run.config.backend,
+            "saved": describe_position(run.checkpoint, run.config.epochs),
             "epoch": run.checkpoint["position"]["epoch"], "epochs": run.config.epochs}
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.checkpoint and not args.packed:
-        print("fdaref evaluate: error: give --checkpoint RUN/checkpoint.npz (or --packed model.npz)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise InputError("give --checkpoint RUN/checkpoint.npz (or --packed model.npz)")
     t0 = time.perf_counter()
-    try:
-        res = _evaluate_packed(args) if args.packed else _evaluate_checkpoint(args)
-    except USER_ERRORS as exc:
-        print(f"fdaref evaluate: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    res = _evaluate_packed(args) if args.packed else _evaluate_checkpoint(args)
     seconds = time.perf_counter() - t0
     if args.json:
         out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in res.items()}
@@ -92,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     what = args.packed if args.packed else args.checkpoint
-    extra = f", after epoch {res['epoch']}/{res['epochs']} on backend {res['backend']}" if "epoch" in res else ""
+    extra = f", saved {res['saved']}, on backend {res['backend']}" if "saved" in res else ""
     print(f"{what}: test accuracy {100 * res['accuracy']:.2f}% on {res['count']} images "
           f"({res['mode']} inference{extra}; {seconds:.1f}s)")
     print(format_confusion(res["confusion"], res["classes"]))
@@ -103,11 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a checkpoint",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="checkpoint.npz written by fdaref train")
-    p.add_argument("--packed", help="bit-packed model.npz exported by fdaref.packed (when installed)")
+    p.add_argument("--packed", help="bit-packed model.npz written by fdaref export")
     p.add_argument("--backend", default=None, help="evaluate on this backend (default: the training backend)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: the training device")
     p.add_argument("--data-dir", default=None, help="data directory (default: the one used for training)")
-    p.add_argument("--test-subset", type=positive_int, default=None, help="only the first M test images")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--test-subset", type=positive_int, default=None,
+                   help="only the first M test images (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

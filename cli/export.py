@@ -5,18 +5,15 @@ Run it with ``fdaref evaluate --packed model.npz`` (XNOR-popcount kernels; see :
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from fdaref.packed import PackedModelError, export_packed
-    from fdaref.train.checkpoint import CheckpointError
-    try:
-        report = export_packed(args.checkpoint, args.out)
-    except (CheckpointError, PackedModelError, KeyError, ValueError) as exc:
-        print(f"fdaref export: error: {exc}", file=sys.stderr)
-        return 2
-    print(report.summary())
+    from fdaref.errors import InputError
+    from fdaref.packed import export_packed
+    if Path(args.out).resolve() == Path(args.checkpoint).resolve():
+        raise InputError(f"--out {args.out} is the checkpoint itself; give another path for the packed model")
+    print(export_packed(args.checkpoint, args.out).summary())
     return 0
 
 

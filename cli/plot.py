@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from fdaref.errors import InputError
 from fdaref.train import METRICS, read_jsonl
 
-from .train import EXIT_BAD_INPUT
+from .train import positive_float
 
 
 def _parse_ns(text: str) -> list[int]:
@@ -25,21 +25,17 @@ def _parse_ns(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from fdaref.train.plots import plot_estimators, plot_training_curves
-        if args.what == "estimators":
-            out = plot_estimators(args.out or "estimators.png", ns=args.n, omega=args.omega)
-        else:
-            if not args.run:
-                raise ValueError("plot curves: give --run RUN_DIR (a directory written by fdaref train)")
-            records = read_jsonl(Path(args.run) / METRICS)
-            if not records:
-                raise ValueError(f"{Path(args.run) / METRICS}: no metrics found (expected a run directory "
-                                 "written by fdaref train)")
-            out = plot_training_curves(records, args.out or Path(args.run) / "curves.png", title=str(args.run))
-    except (ValueError, ImportError) as exc:
-        print(f"fdaref plot: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    from fdaref.train.plots import plot_estimators, plot_training_curves
+    if args.what == "estimators":
+        out = plot_estimators(args.out or "estimators.png", ns=args.n, omega=args.omega)
+    else:
+        if not args.run:
+            raise InputError("plot curves: give --run RUN_DIR (a directory written by fdaref train)")
+        records = read_jsonl(Path(args.run) / METRICS)
+        if not records:
+            raise InputError(f"{Path(args.run) / METRICS}: no metrics found (expected a run directory "
+                             "written by fdaref train)")
+        out = plot_training_curves(records, args.out or Path(args.run) / "curves.png", title=str(args.run))
     print(f"wrote {out}")
     return 0
 
@@ -51,5 +47,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="PNG path (default estimators.png / RUN_DIR/curves.png)")
     p.add_argument("--run", default=None, help="run directory for 'curves'")
     p.add_argument("--n", type=_parse_ns, default=[1, 3, 9, 18], help="n values for 'estimators' (default 1,3,9,18)")
-    p.add_argument("--omega", type=float, default=0.1, help="omega for 'estimators' (default 0.1)")
+    p.add_argument("--omega", type=positive_float, default=0.1, help="omega for 'estimators' (default 0.1)")
     p.set_defaults(func=run)

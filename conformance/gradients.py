@@ -245,16 +245,19 @@ def check_backward_fd(rule: Optional[FDRule], case: Case, grads: list[Optional[n
             u[name] = d
         fd, f_plus = central(u, h)
         fd2, _ = central(u, 2 * h)
-        pred, scale, value_slack = 0.0, 0.0, 0.0
+        pred, scale, value_slack, condition = 0.0, 0.0, 0.0, 0.0
         for name, grad in wrt:
             if grad is None:
                 return FDResult(False, directions, message=f"gradient for {name} is None")
             gg = np.asarray(grad, np.float64)
             pred += float(np.sum(gg * u[name]))
             scale += float(np.sum(np.abs(gg * u[name])))
+            condition += float(np.sum(np.abs(gg * inputs[name])))
             if allowed_by_name.get(name) is not None:
                 value_slack += float(np.sum(np.abs(u[name]) * allowed_by_name[name]))
-        roundoff = 1e-15 * float(np.sum(np.abs(g * f_plus)) + 1.0) / h
+        # float64 evaluation error of <g, F> (its size plus its inputs' rounding, sum |grad x|: the
+        # antiderivative at |omega t| ~ 250 has ~1e-12 of it), over the step
+        roundoff = 16 * np.finfo(np.float64).eps * (float(np.sum(np.abs(g * f_plus))) + condition + 1.0) / h
         allowed = FD_RTOL[dtype] * (scale + abs(fd)) + roundoff + value_slack + 2 * abs(fd - fd2)
         err = abs(pred - fd)
         if err > allowed or not np.isfinite(err):

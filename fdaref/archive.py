@@ -1,38 +1,38 @@
 """The one file format fdaref saves (training checkpoints, packed models): an NPZ of arrays plus a JSON
-metadata member. Writes are atomic (a temp file in the same directory, fsync, ``os.replace``), so a crash
+metadata member. Writes go through :mod:`fdaref.atomic` (a temp file in the same directory, fsync, rename), so a crash
 leaves either the old file or the new one, never half of one. No pickle is ever read."""
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
+from .errors import InputError
+
 META = "__meta__"
 
 
+def archive_bytes(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """The NPZ bytes of ``arrays`` plus the JSON-able ``meta`` as the member ``__meta__``."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, **{META: np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)})
+    return buf.getvalue()
+
+
 def write_archive(path: str | os.PathLike[str], meta: dict, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` and the JSON-able ``meta`` (which must hold a "format" string) to ``path`` atomically."""
+    """Write ``arrays`` and the JSON-able ``meta`` (which must hold a "format" string) to ``path`` atomically
+    (:func:`fdaref.atomic.write_bytes_atomic`; InputError naming the path if it cannot be written)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    members = {**arrays, META: np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **members)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot create its directory {p.parent} ({exc.strerror or type(exc).__name__})") from exc
+    return write_bytes_atomic(p, archive_bytes(meta, arrays))
 
 
 def read_archive(path: str | os.PathLike[str], *, fmt: str, kind: str, missing_hint: str,

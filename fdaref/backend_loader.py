@@ -17,6 +17,14 @@ class BackendUnavailable(InputError, RuntimeError):
     """The backend exists but cannot run here (no GPU, a missing package); the message says why."""
 
 
+class BackendNotFound(InputError, LookupError):
+    """No backend of that name (or no such object in the module given)."""
+
+
+class NotAnOpTable(InputError, TypeError):
+    """The object named is not an op table."""
+
+
 def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -30,7 +38,8 @@ def load_backend(spec: str) -> Any:
     """The op table named by ``spec``: "reference", a registered name, or "package.module:object".
 
     ``object`` may be an op table or a zero-argument factory returning one. Raises BackendUnavailable with
-    the reason when the backend cannot run here, and LookupError for an unknown name.
+    the reason when the backend cannot run here (its factory's error included), BackendNotFound (a LookupError)
+    for an unknown name and NotAnOpTable (a TypeError) for an object that is no op table; all are InputErrors.
     """
     if spec == "reference":
         from .reference import REFERENCE
@@ -42,18 +51,23 @@ def load_backend(spec: str) -> Any:
         except ImportError as exc:
             raise BackendUnavailable(f"backend {spec!r}: cannot import {module_name!r}: {exc}") from exc
         except AttributeError:
-            raise LookupError(f"backend {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+            raise BackendNotFound(f"backend {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
     else:
         eps = _entry_points()
         if spec not in eps:
-            raise LookupError(f"unknown backend {spec!r}; registered: {', '.join(sorted(eps)) or 'none'} "
+            raise BackendNotFound(f"unknown backend {spec!r}; registered: {', '.join(sorted(eps)) or 'none'} "
                               "(or give package.module:object)")
         try:
             obj = eps[spec].load()
         except (ImportError, AttributeError) as exc:
             raise BackendUnavailable(f"backend {spec!r} cannot be loaded here: {exc}") from exc
     if callable(obj) and not hasattr(obj, "name"):
-        obj = obj()
+        try:
+            obj = obj()
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # a third party's factory: whatever it raises means "cannot run here"
+            raise BackendUnavailable(f"backend {spec!r}: its factory raised {type(exc).__name__}: {exc}") from exc
     if not hasattr(obj, "name") or missing_ops(obj) == list(missing_ops(object())):
-        raise TypeError(f"backend {spec!r} is not an op table (see fdaref.optable.OpTable)")
+        raise NotAnOpTable(f"backend {spec!r} is not an op table (see fdaref.optable.OpTable)")
     return obj

@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .archive import read_archive, write_archive
+from .archive import archive_bytes, read_archive, write_archive
 
 FORMAT = "fdaref-packed-1"
 PREFERRED_BACKENDS: tuple[str, ...] = ("numba",)   # tried in order; the reference is the last resort
@@ -103,10 +103,12 @@ def _xnor_backend(name: Optional[str] = None) -> Any:
 
 @dataclass
 class ExportReport:
-    """Sizes of an export (bytes on disk and per part)."""
+    """Sizes of an export, each against its float counterpart: the binary layers' weights, the whole model's
+    weights, and the file (against the same file format holding the float weights instead of the bits)."""
     path: Path
     packed_file_bytes: int
-    checkpoint_file_bytes: int
+    float_file_bytes: int         # the same archive (meta included) with every exported weight as a float
+    checkpoint_file_bytes: int    # the training checkpoint (also holds the optimizer state and noise modules)
     binary_float_bytes: int       # the binary layers' weights as floats (model dtype)
     binary_packed_bytes: int      # their bits + scales
     float_bytes: int              # everything else that is exported, as it is
@@ -121,14 +123,23 @@ class ExportReport:
         """Float model weights (binary layers as floats + float parts) over the packed model's."""
         return (self.binary_float_bytes + self.float_bytes) / max(1, self.binary_packed_bytes + self.float_bytes)
 
+    @property
+    def file_ratio(self) -> float:
+        return self.float_file_bytes / max(1, self.packed_file_bytes)
+
     def summary(self) -> str:
-        return (f"wrote {self.path}: {self.packed_file_bytes:,} bytes (checkpoint {self.checkpoint_file_bytes:,} "
-                f"bytes, {self.checkpoint_file_bytes / max(1, self.packed_file_bytes):.1f}x smaller)\n"
-                f"  binary layers ({len(self.layers)}): {self.binary_float_bytes:,} bytes as floats -> "
-                f"{self.binary_packed_bytes:,} bytes packed ({self.binary_ratio:.1f}x smaller)\n"
-                f"  float layers / batch norm: {self.float_bytes:,} bytes (kept as they are)\n"
-                f"  model weights in all: {self.binary_float_bytes + self.float_bytes:,} -> "
-                f"{self.binary_packed_bytes + self.float_bytes:,} bytes ({self.model_ratio:.1f}x smaller)")
+        packed_weights = self.binary_packed_bytes + self.float_bytes
+        return (f"wrote {self.path}: {self.packed_file_bytes:,} bytes\n"
+                f"  binary layers' weights ({len(self.layers)} layers): {self.binary_float_bytes:,} bytes as floats "
+                f"-> {self.binary_packed_bytes:,} bytes as bits + scales ({self.binary_ratio:.1f}x smaller)\n"
+                f"  the whole model's weights: {self.binary_float_bytes + self.float_bytes:,} -> {packed_weights:,} "
+                f"bytes ({self.model_ratio:.1f}x smaller; float layers and batch norm, "
+                f"{self.float_bytes:,} bytes, kept as they are)\n"
+                f"  the file: {self.float_file_bytes:,} bytes with float weights -> {self.packed_file_bytes:,} bytes "
+                f"({self.file_ratio:.1f}x smaller; {max(0, self.packed_file_bytes - packed_weights):,} bytes of it are "
+                f"metadata and zip headers)\n"
+                f"  (the training checkpoint, {self.checkpoint_file_bytes:,} bytes, also holds the optimizer state "
+                f"and the noise modules, which inference does not use)")
 
 
 def _binary_layers(model: Any) -> dict[str, Any]:
@@ -193,17 +204,29 @@ def export_packed(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str
         "dtype": cfg.dtype, "binary_layers": layers_meta,
         "source": {"checkpoint": str(checkpoint), "epoch": ck.get("position", {}).get("epoch")},
     }
+    float_arrays = {k: v for k, v in arrays.items() if k.startswith("float.")}
+    float_arrays.update({f"float.{name}.weight": np.ascontiguousarray(layer.weight.numpy())
+                         for name, layer in binary.items()})
+    float_file_bytes = len(archive_bytes(meta, float_arrays))
     out = write_archive(out, meta, arrays)
-    return ExportReport(out, out.stat().st_size, Path(checkpoint).stat().st_size, bin_float, bin_packed,
-                        float_bytes, list(binary))
+    return ExportReport(out, out.stat().st_size, float_file_bytes, Path(checkpoint).stat().st_size, bin_float,
+                        bin_packed, float_bytes, list(binary))
 
 
 # ------------------------------------------------------------------------------------------------------
 # load and run
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
-    return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
-                        missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
+    from .train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+    try:
+        return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
+                            missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
+    except PackedModelError as exc:
+        if repr(CHECKPOINT_FORMAT) not in str(exc):
+            raise
+        raise PackedModelError(f"{path}: a training checkpoint, not a packed model (evaluate it with --checkpoint, "
+                               f"or write a packed model with `fdaref export --checkpoint {path} --out MODEL.npz`)"
+                               ) from exc
 
 
 class _PackedLayer:

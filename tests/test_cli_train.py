@@ -8,6 +8,7 @@ import pytest
 
 from fdaref.cli.main import main
 from fdaref.data.synthetic import write_synthetic_idx
+from fdaref.train import load_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FAST = ["--model", "tiny", "--dataset", "mnist", "--batch-size", "16", "--dtype", "float64", "--backend", "numpy"]
@@ -52,10 +53,6 @@ def test_evaluate_errors(trained: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "none.npz: checkpoint not found" in capsys.readouterr().err
     assert main(["evaluate"]) == 2
     assert "give --checkpoint" in capsys.readouterr().err
-    from fdaref.cli.evaluate import packed_available
-    if not packed_available():
-        assert main(["evaluate", "--packed", str(tmp_path / "m.npz")]) == 2
-        assert "fdaref.packed" in capsys.readouterr().err
 
 
 def test_resume_cli(trained: Path, capsys: pytest.CaptureFixture) -> None:
@@ -118,11 +115,14 @@ def test_ablation_smoke(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_demo_smoke(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The banner says what the preset really is (release: STE, no noise module, layer scale, sign(0) = 0)."""
     assert main(["demo", *FAST, "--data-dir", str(data_dir), "--subset", "32", "--test-subset", "16", "--epochs", "1",
-                 "--out", str(tmp_path), "--quiet", "--no-conformance"]) == 0
+                 "--preset", "release", "--out", str(tmp_path), "--quiet", "--no-conformance"]) == 0
     out = capsys.readouterr().out
+    assert "(release preset: ste, no noise module, layer scale, sign(0) = 0)" in out
     assert "TEST ACCURACY" in out and str(tmp_path / "checkpoint.npz") in out and "curves.png" in out
-    assert (tmp_path / "curves.png").is_file()
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["options"]["estimator"] == "ste"
 
 
 def test_fastest_backend() -> None:

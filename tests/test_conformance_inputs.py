@@ -93,3 +93,27 @@ def test_every_case_reports_its_margin():
     checked = [c for c in report.to_dict()["cases"] if c["outcome"] == "pass" and not c["check"].startswith("error")]
     assert checked and all(isinstance(c["margin"], float) and 0 <= c["margin"] <= 1 for c in checked)
     assert any(c["margin"] > 0 for c in checked)
+
+
+def test_torch_fda_at_a_subnormal_input_found_by_the_probes():
+    # thorough, seed 4 found it: the lean float32 kernel rounded pi v and M pi v separately, so for a
+    # subnormal r the ratio was 21/20 of the peak; both sines now take the same rounded r
+    pytest.importorskip("torch")
+    from fdaref.backend_loader import load_backend
+    x = np.array([-8.96831017167883e-44, 5 * np.finfo(np.float32).smallest_subnormal], np.float32)
+    case = Case("surrogate", (("x", x),), {"estimator": "fda", "params": {"n": 9, "omega": 0.1, "clip": None}})
+    ev = evaluate(RECORDS["surrogate"], load_backend("torch"), "cpu", "float32", case)
+    assert ev.ok, ev.explain()
+
+
+def test_fd_check_allows_the_antiderivative_rounding_far_out():
+    # thorough, seed 5 (paper, float64): at omega t = -80 pi + 0.0018, s_n itself carries ~1e-12 of rounding
+    # from its arguments (~7000 rad), which the central difference divides by its step; that is allowed now
+    g = np.array([[-0.7823940491957011]])
+    t = np.array([[-2513.2741228713685]])
+    case = Case("quantize_backward", (("g", g), ("t", t), ("w1", None), ("w2", None)),
+                {"layout": "activation", "eta_kind": "sin", "a": 0.1, "alpha": 0.05, "estimator": "fda",
+                 "params": {"n": 13, "omega": 0.1, "clip": None}})
+    for seed in range(1, 40):  # the FD directions are random: every one of them must pass
+        ev = evaluate(RECORDS["quantize_backward"], REFERENCE, "cpu", "float64", case, fd_seed=seed)
+        assert ev.ok, ev.explain()

@@ -113,17 +113,37 @@ def test_packed_layer_equals_float_layer(backend, zero, pad_value, dtype):
 
 
 def test_export_size_resnet20(tmp_path, capsys):
-    """resnet20's binary layers shrink ~32x (1 bit per weight plus one float scale per output channel)."""
+    """Each size against its float counterpart: resnet20's binary layers shrink ~32x (1 bit per weight plus one
+    float scale per output channel); the whole model and the file less, since the float layers stay as they are;
+    never against the checkpoint, which also holds the optimizer state."""
     from fdaref.cli.main import main
-    ck, _ = make_checkpoint(tmp_path, model="resnet20", dtype="float32")
+    ck, model = make_checkpoint(tmp_path, model="resnet20", dtype="float32")
     out = tmp_path / "model.npz"
     assert main(["export", "--checkpoint", str(ck), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "binary layers (18)" in text and "smaller" in text
     rep = export_packed(ck, tmp_path / "again.npz")
-    assert rep.binary_float_bytes == 4 * 9 * (6 * 16 * 16 + 32 * 16 + 5 * 32 * 32 + 64 * 32 + 5 * 64 * 64)
+    # 18 binary 3x3 convs: 6 of 16 -> 16 (the first one of stage 1 included), 32 <- 16 once, 5 of 32 -> 32, ...
+    binary_weights = 9 * (6 * 16 * 16 + 32 * 16 + 5 * 32 * 32 + 64 * 32 + 5 * 64 * 64)
+    assert rep.binary_float_bytes == 4 * binary_weights
+    bits_and_scales = 8 * sum(-(-w // 64) for w in _binary_weight_counts(model)) + 4 * (6 * 16 + 6 * 32 + 6 * 64)
+    assert rep.binary_packed_bytes == bits_and_scales
+    noise = {k for k in model.state_dict() if k.rsplit(".", 1)[-1] in ("w_noise1", "w_noise2", "a_noise1", "a_noise2")}
+    float_rest = sum(v.nbytes for k, v in model.state_dict().items() if k not in noise) - 4 * binary_weights
+    assert rep.float_bytes == float_rest
+    with np.load(out) as z:   # the file holds exactly those bytes of weights, plus metadata and zip headers
+        assert sum(z[k].nbytes for k in z.files if k != "__meta__") == bits_and_scales + float_rest
     assert 29 <= rep.binary_ratio <= 32, rep.summary()
-    assert rep.packed_file_bytes < rep.checkpoint_file_bytes / 8, rep.summary()
+    assert rep.model_ratio == pytest.approx((4 * binary_weights + float_rest) / (bits_and_scales + float_rest))
+    assert rep.float_file_bytes > 4 * binary_weights + float_rest > rep.packed_file_bytes
+    assert rep.file_ratio < rep.model_ratio < rep.binary_ratio
+    assert f"-> {bits_and_scales:,} bytes as bits + scales ({rep.binary_ratio:.1f}x smaller)" in text
+    assert f"{4 * binary_weights + float_rest:,} -> {bits_and_scales + float_rest:,} bytes ({rep.model_ratio:.1f}x" in text
+    assert f"the file: {rep.float_file_bytes:,} bytes with float weights -> {out.stat().st_size:,} bytes" in text
+    assert "x smaller" not in text.split("the training checkpoint")[1]     # no ratio against the checkpoint
+
+
+def _binary_weight_counts(model) -> list[int]:
+    return [m.weight.numpy().size for _, m in model.named_modules() if isinstance(m, nn.BinaryConv2d)]
 
 
 @pytest.mark.parametrize("dtype,preset,scale", [("float64", "paper", None), ("float32", "paper", None),

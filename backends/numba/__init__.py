@@ -25,6 +25,30 @@ from numba.core.errors import NumbaIRAssumptionWarning
 # numba-internal assumption, not a problem in the results (conformance checks those), so keep it quiet.
 warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
 
+import logging
+from pathlib import Path
+
+_KERNEL_MODULES = ("_bitpack", "_elementwise", "_layers", "_noise_act")
+
+
+def _kernels_cached() -> bool:
+    """Whether numba's on-disk cache holds kernels of every kernel module (else the first calls compile)."""
+    if os.environ.get("FDAREF_NUMBA_NOCACHE") == "1":
+        return False
+    from numba.core.config import CACHE_DIR
+    root = Path(CACHE_DIR) if CACHE_DIR else Path(__file__).parent / "__pycache__"
+    return all(any(root.glob(f"**/{m}.*.nbi")) for m in _KERNEL_MODULES)
+
+
+def notice_first_compile() -> None:
+    """Log (INFO; the CLI prints it) that the kernels are about to be compiled, when they are not cached."""
+    if not _kernels_cached():
+        logging.getLogger(__name__).info("numba: compiling the kernels on first use (about a minute, once; they "
+                                         "are cached on disk afterwards, see NUMBA_CACHE_DIR)")
+
+
+notice_first_compile()  # before the silence of a first-time compile
+
 from .ops import BACKEND as backend
 from .ops import NumbaBackend, warmup
 

@@ -156,8 +156,9 @@ def fda_lean_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: f
     torch.add(a, b, out=k).round_()                 # k = rint(u)
     a.sub_(k).add_(b)                               # v = u - k, |v| <= 1/2 (+ an ulp)
     _parity_sign_(k)                                # (-1)^k, exact: four cheap passes instead of a cosine
-    torch.mul(a, math.pi, out=b).sin_()             # sin r, r = pi v
-    a.mul_(m * math.pi).sin_()                      # sin(M r)
+    a.mul_(math.pi)                                 # r = pi v, rounded once: both sines below take this r, so
+    torch.sin(a, out=b)                             # sin r   numerator and denominator stay consistent even
+    a.mul_(m).sin_()                                # sin(M r) where r is subnormal (fl(M pi v) / fl(pi v) is not)
     a.div_(b).nan_to_num_(nan=m)                    # 0/0 only at r == 0: the limit M (x 1/2 in the scale)
     a.mul_(k)
     if cos_coef != 0:

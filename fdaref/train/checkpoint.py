@@ -3,22 +3,19 @@
 A checkpoint is a nested structure of dicts, lists, scalars, strings and arrays (model state, optimizer
 state, epoch, data-order state, config, metrics). Arrays are stored as npz members; the rest as JSON in
 the member ``__meta__``, with ``{"__array__": key}`` where an array was. Nothing is pickled, so loading a
-checkpoint never runs code. Writing is atomic (:mod:`fdaref.archive`): a crash leaves either the old or the
-new checkpoint, never half of one.
+checkpoint never runs code. Writing is atomic (:mod:`fdaref.archive` through :mod:`fdaref.atomic`): a crash
+leaves either the old or the new checkpoint, never half of one.
 """
 from __future__ import annotations
 
-from ..errors import InputError
-
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..archive import META, read_archive, write_archive
+from ..errors import InputError
+from ..archive import read_archive, write_archive
 
 FORMAT = "fdaref-checkpoint-1"
 
@@ -84,12 +81,3 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     meta, arrays = read_archive(path, fmt=FORMAT, kind="checkpoint", error=CheckpointError,
                                 missing_hint="expected a file written by `fdaref train`, e.g. RUN_DIR/checkpoint.npz")
     return _decode(meta["state"], arrays)
-
-
-def state_bytes(state: dict[str, Any]) -> bytes:
-    """The serialized form of ``state`` in memory (used by tests to compare checkpoints)."""
-    buf = io.BytesIO()
-    arrays: dict[str, np.ndarray] = {}
-    meta = _encode(state, arrays, "")
-    np.savez(buf, **arrays, **{META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
-    return buf.getvalue()

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..data import dataset_info
+from ..errors import InputError
 from ..presets import BinaryOptions, get_preset
 
 MODELS = ("resnet20", "vgg_small", "tiny")
@@ -20,6 +21,10 @@ EPOCHS = {"cifar10": 400, "fashion-mnist": 100, "mnist": 50, "digits": 100}
 BATCH_SIZE = {"cifar10": 128, "fashion-mnist": 128, "mnist": 128, "digits": 32}
 LR = {"sgd": 0.1, "adam": 1e-3}
 WEIGHT_DECAY = {"sgd": 1e-4, "adam": 0.0}
+
+
+class ConfigError(InputError):
+    """A training setting is invalid; the message names the field and what it expects."""
 
 
 @dataclass
@@ -57,14 +62,17 @@ class TrainConfig:
         """A copy with every None default filled in from the data set and the optimizer; validated."""
         c = TrainConfig(**{f.name: getattr(self, f.name) for f in fields(self)})
         if c.model not in MODELS:
-            raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {c.model!r}")
-        dataset_info(c.dataset)  # raises with the list of data sets
+            raise ConfigError(f"model: expected one of {', '.join(MODELS)}, got {c.model!r}")
+        try:
+            dataset_info(c.dataset)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"dataset: {exc.args[0] if exc.args else exc}") from exc
         if c.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
+            raise ConfigError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
         if c.dtype not in DTYPES:
-            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {c.dtype!r}")
+            raise ConfigError(f"dtype: expected one of {', '.join(DTYPES)}, got {c.dtype!r}")
         if c.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {c.device!r}")
+            raise ConfigError(f"device: expected 'cpu' or 'cuda', got {c.device!r}")
         c.epochs = EPOCHS[c.dataset] if c.epochs is None else c.epochs
         c.batch_size = BATCH_SIZE[c.dataset] if c.batch_size is None else c.batch_size
         c.lr = LR[c.optimizer] if c.lr is None else c.lr
@@ -83,14 +91,17 @@ class TrainConfig:
         _number(c.weight_decay, "weight_decay")
         _number(c.label_smoothing, "label_smoothing")
         if not 0 <= c.momentum < 1:
-            raise ValueError(f"momentum: expected a number in [0, 1), got {c.momentum}")
+            raise ConfigError(f"momentum: expected a number in [0, 1), got {c.momentum}")
         if c.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected a number >= 0, got {c.weight_decay}")
+            raise ConfigError(f"weight_decay: expected a number >= 0, got {c.weight_decay}")
         if not 0 <= c.label_smoothing < 1:
-            raise ValueError(f"label_smoothing: expected a number in [0, 1), got {c.label_smoothing}")
+            raise ConfigError(f"label_smoothing: expected a number in [0, 1), got {c.label_smoothing}")
         if not 0 <= c.val_fraction < 1:
-            raise ValueError(f"val_fraction: expected a number in [0, 1), got {c.val_fraction}")
-        c.options()  # validates preset and overrides
+            raise ConfigError(f"val_fraction: expected a number in [0, 1), got {c.val_fraction}")
+        try:
+            c.options()  # validates the preset and the overrides
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"binarization options: {exc.args[0] if exc.args else exc}") from exc
         return c
 
     def options(self) -> BinaryOptions:
@@ -115,17 +126,17 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"config: unknown fields {unknown} (expected some of {sorted(known)})")
+            raise ConfigError(f"config: unknown fields {unknown} (expected some of {sorted(known)})")
         return cls(**d)
 
 
 def _int(value: Any, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 def _number(value: Any, name: str, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
     if positive and value <= 0:
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+        raise ConfigError(f"{name}: expected a number > 0, got {value!r}")

@@ -88,3 +88,14 @@ def test_loader(run: LoadedRun, *, data_dir: str | None = None, batch_size: int 
     splits: Splits = load_splits(cfg.dataset, data_dir if data_dir is not None else cfg.data_dir, seed=cfg.seed,
                                  subset=1, val_fraction=0.0, test_subset=test_subset)
     return BatchLoader(splits.test, batch_size, run.mean, run.std, dtype=np.dtype(cfg.dtype).type)
+
+
+def describe_position(checkpoint: dict[str, Any], epochs: int) -> str:
+    """Where the run of ``checkpoint`` stood when it was saved: "after epoch 2/4", or "during epoch 2/4
+    (after batch 5/9)" for a checkpoint written by an interrupted run."""
+    pos = checkpoint.get("position", {})
+    epoch, batch = int(pos.get("epoch", 0)), int(pos.get("batch", 0))
+    if batch == 0:
+        return f"after epoch {epoch}/{epochs}" if epoch else "before any training"
+    per = pos.get("steps_per_epoch")
+    return f"during epoch {epoch + 1}/{epochs} (after batch {batch}{f'/{per}' if per else ''})"

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend_loader import load_backend
+from ..backend_loader import BackendUnavailable, load_backend
 from ..data import DatasetInfo
 from ..errors import InputError
 from ..nn import Module, resnet20, tiny, vgg_small
@@ -24,11 +24,11 @@ def build_backend(cfg: TrainConfig) -> Any:
     ops = load_backend(cfg.backend)
     devices = tuple(getattr(ops, "devices", ("cpu",)))
     if cfg.device not in devices:
-        raise ValueError(f"backend {cfg.backend!r} runs on {', '.join(devices)}, not on {cfg.device!r} "
+        raise BackendUnavailable(f"backend {cfg.backend!r} runs on {', '.join(devices)}, not on {cfg.device!r} "
                          "(pick another --device or --backend)")
     dtypes = tuple(getattr(ops, "dtypes", (cfg.dtype,)))
     if cfg.dtype not in dtypes:
-        raise ValueError(f"backend {cfg.backend!r} computes in {', '.join(dtypes)}, not {cfg.dtype} (use --dtype)")
+        raise BackendUnavailable(f"backend {cfg.backend!r} computes in {', '.join(dtypes)}, not {cfg.dtype} (use --dtype)")
     return ops
 
 

@@ -1,5 +1,7 @@
 """The training loop: any backend, SGD/Adam with a per-step cosine learning rate, SEMANTICS 6 schedules per
-epoch, metrics.jsonl, atomic checkpoints, bit-exact resume, Ctrl-C and NaN handling, summary.json.
+epoch, bit-exact resume, Ctrl-C / SIGTERM and divergence handling. What is written into the run directory,
+and when, is :mod:`.rundir`'s (checkpoint with the history, metrics.jsonl derived from it, summary.json last);
+the divergence policy is :mod:`.divergence`'s.
 
 How a step is computed is the step engine's business (:mod:`.engine`, chosen by ``--engine``): the fdaref
 autodiff engine over any op table, or a backend's own (torch autograd). The loop reads the engine's step
@@ -15,7 +17,6 @@ exactly the computation an uninterrupted run would have done, so both end with i
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,29 +25,25 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from ..atomic import write_json_atomic
 from ..errors import InputError
-
 from ..data import BatchLoader, load_splits
 from ..data.dataset import Splits
 from ..nn import Module
 from ..schedules import cosine_lr
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .divergence import TrainingDiverged, check_finite_state, divergence_message
 from .engine import StepEngine
 from .factory import build_backend, build_engine
 from .interrupt import StopFlag
-from .metrics import append_jsonl, truncate_jsonl, write_json
+from .metrics import read_jsonl
 from .progress import ProgressBar
+from .rundir import CHECKPOINT, METRICS, SUMMARY, check_run_dir, prepare_run_dir, write_metrics
+from .summary import run_summary
 
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
 # Config fields that may differ on --resume without changing the computation's meaning.
 RESUME_MAY_CHANGE = ("backend", "device", "data_dir", "out", "engine")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class ResumeError(InputError, RuntimeError):
@@ -62,10 +59,16 @@ class Position:
     correct: int = 0
     seen: int = 0
     train_time: float = 0.0
+    lr_first: float | None = None     # the learning rates the optimizer used at this epoch's first and
+    lr_last: float | None = None      # latest step (read from it, not recomputed)
+
+    def note_lr(self, lr_used: float) -> None:
+        self.lr_first = lr_used if self.lr_first is None else self.lr_first
+        self.lr_last = lr_used
 
     def to_dict(self) -> dict[str, Any]:
         return dict(epoch=self.epoch, batch=self.batch, loss_sum=self.loss_sum, correct=self.correct,
-                    seen=self.seen, train_time=self.train_time)
+                    seen=self.seen, train_time=self.train_time, lr_first=self.lr_first, lr_last=self.lr_last)
 
 
 @dataclass
@@ -74,18 +77,20 @@ class RunResult:
     out: Path
     summary: dict[str, Any] = field(default_factory=dict)
     model: Module | None = None
+    stop_signal: int | None = None  # the signal that interrupted the run (None: not interrupted by a signal)
 
 
 class Trainer:
     """One training run of ``config`` writing into ``config.out``.
 
     ``stop_after_steps`` simulates a Ctrl-C after that many optimizer steps (tests); ``progress`` turns the
-    per-epoch progress bar on stderr on or off; ``log`` receives one line per epoch.
+    per-epoch progress bar on stderr on or off; ``log`` receives one line per epoch. ``overwrite`` lets a new
+    run replace one already in ``config.out`` (otherwise refused; see :mod:`.rundir`).
     """
 
     def __init__(self, config: TrainConfig, *, progress: bool = True, stream: TextIO | None = None,
                  stop_after_steps: int | None = None, splits: Splits | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, overwrite: bool = False) -> None:
         self.cfg = config.resolved()
         self.stream = stream if stream is not None else sys.stderr
         self.progress = progress
@@ -93,6 +98,7 @@ class Trainer:
         self.log = log or (lambda line: print(line, file=self.stream, flush=True))
         self.out = Path(self.cfg.out)
         self.splits = splits
+        self.overwrite = overwrite
         self.checkpoint_path = self.out / CHECKPOINT
         self.metrics_path = self.out / METRICS
         self.summary_path = self.out / SUMMARY
@@ -127,7 +133,7 @@ class Trainer:
             "options": self.cfg.options().to_dict(),
             "data": {"name": s.info.name, "classes": list(s.info.classes), "mean": s.mean, "std": s.std,
                      "train_size": len(s.train), "val_size": len(s.val), "test_size": len(s.test)},
-            "position": pos.to_dict(),
+            "position": {**pos.to_dict(), "steps_per_epoch": self.steps_per_epoch},
             "rng": {"scheme": "numpy default_rng([seed, epoch, 0xDA7A]) per epoch; see fdaref.data.loader",
                     "seed": self.cfg.seed, "epoch": pos.epoch, "next_batch": pos.batch},
             "model": self.engine.model_state(),
@@ -152,26 +158,30 @@ class Trainer:
                               "); resume with the same settings or start a new --out directory")
         self.engine.load_model_state(ck["model"])
         self.engine.load_optimizer_state(ck["optimizer"])
-        return Position(**ck["position"]), ck["history"]
+        pos = Position(**{k: v for k, v in ck["position"].items() if k != "steps_per_epoch"})
+        history = ck["history"]
+        history.setdefault("records", read_jsonl(self.metrics_path)[:pos.epoch])  # a checkpoint from before records
+        return pos, history
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> RunResult:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_run_dir(self.out, resume=resume, overwrite=self.overwrite)
         self._setup()
+        if self.writer:
+            prepare_run_dir(self.out, overwrite=self.overwrite)
         if resume:
             pos, history = self._restore()
-            if self.writer:
-                truncate_jsonl(self.metrics_path, pos.epoch)
+            if self.writer and write_metrics(self.out, history["records"]):
+                self.log(f"rewrote {self.metrics_path} from the checkpoint's history")
+        else:
+            pos, history = Position(), {"best_val": None, "best_epoch": None, "last_good_epoch": None,
+                                        "records": []}
+        if pos.epoch >= cfg.epochs:
+            return self._already_done(history)
+        if resume:
             self.log(f"resuming {self.out} at epoch {pos.epoch + 1}/{cfg.epochs}, batch {pos.batch + 1}/"
                      f"{self.steps_per_epoch}")
-        else:
-            pos, history = Position(), {"best_val": None, "best_epoch": None, "last_good_epoch": None}
-            if self.metrics_path.exists() and self.writer:
-                self.metrics_path.unlink()
-        if pos.epoch >= cfg.epochs:
-            self.log(f"{self.out}: all {cfg.epochs} epochs already done")
-            return RunResult("complete", self.out, self._read_summary(), self.engine.reference_model())
         wall_start = time.perf_counter()
         engine = self.engine
         with StopFlag() as stop:
@@ -188,6 +198,7 @@ class Trainer:
                     step = e * self.steps_per_epoch + pos.batch
                     lr = cosine_lr(step, self.total_steps, cfg.lr)
                     self._step(x, y, lr)
+                    pos.note_lr(engine.last_lr)   # what the optimizer used, not the schedule recomputed
                     steps_done += 1
                     if self.stop_after_steps is not None and steps_done >= self.stop_after_steps:
                         stop.set()
@@ -196,37 +207,48 @@ class Trainer:
                         pos.loss_sum, pos.correct, pos.seen = engine.read_stats()
                         if not math.isfinite(pos.loss_sum):
                             bar.close()
-                            return self._diverged(pos, history, f"the loss is {pos.loss_sum}", lr)
+                            return self._diverged(pos, history, f"the loss is {pos.loss_sum}", lr, pos.batch + 1)
                         bar.update(pos.batch + 1 - bar.count, loss=pos.loss_sum / pos.seen,
                                    acc=f"{100 * pos.correct / pos.seen:.1f}%")
                     pos.batch += 1
                     if stop and pos.batch < self.steps_per_epoch:
                         pos.train_time += time.perf_counter() - t0
                         bar.close()
+                        self._guard_finite(pos, history)
                         self._save(pos, history)
                         self.log(f"stopped at epoch {e + 1}, batch {pos.batch}/{self.steps_per_epoch}; saved "
                                  f"{self.checkpoint_path}; continue with --resume --out {self.out}")
-                        return RunResult("interrupted", self.out, {}, engine.reference_model())
+                        return RunResult("interrupted", self.out, {}, engine.reference_model(), stop.signum)
                 pos.train_time += time.perf_counter() - t0
                 bar.close()
-                if not engine.all_finite():
-                    pos.batch -= 1
-                    return self._diverged(pos, history, "a parameter or buffer is not finite", lr)
+                self._guard_finite(pos, history)
                 record = self._end_epoch(pos, sched, history)
-                pos = Position(epoch=e + 1)
+                history["records"].append(record)
                 history["last_good_epoch"] = e
+                pos = Position(epoch=e + 1)
                 self._save(pos, history)
                 if self.writer:
-                    append_jsonl(self.metrics_path, record)
+                    write_metrics(self.out, history["records"])
                 if stop and pos.epoch < cfg.epochs:
                     self.log(f"stopped after epoch {e + 1}; saved {self.checkpoint_path}; continue with "
                              f"--resume --out {self.out}")
-                    return RunResult("interrupted", self.out, {}, engine.reference_model())
+                    return RunResult("interrupted", self.out, {}, engine.reference_model(), stop.signum)
         if not self.writer:
             return RunResult("complete", self.out, {}, engine.reference_model())
         summary = self._summary(history, time.perf_counter() - wall_start)
-        write_json(self.summary_path, summary)
+        write_json_atomic(self.summary_path, summary)
         return RunResult("complete", self.out, summary, engine.reference_model())
+
+    def _already_done(self, history: dict[str, Any]) -> RunResult:
+        """--resume of a run whose last checkpoint is final: write the summary if a kill prevented it."""
+        summary = self._read_summary()
+        note = "nothing to do"
+        if summary.get("status") != "complete" and self.writer:
+            summary = self._summary(history, 0.0)
+            write_json_atomic(self.summary_path, summary)
+            note = f"wrote the missing {self.summary_path}"
+        self.log(f"{self.out}: all {self.cfg.epochs} epochs already done; {note}")
+        return RunResult("complete", self.out, summary, self.engine.reference_model())
 
     def _step(self, x: Any, y: Any, lr: float) -> None:
         """One optimizer step of the engine on the batch (x, y) at learning rate ``lr``."""
@@ -243,13 +265,13 @@ class Trainer:
             history["best_val"], history["best_epoch"] = val.accuracy, e
         if test is not None:
             history["test_confusion"] = test.confusion
-        last_lr = self.engine.last_lr   # what the epoch's last step used
+        last_lr = pos.lr_last
         record = {
             "epoch": e, "epochs": cfg.epochs,
             "train_loss": pos.loss_sum / max(pos.seen, 1), "train_acc": pos.correct / max(pos.seen, 1),
             "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
             "test_loss": test.loss if test else None, "test_acc": test.accuracy if test else None,
-            "n": sched.get("n"), "alpha": sched.get("alpha"), "lr": last_lr,
+            "n": sched.get("n"), "alpha": sched.get("alpha"), "lr": last_lr, "lr_first": pos.lr_first,
             "images_per_s": pos.seen / pos.train_time if pos.train_time > 0 else None,
             "train_time_s": pos.train_time, "eval_time_s": eval_time,
         }
@@ -262,48 +284,33 @@ class Trainer:
                  f"{record['images_per_s'] or 0:.0f} img/s {pos.train_time:.1f}s")
         return record
 
-    def _diverged(self, pos: Position, history: dict[str, Any], what: str, lr: float) -> RunResult:
-        last = history.get("last_good_epoch")
-        where = (f"the last good checkpoint {self.checkpoint_path} (after epoch {last + 1}) is kept"
-                 if last is not None and self.checkpoint_path.is_file() else "no checkpoint had been written yet")
-        every = self.engine.sync_every
-        checked = f" (checked every {every} steps)" if every > 1 else ""
-        message = (f"training stopped: {what} at epoch {pos.epoch + 1}/{self.cfg.epochs}, "
-                   f"batch {pos.batch + 1}/{self.steps_per_epoch}{checked} (lr {lr:.4g}); {where}. "
-                   "Try a lower --lr.")
+    def _guard_finite(self, pos: Position, history: dict[str, Any]) -> None:
+        """Stop (TrainingDiverged) before a non-finite model can be evaluated or saved; see :mod:`.divergence`."""
+        problem = check_finite_state(self.engine)
+        if problem is not None:
+            self._diverged(pos, history, problem, pos.lr_last, None)
+
+    def _diverged(self, pos: Position, history: dict[str, Any], what: str, lr: float | None,
+                  batch: int | None) -> RunResult:
+        message = divergence_message(what, epoch=pos.epoch, epochs=self.cfg.epochs, batch=batch,
+                                     steps_per_epoch=self.steps_per_epoch, checked_every=self.engine.sync_every,
+                                     lr=lr, last_good_epoch=history.get("last_good_epoch"),
+                                     checkpoint=self.checkpoint_path, have_checkpoint=self.checkpoint_path.is_file())
         if self.writer:
-            write_json(self.summary_path, {"status": "diverged", "message": message, "config": self.cfg.to_dict()})
+            write_json_atomic(self.summary_path, {"status": "diverged", "message": message,
+                                                  "config": self.cfg.to_dict()})
         raise TrainingDiverged(message)
 
     def _summary(self, history: dict[str, Any], wall: float) -> dict[str, Any]:
-        from .metrics import read_jsonl
-        records = read_jsonl(self.metrics_path)
-        last = records[-1] if records else {}
-        s = self.splits
-        assert s is not None
-        rates = [r["images_per_s"] for r in records if r.get("images_per_s")]
-        return {
-            "status": "complete",
-            "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
-            "val_acc": last.get("val_acc"), "best_val_acc": history.get("best_val"),
-            "best_val_epoch": history.get("best_epoch"),
-            "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-            "confusion_matrix": np.asarray(history.get("test_confusion")).tolist(),
-            "classes": list(s.info.classes),
-            "epochs": self.cfg.epochs, "images_per_s": float(np.mean(rates)) if rates else None,
-            "train_time_s": float(sum(r.get("train_time_s", 0.0) for r in records)),
-            "wall_time_s_this_session": wall,
-            "sizes": {"train": len(s.train), "val": len(s.val), "test": len(s.test)},
-            "config": self.cfg.to_dict(), "options": self.cfg.options().to_dict(),
-            "backend": {"name": self.ops.name, "version": getattr(self.ops, "version", "?"),
-                        "device": self.cfg.device, "engine": self.engine.name},
-            "python": platform.python_version(), "numpy": np.__version__,
-            "checkpoint": str(self.checkpoint_path), "metrics": str(self.metrics_path),
-        }
+        assert self.splits is not None
+        return run_summary(self.cfg, history, self.splits, self.ops, self.engine.name, self.out, wall)
 
     def _read_summary(self) -> dict[str, Any]:
         import json
-        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+        try:
+            return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+        except (OSError, ValueError):
+            return {}   # unreadable: written again from the checkpoint
 
 
 def train(config: TrainConfig, *, resume: bool = False, **kwargs: Any) -> RunResult:

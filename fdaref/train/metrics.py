@@ -1,13 +1,16 @@
-"""Accuracy, confusion matrices, the metrics.jsonl log, and printing a confusion matrix."""
+"""Accuracy, confusion matrices, the metrics.jsonl format (written by :mod:`.rundir`), and printing a confusion
+matrix."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..atomic import json_safe
+from ..errors import InputError
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -39,43 +42,21 @@ def format_confusion(cm: np.ndarray, classes: Sequence[str]) -> str:
     return "\n".join(lines) + f"\n(rows: true class; columns: predicted {legend})"
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, np.generic):
-        return _clean(v.item())
-    return v
-
-
-def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line (NaN written as null) and flush it to disk."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({k: _clean(v) for k, v in record.items()}, sort_keys=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def format_jsonl(records: Sequence[dict[str, Any]]) -> str:
+    """``records`` as JSON lines (NaN as null, infinities as "inf" / "-inf"; see fdaref.atomic.json_safe)."""
+    return "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file ([] if there is none); InputError naming a line that is no JSON."""
     p = Path(path)
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def truncate_jsonl(path: str | os.PathLike[str], keep_epochs_below: int) -> None:
-    """Drop records of epochs >= ``keep_epochs_below`` (a resumed run rewrites them)."""
-    p = Path(path)
-    if not p.exists():
-        return
-    keep = [r for r in read_jsonl(p) if r.get("epoch", 0) < keep_epochs_below]
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-    os.replace(tmp, p)
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON atomically."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_clean) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    records = []
+    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}, line {number}: not a JSON record ({exc.msg})") from exc
+    return records

@@ -2,18 +2,26 @@
 estimators figure (sign, its surrogates and truncated Fourier series, the FDA gradient for several n)."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import write_bytes_atomic
+from ..errors import InputError
+
+
+class PlotUnavailable(InputError, ImportError):
+    """matplotlib is not installed."""
+
 
 def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
-        raise ImportError("plots need matplotlib (pip install 'fdaref[plot]')") from exc
+        raise PlotUnavailable("plots need matplotlib (pip install 'fdaref[plot]')") from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     return plt
@@ -130,8 +138,15 @@ def plot_estimators(path: str | os.PathLike[str], *, ns: Sequence[int] = (1, 3, 
 
 
 def _save(fig: Any, plt: Any, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` as PNG in memory, then write it atomically (InputError naming ``path`` if it cannot be)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot create its directory {p.parent} ({exc.strerror or type(exc).__name__})") from exc
+    return write_bytes_atomic(p, buf.getvalue())
