@@ -12,12 +12,22 @@ from .binarize import sign
 from .precision import as_dtype_of, f64
 
 
+def check_quantize_args(t: np.ndarray, alpha: float, g: np.ndarray | None = None) -> None:
+    """The quantizer's argument checks, shared by every NumPy implementation of it: float arrays, a real
+    alpha, and (backward) an upstream gradient of t's shape."""
+    if g is not None:
+        check_float_array(g, "g")
+    check_float_array(t, "t")
+    check_real(alpha, "alpha")
+    if g is not None and g.shape != t.shape:
+        raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
+
+
 def quantize_forward(t: np.ndarray, w1: np.ndarray | None, w2: np.ndarray | None, *, alpha: float,
                      zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin", a: float = 0.1,
                      training: bool = True) -> np.ndarray:
     """Eq. 14: z = sign(t) + alpha * e(t) while training; z = sign(t) in eval, when alpha == 0 or no module."""
-    check_float_array(t, "t")
-    check_real(alpha, "alpha")
+    check_quantize_args(t, alpha)
     z = sign(t, zero)
     if not training or alpha == 0 or w1 is None:
         return z
@@ -33,11 +43,7 @@ def quantize_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray | None, w2: n
 
     Returns (dt, dw1, dw2); dw1 and dw2 are None when there is no module, zeros when alpha == 0.
     """
-    check_float_array(g, "g")
-    check_float_array(t, "t")
-    check_real(alpha, "alpha")
-    if g.shape != t.shape:
-        raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
+    check_quantize_args(t, alpha, g)
     dt = f64(g) * f64(estimator_grad(t, estimator, **dict(params or {})))  # t in its dtype: the clip compares there
     if w1 is None:
         return as_dtype_of(dt, t), None, None

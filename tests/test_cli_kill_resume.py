@@ -18,12 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fdaref.cli.main import main
 from fdaref.data.synthetic import write_synthetic_idx
 from fdaref.train import load_checkpoint
+from run_compare import bit_exact
 
 DRIVER = r"""
 import os, signal, sys
@@ -81,13 +81,7 @@ def _drive(argv: list[str], out: Path, log: Path, **env: str) -> subprocess.Comp
 
 
 def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return ("array", obj.dtype.str, obj.shape, obj.tobytes())   # bit-exact, not allclose
-    return obj
+    return bit_exact(obj, VOLATILE)
 
 
 def _everything(out: Path) -> dict:

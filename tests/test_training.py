@@ -19,6 +19,7 @@ from fdaref.data.synthetic import synthetic_dataset
 from fdaref.train import (CheckpointError, ProgressBar, ResumeError, TrainConfig, Trainer, TrainingDiverged,
                           load_checkpoint, read_jsonl, save_checkpoint)
 from fdaref.train.interrupt import StopFlag
+from run_compare import bit_exact
 
 TIMING = ("images_per_s", "train_time_s", "eval_time_s")
 # What differs between two runs of the same computation: timing and where the run lives.
@@ -62,14 +63,7 @@ def _state(out: Path) -> dict:
 
 
 def _strip(obj):
-    """``obj`` without timing and paths, arrays as (dtype, shape, bytes): equal means bit-identical."""
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return ("array", obj.dtype.str, obj.shape, obj.tobytes())
-    return obj
+    return bit_exact(obj, VOLATILE)
 
 
 def _everything(out: Path) -> dict:

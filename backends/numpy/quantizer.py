@@ -5,8 +5,9 @@ from typing import Callable
 
 import numpy as np
 
-from fdaref._validate import check_choice, check_float_array, check_real
+from fdaref._validate import check_choice, check_float_array
 from fdaref.binarize import ZERO_CONVENTIONS
+from fdaref.quantizer import check_quantize_args
 
 from .noise import noise_backward, noise_forward
 
@@ -24,8 +25,7 @@ def quantize_forward(t: np.ndarray, w1: np.ndarray | None, w2: np.ndarray | None
                      zero: float = -1.0, layout: str = "weight", eta_kind: str = "sin", a: float = 0.1,
                      training: bool = True) -> np.ndarray:
     """Eq. 14: z = sign(t) + alpha * e(t) while training; z = sign(t) in eval, when alpha == 0 or no module."""
-    check_float_array(t, "t")
-    check_real(alpha, "alpha")
+    check_quantize_args(t, alpha)
     z = sign(t, zero)
     if not training or alpha == 0 or w1 is None:
         return z
@@ -43,11 +43,7 @@ def quantize_backward(g: np.ndarray, t: np.ndarray, w1: np.ndarray | None, w2: n
 
     Returns (dt, dw1, dw2); dw1 and dw2 are None when there is no module, zeros when alpha == 0.
     """
-    check_float_array(g, "g")
-    check_float_array(t, "t")
-    check_real(alpha, "alpha")
-    if g.shape != t.shape:
-        raise ValueError(f"g: expected the shape of t {t.shape}, got {g.shape}")
+    check_quantize_args(t, alpha, g)
     dt = g * surrogate(t)  # not in place: a registered estimator may return a view
     if w1 is None:
         return dt, None, None
