@@ -29,6 +29,8 @@ from typing import Callable, Optional
 
 import torch
 
+from . import cpu_loops
+
 Tensor = torch.Tensor
 
 _C_SCALE = 4.0 / math.pi
@@ -197,7 +199,10 @@ def _fda_blocked(x: Tensor, n: int, omega: float, g: Optional[Tensor]) -> Tensor
 def fda_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: float,
               work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
     """out = g (fda'(x) + cos_coef cos x) (no clip) for one CPU block, all flat: the lean kernel where it
-    applies, else the general one. ``work``: flat buffers at least as long as ``x``."""
+    applies, else the general one. ``work``: flat buffers at least as long as ``x``. The fused numba loop
+    (:mod:`.cpu_loops`) takes the block where it is installed and covers it."""
+    if g is not None and cpu_loops.covers(x, omega):
+        return cpu_loops.fda_cos_into(out, x, g, n, omega, cos_coef)
     if lean_applies(x, omega):
         l = x.numel()
         return fda_lean_into_(out, x, g, n, omega, (work[0][:l], work[1][:l], work[2][:l]), cos_coef)

@@ -29,7 +29,7 @@ from fdaref.optable import OP_NAMES, PLUMBING
 from fdaref.scale import SCALE_MODES
 from fdaref.binarize import ZERO_CONVENTIONS
 
-from . import fused
+from . import cpu_loops, fused
 
 Tensor = torch.Tensor
 Pair = tuple[int, int]
@@ -315,15 +315,19 @@ def _quantize_forward_blocked(t: Tensor, w1: Tensor, w2: Tensor, alpha: float, z
     z = torch.empty_like(tv)
     h = torch.empty((b, w1.shape[1], p), dtype=t.dtype)
     nb = _images_per_block(t)
-    work = torch.empty((min(nb, b), c, p), dtype=t.dtype) if eta_kind == "sin" else None
+    loops = eta_kind == "sin" and cpu_loops.covers(tv)   # sign + alpha a sin t in one fused loop
+    work = torch.empty((min(nb, b), c, p), dtype=t.dtype) if eta_kind == "sin" and not loops else None
     w1t, w2t = w1.T, w2.T
     for i in range(0, b, nb):
         xs, zs, hs = tv[i:i + nb], z[i:i + nb], h[i:i + nb]
-        _sign_into_(zs, xs, zero)
-        if eta_kind == "sin":
-            zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
-        elif eta_kind == "linear":
-            zs.add_(xs, alpha=alpha * a)
+        if loops:
+            cpu_loops.sign_sin_into(zs, xs, zero, alpha * a)
+        else:
+            _sign_into_(zs, xs, zero)
+            if eta_kind == "sin":
+                zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
+            elif eta_kind == "linear":
+                zs.add_(xs, alpha=alpha * a)
         r = torch.matmul(w1t, xs, out=hs).clamp_(min=0)   # relu(h) is all backward needs (h > 0 iff r > 0)
         if r.shape[1] == 1:
             zs.addcmul_(w2t, r, value=alpha)
