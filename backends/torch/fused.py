@@ -232,7 +232,8 @@ def _fda_expr(x: Tensor, g: Tensor, n: int, omega: float) -> Tensor:
     ratio = torch.sin(mr) / (2.0 * torch.sin(r))
     taylor = (n + 1) * (1.0 - (m * m - 1.0) / 6.0 * r * r)
     ratio = torch.where(mr.abs() < 1e-3, taylor, ratio)
-    sgn = (1.0 - 2.0 * torch.remainder(k, 2.0)).to(x.dtype)
+    half = 0.5 * k                      # (-1)^k = 1 - 4 frac(k / 2): floor vectorises, remainder (5x dearer) not
+    sgn = (1.0 - 4.0 * (half - torch.floor(half))).to(x.dtype)
     return ratio * sgn * (_C_SCALE * omega) * g
 
 
