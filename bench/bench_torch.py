@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from fdaref.allocator import keep_freed_memory
 from fdaref.backends.torch import fda_grad, fda_grad_compiled
 from fdaref.backends.torch import modules as M
 
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON path (default bench/results/torch_<device>.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    kept = keep_freed_memory()   # as `fdaref train` does; process-wide, so every model measured here alike
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         print("no CUDA device here", file=sys.stderr)
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()}, "
                                                                  f"{args.threads} threads)",
-        "torch": torch.__version__, "python": platform.python_version(),
+        "torch": torch.__version__, "python": platform.python_version(), "keep_freed_memory": kept,
         "command": " ".join(([f"FDAREF_TORCH_COMPILE={os.environ['FDAREF_TORCH_COMPILE']}"]
                              if "FDAREF_TORCH_COMPILE" in os.environ else [])
                             + ["python", "bench/bench_torch.py"] + (argv if argv is not None else sys.argv[1:])),

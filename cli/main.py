@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from fdaref import __version__
+from fdaref.allocator import keep_freed_memory
 from fdaref.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -60,9 +61,14 @@ def _show_library_notices() -> None:
     logger.setLevel(logging.INFO)
 
 
+TRAINING_COMMANDS = ("train", "ablation", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_library_notices()
+    if args.command in TRAINING_COMMANDS:
+        keep_freed_memory()   # steps reuse the heap instead of faulting pages in again (fdaref/allocator.py)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
