@@ -286,7 +286,8 @@ def compiled_engine(cfg: Any, reference: Any, info: Any) -> TorchEngine:
 
 
 TRAINING_ENGINES = {"torch": eager_engine, "torch-compile": compiled_engine}
-# Runs from this many optimizer steps on compile by default (TorchBackend.default_engine): measured on a
-# 2-core CPU, the compile of binary resnet20 takes 1.5-5 minutes and saves about half of each ~0.5 s step, so
-# it pays back after some 1,000 steps; 3,000 leaves short runs (tests, demos, ablations) eager.
-COMPILE_MIN_STEPS = 3000
+# Runs from this many optimizer steps on compile by default (TorchBackend.default_engine). Measured on a
+# 2-core CPU, one thread (bench/bench_torch.py): the compile of binary resnet20 takes 11-31 s (warm / cold
+# Inductor cache; minutes on a heavily loaded machine) and a step drops from ~340 to ~225 ms, so it pays back
+# after 100-300 steps; 1,000 leaves short runs (tests, the demo's ~280 steps, ablations) eager with a margin.
+COMPILE_MIN_STEPS = 1000

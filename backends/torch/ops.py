@@ -459,7 +459,7 @@ class TorchBackend:
 
     def default_engine(self, total_steps: Optional[int] = None) -> str:
         """The fastest engine for a run of ``total_steps``: ``torch-compile`` from COMPILE_MIN_STEPS on (it
-        runs binary resnet20 steps about twice as fast on the CPU, and the compile, minutes on a small CPU,
+        runs binary resnet20 steps about 1.5x as fast on the CPU, and the compile, 10-30 s on a small CPU,
         is repaid over such a run), else ``torch`` (eager)."""
         from .engine import COMPILE_MIN_STEPS
         return "torch-compile" if total_steps is not None and total_steps >= COMPILE_MIN_STEPS else "torch"
