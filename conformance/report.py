@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from fdaref.atomic import json_safe, write_json_atomic
+
 SUITE_VERSION = "1.0.0"
 
 # Outcomes. pass / fail / error are verdicts; not_provided, refused and declined (an option value the backend
@@ -51,7 +53,7 @@ class CaseResult:
         return self.outcome in (FAIL, ERROR)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return json_safe(asdict(self))
 
     def render(self) -> str:
         """The failure report: op, backend, device, dtype, shapes, errors with index and tolerance, repro."""
@@ -146,7 +148,7 @@ class SuiteReport:
         from fdaref import __version__ as fdaref_version
 
         from .tolerances import policy_table
-        return _jsonable({
+        return json_safe({
             "suite": {"name": "fdaref.conformance", "version": SUITE_VERSION, "fdaref": fdaref_version},
             "backend": {"name": self.backend, "version": self.backend_version},
             "target": {"device": self.device, "dtype": self.dtype},
@@ -167,7 +169,6 @@ class SuiteReport:
 
     def write_json(self, path: str) -> None:
         """The JSON report, written atomically (an unwritable path raises InputError naming it)."""
-        from fdaref.atomic import write_json_atomic
         write_json_atomic(path, self.to_dict())
 
 
@@ -183,17 +184,3 @@ def estimators_without_fd() -> list[str]:
         elif est.antiderivative is None:
             out.append(f"{name}: no finite-difference check (declares no antiderivative)")
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)
-    return value
