@@ -19,6 +19,10 @@ tensors pays for):
 
 :func:`fda_grad_compiled` is the same closed form as one expression for ``torch.compile`` (one generated loop:
 C++ on the CPU, Triton on CUDA); it reduces in float64 and evaluates the sines in the input dtype.
+
+On the CPU a block with a gradient ``g`` goes to the numba loop of :mod:`.cpu_loops` where numba is installed
+and the block is covered (one pass at ~1 ns an element against ~4.7 ns for the lean kernel's passes); the
+kernels here serve the rest (no numba, NaN / inf, very large |x|, float64, no ``g``).
 """
 from __future__ import annotations
 

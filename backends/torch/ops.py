@@ -11,7 +11,9 @@ uses it), and ``NVIDIA_TF32_OVERRIDE=0`` does the same for a process.
 
 The fda surrogate is the fused closed form of :mod:`.fused`: by default the torch.compile kernel on CUDA and
 the eager in-place kernel on the CPU (``FDAREF_TORCH_COMPILE=0/1/auto`` overrides, see
-:func:`fused.use_compiled`).
+:func:`fused.use_compiled`). On the CPU, where numba is installed, the float32 surrogate times g and the
+activation quantizer's sign + a sin(t) run as fused loops (:mod:`.cpu_loops`; ``FDAREF_TORCH_LOOPS=0``
+turns them off).
 """
 from __future__ import annotations
 
