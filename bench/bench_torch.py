@@ -1,7 +1,8 @@
 """Speed of the torch backend, measured side by side in one run (ratios are taken within the run).
 
 (a) FDA backward, g * fda'(x) at n = 18 on 10^7 elements: the naive form (n+1 cosine tensors summed, written
-    here as the baseline) against the fused closed form (eager, and through torch.compile with --compile).
+    here as the baseline) against the fused closed form (eager, and through torch.compile with --compile);
+    on the CPU the eager figure is the numba loop (cpu_loops), timed also with the loops off.
 (b) binary resnet20 with FDA + the noise module, batch 128, 1x28x28 (--input): training images/s of the
     step engine ``fdaref train --backend torch`` uses by default, against ``--engine fdaref``, the same
     architecture in float (eager and, with --compile, torch.compile on both sides), and a naive baseline
@@ -10,6 +11,9 @@
 
     python bench/bench_torch.py                      # CPU, writes bench/results/torch_cpu.json
     python bench/bench_torch.py --device cuda        # the same on a GPU -> bench/results/torch_cuda.json
+
+Every run asks glibc to keep freed memory as ``fdaref train`` does (``--no-keep-freed-memory``: the default
+allocator; that setting is process-wide, so its effect is the difference of two runs).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 from fdaref.allocator import keep_freed_memory
 from fdaref.backends.torch import fda_grad, fda_grad_compiled
+from fdaref.backends.torch import cpu_loops
 from fdaref.backends.torch import modules as M
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +43,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timeit(fn: Callable[[], Any], device: str, repeat: int, warmup: int = 1) -> float:
+def timeit(fn: Callable[[], Any], device: str, repeat: int, warmup: int = 2) -> float:
     """Median seconds of ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
@@ -68,6 +73,13 @@ def bench_surrogate(device: str, numel: int, n: int, repeat: int, compile_: bool
     out["naive_s"] = timeit(lambda: naive_fda_backward(g, x, n, 0.1), device, repeat)
     out["fused_eager_s"] = timeit(lambda: fda_grad(x, n, 0.1, g=g), device, repeat)
     out["speedup_eager"] = out["naive_s"] / out["fused_eager_s"]
+    if not device.startswith("cuda") and cpu_loops.enabled():   # the same call with the numba loops off
+        os.environ["FDAREF_TORCH_LOOPS"] = "0"
+        try:
+            out["fused_eager_torch_kernels_s"] = timeit(lambda: fda_grad(x, n, 0.1, g=g), device, repeat)
+        finally:
+            del os.environ["FDAREF_TORCH_LOOPS"]
+        out["numba_loops_vs_torch_kernels"] = out["fused_eager_torch_kernels_s"] / out["fused_eager_s"]
     ref = naive_fda_backward(g.double(), x.double(), n, 0.1)
     peak = 4 * 0.1 / math.pi * (n + 1)
     out["max_err_eager_over_peak"] = float((fda_grad(x, n, 0.1, g=g).double() - ref).abs().max() / peak
@@ -262,10 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the torch.compile kernel and the compiled training paths")
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="glibc keeps freed memory in the process, as `fdaref train` asks (fdaref/allocator.py); "
+                        "process-wide, so compare two runs")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/torch_<device>.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    kept = keep_freed_memory()   # as `fdaref train` does; process-wide, so every model measured here alike
+    kept = keep_freed_memory() if args.keep_freed_memory else False   # as `fdaref train`; every model alike
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         print("no CUDA device here", file=sys.stderr)
