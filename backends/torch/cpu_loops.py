@@ -92,24 +92,23 @@ if njit is not None:
         return 1.0 - 2.0 * (j - 2.0 * np.floor(0.5 * j))
 
     @_inline
+    def _horner(z: float, coeffs: tuple) -> float:
+        p = coeffs[0]
+        for c in coeffs[1:]:
+            p = p * z + c
+        return p
+
+    @_inline
     def _sin_pi(w: float) -> float:
         """sin(pi w) for |w| <= 1/2."""
         y = _PI * w
-        z = y * y
-        p = _SIN[0]
-        for c in _SIN[1:]:
-            p = p * z + c
-        return p * y
+        return _horner(y * y, _SIN) * y
 
     @_inline
     def _cos_pi(w: float) -> float:
         """cos(pi w) for |w| <= 1/2."""
         y = _PI * w
-        z = y * y
-        p = _COS[0]
-        for c in _COS[1:]:
-            p = p * z + c
-        return p
+        return _horner(y * y, _COS)
 
     @_inline
     def _fda_ratio(xv: float, c: float, m: float) -> float:
