@@ -114,3 +114,11 @@ def test_quantizer_with_and_without_loops_matches_reference(monkeypatch, loops, 
     for name, a_, b_ in zip(("dt", "dw1", "dw2"), got, want):
         tol = 1e-5 * max(1.0, np.abs(b_).max())
         assert np.abs(a_.numpy() - b_).max() <= tol, name
+
+
+def test_without_numba_the_loops_are_off(monkeypatch):
+    """The torch backend imports without numba (cpu_loops.njit is None then): covers() is False everywhere,
+    so every caller takes the torch kernels."""
+    monkeypatch.setattr(cpu_loops, "njit", None)
+    assert not cpu_loops.enabled()
+    assert not cpu_loops.covers(torch.zeros(8))
