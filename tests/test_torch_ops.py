@@ -619,3 +619,18 @@ def test_fda_compiled_matches_eager(rng):
         pytest.skip(f"torch.compile unavailable here: {type(exc).__name__}: {exc}")
     want = fda_grad(x, 18, 0.1, clip=2.0, g=g)
     assert (got - want).abs().max().item() <= 2e-5 * estimators.fda_peak(18, 0.1) * g.abs().max().item()
+
+
+@pytest.mark.parametrize("scale", (1e3, 1e5, 1e7, 1e9))
+def test_fda_float32_at_large_arguments(rng, scale):
+    """Beyond the lean kernel's range (and the numba loops' cover) float32 fda stays as accurate as the
+    reference's own float64 reduction: a few float32 ulps of the peak at any |x|, with and without g."""
+    x = (rng.standard_normal(20000) * scale).astype(np.float32)
+    g = rng.standard_normal(x.size).astype(np.float32)
+    peak = estimators.fda_peak(18, 0.1)
+    want = estimators.fda(x.astype(np.float64), n=18, omega=0.1)
+    for gg, w in ((None, want), (g, want * g)):
+        got = fda_grad(torch.from_numpy(x), 18, 0.1, g=None if gg is None else torch.from_numpy(gg))
+        assert got.dtype == torch.float32
+        bound = 4 * 2.0 ** -24 * peak * (1.0 if gg is None else np.abs(g).max())
+        assert np.abs(got.numpy().astype(np.float64) - w).max() <= bound

@@ -9,13 +9,10 @@ Two eager kernels, both written with in-place operations on at most three work b
 40 MB buffer costs as much as a transcendental pass, so temporaries are what a naive sum of n+1 cosine
 tensors pays for):
 
-- float64 mirrors the reference formula step by step: t = omega x, k = rint(t / pi), r = t - k pi, and the
-  Taylor value (n+1)(1 - (M^2 - 1) r^2 / 6) where |M r| < 1e-3.
-- float32 works in units of pi, u = x omega / pi, and splits the product exactly (Dekker): x = x_hi + x_lo
-  with 12 significant bits in x_hi and c = omega / pi = c_hi + c_lo with 12 in c_hi, so x_hi c_hi is exact,
-  k = rint(x_hi c_hi), and v = (x_hi c_hi - k) + (x_hi c_lo + x_lo c) is u - k to float32 accuracy however
-  large x is. Then r = pi v; sin(M r) / (2 sin r) is accurate wherever sin r != 0 (both sines are accurate
-  relative to their arguments), and r == 0 gives the limit n + 1.
+- the general kernel mirrors the reference formula step by step in float64 (for float32 inputs too, then
+  rounded once): t = omega x, k = rint(t / pi), r = t - k pi, and the Taylor value (n+1)(1 - (M^2 - 1) r^2 / 6)
+  where |M r| < 1e-3. So it is as accurate as the reference's own reduction at any |x|.
+- the lean float32 kernel (below) covers |x omega / pi| <= LEAN_LIMIT, every activation in practice.
 
 :func:`fda_grad_compiled` is the same closed form as one expression for ``torch.compile`` (one generated loop:
 C++ on the CPU, Triton on CUDA); it reduces in float64 and evaluates the sines in the input dtype.
@@ -65,30 +62,6 @@ def _fda_ratio_f64(x: Tensor, n: int, omega: float) -> Tensor:
     return num.mul_(_parity_sign_(k))        # (-1)^k; NaN for non-finite x, as the series
 
 
-def _fda_ratio_f32(x: Tensor, n: int, omega: float) -> Tensor:
-    """(-1)^k sin(M r) / (2 sin r) in float32 with an exact reduction of x omega / pi (module docstring)."""
-    m = 2.0 * (n + 1)
-    c = omega / math.pi
-    c_hi, c_lo = _split12(c)
-    # x_hi: x with its 12 low mantissa bits cleared (inf/NaN stay non-finite; they give NaN below)
-    a = x.view(torch.int32).bitwise_and(-4096).view(torch.float32)
-    b = torch.sub(x, a).mul_(c)                 # x_lo c
-    b.add_(a, alpha=c_lo)                       # + x_hi c_lo: the small correction
-    a.mul_(c_hi)                                # x_hi c_hi, exact
-    k = torch.round(a)
-    a.sub_(k).add_(b)                           # v = u - k, |v| <= 1/2 (+ tiny) while |u| < 2^30
-    torch.round(a, out=b)                       # re-reduce: huge |x| leave |v| > 1/2
-    a.sub_(b)
-    _parity_sign_(k).mul_(_parity_sign_(b))     # (-1)^k times (-1)^k2, k2 the second reduction's integer
-    a.mul_(math.pi)                             # r
-    torch.sin(a, out=b)                         # sin r
-    a.mul_(m).sin_()                            # sin(M r)
-    a.div_(b).mul_(0.5)
-    # 0/0 only where r == 0 exactly: its limit n + 1. Non-finite x stay NaN: their (-1)^k is NaN.
-    a.nan_to_num_(nan=float(n + 1), posinf=math.inf, neginf=-math.inf)
-    return a.mul_(k)
-
-
 def _parity_sign_(k: Tensor) -> Tensor:
     """In place: (-1)^k = 1 - 4 |frac(k / 2)| for integer-valued k (exact; NaN for non-finite k). Cheaper
     than remainder, which torch does not vectorize."""
@@ -105,15 +78,12 @@ def fda_grad(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
     if x.dtype == torch.float32 and x.device.type == "cpu" and (g is None or g.shape == x.shape):
         out = _fda_blocked(x, n, omega, g)
     else:
-        if x.dtype == torch.float64:
-            out = _fda_ratio_f64(x, n, omega)
-        elif x.dtype == torch.float32:
-            out = _fda_ratio_f32(x.contiguous(), n, omega)
-        else:
+        if x.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"fda: expected a float32 or float64 tensor, got {x.dtype}")
-        out.mul_(_C_SCALE * omega)
+        out = _fda_ratio_f64(x, n, omega).mul_(_C_SCALE * omega)
         if g is not None:
             out.mul_(g)
+        out = out.to(x.dtype)
     if clip is not None:
         out.masked_fill_(x.abs() > clip, 0.0)
     return out
@@ -122,12 +92,14 @@ def fda_grad(x: Tensor, n: int, omega: float, clip: Optional[float] = None,
 # ---------------------------------------------------------------------------------------------------
 # The lean float32 kernel and cache blocking (CPU).
 #
-# On the CPU every eager op is a pass over memory; for activation-sized tensors (8 MB) the ~30 passes of
-# :func:`_fda_ratio_f32` stream through DRAM. Two things cut that cost without changing the math:
+# On the CPU every eager op is a pass over memory; for activation-sized tensors (8 MB) the passes of a float32
+# kernel stream through DRAM. Two things cut that cost:
 # - for |u| = |x omega / pi| <= LEAN_LIMIT (every activation in practice; checked per block, else the general
-#   kernel runs) one reduction suffices: x_hi c_hi is exact, b = x_lo c_hi + x c_lo is tiny (|b| <= |u| 2^-11,
-#   so its rounding is below 2^-27), k = rint(x_hi c_hi + b), and v = (x_hi c_hi - k) + b with an exact
-#   subtraction; (-1)^k is 1 - 4 |frac(k / 2)|, exact for |k| <= 2^8. That is 20 passes instead of 30.
+#   kernel runs) the reduction splits the product (Dekker): x = x_hi + x_lo with 12 significant bits in x_hi
+#   and c = omega / pi = c_hi + c_lo with 12 in c_hi, so x_hi c_hi is exact, b = x_lo c_hi + x c_lo is tiny
+#   (|b| <= |u| 2^-11, so its rounding is below 2^-27; c_lo's own rounding costs |u| 2^-36), k = rint(x_hi
+#   c_hi + b), and v = (x_hi c_hi - k) + b with an exact subtraction; (-1)^k is 1 - 4 |frac(k / 2)|, exact
+#   for |k| <= 2^8. r = pi v; sin(M r) / (2 sin r) is accurate wherever sin r != 0, and r == 0 gives n + 1.
 # - the passes run block by block (CPU_BLOCK elements, a few hundred KB per buffer), so the work buffers and
 #   the block of x stay in L2 between passes.
 
@@ -210,11 +182,10 @@ def fda_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: float,
     if lean_applies(x, omega):
         l = x.numel()
         return fda_lean_into_(out, x, g, n, omega, (work[0][:l], work[1][:l], work[2][:l]), cos_coef)
-    ratio = _fda_ratio_f32(x.contiguous(), n, omega) if x.dtype == torch.float32 else _fda_ratio_f64(x, n, omega)
-    ratio.mul_(_C_SCALE * omega)
+    ratio = _fda_ratio_f64(x, n, omega).mul_(_C_SCALE * omega)   # float64 whatever x's dtype (module docstring)
     if cos_coef != 0:
         ratio.add_(torch.cos(x), alpha=cos_coef)
-    return torch.mul(ratio, g, out=out) if g is not None else out.copy_(ratio)
+    return out.copy_(ratio.mul_(g) if g is not None else ratio)
 
 
 def fda_series_naive(x: Tensor, n: int, omega: float, g: Optional[Tensor] = None) -> Tensor:
