@@ -17,8 +17,8 @@ tensors pays for):
 :func:`fda_grad_compiled` is the same closed form as one expression for ``torch.compile`` (one generated loop:
 C++ on the CPU, Triton on CUDA); it reduces in float64 and evaluates the sines in the input dtype.
 
-On the CPU a block with a gradient ``g`` goes to the numba loop of :mod:`.cpu_loops` where numba is installed
-and the block is covered (one pass at ~1 ns an element against ~4.7 ns for the lean kernel's passes); the
+On the CPU a tensor with a gradient ``g`` goes to the numba loop of :mod:`.cpu_loops` where numba is
+installed and the tensor is covered (one pass at ~1 ns an element against ~4.7 ns for the lean kernel's passes); the
 kernels here serve the rest (no numba, NaN / inf, very large |x|, float64, no ``g``).
 """
 from __future__ import annotations
@@ -162,6 +162,9 @@ def _fda_blocked(x: Tensor, n: int, omega: float, g: Optional[Tensor]) -> Tensor
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     xf, of = x.reshape(-1), out.view(-1)
     gf = None if g is None else g.reshape(-1)
+    if gf is not None and cpu_loops.covers(xf, omega):   # one fused pass over the whole tensor
+        cpu_loops.fda_cos_into(of, xf, gf, n, omega)
+        return out
     block = _blocking()
     size = min(block, xf.numel())
     work = (torch.empty(size, dtype=x.dtype), torch.empty(size, dtype=x.dtype), torch.empty(size, dtype=x.dtype))
@@ -175,10 +178,8 @@ def _fda_blocked(x: Tensor, n: int, omega: float, g: Optional[Tensor]) -> Tensor
 def fda_into_(out: Tensor, x: Tensor, g: Optional[Tensor], n: int, omega: float,
               work: tuple[Tensor, Tensor, Tensor], cos_coef: float = 0.0) -> Tensor:
     """out = g (fda'(x) + cos_coef cos x) (no clip) for one CPU block, all flat: the lean kernel where it
-    applies, else the general one. ``work``: flat buffers at least as long as ``x``. The fused numba loop
-    (:mod:`.cpu_loops`) takes the block where it is installed and covers it."""
-    if g is not None and cpu_loops.covers(x, omega):
-        return cpu_loops.fda_cos_into(out, x, g, n, omega, cos_coef)
+    applies, else the general one. ``work``: flat buffers at least as long as ``x``. (Callers check once per
+    tensor whether the numba loop of :mod:`.cpu_loops` covers it, and then call that instead.)"""
     if lean_applies(x, omega):
         l = x.numel()
         return fda_lean_into_(out, x, g, n, omega, (work[0][:l], work[1][:l], work[2][:l]), cos_coef)

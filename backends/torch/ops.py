@@ -348,16 +348,21 @@ def _quantize_backward_blocked(g: Tensor, t: Tensor, h: Tensor, w1: Tensor, w2: 
     dt = torch.empty_like(tv)
     dw1, dw2 = torch.zeros_like(w1), torch.zeros_like(w2)
     nb = _images_per_block(t)
-    size = min(nb, b) * c * p
-    work = tuple(torch.empty(size, dtype=t.dtype) for _ in range(3))
     resolved = get_estimator(estimator).resolve(params)
     lean = estimator == "fda" and not fused.use_compiled("cpu")
+    loops = lean and cpu_loops.covers(tv, resolved["omega"])   # one coverage check serves every block
+    size = min(nb, b) * c * p
+    work = None if loops else tuple(torch.empty(size, dtype=t.dtype) for _ in range(3))
+    cos_coef = alpha * a if eta_kind == "sin" else 0.0
     for i in range(0, b, nb):
         xs, gs, ds, hs = tv[i:i + nb], gv[i:i + nb], dt[i:i + nb], h[i:i + nb]
-        cos_coef = alpha * a if eta_kind == "sin" else 0.0
         if lean and (resolved["clip"] is None or cos_coef == 0):
-            fused.fda_into_(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"], resolved["omega"], work,
-                            cos_coef)
+            if loops:
+                cpu_loops.fda_cos_into(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"],
+                                       resolved["omega"], cos_coef)
+            else:
+                fused.fda_into_(ds.view(-1), xs.reshape(-1), gs.reshape(-1), resolved["n"], resolved["omega"],
+                                work, cos_coef)
             if resolved["clip"] is not None:
                 ds.masked_fill_(xs.abs() > resolved["clip"], 0.0)
         else:
