@@ -29,7 +29,8 @@ import numpy as np
 
 from fdaref import estimators as _est
 from fdaref import scale as _scale
-from fdaref._validate import check_choice, check_float_array, check_grad, check_int, check_real
+from fdaref._validate import check_float_array, check_grad, check_int, check_real
+from fdaref.binarize import check_zero
 from fdaref.functional import activation as _act
 from fdaref.functional._geometry import geometry, out_size, pad_value_of
 from fdaref.functional.bitpack import check_pack_args, check_packed, words as _words
@@ -217,7 +218,7 @@ class NumbaBackend(HostArrays):
     # -- SEMANTICS 1-2 --------------------------------------------------------------------------------------------
     def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
         check_float_array(x, "x")
-        zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", (-1.0, 0.0, 1.0))
+        zero = check_zero(zero)
         xf = _flat(x)
         out = np.empty_like(xf)
         _elementwise(ew.sign_range, ew.sign_par, xf.size, xf, out, x.dtype.type(zero))
@@ -319,7 +320,7 @@ class NumbaBackend(HostArrays):
         check_real(alpha, "alpha")
         if not training or alpha == 0 or w1 is None:
             return self.sign(t, zero)
-        zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", (-1.0, 0.0, 1.0))
+        zero = check_zero(zero)
         _check_module(t, w1, w2, layout, eta_kind, a)
         return self._module_forward(t, w1, w2, layout, eta_kind, a, zero, float(alpha))
 

@@ -5,8 +5,8 @@ from typing import Callable
 
 import numpy as np
 
-from fdaref._validate import check_choice, check_float_array
-from fdaref.binarize import ZERO_CONVENTIONS
+from fdaref._validate import check_float_array
+from fdaref.binarize import check_zero
 from fdaref.quantizer import check_quantize_args
 
 from .noise import noise_backward, noise_forward
@@ -15,7 +15,7 @@ from .noise import noise_backward, noise_forward
 def sign(x: np.ndarray, zero: float = -1.0) -> np.ndarray:
     """Eq. 1 in two passes: numpy's sign, then ``zero`` written where x == 0 (-0.0 included); NaN stays NaN."""
     check_float_array(x, "x")
-    zero = check_choice(float(zero) if not isinstance(zero, bool) else zero, "zero", ZERO_CONVENTIONS)
+    zero = check_zero(zero)
     out = np.sign(x)
     out[x == 0] = zero
     return out
