@@ -1,12 +1,14 @@
-"""Fused CPU loops (numba) for the elementwise work of the float32 activation quantizer.
+"""Fused CPU loops (numba) for the float32 activation quantizer.
 
 In torch eager every operation is one pass over memory and every sin / cos costs about 1 ns per element
-(a pass costs 0.1 ns), so the in-place kernels of :mod:`.fused` spend most of their time on passes and
-transcendentals. Here each quantity is one loop with everything in registers, vectorised by LLVM:
+(a pass costs 0.1 ns), and the noise module's products over channels are matrix products with one side of
+width m = 1 or 2. Here each quantity is one loop with everything in registers, vectorised by LLVM:
 
-- :func:`sign_sin_into`: ``out = sign(x) + coef sin(x)`` (Eq. 14 forward without the fc term; sign(0) =
-  ``zero``).
 - :func:`fda_cos_into`: ``out = g (fda'(x) + cos_coef cos x)`` (SEMANTICS 4 backward without the fc term).
+- :func:`quantize_forward` / :func:`quantize_backward`: the whole activation quantizer with the noise
+  module and eta = a sin (Eq. 14 forward, SEMANTICS 4 backward), image by image (an image's activations
+  stay in cache between the elementwise pass and the products over channels), for NCHW and channels-last
+  (NHWC) tensors; the outputs keep the input's layout (torch.compile hands channels-last tensors over).
 
 The math is float64 (fastmath only for "contract": a * b + c may round once, as an FMA) and says what the
 reference says. Every sine is taken in units of pi: for u = y / pi,
@@ -16,8 +18,10 @@ FDA (SEMANTICS 2, closed form): u = x omega / pi, k = rint(u), v = u - k, so r =
 M r = pi M v; the value is (4 omega / pi) (-1)^k sin(pi M v) / (2 sin(pi v)), with its limit
 (4 omega / pi)(n + 1) at v = 0.
 
-Coverage: |x| <= COVER_X and |x omega / pi| <= COVER_X, checked once per call (:func:`covers`). There the
-reductions lose at most |u| 2^-53 <= 2^-37 to rounding; NaN, inf and larger values take the torch kernels.
+Coverage: |x| <= COVER_X and |x omega / pi| <= COVER_X, checked once per call (:func:`covers`; the fused
+quantizer checks it in its elementwise pass and returns None where it fails). There the reductions lose at
+most |u| 2^-53 <= 2^-37 to rounding; NaN, inf and larger values take the torch kernels. The products over
+channels are float32 (as a float32 matmul), their sums over pixels float64.
 numba is optional: without it :func:`covers` is False everywhere. ``FDAREF_TORCH_LOOPS=0`` turns the loops
 off (the torch kernels run), for comparisons.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -60,13 +64,6 @@ def _flat(t: Tensor) -> Any:
     return t.detach().reshape(-1).numpy()
 
 
-def sign_sin_into(out: Tensor, x: Tensor, zero: float, coef: float) -> Tensor:
-    """out = sign(x) + coef sin(x) for float32 ``x`` with :func:`covers`; ``out`` float32, contiguous, the
-    shape of ``x`` (it may be ``x`` itself)."""
-    _sign_sin(_flat(x), _flat(out), float(zero), float(coef))
-    return out
-
-
 def fda_cos_into(out: Tensor, x: Tensor, g: Tensor, n: int, omega: float, cos_coef: float = 0.0) -> Tensor:
     """out = g (fda'(x) + cos_coef cos x) for float32 ``x`` with ``covers(x, omega)``; ``g`` and ``out``
     float32 and contiguous, the shape of ``x`` (``out`` may be ``g``)."""
@@ -78,13 +75,94 @@ def fda_cos_into(out: Tensor, x: Tensor, g: Tensor, n: int, omega: float, cos_co
     return out
 
 
+def _channels_last(x: Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def fused_quantizer_applies(x: Tensor) -> bool:
+    """Whether :func:`quantize_forward` / :func:`quantize_backward` can take ``x``: loops enabled, a float32
+    CPU (B, C, H, W) tensor with elements (coverage is checked inside)."""
+    return enabled() and x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 4 and x.numel() > 0
+
+
+def _dense(x: Tensor) -> Tensor:
+    """``x`` itself if NCHW-contiguous or channels-last, else an NCHW copy."""
+    return x if x.is_contiguous() or _channels_last(x) else x.contiguous()
+
+
+def _rows(x: Tensor) -> Any:
+    """(B, C, P) for NCHW, (B, P, C) for channels-last, as a numpy view of ``x``'s memory."""
+    b, c = x.shape[:2]
+    if _channels_last(x):
+        return x.detach().permute(0, 2, 3, 1).reshape(b, -1, c).numpy()
+    return x.detach().reshape(b, c, -1).numpy()
+
+
+def _weights(w1: Tensor, w2: Tensor) -> tuple[Any, Any]:
+    """W1^T and W2, both (m, C) contiguous float32: a channel row per hidden unit."""
+    return (w1.detach().T.contiguous().to(torch.float32).numpy(),
+            w2.detach().contiguous().to(torch.float32).numpy())
+
+
+def quantize_forward(x: Tensor, w1: Tensor, w2: Tensor, zero: float, alpha: float, coef: float
+                     ) -> Optional[tuple[Tensor, Tensor]]:
+    """Eq. 14 with the noise module over channels and eta = a sin, for ``x`` with
+    :func:`fused_quantizer_applies`; ``w1`` (C, m), ``w2`` (m, C), ``coef`` = alpha a.
+
+    Returns z = sign(x) + coef sin(x) + alpha relu(x W1) W2 (``x``'s shape and layout) and h = relu(x W1) of
+    shape (B, m, H W) (pixel-major strides for a channels-last ``x``), or None where x is not covered.
+    """
+    x = _dense(x)
+    b, c, hh, ww = x.shape
+    m = w1.shape[1]
+    z = torch.empty_like(x)
+    w1t, w2n = _weights(w1, w2)
+    if _channels_last(x):
+        h = x.new_empty((b, hh * ww, m)).transpose(1, 2)
+        kernel, hv = _forward_nhwc, h.transpose(1, 2).numpy()
+    else:
+        h = x.new_empty((b, m, hh * ww))
+        kernel, hv = _forward_nchw, h.numpy()
+    ok = kernel(_rows(x), w1t, w2n, _rows(z), hv, float(zero), float(alpha), float(coef), COVER_X)
+    return (z, h) if ok else None
+
+
+def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n: int, omega: float,
+                      cos_coef: float, alpha: float) -> Optional[tuple[Tensor, Tensor, Tensor]]:
+    """SEMANTICS 4 backward of :func:`quantize_forward` (estimator fda without a clip; ``cos_coef`` = alpha a).
+
+    ``h``: relu(x W1) as :func:`quantize_forward` returned it. Returns dt = g (fda'(x) + cos_coef cos x) +
+    alpha dfc/dx^T g (``x``'s layout), dW1 = alpha x^T dh (C, m) and dW2 = alpha h^T g (m, C), or None where
+    x is not covered.
+    """
+    x = _dense(x)
+    b, c, hh, ww = x.shape
+    m = w1.shape[1]
+    nhwc = _channels_last(x)
+    g = g.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+    hv = h.transpose(1, 2).contiguous().numpy() if nhwc else h.contiguous().numpy()
+    dt = torch.empty_like(x)
+    acc1, acc2 = torch.zeros((m, c), dtype=torch.float64), torch.zeros((m, c), dtype=torch.float64)
+    w1t, w2n = _weights(w1, w2)
+    bound = COVER_X * min(1.0, math.pi / omega)
+    kernel = _backward_nhwc if nhwc else _backward_nchw
+    ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), omega / math.pi,
+                2.0 * (n + 1), 2.0 * omega / math.pi, float(cos_coef), float(alpha), bound)
+    if not ok:
+        return None
+    return dt, acc1.T.mul(alpha).to(w1.dtype), acc2.mul_(alpha).to(w2.dtype)
+
+
 if njit is not None:
     _PI, _INV_PI = math.pi, 1.0 / math.pi
     # (-1)^i / (2i+1)! and (-1)^i / (2i)!, highest first for Horner
     _SIN = tuple((-1.0) ** i / math.factorial(2 * i + 1) for i in range(7, -1, -1))
     _COS = tuple((-1.0) ** i / math.factorial(2 * i) for i in range(8, -1, -1))
-    _kernel = njit(cache=True, error_model="numpy", boundscheck=False, fastmath={"contract"})   # error_model: 0/0 is NaN, no raise
+    # error_model: 0/0 is NaN, no raise; nogil: torch may call from several threads
+    _kernel = njit(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"contract"})
     _inline = njit(cache=True, error_model="numpy", inline="always", fastmath={"contract"})
+    # sums of products only (never the sines): "reassoc" lets LLVM vectorise them
+    _sums = njit(cache=True, boundscheck=False, nogil=True, fastmath={"contract", "reassoc"})
 
     @_inline
     def _parity(j: float) -> float:
@@ -128,15 +206,6 @@ if njit is not None:
         return _parity(j) * _cos_pi(u - j)
 
     @_kernel
-    def _sign_sin(x, out, zero, coef):  # pragma: no cover - compiled
-        for i in range(x.size):
-            xv = np.float64(x[i])
-            s = 1.0 if xv > 0.0 else (-1.0 if xv < 0.0 else zero)
-            u = xv * _INV_PI
-            j = np.rint(u)
-            out[i] = np.float32(s + coef * (_parity(j) * _sin_pi(u - j)))
-
-    @_kernel
     def _fda(x, g, out, c, m, half_scale):  # pragma: no cover - compiled
         for i in range(x.size):
             out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(np.float64(x[i]), c, m)))
@@ -146,3 +215,139 @@ if njit is not None:
         for i in range(x.size):
             xv = np.float64(x[i])
             out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(xv, c, m) + cos_coef * _cos(xv)))
+
+    # --- the fused quantizer: an elementwise pass per image, then the noise module over channels
+
+    @_kernel
+    def _sign_sin_checked(x, out, zero, coef, bound):  # pragma: no cover - compiled
+        """out = sign(x) + coef sin(x) over 1-D x; False where some |x| > bound (or NaN)."""
+        ok = True
+        for i in range(x.size):
+            xv = np.float64(x[i])
+            ok &= abs(xv) <= bound
+            s = 1.0 if xv > 0.0 else (-1.0 if xv < 0.0 else zero)
+            u = xv * _INV_PI
+            j = np.rint(u)
+            out[i] = np.float32(s + coef * (_parity(j) * _sin_pi(u - j)))
+        return ok
+
+    @_kernel
+    def _fda_cos_checked(x, g, out, c, m, half_scale, cos_coef, bound):  # pragma: no cover - compiled
+        ok = True
+        for i in range(x.size):
+            xv = np.float64(x[i])
+            ok &= abs(xv) <= bound
+            out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(xv, c, m) + cos_coef * _cos(xv)))
+        return ok
+
+    @_inline
+    def _axpy(y, a, x):
+        for i in range(y.size):
+            y[i] += a * x[i]
+
+    @_sums
+    def _plane_sums(xb, gb, hb, dh, acc1, acc2):  # pragma: no cover - compiled
+        """NCHW image: acc1[j, c] += sum_p x[c, p] dh[j, p]; acc2[j, c] += sum_p h[j, p] g[c, p]."""
+        for c in range(xb.shape[0]):
+            for j in range(dh.shape[0]):
+                s1 = 0.0
+                s2 = 0.0
+                for p in range(xb.shape[1]):
+                    s1 += np.float64(xb[c, p]) * np.float64(dh[j, p])
+                    s2 += np.float64(hb[j, p]) * np.float64(gb[c, p])
+                acc1[j, c] += s1
+                acc2[j, c] += s2
+
+    @_kernel
+    def _forward_nchw(x, w1t, w2, z, h, zero, alpha, coef, bound):  # pragma: no cover - compiled
+        """x, z (B, C, P); w1t, w2 (m, C); h (B, m, P)."""
+        ok = True
+        for b in range(x.shape[0]):
+            ok &= _sign_sin_checked(x[b].reshape(-1), z[b].reshape(-1), zero, coef, bound)
+            for j in range(w2.shape[0]):
+                hj = h[b, j]
+                hj[:] = 0.0
+                for c in range(x.shape[1]):
+                    _axpy(hj, w1t[j, c], x[b, c])
+                for p in range(hj.size):
+                    hj[p] = max(hj[p], np.float32(0.0))
+                for c in range(x.shape[1]):
+                    _axpy(z[b, c], np.float32(alpha * w2[j, c]), hj)
+        return ok
+
+    @_kernel
+    def _backward_nchw(x, g, h, w1t, w2, dt, acc1, acc2, c, m, half_scale, cos_coef, alpha, bound):  # pragma: no cover
+        """x, g, dt (B, C, P); h (B, m, P); w1t, w2 (m, C); acc1, acc2 (m, C) float64."""
+        ok = True
+        dh = np.empty((w2.shape[0], x.shape[2]), np.float32)
+        for b in range(x.shape[0]):
+            for j in range(w2.shape[0]):
+                dh[j] = 0.0
+                for ch in range(x.shape[1]):
+                    _axpy(dh[j], w2[j, ch], g[b, ch])
+                for p in range(x.shape[2]):
+                    if h[b, j, p] <= 0:
+                        dh[j, p] = 0.0
+            ok &= _fda_cos_checked(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
+                                   cos_coef, bound)
+            for ch in range(x.shape[1]):
+                for j in range(w2.shape[0]):
+                    _axpy(dt[b, ch], np.float32(alpha * w1t[j, ch]), dh[j])
+            _plane_sums(x[b], g[b], h[b], dh, acc1, acc2)
+        return ok
+
+    @_sums
+    def _noise_rows_forward(xb, zb, hb, w1t, w2, alpha):  # pragma: no cover - compiled
+        """NHWC image: hb = relu(xb W1) (P, m); zb += alpha hb W2, row (pixel) by row."""
+        for p in range(xb.shape[0]):
+            for j in range(w2.shape[0]):
+                hj = np.float32(0.0)
+                for ch in range(xb.shape[1]):
+                    hj += xb[p, ch] * w1t[j, ch]
+                hj = max(hj, np.float32(0.0))
+                hb[p, j] = hj
+                a = np.float32(alpha) * hj
+                for ch in range(xb.shape[1]):
+                    zb[p, ch] += a * w2[j, ch]
+
+    @_sums
+    def _noise_rows_backward(xb, gb, hb, db, w1t, w2, alpha, a1, a2):  # pragma: no cover - compiled
+        """NHWC image: dh = (gb W2^T) [hb > 0]; db += alpha dh W1^T; a1 += dh^T xb; a2 += hb^T gb."""
+        for p in range(xb.shape[0]):
+            for j in range(w2.shape[0]):
+                hj = hb[p, j]
+                dh = np.float32(0.0)
+                for ch in range(xb.shape[1]):
+                    dh += gb[p, ch] * w2[j, ch]
+                if hj <= 0:
+                    dh = np.float32(0.0)
+                ad = np.float32(alpha) * dh
+                for ch in range(xb.shape[1]):
+                    db[p, ch] += ad * w1t[j, ch]
+                    a1[j, ch] += xb[p, ch] * dh
+                    a2[j, ch] += hj * gb[p, ch]
+
+    @_kernel
+    def _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound):  # pragma: no cover - compiled
+        """x, z (B, P, C); w1t, w2 (m, C); h (B, P, m)."""
+        ok = True
+        for b in range(x.shape[0]):
+            ok &= _sign_sin_checked(x[b].reshape(-1), z[b].reshape(-1), zero, coef, bound)
+            _noise_rows_forward(x[b], z[b], h[b], w1t, w2, alpha)
+        return ok
+
+    @_kernel
+    def _backward_nhwc(x, g, h, w1t, w2, dt, acc1, acc2, c, m, half_scale, cos_coef, alpha, bound):  # pragma: no cover
+        """x, g, dt (B, P, C); h (B, P, m); sums per image in float32, over images in float64."""
+        ok = True
+        a1 = np.empty(w2.shape, np.float32)
+        a2 = np.empty(w2.shape, np.float32)
+        for b in range(x.shape[0]):
+            ok &= _fda_cos_checked(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
+                                   cos_coef, bound)
+            a1[:] = 0.0
+            a2[:] = 0.0
+            _noise_rows_backward(x[b], g[b], h[b], dt[b], w1t, w2, alpha, a1, a2)
+            acc1 += a1
+            acc2 += a2
+        return ok

@@ -311,25 +311,22 @@ def _images_per_block(t: Tensor) -> int:
 
 def _quantize_forward_blocked(t: Tensor, w1: Tensor, w2: Tensor, alpha: float, zero: float, eta_kind: str,
                               a: float) -> tuple[Tensor, Tensor]:
-    """z = sign(t) + alpha (relu(t W1) W2 + eta(t)) and r = relu(t W1), both in NCHW, image block by block."""
+    """z = sign(t) + alpha (relu(t W1) W2 + eta(t)) and r = relu(t W1), both in NCHW, image block by block
+    (where :func:`.cpu_loops.quantize_forward` does not serve)."""
     tv = _bcp(t.contiguous())
     b, c, p = tv.shape
     z = torch.empty_like(tv)
     h = torch.empty((b, w1.shape[1], p), dtype=t.dtype)
     nb = _images_per_block(t)
-    loops = eta_kind == "sin" and cpu_loops.covers(tv)   # sign + alpha a sin t in one fused loop
-    work = torch.empty((min(nb, b), c, p), dtype=t.dtype) if eta_kind == "sin" and not loops else None
+    work = torch.empty((min(nb, b), c, p), dtype=t.dtype) if eta_kind == "sin" else None
     w1t, w2t = w1.T, w2.T
     for i in range(0, b, nb):
         xs, zs, hs = tv[i:i + nb], z[i:i + nb], h[i:i + nb]
-        if loops:
-            cpu_loops.sign_sin_into(zs, xs, zero, alpha * a)
-        else:
-            _sign_into_(zs, xs, zero)
-            if eta_kind == "sin":
-                zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
-            elif eta_kind == "linear":
-                zs.add_(xs, alpha=alpha * a)
+        _sign_into_(zs, xs, zero)
+        if eta_kind == "sin":
+            zs.add_(torch.sin(xs, out=work[:xs.shape[0]]), alpha=alpha * a)
+        elif eta_kind == "linear":
+            zs.add_(xs, alpha=alpha * a)
         r = torch.matmul(w1t, xs, out=hs).clamp_(min=0)   # relu(h) is all backward needs (h > 0 iff r > 0)
         if r.shape[1] == 1:
             zs.addcmul_(w2t, r, value=alpha)
@@ -578,6 +575,10 @@ class TorchBackend:
         if not training or alpha == 0 or w1 is None:
             return _fast_sign(t, float(zero)), None
         _check_module(t, w1, w2, layout, eta_kind)
+        if eta_kind == "sin" and _is_nchw(t, layout) and cpu_loops.fused_quantizer_applies(t):
+            fused_out = cpu_loops.quantize_forward(t, w1, w2, float(zero), alpha, alpha * a)
+            if fused_out is not None:   # None: some |t| beyond the loops' coverage
+                return fused_out
         if _use_blocks(t, layout):
             return _quantize_forward_blocked(t, w1, w2, alpha, float(zero), eta_kind, a)
         z = _fast_sign(t, float(zero))              # fresh and contiguous: the other terms go into it
@@ -598,6 +599,22 @@ class TorchBackend:
         return self.quantize_backward_saved(g, t, None, w1, w2, alpha=alpha, estimator=estimator, params=params,
                                             layout=layout, eta_kind=eta_kind, a=a)
 
+    def _fused_backward(self, g: Tensor, t: Tensor, h: Optional[Tensor], w1: Tensor, w2: Tensor, alpha: float,
+                        estimator: str, params: Mapping[str, Any] | None, layout: str, eta_kind: str, a: float
+                        ) -> Optional[tuple[Tensor, Tensor, Tensor]]:
+        """:func:`.cpu_loops.quantize_backward` where it serves (fda without a clip, eta sin, float32 CPU
+        activations, covered), else None."""
+        if (estimator != "fda" or eta_kind != "sin" or not _is_nchw(t, layout)
+                or not cpu_loops.fused_quantizer_applies(t)):
+            return None
+        resolved = get_estimator(estimator).resolve(params)
+        if resolved["clip"] is not None:
+            return None
+        if h is None:
+            with self._precise():
+                h = _hidden(t.contiguous(), w1, layout).clamp_(min=0)
+        return cpu_loops.quantize_backward(g, t, h, w1, w2, resolved["n"], resolved["omega"], alpha * a, alpha)
+
     def quantize_backward_saved(self, g: Tensor, t: Tensor, h: Optional[Tensor], w1: Optional[Tensor],
                                 w2: Optional[Tensor], *, alpha: float, estimator: str = "fda",
                                 params: Mapping[str, Any] | None = None, layout: str = "weight",
@@ -609,9 +626,14 @@ class TorchBackend:
         _check_float(t, "t")
         if g.shape != t.shape:
             raise ValueError(f"g: expected the shape of t {tuple(t.shape)}, got {tuple(g.shape)}")
-        g, t = g.contiguous(), t.contiguous()
         if w1 is not None:
             _check_module(t, w1, w2, layout, eta_kind)
+        if w1 is not None and alpha != 0:
+            fused_out = self._fused_backward(g, t, h, w1, w2, alpha, estimator, params, layout, eta_kind, a)
+            if fused_out is not None:
+                return fused_out
+        g, t = g.contiguous(), t.contiguous()
+        if w1 is not None:
             if alpha != 0 and _use_blocks(t, layout):
                 if h is None:
                     h = _hidden(t, w1, layout).clamp_(min=0)
