@@ -152,10 +152,15 @@ def test_schedule_callback_matches_reference_schedule():
 
 
 def _quantize_call(path: str, t, w1, w2, alpha: float, n: int, layout: str, training: bool = True):
-    from fdaref.backends.torch.quantize import QuantizeEager, QuantizeMath
-    args = (t, w1, w2, torch.tensor(alpha, dtype=t.dtype), torch.tensor(n), -1.0, "fda",
-            (("clip", None), ("omega", 0.1)), layout, "sin", 0.1, training)
-    return QuantizeEager.apply(*args) if path == "eager" else QuantizeMath.apply(*args, 18)
+    """path "eager": the CPU custom ops (the op table's kernels); "math": the pure tensor math."""
+    from fdaref.backends.torch import quantize as Q
+    params = (("clip", None), ("omega", 0.1))
+    alpha_t, n_t = torch.tensor(alpha, dtype=t.dtype), torch.tensor(n)
+    if path == "eager":
+        return Q.quantize(t, w1, w2, alpha_t, n_t, zero=-1.0, estimator="fda", params=params,
+                          params_json=Q.params_json(params), layout=layout, eta="sin", a=0.1, training=training,
+                          n_max=18)
+    return Q.QuantizeMath.apply(t, w1, w2, alpha_t, n_t, -1.0, "fda", params, layout, "sin", 0.1, training, 18)
 
 
 @pytest.mark.parametrize("path", ("eager", "math"))

@@ -75,7 +75,8 @@ def fda_cos_into(out: Tensor, x: Tensor, g: Tensor, n: int, omega: float, cos_co
     return out
 
 
-def _channels_last(x: Tensor) -> bool:
+def channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is a channels-last (NHWC) tensor that is not also NCHW-contiguous."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -87,13 +88,13 @@ def fused_quantizer_applies(x: Tensor) -> bool:
 
 def _dense(x: Tensor) -> Tensor:
     """``x`` itself if NCHW-contiguous or channels-last, else an NCHW copy."""
-    return x if x.is_contiguous() or _channels_last(x) else x.contiguous()
+    return x if x.is_contiguous() or channels_last(x) else x.contiguous()
 
 
 def _rows(x: Tensor) -> Any:
     """(B, C, P) for NCHW, (B, P, C) for channels-last, as a numpy view of ``x``'s memory."""
     b, c = x.shape[:2]
-    if _channels_last(x):
+    if channels_last(x):
         return x.detach().permute(0, 2, 3, 1).reshape(b, -1, c).numpy()
     return x.detach().reshape(b, c, -1).numpy()
 
@@ -117,7 +118,7 @@ def quantize_forward(x: Tensor, w1: Tensor, w2: Tensor, zero: float, alpha: floa
     m = w1.shape[1]
     z = torch.empty_like(x)
     w1t, w2n = _weights(w1, w2)
-    if _channels_last(x):
+    if channels_last(x):
         h = x.new_empty((b, hh * ww, m)).transpose(1, 2)
         kernel, hv = _forward_nhwc, h.transpose(1, 2).numpy()
     else:
@@ -138,7 +139,7 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
     x = _dense(x)
     b, c, hh, ww = x.shape
     m = w1.shape[1]
-    nhwc = _channels_last(x)
+    nhwc = channels_last(x)
     g = g.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     hv = h.transpose(1, 2).contiguous().numpy() if nhwc else h.contiguous().numpy()
     dt = torch.empty_like(x)

@@ -31,7 +31,7 @@ from fdaref.presets import BinaryOptions
 
 from .ops import backend as _ops
 from .ops import register_surrogate, surrogate_names
-from .quantize import quantize
+from .quantize import params_json, quantize
 
 __all__ = ["NoiseAdaptation", "FDAQuantizer", "FDAConv2d", "FDALinear", "FDASchedule",
            "BasicBlock", "ResNet20", "GlobalAvgPool", "MODELS", "resnet20", "vgg_small", "tiny",
@@ -100,6 +100,7 @@ class FDAQuantizer(nn.Module):
         params = dict(options.params_at(0, 1))
         params.pop("n", None)
         self._static_params = tuple(sorted(params.items()))   # everything but n: fixed for the run
+        self._static_params_json = params_json(self._static_params)
         self._n_max = max(options.n_start, options.n_end) if options.uses_n else 0
         start_alpha = options.alpha0 if options.noise else 0.0
         self.register_buffer("alpha", torch.tensor(start_alpha, device=device,
@@ -123,8 +124,8 @@ class FDAQuantizer(nn.Module):
         o = self.options
         w1, w2 = (self.noise.w1, self.noise.w2) if self.noise is not None else (None, None)
         return quantize(t, w1, w2, self.alpha, self.n, zero=float(o.zero), estimator=o.estimator,
-                        params=self._static_params, layout=self.layout, eta=o.eta, a=float(o.a),
-                        training=self.training, n_max=self._n_max)
+                        params=self._static_params, params_json=self._static_params_json, layout=self.layout,
+                        eta=o.eta, a=float(o.a), training=self.training, n_max=self._n_max)
 
     def extra_repr(self) -> str:
         return (f"layout={self.layout}, estimator={self.options.estimator}, alpha={self.alpha_value:.4g}, "

@@ -8,23 +8,27 @@ are in the state dict, follow the module to its device, and a schedule change is
 graph under ``torch.compile``. Everything else (zero, estimator, layout, eta, a, training) is fixed per
 module.
 
-- :class:`QuantizeEager`: the CPU eager path. It calls the op table's fused in-place kernels (cache-blocked
-  activations, the lean FDA kernel); reading alpha and n to the host costs nothing on the CPU.
+- The CPU path: two custom ops, ``fdaref::quantize_forward`` and ``fdaref::quantize_backward`` (autograd
+  registered), around the op table's kernels (the fused numba pass of :mod:`.cpu_loops` for float32
+  activations). Eager calls them; ``torch.compile`` keeps them as calls in its one graph (no graph break)
+  and, as they take any layout (``flexible_layout``), hands them the channels-last tensors its convolutions
+  use, with no layout copies. Reading alpha and n to the host costs nothing on the CPU.
 - :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
-  dependent Python branch: what ``torch.compile`` traces into one graph (zero graph breaks; Inductor fuses
-  the elementwise work) and what eager runs on a GPU (no device synchronisation).
+  dependent Python branch: what eager runs on a GPU (no device synchronisation) and what ``torch.compile``
+  traces there and, on the CPU, for the weights (Inductor fuses the elementwise work).
 
-:func:`quantize` picks one (QuantizeMath while compiling or off the CPU). Both compute the same values
-(float tolerance; tests pin them against each other and against the reference).
+:func:`quantize` picks one by the tensor's device. Both compute the same values (float tolerance; tests pin
+them against each other and against the reference).
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Optional
 
 import torch
 
-from . import fused
+from . import cpu_loops, fused
 from .ops import surrogate_grad
 from .ops import backend as _ops
 
@@ -32,29 +36,97 @@ Tensor = torch.Tensor
 USES_N = ("fda", "fda_series")   # the estimators whose n follows the schedule (BinaryOptions.uses_n)
 
 
-class QuantizeEager(torch.autograd.Function):
-    """``apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training)`` on the CPU;
-    ``params``: the estimator's parameters except n (a tuple of (name, value) pairs)."""
+# ---------------------------------------------------------------------------------------------------
+# the CPU path: custom ops around the op table
 
-    @staticmethod
-    def forward(ctx: Any, t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor,
-                zero: float, estimator: str, params: tuple, layout: str, eta: str, a: float,
-                training: bool) -> Tensor:
-        alpha_value = float(alpha.item())
-        z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=alpha_value, zero=zero, layout=layout, eta_kind=eta,
-                                            a=a, training=training)
-        ctx.save_for_backward(t, w1, w2, h)   # h = relu(t W1): d / m times smaller than t, saves a product
-        full = dict(params)
-        if estimator in USES_N:
-            full["n"] = int(n.item())
-        ctx.kw = dict(alpha=alpha_value, estimator=estimator, params=full, layout=layout, eta_kind=eta, a=a)
-        return z
+_ANY_LAYOUT = (torch.Tag.flexible_layout,)
 
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Optional[Tensor], ...]:
-        t, w1, w2, h = ctx.saved_tensors
-        dt, dw1, dw2 = _ops.quantize_backward_saved(g, t, h, w1, w2, **ctx.kw)
-        return (dt, dw1, dw2) + (None,) * 9
+
+def _hidden_like(t: Tensor, w1: Optional[Tensor], layout: str, training: bool) -> Tensor:
+    """An empty tensor laid out as the forward's h = relu(t W1): (B, m, H W) for 4-D activations (pixel-major
+    where t is channels-last, as :func:`.cpu_loops.quantize_forward` writes it), (rows, m) otherwise, and
+    (0,) where the module is not evaluated. The fake and the real op both use it: their strides agree."""
+    if not training or w1 is None:
+        return t.new_empty(0)
+    m = w1.shape[1]
+    if _nchw(t, layout):
+        b, p = t.shape[0], t.shape[2] * t.shape[3]
+        if cpu_loops.channels_last(t):
+            return t.new_empty((b, p, m)).transpose(1, 2)
+        return t.new_empty((b, m, p))
+    return t.new_empty((t.numel() // w1.shape[0], m))
+
+
+def _into(value: Optional[Tensor], like: Tensor) -> Tensor:
+    """``value`` in ``like``'s strides (``like`` itself, filled, where they differ; zeros for None), so that
+    the real op's outputs have the strides its fake promised."""
+    if value is None:
+        return like.zero_()
+    if value.stride() == like.stride():
+        return value
+    return like.copy_(value)
+
+
+@torch.library.custom_op("fdaref::quantize_forward", mutates_args=(), tags=_ANY_LAYOUT)
+def _forward_op(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, zero: float,
+                estimator: str, params: str, layout: str, eta: str, a: float, training: bool
+                ) -> tuple[Tensor, Tensor]:
+    """(z, h): Eq. 14 and the module's hidden activation for backward (zeros where alpha = 0)."""
+    z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=float(alpha.item()), zero=zero, layout=layout,
+                                        eta_kind=eta, a=a, training=training)
+    hidden = _hidden_like(t, w1, layout, training)
+    return _into(z, torch.empty_like(t)), (hidden if hidden.numel() == 0 else _into(h, hidden))
+
+
+@_forward_op.register_fake
+def _(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training):
+    return torch.empty_like(t), _hidden_like(t, w1, layout, training)
+
+
+@torch.library.custom_op("fdaref::quantize_backward", mutates_args=(), tags=_ANY_LAYOUT)
+def _backward_op(g: Tensor, t: Tensor, h: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor,
+                 n: Tensor, estimator: str, params: str, layout: str, eta: str, a: float
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """(dt, dW1, dW2) of SEMANTICS 4; ``params``: the estimator's parameters but n, as JSON; dW empty (0,)
+    without a module."""
+    full = json.loads(params)
+    if estimator in USES_N:
+        full["n"] = int(n.item())
+    dt, dw1, dw2 = _ops.quantize_backward_saved(g, t, h if h.numel() else None, w1, w2, alpha=float(alpha.item()),
+                                                estimator=estimator, params=full, layout=layout, eta_kind=eta, a=a)
+    if w1 is None:
+        return _into(dt, torch.empty_like(t)), t.new_empty(0), t.new_empty(0)
+    return _into(dt, torch.empty_like(t)), _into(dw1, torch.empty_like(w1)), _into(dw2, torch.empty_like(w2))
+
+
+@_backward_op.register_fake
+def _(g, t, h, w1, w2, alpha, n, estimator, params, layout, eta, a):
+    if w1 is None:
+        return torch.empty_like(t), t.new_empty(0), t.new_empty(0)
+    return torch.empty_like(t), torch.empty_like(w1), torch.empty_like(w2)
+
+
+def _setup(ctx: Any, inputs: tuple, output: tuple) -> None:
+    t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training = inputs
+    ctx.save_for_backward(t, w1, w2, output[1], alpha, n)
+    ctx.static = (estimator, params, layout, eta, a)
+    ctx.has_module = w1 is not None
+
+
+def _backward(ctx: Any, gz: Tensor, gh: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+    t, w1, w2, h, alpha, n = ctx.saved_tensors
+    dt, dw1, dw2 = _backward_op(gz, t, h, w1, w2, alpha, n, *ctx.static)
+    if not ctx.has_module:
+        dw1 = dw2 = None
+    return (dt, dw1, dw2) + (None,) * 9
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup)
+
+
+def params_json(params: tuple) -> str:
+    """The custom ops' form of an estimator's static parameters ((name, value) pairs)."""
+    return json.dumps(dict(params), sort_keys=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -170,9 +242,12 @@ class QuantizeMath(torch.autograd.Function):
 
 
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
-             estimator: str, params: tuple, layout: str, eta: str, a: float, training: bool,
+             estimator: str, params: tuple, params_json: str, layout: str, eta: str, a: float, training: bool,
              n_max: int) -> Tensor:
-    """Eq. 14 with the SEMANTICS 4 backward (module docstring); ``w1``/``w2`` None: no noise module."""
-    if torch.compiler.is_compiling() or t.device.type != "cpu":
+    """Eq. 14 with the SEMANTICS 4 backward (module docstring); ``w1``/``w2`` None: no noise module;
+    ``params_json``: :func:`params_json` of ``params`` (computed once by the caller: no JSON while tracing)."""
+    # Off the CPU, and for the small weight tensors under torch.compile (Inductor fuses their few thousand
+    # elements into a kernel or two; a custom op call costs more than that), the pure math.
+    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not _nchw(t, layout)):
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
-    return QuantizeEager.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training)
+    return _forward_op(t, w1, w2, alpha, n, zero, estimator, params_json, layout, eta, a, training)[0]
