@@ -1,8 +1,8 @@
 """Idiomatic PyTorch modules for FDA binary networks (for people who train in plain torch).
 
 - :func:`.quantize.quantize`: the quantizer of Eq. 14 (sign forward; the fused surrogate plus the noise
-  module's chain rule backward, SEMANTICS 4): the op table's fused kernels in CPU eager, pure tensor math under
-  ``torch.compile`` and on GPUs (zero graph breaks, no host synchronisation).
+  module's chain rule backward, SEMANTICS 4): on the CPU two custom ops around the op table's fused kernels
+  (eager and under ``torch.compile``), on GPUs pure tensor math (zero graph breaks, no host synchronisation).
 - :class:`NoiseAdaptation`: Eq. 13's module e(t) = relu(t W1) W2 + eta(t), parameters (d, m) and (m, d).
 - :class:`FDAQuantizer`: a module holding the options, alpha and the estimator parameters (n) for one tensor.
 - :class:`FDAConv2d`, :class:`FDALinear`: the binary layers of SEMANTICS 5.
