@@ -181,27 +181,3 @@ def test_without_numba_the_loops_are_off(monkeypatch):
     assert not cpu_loops.enabled()
     assert not cpu_loops.covers(torch.zeros(8))
     assert not cpu_loops.fused_quantizer_applies(torch.zeros(2, 3, 4, 4))
-
-
-@pytest.mark.parametrize("layout", ("nchw", "channels_last"))
-def test_fused_quantizer_gives_the_same_on_more_threads(layout, monkeypatch):
-    """Images go to torch.get_num_threads() chunks: each image's values are the same whoever computes them, and
-    the weight gradients are sums of per-chunk float64 sums."""
-    monkeypatch.setattr(cpu_loops, "PARALLEL_MIN", 1)
-    t, g, w1, w2 = _fused_case(5, 16, 1)
-    x, gx = LAYOUTS[layout](torch.from_numpy(t)), LAYOUTS[layout](torch.from_numpy(g))
-    w1t, w2t = torch.from_numpy(w1), torch.from_numpy(w2)
-    threads = torch.get_num_threads()
-    outs = []
-    try:
-        for k in (1, 3):
-            torch.set_num_threads(k)
-            assert len(cpu_loops._chunks(x)) == k
-            z, h = cpu_loops.quantize_forward(x, w1t, w2t, -1.0, 0.3, 0.03)
-            outs.append((z, h) + cpu_loops.quantize_backward(gx, x, h, w1t, w2t, 9, 0.1, 0.03, 0.3))
-    finally:
-        torch.set_num_threads(threads)
-    for name, one, more in zip(("z", "h", "dt"), outs[0], outs[1]):
-        assert torch.equal(one, more), name
-    for one, more in zip(outs[0][3:], outs[1][3:]):
-        torch.testing.assert_close(one, more, rtol=2 ** -22, atol=0.0)

@@ -9,8 +9,6 @@ width m = 1 or 2. Here each quantity is one loop with everything in registers, v
   module and eta = a sin (Eq. 14 forward, SEMANTICS 4 backward), image by image (an image's activations
   stay in cache between the elementwise pass and the products over channels), for NCHW and channels-last
   (NHWC) tensors; the outputs keep the input's layout (torch.compile hands channels-last tensors over).
-  The images are split into torch.get_num_threads() chunks run on a small thread pool (the kernels release
-  the GIL); each image's values do not depend on the split.
 
 The math is float64 (fastmath only for "contract": a * b + c may round once, as an FMA) and says what the
 reference says. Every sine is taken in units of pi: for u = y / pi,
@@ -31,8 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -127,8 +124,7 @@ def quantize_forward(x: Tensor, w1: Tensor, w2: Tensor, zero: float, alpha: floa
     else:
         h = x.new_empty((b, m, hh * ww))
         kernel, hv = _forward_nchw, h.numpy()
-    xv, zv, scalars = _rows(x), _rows(z), (float(zero), float(alpha), float(coef), COVER_X)
-    ok = _over_images(_chunks(x), lambda lo, hi, i: kernel(xv[lo:hi], w1t, w2n, zv[lo:hi], hv[lo:hi], *scalars))
+    ok = kernel(_rows(x), w1t, w2n, _rows(z), hv, float(zero), float(alpha), float(coef), COVER_X)
     return (z, h) if ok else None
 
 
@@ -147,52 +143,15 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
     g = g.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     hv = h.transpose(1, 2).contiguous().numpy() if nhwc else h.contiguous().numpy()
     dt = torch.empty_like(x)
-    chunks = _chunks(x)
-    acc1, acc2 = (torch.zeros((len(chunks), m, c), dtype=torch.float64) for _ in range(2))   # a sum per chunk
+    acc1, acc2 = torch.zeros((m, c), dtype=torch.float64), torch.zeros((m, c), dtype=torch.float64)
     w1t, w2n = _weights(w1, w2)
     bound = COVER_X * min(1.0, math.pi / omega)
     kernel = _backward_nhwc if nhwc else _backward_nchw
-    xv, gv, dv, a1, a2 = _rows(x), _rows(g), _rows(dt), acc1.numpy(), acc2.numpy()
-    args = (omega / math.pi, 2.0 * (n + 1), 2.0 * omega / math.pi, float(cos_coef), float(alpha), bound)
-    ok = _over_images(chunks, lambda lo, hi, i: kernel(xv[lo:hi], gv[lo:hi], hv[lo:hi], w1t, w2n, dv[lo:hi],
-                                                       a1[i], a2[i], *args))
+    ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), omega / math.pi,
+                2.0 * (n + 1), 2.0 * omega / math.pi, float(cos_coef), float(alpha), bound)
     if not ok:
         return None
-    return dt, acc1.sum(0).T.mul(alpha).to(w1.dtype), acc2.sum(0).mul_(alpha).to(w2.dtype)
-
-
-# --- images in parallel: the kernels release the GIL; torch.get_num_threads() chunks of images
-
-PARALLEL_MIN = 1 << 16   # elements per chunk below which one thread does it all (a hand-off costs ~20 us)
-_pool: dict[int, ThreadPoolExecutor] = {}   # workers -> the one pool (rebuilt when torch gets more threads)
-
-
-def _workers(n: int) -> ThreadPoolExecutor:
-    if n not in _pool:
-        for old in _pool.values():
-            old.shutdown(wait=False)
-        _pool.clear()
-        _pool[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fdaref-loops")
-    return _pool[n]
-
-
-def _chunks(x: Tensor) -> list[tuple[int, int]]:
-    """Contiguous ranges of ``x``'s images: one per torch thread, fewer where a chunk would be small."""
-    b = x.shape[0]
-    k = max(1, min(torch.get_num_threads(), b, x.numel() // PARALLEL_MIN))
-    step = -(-b // k)
-    return [(lo, min(b, lo + step)) for lo in range(0, b, step)]
-
-
-def _over_images(chunks: list[tuple[int, int]], run: Callable[[int, int, int], bool]) -> bool:
-    """``run(lo, hi, i)`` for the i-th chunk of images, the first on this thread, the others on a pool;
-    whether every call returned True."""
-    if len(chunks) == 1:
-        return bool(run(*chunks[0], 0))
-    pool = _workers(len(chunks) - 1)
-    futures = [pool.submit(run, lo, hi, i) for i, (lo, hi) in enumerate(chunks[1:], 1)]
-    ok = bool(run(*chunks[0], 0))
-    return all([ok] + [f.result() for f in futures])
+    return dt, acc1.T.mul(alpha).to(w1.dtype), acc2.mul_(alpha).to(w2.dtype)
 
 
 if njit is not None:
