@@ -62,3 +62,26 @@ def test_forward_backward_fullgraph_matches_eager_and_schedule_does_not_recompil
     assert compiled_model.layers[0].conv1.w_quant.n.item() == 18
     assert compiled_model.layers[0].conv1.w_quant.alpha.item() == 0.0
     assert "layers.0.conv1.w_quant.alpha" in compiled_model.state_dict()
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+def test_cpu_activations_take_the_fused_ops_on_one_thread(threads) -> None:
+    """On one torch thread the compiled graph calls the fdaref custom ops (the fused numba pass) for the
+    activations and traces the weights as math; on more threads it traces everything as math (Inductor's
+    kernels use every thread). Either way the values equal eager's (float32, tolerance of summation order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dynamo.reset()
+        model = _model()
+        x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+        explained = dynamo.explain(model)(x)
+        code = "\n".join(g.code for g in explained.graphs)
+        assert explained.graph_break_count == 0
+        calls = code.count("fdaref.quantize_forward")
+        assert calls == (len(M.fda_layers(model)) if threads == 1 else 0)
+        dynamo.reset()
+        torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x), model(x), rtol=1e-4, atol=1e-4)
+    finally:
+        torch.set_num_threads(before)
+        dynamo.reset()

@@ -10,12 +10,14 @@ module.
 
 - The CPU path: two custom ops, ``fdaref::quantize_forward`` and ``fdaref::quantize_backward`` (autograd
   registered), around the op table's kernels (the fused numba pass of :mod:`.cpu_loops` for float32
-  activations). Eager calls them; ``torch.compile`` keeps them as calls in its one graph (no graph break)
-  and, as they take any layout (``flexible_layout``), hands them the channels-last tensors its convolutions
-  use, with no layout copies. Reading alpha and n to the host costs nothing on the CPU.
+  activations). Eager calls them; on one torch thread ``torch.compile`` keeps them as calls in its one graph
+  for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
+  channels-last tensors its convolutions use, with no layout copies. Reading alpha and n to the host costs
+  nothing on the CPU.
 - :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
   dependent Python branch: what eager runs on a GPU (no device synchronisation) and what ``torch.compile``
-  traces there and, on the CPU, for the weights (Inductor fuses the elementwise work).
+  traces there and, on the CPU, for the weights and on more than one thread (Inductor fuses the elementwise
+  work and runs it on every thread).
 
 :func:`quantize` picks one by the tensor's device. Both compute the same values (float tolerance; tests pin
 them against each other and against the reference).
@@ -241,13 +243,21 @@ class QuantizeMath(torch.autograd.Function):
         return (dt, dw1, dw2) + (None,) * 10
 
 
+@torch.compiler.assume_constant_result
+def _threads() -> int:
+    """torch's thread count, a constant of the traced graph (a plain call would break it)."""
+    return torch.get_num_threads()
+
+
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
              estimator: str, params: tuple, params_json: str, layout: str, eta: str, a: float, training: bool,
              n_max: int) -> Tensor:
     """Eq. 14 with the SEMANTICS 4 backward (module docstring); ``w1``/``w2`` None: no noise module;
     ``params_json``: :func:`params_json` of ``params`` (computed once by the caller: no JSON while tracing)."""
-    # Off the CPU, and for the small weight tensors under torch.compile (Inductor fuses their few thousand
-    # elements into a kernel or two; a custom op call costs more than that), the pure math.
-    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not _nchw(t, layout)):
+    # Off the CPU the pure math. Under torch.compile on the CPU too, but for activations on one thread: a
+    # weight's few thousand elements are one or two Inductor kernels (a custom op call costs more), and on
+    # several threads Inductor's kernels use them all while the numba pass runs on one (bench_torch.py,
+    # binary vs float compiled, 1 thread: 0.75x with the pass, 0.72x without; 2 threads: 0.62x / 0.68x).
+    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _threads() == 1)):
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
     return _forward_op(t, w1, w2, alpha, n, zero, estimator, params_json, layout, eta, a, training)[0]
