@@ -257,7 +257,7 @@ def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tenso
     # Off the CPU the pure math. Under torch.compile on the CPU too, but for activations on one thread: a
     # weight's few thousand elements are one or two Inductor kernels (a custom op call costs more), and on
     # several threads Inductor's kernels use them all while the numba pass runs on one (bench_torch.py,
-    # binary vs float compiled, 1 thread: 0.75x with the pass, 0.72x without; 2 threads: 0.62x / 0.68x).
+    # binary vs float compiled, 1 thread: 0.75x with the pass, 0.72x without; 2 threads: 0.62x / 0.70x).
     if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _threads() == 1)):
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
     return _forward_op(t, w1, w2, alpha, n, zero, estimator, params_json, layout, eta, a, training)[0]
