@@ -289,5 +289,6 @@ TRAINING_ENGINES = {"torch": eager_engine, "torch-compile": compiled_engine}
 # Runs from this many optimizer steps on compile by default (TorchBackend.default_engine). Measured on a
 # 2-core CPU, one thread (bench/bench_torch.py): the compile of binary resnet20 takes 11-31 s (warm / cold
 # Inductor cache; minutes on a heavily loaded machine) and a step drops from ~340 to ~225 ms, so it pays back
-# after 100-300 steps; 1,000 leaves short runs (tests, the demo's ~280 steps, ablations) eager with a margin.
+# after 100-300 steps; 1,000 leaves short runs (tests, ablations) eager with a margin. The demo's 4 x 281 =
+# 1,124 steps compile.
 COMPILE_MIN_STEPS = 1000
