@@ -603,7 +603,8 @@ class TorchBackend:
                         estimator: str, params: Mapping[str, Any] | None, layout: str, eta_kind: str, a: float
                         ) -> Optional[tuple[Tensor, Tensor, Tensor]]:
         """:func:`.cpu_loops.quantize_backward` where it serves (fda without a clip, eta sin, float32 CPU
-        activations, covered), else None."""
+        activations, covered), else None. ``FDAREF_TORCH_LOOPS=0`` turns it off; ``FDAREF_TORCH_COMPILE``
+        only chooses the FDA kernel of the paths below."""
         if (estimator != "fda" or eta_kind != "sin" or not _is_nchw(t, layout)
                 or not cpu_loops.fused_quantizer_applies(t)):
             return None

@@ -19,8 +19,9 @@ module.
   traces there and, on the CPU, for the weights and on more than one thread (Inductor fuses the elementwise
   work and runs it on every thread).
 
-:func:`quantize` picks one by the tensor's device. Both compute the same values (float tolerance; tests pin
-them against each other and against the reference).
+:func:`quantize` picks one: by the tensor's device, and under ``torch.compile`` on the CPU by layout and
+thread count (its comment says why). Both compute the same values (float tolerance; tests pin them against
+each other and against the reference).
 """
 from __future__ import annotations
 
