@@ -8,6 +8,8 @@
     architecture in float (eager and, with --compile, torch.compile on both sides), and a naive baseline
     layer (BiBench-style: the sign's backward sums a list of n+1 cosine tensors, the noise module runs
     through autograd); peak GPU memory against the float model (CUDA only).
+(c) CPU only: the float32 activation quantizer (noise module, eta sin, fda) forward + backward on a
+    (batch, 16, 28, 28) tensor: the fused numba pass, NCHW and channels-last, against the loops off.
 
     python bench/bench_torch.py                      # CPU, writes bench/results/torch_cpu.json
     python bench/bench_torch.py --device cuda        # the same on a GPU -> bench/results/torch_cuda.json
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 
 from fdaref.allocator import keep_freed_memory
 from fdaref.backends.torch import fda_grad, fda_grad_compiled
+from fdaref.backends.torch import backend as TB
 from fdaref.backends.torch import cpu_loops
 from fdaref.backends.torch import modules as M
 
@@ -55,6 +58,36 @@ def timeit(fn: Callable[[], Any], device: str, repeat: int, warmup: int = 2) -> 
         _sync(device)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
+
+
+def bench_quantizer(batch: int, repeat: int) -> dict[str, Any]:
+    """The float32 activation quantizer (noise module, eta sin, fda) of the op table, forward + backward on a
+    resnet20 stage-1 tensor (batch, 16, 28, 28), CPU: the fused numba pass (NCHW and channels-last) against
+    the same calls with the loops off (FDAREF_TORCH_LOOPS=0: the blocked torch kernels)."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(batch, 16, 28, 28, generator=gen) * 3
+    g = torch.randn(batch, 16, 28, 28, generator=gen)
+    w1, w2 = torch.randn(16, 1, generator=gen) / 4, torch.randn(1, 16, generator=gen) / 4
+    kw = dict(alpha=0.07, layout="activation", eta_kind="sin", a=0.1)
+    params = {"n": 13, "omega": 0.1, "clip": None}
+
+    def run(x: torch.Tensor, gx: torch.Tensor) -> None:
+        z, h = TB.quantize_forward_saving(x, w1, w2, zero=-1.0, training=True, **kw)
+        TB.quantize_backward_saved(gx, x, h, w1, w2, estimator="fda", params=params, **kw)
+
+    tl, gl = (v.contiguous(memory_format=torch.channels_last) for v in (t, g))
+    out: dict[str, Any] = {"shape": [batch, 16, 28, 28], "dtype": "float32"}
+    out["fused_nchw_s"] = timeit(lambda: run(t, g), "cpu", repeat)
+    out["fused_channels_last_s"] = timeit(lambda: run(tl, gl), "cpu", repeat)
+    os.environ["FDAREF_TORCH_LOOPS"] = "0"
+    try:
+        out["torch_kernels_s"] = timeit(lambda: run(t, g), "cpu", repeat)
+    finally:
+        del os.environ["FDAREF_TORCH_LOOPS"]
+    out["ns_per_element_fused"] = out["fused_nchw_s"] / t.numel() * 1e9
+    out["ns_per_element_torch_kernels"] = out["torch_kernels_s"] / t.numel() * 1e9
+    out["fused_vs_torch_kernels"] = out["torch_kernels_s"] / out["fused_nchw_s"]
+    return out
 
 
 # -- (a) the surrogate ---------------------------------------------------------------------------------
@@ -306,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     result["fda_backward"] = bench_surrogate(args.device, args.numel, args.n, args.repeat or (50 if cuda else 5),
                                              args.compile)
     print(json.dumps(result["fda_backward"], indent=1), flush=True)
+    if not cuda and cpu_loops.enabled():
+        result["quantizer"] = bench_quantizer(args.batch, args.repeat or 10)
+        print(json.dumps(result["quantizer"], indent=1), flush=True)
     path = Path(args.out) if args.out else RESULTS / f"torch_{'cuda' if cuda else 'cpu'}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
