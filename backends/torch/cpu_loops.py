@@ -48,14 +48,27 @@ def enabled() -> bool:
     return njit is not None and os.environ.get("FDAREF_TORCH_LOOPS", "1") != "0"
 
 
+def _loop_tensor(x: Tensor) -> bool:
+    """Loops enabled and ``x`` a float32 CPU tensor with elements: what every loop here takes."""
+    return enabled() and x.dtype == torch.float32 and x.device.type == "cpu" and x.numel() > 0
+
+
+def _bound(omega: float) -> float:
+    """The largest |x| covered: |x| <= COVER_X and |x omega / pi| <= COVER_X."""
+    return COVER_X * min(1.0, math.pi / omega)
+
+
+def _fda_constants(n: int, omega: float) -> tuple[float, float, float]:
+    """(omega / pi, M = 2 (n + 1), (4 omega / pi) / 2) for the kernels: the 2 of 2 sin r folded in."""
+    return omega / math.pi, 2.0 * (n + 1), 2.0 * omega / math.pi
+
+
 def covers(x: Tensor, omega: float = 1.0) -> bool:
     """Whether the loops serve ``x``: enabled, a contiguous float32 CPU tensor, every |x| <= COVER_X and
     |x omega / pi| <= COVER_X (False where x holds NaN or inf)."""
-    if not enabled() or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous():
+    if not _loop_tensor(x) or not x.is_contiguous():
         return False
-    if x.numel() == 0:
-        return False
-    bound = COVER_X * min(1.0, math.pi / omega)
+    bound = _bound(omega)
     lo, hi = torch.aminmax(x)
     return bool(lo.item() >= -bound) and bool(hi.item() <= bound)   # NaN compares False
 
@@ -67,11 +80,11 @@ def _flat(t: Tensor) -> Any:
 def fda_cos_into(out: Tensor, x: Tensor, g: Tensor, n: int, omega: float, cos_coef: float = 0.0) -> Tensor:
     """out = g (fda'(x) + cos_coef cos x) for float32 ``x`` with ``covers(x, omega)``; ``g`` and ``out``
     float32 and contiguous, the shape of ``x`` (``out`` may be ``g``)."""
-    m, half_scale = 2.0 * (n + 1), 2.0 * omega / math.pi   # (4 omega / pi) / 2: the 2 of 2 sin r folded in
+    constants = _fda_constants(n, omega)
     if cos_coef == 0:
-        _fda(_flat(x), _flat(g), _flat(out), omega / math.pi, m, half_scale)
-    else:
-        _fda_cos(_flat(x), _flat(g), _flat(out), omega / math.pi, m, half_scale, float(cos_coef))
+        _fda(_flat(x), _flat(g), _flat(out), *constants)
+    else:   # covered already: the pass's own check has nothing left to find
+        _fda_cos(_flat(x), _flat(g), _flat(out), *constants, float(cos_coef), math.inf)
     return out
 
 
@@ -83,7 +96,7 @@ def channels_last(x: Tensor) -> bool:
 def fused_quantizer_applies(x: Tensor) -> bool:
     """Whether :func:`quantize_forward` / :func:`quantize_backward` can take ``x``: loops enabled, a float32
     CPU (B, C, H, W) tensor with elements (coverage is checked inside)."""
-    return enabled() and x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 4 and x.numel() > 0
+    return _loop_tensor(x) and x.dim() == 4
 
 
 def _dense(x: Tensor) -> Tensor:
@@ -145,10 +158,9 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
     dt = torch.empty_like(x)
     acc1, acc2 = torch.zeros((m, c), dtype=torch.float64), torch.zeros((m, c), dtype=torch.float64)
     w1t, w2n = _weights(w1, w2)
-    bound = COVER_X * min(1.0, math.pi / omega)
     kernel = _backward_nhwc if nhwc else _backward_nchw
-    ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), omega / math.pi,
-                2.0 * (n + 1), 2.0 * omega / math.pi, float(cos_coef), float(alpha), bound)
+    ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), *_fda_constants(n, omega),
+                float(cos_coef), float(alpha), _bound(omega))
     if not ok:
         return None
     return dt, acc1.T.mul(alpha).to(w1.dtype), acc2.mul_(alpha).to(w2.dtype)
@@ -211,11 +223,6 @@ if njit is not None:
         for i in range(x.size):
             out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(np.float64(x[i]), c, m)))
 
-    @_kernel
-    def _fda_cos(x, g, out, c, m, half_scale, cos_coef):  # pragma: no cover - compiled
-        for i in range(x.size):
-            xv = np.float64(x[i])
-            out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(xv, c, m) + cos_coef * _cos(xv)))
 
     # --- the fused quantizer: an elementwise pass per image, then the noise module over channels
 
@@ -233,7 +240,8 @@ if njit is not None:
         return ok
 
     @_kernel
-    def _fda_cos_checked(x, g, out, c, m, half_scale, cos_coef, bound):  # pragma: no cover - compiled
+    def _fda_cos(x, g, out, c, m, half_scale, cos_coef, bound):  # pragma: no cover - compiled
+        """out = g (fda'(x) + cos_coef cos x) over 1-D x (``out`` may be ``g``); False where some |x| > bound."""
         ok = True
         for i in range(x.size):
             xv = np.float64(x[i])
@@ -289,7 +297,7 @@ if njit is not None:
                 for p in range(x.shape[2]):
                     if h[b, j, p] <= 0:
                         dh[j, p] = 0.0
-            ok &= _fda_cos_checked(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
+            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
                                    cos_coef, bound)
             for ch in range(x.shape[1]):
                 for j in range(w2.shape[0]):
@@ -344,7 +352,7 @@ if njit is not None:
         a1 = np.empty(w2.shape, np.float32)
         a2 = np.empty(w2.shape, np.float32)
         for b in range(x.shape[0]):
-            ok &= _fda_cos_checked(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
+            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
                                    cos_coef, bound)
             a1[:] = 0.0
             a2[:] = 0.0

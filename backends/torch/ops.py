@@ -11,9 +11,9 @@ uses it), and ``NVIDIA_TF32_OVERRIDE=0`` does the same for a process.
 
 The fda surrogate is the fused closed form of :mod:`.fused`: by default the torch.compile kernel on CUDA and
 the eager in-place kernel on the CPU (``FDAREF_TORCH_COMPILE=0/1/auto`` overrides, see
-:func:`fused.use_compiled`). On the CPU, where numba is installed, the float32 surrogate times g and the
-activation quantizer's sign + a sin(t) run as fused loops (:mod:`.cpu_loops`; ``FDAREF_TORCH_LOOPS=0``
-turns them off).
+:func:`fused.use_compiled`). On the CPU, where numba is installed, the float32 surrogate times g runs as a
+fused loop and the float32 activation quantizer (noise module, eta sin, fda) as one fused pass per image
+(:mod:`.cpu_loops`; ``FDAREF_TORCH_LOOPS=0`` turns them off).
 """
 from __future__ import annotations
 
@@ -301,6 +301,11 @@ def _sign_into_(out: Tensor, x: Tensor, zero: float) -> Tensor:
 # a fresh multi-MB buffer costs page faults on every call. The per-image products of the module are the same
 # as in the unblocked path; dW1 / dW2 are summed block by block.
 
+def _fused_serves(t: Tensor, layout: str, eta_kind: str) -> bool:
+    """Whether the quantizer's fused pass (:mod:`.cpu_loops`) can take these activations (coverage aside)."""
+    return eta_kind == "sin" and _is_nchw(t, layout) and cpu_loops.fused_quantizer_applies(t)
+
+
 def _use_blocks(t: Tensor, layout: str) -> bool:
     return t.device.type == "cpu" and _is_nchw(t, layout) and t.numel() > 0
 
@@ -575,7 +580,7 @@ class TorchBackend:
         if not training or alpha == 0 or w1 is None:
             return _fast_sign(t, float(zero)), None
         _check_module(t, w1, w2, layout, eta_kind)
-        if eta_kind == "sin" and _is_nchw(t, layout) and cpu_loops.fused_quantizer_applies(t):
+        if _fused_serves(t, layout, eta_kind):
             fused_out = cpu_loops.quantize_forward(t, w1, w2, float(zero), alpha, alpha * a)
             if fused_out is not None:   # None: some |t| beyond the loops' coverage
                 return fused_out
@@ -605,8 +610,7 @@ class TorchBackend:
         """:func:`.cpu_loops.quantize_backward` where it serves (fda without a clip, eta sin, float32 CPU
         activations, covered), else None. ``FDAREF_TORCH_LOOPS=0`` turns it off; ``FDAREF_TORCH_COMPILE``
         only chooses the FDA kernel of the paths below."""
-        if (estimator != "fda" or eta_kind != "sin" or not _is_nchw(t, layout)
-                or not cpu_loops.fused_quantizer_applies(t)):
+        if estimator != "fda" or not _fused_serves(t, layout, eta_kind):
             return None
         resolved = get_estimator(estimator).resolve(params)
         if resolved["clip"] is not None:
