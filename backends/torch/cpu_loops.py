@@ -10,18 +10,22 @@ width m = 1 or 2. Here each quantity is one loop with everything in registers, v
   stay in cache between the elementwise pass and the products over channels), for NCHW and channels-last
   (NHWC) tensors; the outputs keep the input's layout (torch.compile hands channels-last tensors over).
 
-The math is float64 (fastmath only for "contract": a * b + c may round once, as an FMA) and says what the
-reference says. Every sine is taken in units of pi: for u = y / pi,
-j = rint(u) and w = u - j (exact, |w| <= 1/2), sin(y) = (-1)^j sin(pi w) and cos(y) = (-1)^j cos(pi w), and
-sin(pi w), cos(pi w) are Taylor polynomials to degree 15 / 16 (|pi w| <= pi/2: truncation below 1e-11).
-FDA (SEMANTICS 2, closed form): u = x omega / pi, k = rint(u), v = u - k, so r = omega x - k pi = pi v and
-M r = pi M v; the value is (4 omega / pi) (-1)^k sin(pi M v) / (2 sin(pi v)), with its limit
-(4 omega / pi)(n + 1) at v = 0.
+The elementwise math is float32 (16 lanes per AVX-512 vector) on an exact reduction, and says what the
+reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is taken in units of pi:
+for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with x hi, its rounding error
+(an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative accuracy
+however far y is reduced; sin(y) = (-1)^j pi w sinc(pi w), cos(y) = (-1)^j cos(pi w), with Taylor
+polynomials to degree 13 / 14 (|pi w| <= pi/2: truncation below 1e-9). No fastmath there: a contracted
+product would break the transformations. FDA (SEMANTICS 2, closed form): u = x omega / pi, k = rint(u),
+v = u - k, so r = omega x - k pi = pi v; M v = j + w the same way, and the value is (4 omega / pi) / 2 times
+(-1)^(k + j) (w / v) sinc(pi w) / sinc(pi v), where w / v is M itself when j = 0: that is also the limit
+(-1)^k M at v = 0, with no special case.
 
 Coverage: |x| <= COVER_X and |x omega / pi| <= COVER_X, checked once per call (:func:`covers`; the fused
-quantizer checks it in its elementwise pass and returns None where it fails). There the reductions lose at
-most |u| 2^-53 <= 2^-37 to rounding; NaN, inf and larger values take the torch kernels. The products over
-channels are float32 (as a float32 matmul), their sums over pixels float64.
+quantizer checks it in its elementwise pass and returns None where it fails). There the pair lo + hi is off
+1 / pi or omega / pi by about 2^-48 relative, so a reduced argument by at most 2^-32; NaN, inf and larger
+values take the torch kernels. The products over channels are float32 (as a float32 matmul), their sums
+over pixels float64.
 numba is optional: without it :func:`covers` is False everywhere. ``FDAREF_TORCH_LOOPS=0`` turns the loops
 off (the torch kernels run), for comparisons.
 """
@@ -39,6 +43,7 @@ COVER_X = 2.0 ** 16
 try:
     import numpy as np
     from numba import njit
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - depends on the environment
     njit = None
 
@@ -58,9 +63,24 @@ def _bound(omega: float) -> float:
     return COVER_X * min(1.0, math.pi / omega)
 
 
-def _fda_constants(n: int, omega: float) -> tuple[float, float, float]:
-    """(omega / pi, M = 2 (n + 1), (4 omega / pi) / 2) for the kernels: the 2 of 2 sin r folded in."""
-    return omega / math.pi, 2.0 * (n + 1), 2.0 * omega / math.pi
+def _bound32(omega: float) -> Any:
+    """:func:`_bound` as the kernels compare it: the largest float32 not above it."""
+    bound = _bound(omega)
+    b = np.float32(bound)
+    return b if float(b) <= bound else np.nextafter(b, np.float32(0))
+
+
+def _split(c: float) -> tuple[Any, Any]:
+    """c as float32 hi + lo (hi = c rounded, lo the rest rounded): c to about 2^-48 relative."""
+    hi = np.float32(c)
+    return hi, np.float32(c - float(hi))
+
+
+def _fda_constants(n: int, omega: float) -> tuple[Any, Any, Any, Any]:
+    """(omega / pi as hi, lo; M = 2 (n + 1); (4 omega / pi) / 2) as float32 for the kernels: the 2 of
+    2 sin r folded in."""
+    c_hi, c_lo = _split(omega / math.pi)
+    return c_hi, c_lo, np.float32(2.0 * (n + 1)), np.float32(2.0 * omega / math.pi)
 
 
 def covers(x: Tensor, omega: float = 1.0) -> bool:
@@ -84,7 +104,7 @@ def fda_cos_into(out: Tensor, x: Tensor, g: Tensor, n: int, omega: float, cos_co
     if cos_coef == 0:
         _fda(_flat(x), _flat(g), _flat(out), *constants)
     else:   # covered already: the pass's own check has nothing left to find
-        _fda_cos(_flat(x), _flat(g), _flat(out), *constants, float(cos_coef), math.inf)
+        _fda_cos(_flat(x), _flat(g), _flat(out), *constants, np.float32(cos_coef), np.float32(np.inf))
     return out
 
 
@@ -137,7 +157,8 @@ def quantize_forward(x: Tensor, w1: Tensor, w2: Tensor, zero: float, alpha: floa
     else:
         h = x.new_empty((b, m, hh * ww))
         kernel, hv = _forward_nchw, h.numpy()
-    ok = kernel(_rows(x), w1t, w2n, _rows(z), hv, float(zero), float(alpha), float(coef), COVER_X)
+    ok = kernel(_rows(x), w1t, w2n, _rows(z), hv, np.float32(zero), float(alpha), np.float32(coef),
+                np.float32(COVER_X))
     return (z, h) if ok else None
 
 
@@ -160,68 +181,97 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
     w1t, w2n = _weights(w1, w2)
     kernel = _backward_nhwc if nhwc else _backward_nchw
     ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), *_fda_constants(n, omega),
-                float(cos_coef), float(alpha), _bound(omega))
+                np.float32(cos_coef), float(alpha), _bound32(omega))
     if not ok:
         return None
     return dt, acc1.T.mul(alpha).to(w1.dtype), acc2.mul_(alpha).to(w2.dtype)
 
 
 if njit is not None:
-    _PI, _INV_PI = math.pi, 1.0 / math.pi
-    # (-1)^i / (2i+1)! and (-1)^i / (2i)!, highest first for Horner
-    _SIN = tuple((-1.0) ** i / math.factorial(2 * i + 1) for i in range(7, -1, -1))
-    _COS = tuple((-1.0) ** i / math.factorial(2 * i) for i in range(8, -1, -1))
+    _F32 = np.float32
+    _PI32 = _F32(math.pi)
+    _INV_PI_HI, _INV_PI_LO = _split(1.0 / math.pi)
+    # (-1)^i / (2i+1)! to y^13 and (-1)^i / (2i)! to y^14, highest first for Horner (|y| <= pi/2: the
+    # truncation is below 1e-9, under the float32 rounding of the evaluation)
+    _SIN = tuple(_F32((-1.0) ** i / math.factorial(2 * i + 1)) for i in range(6, -1, -1))
+    _COS = tuple(_F32((-1.0) ** i / math.factorial(2 * i)) for i in range(7, -1, -1))
+    # No fastmath in the elementwise kernels: the reductions are error-free transformations, which a
+    # contracted (fused) product would silently break; the FMAs they need are explicit (_fma).
     # error_model: 0/0 is NaN, no raise; nogil: torch may call from several threads
-    _kernel = njit(cache=True, error_model="numpy", boundscheck=False, nogil=True, fastmath={"contract"})
-    _inline = njit(cache=True, error_model="numpy", inline="always", fastmath={"contract"})
+    _kernel = njit(cache=True, error_model="numpy", boundscheck=False, nogil=True)
+    _inline = njit(cache=True, error_model="numpy", inline="always")
     # sums of products only (never the sines): "reassoc" lets LLVM vectorise them
     _sums = njit(cache=True, boundscheck=False, nogil=True, fastmath={"contract", "reassoc"})
 
-    @_inline
-    def _parity(j: float) -> float:
-        """(-1)^j for integer-valued j (exact below 2^52)."""
-        return 1.0 - 2.0 * (j - 2.0 * np.floor(0.5 * j))
+    @intrinsic
+    def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
+        """a * b + c rounded once (llvm.fma, vectorised by LLVM)."""
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+        return a(a, a, a), codegen
 
     @_inline
-    def _horner(z: float, coeffs: tuple) -> float:
+    def _parity(j):
+        """(-1)^j for integer-valued float32 j (exact below 2^24)."""
+        return _F32(1.0) - _F32(2.0) * (j - _F32(2.0) * np.floor(_F32(0.5) * j))
+
+    @_inline
+    def _horner(z, coeffs):
         p = coeffs[0]
         for c in coeffs[1:]:
-            p = p * z + c
+            p = _fma(p, z, c)
         return p
 
     @_inline
-    def _sin_pi(w: float) -> float:
-        """sin(pi w) for |w| <= 1/2."""
-        y = _PI * w
-        return _horner(y * y, _SIN) * y
+    def _sinc_pi(w):
+        """sin(pi w) / (pi w) for |w| <= 1/2 (float32): 1 at w = 0."""
+        y = _PI32 * w
+        return _horner(y * y, _SIN)
 
     @_inline
-    def _cos_pi(w: float) -> float:
-        """cos(pi w) for |w| <= 1/2."""
-        y = _PI * w
+    def _cos_pi(w):
+        """cos(pi w) for |w| <= 1/2 (float32)."""
+        y = _PI32 * w
         return _horner(y * y, _COS)
 
     @_inline
-    def _fda_ratio(xv: float, c: float, m: float) -> float:
-        """sin(M r) / sin(r) (-1)^k for r = omega x - k pi, with c = omega / pi; M at r = 0."""
-        u = xv * c
-        k = np.rint(u)
-        v = u - k
-        mv = m * v
-        j = np.rint(mv)
-        ratio = _parity(k + j) * _sin_pi(mv - j) / _sin_pi(v)
-        return m if v == 0.0 else ratio
+    def _reduce(x, hi, lo):
+        """(j, v_hi, v_lo) with x (hi + lo) = j + v_hi + v_lo, j integer, |v_hi| <= 1/2: p = x hi and its
+        rounding error e (an FMA) are exact, p - j is exact (Sterbenz), e + x lo rounds far below v."""
+        p = x * hi
+        e = _fma(x, hi, -p)
+        j = np.rint(p)
+        return j, p - j, e + x * lo
 
     @_inline
-    def _cos(xv: float) -> float:
-        u = xv * _INV_PI
-        j = np.rint(u)
-        return _parity(j) * _cos_pi(u - j)
+    def _fda_ratio(xv, c_hi, c_lo, m):
+        """(-1)^k sin(M r) / sin(r) for r = omega x - k pi = pi v (c = omega / pi as c_hi + c_lo), with
+        M v = j + w: (-1)^(k + j) (w / v) sinc(pi w) / sinc(pi v). Where j = 0, w / v is M itself (taking
+        M avoids the rounding of w and v apart), and the value tends to M as v -> 0: no special case."""
+        k, vh, vl = _reduce(xv, c_hi, c_lo)
+        j = np.rint(m * vh)
+        w = _fma(m, vh, -j) + m * vl      # M v - j to the float32 rounding of w itself
+        v = vh + vl
+        near = j == 0
+        num = (m if near else w) * _sinc_pi(w)
+        den = (_F32(1.0) if near else v) * _sinc_pi(v)
+        return _parity(k + j) * num / den
+
+    @_inline
+    def _sin(xv):
+        j, wh, wl = _reduce(xv, _INV_PI_HI, _INV_PI_LO)
+        w = wh + wl
+        return _parity(j) * (_PI32 * w) * _sinc_pi(w)
+
+    @_inline
+    def _cos(xv):
+        j, wh, wl = _reduce(xv, _INV_PI_HI, _INV_PI_LO)
+        return _parity(j) * _cos_pi(wh + wl)
 
     @_kernel
-    def _fda(x, g, out, c, m, half_scale):  # pragma: no cover - compiled
+    def _fda(x, g, out, c_hi, c_lo, m, half_scale):  # pragma: no cover - compiled
         for i in range(x.size):
-            out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(np.float64(x[i]), c, m)))
+            out[i] = g[i] * (half_scale * _fda_ratio(x[i], c_hi, c_lo, m))
 
 
     # --- the fused quantizer: an elementwise pass per image, then the noise module over channels
@@ -231,22 +281,20 @@ if njit is not None:
         """out = sign(x) + coef sin(x) over 1-D x; False where some |x| > bound (or NaN)."""
         ok = True
         for i in range(x.size):
-            xv = np.float64(x[i])
+            xv = x[i]
             ok &= abs(xv) <= bound
-            s = 1.0 if xv > 0.0 else (-1.0 if xv < 0.0 else zero)
-            u = xv * _INV_PI
-            j = np.rint(u)
-            out[i] = np.float32(s + coef * (_parity(j) * _sin_pi(u - j)))
+            s = _F32(1.0) if xv > 0 else (_F32(-1.0) if xv < 0 else zero)
+            out[i] = s + coef * _sin(xv)
         return ok
 
     @_kernel
-    def _fda_cos(x, g, out, c, m, half_scale, cos_coef, bound):  # pragma: no cover - compiled
+    def _fda_cos(x, g, out, c_hi, c_lo, m, half_scale, cos_coef, bound):  # pragma: no cover - compiled
         """out = g (fda'(x) + cos_coef cos x) over 1-D x (``out`` may be ``g``); False where some |x| > bound."""
         ok = True
         for i in range(x.size):
-            xv = np.float64(x[i])
+            xv = x[i]
             ok &= abs(xv) <= bound
-            out[i] = np.float32(np.float64(g[i]) * (half_scale * _fda_ratio(xv, c, m) + cos_coef * _cos(xv)))
+            out[i] = g[i] * (half_scale * _fda_ratio(xv, c_hi, c_lo, m) + cos_coef * _cos(xv))
         return ok
 
     @_inline
@@ -285,7 +333,8 @@ if njit is not None:
         return ok
 
     @_kernel
-    def _backward_nchw(x, g, h, w1t, w2, dt, acc1, acc2, c, m, half_scale, cos_coef, alpha, bound):  # pragma: no cover
+    def _backward_nchw(x, g, h, w1t, w2, dt, acc1, acc2, c_hi, c_lo, m, half_scale, cos_coef, alpha,
+                       bound):  # pragma: no cover
         """x, g, dt (B, C, P); h (B, m, P); w1t, w2 (m, C); acc1, acc2 (m, C) float64."""
         ok = True
         dh = np.empty((w2.shape[0], x.shape[2]), np.float32)
@@ -297,8 +346,8 @@ if njit is not None:
                 for p in range(x.shape[2]):
                     if h[b, j, p] <= 0:
                         dh[j, p] = 0.0
-            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
-                                   cos_coef, bound)
+            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c_hi, c_lo, m,
+                           half_scale, cos_coef, bound)
             for ch in range(x.shape[1]):
                 for j in range(w2.shape[0]):
                     _axpy(dt[b, ch], np.float32(alpha * w1t[j, ch]), dh[j])
@@ -346,14 +395,15 @@ if njit is not None:
         return ok
 
     @_kernel
-    def _backward_nhwc(x, g, h, w1t, w2, dt, acc1, acc2, c, m, half_scale, cos_coef, alpha, bound):  # pragma: no cover
+    def _backward_nhwc(x, g, h, w1t, w2, dt, acc1, acc2, c_hi, c_lo, m, half_scale, cos_coef, alpha,
+                       bound):  # pragma: no cover
         """x, g, dt (B, P, C); h (B, P, m); sums per image in float32, over images in float64."""
         ok = True
         a1 = np.empty(w2.shape, np.float32)
         a2 = np.empty(w2.shape, np.float32)
         for b in range(x.shape[0]):
-            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c, m, half_scale,
-                                   cos_coef, bound)
+            ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c_hi, c_lo, m,
+                           half_scale, cos_coef, bound)
             a1[:] = 0.0
             a2[:] = 0.0
             _noise_rows_backward(x[b], g[b], h[b], dt[b], w1t, w2, alpha, a1, a2)
