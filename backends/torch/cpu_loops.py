@@ -9,10 +9,11 @@ width m = 1 or 2. Here each quantity is one loop with everything in registers, v
   module and eta = a sin (Eq. 14 forward, SEMANTICS 4 backward), image by image (an image's activations
   stay in cache between the elementwise pass and the products over channels), for NCHW and channels-last
   (NHWC) tensors; the outputs keep the input's layout (torch.compile hands channels-last tensors over).
+  The images are shared among torch's own OpenMP threads (:mod:`.omp_team`), a range of images per slot.
 
 The elementwise math is float32 (16 lanes per AVX-512 vector) on an exact reduction, and says what the
-reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is taken in units of pi:
-for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with x hi, its rounding error
+reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is
+taken in units of pi: for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with x hi, its rounding error
 (an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative accuracy
 however far y is reduced; sin(y) = (-1)^j pi w sinc(pi w), cos(y) = (-1)^j cos(pi w), with Taylor
 polynomials to degree 13 / 14 (|pi w| <= pi/2: truncation below 1e-9). No fastmath there: a contracted
@@ -37,12 +38,14 @@ from typing import Any, Optional
 
 import torch
 
+from . import omp_team
+
 Tensor = torch.Tensor
 COVER_X = 2.0 ** 16
 
 try:
     import numpy as np
-    from numba import njit
+    from numba import carray, cfunc, njit, types
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - depends on the environment
     njit = None
@@ -138,28 +141,51 @@ def _weights(w1: Tensor, w2: Tensor) -> tuple[Any, Any]:
             w2.detach().contiguous().to(torch.float32).numpy())
 
 
+def _slots(images: int) -> int:
+    """How many slots (image ranges) a pass is cut into: one per torch thread, where there is a team."""
+    return max(1, min(images, torch.get_num_threads())) if omp_team.available() else 1
+
+
+def _address(a: Any) -> int:
+    """The address of a C-contiguous numpy array (the cfuncs read it through ``numba.carray``)."""
+    if not a.flags.c_contiguous:
+        raise AssertionError("cpu_loops: a kernel argument is not C-contiguous")   # a bug here, not bad input
+    return a.ctypes.data
+
+
+def _context(ints: tuple, arrays: tuple, slots: int) -> Any:
+    """The int64 context of :mod:`.omp_team`: slot counter, slots, then ``ints``, then the arrays' addresses."""
+    return np.array((0, slots) + tuple(int(i) for i in ints) + tuple(_address(a) for a in arrays), np.int64)
+
+
 def quantize_forward(x: Tensor, w1: Tensor, w2: Tensor, zero: float, alpha: float, coef: float
                      ) -> Optional[tuple[Tensor, Tensor]]:
     """Eq. 14 with the noise module over channels and eta = a sin, for ``x`` with
     :func:`fused_quantizer_applies`; ``w1`` (C, m), ``w2`` (m, C), ``coef`` = alpha a.
 
     Returns z = sign(x) + coef sin(x) + alpha relu(x W1) W2 (``x``'s shape and layout) and h = relu(x W1) of
-    shape (B, m, H W) (pixel-major strides for a channels-last ``x``), or None where x is not covered.
+    shape (B, m, H W) (pixel-major strides for a channels-last ``x``), or None where x is not covered. The
+    images are shared among torch's threads (:mod:`.omp_team`); each image is one thread's, so the values
+    do not depend on the thread count.
     """
     x = _dense(x)
     b, c, hh, ww = x.shape
     m = w1.shape[1]
+    nhwc = channels_last(x)
     z = torch.empty_like(x)
     w1t, w2n = _weights(w1, w2)
-    if channels_last(x):
+    if nhwc:
         h = x.new_empty((b, hh * ww, m)).transpose(1, 2)
-        kernel, hv = _forward_nhwc, h.transpose(1, 2).numpy()
+        hv = h.transpose(1, 2).numpy()
     else:
         h = x.new_empty((b, m, hh * ww))
-        kernel, hv = _forward_nchw, h.numpy()
-    ok = kernel(_rows(x), w1t, w2n, _rows(z), hv, np.float32(zero), float(alpha), np.float32(coef),
-                np.float32(COVER_X))
-    return (z, h) if ok else None
+        hv = h.numpy()
+    slots = _slots(b)
+    ok = np.zeros(slots, np.int64)
+    scalars = np.array([np.float32(zero), alpha, np.float32(coef), COVER_X], np.float64)
+    omp_team.run(_forward_team, _context((b, c, hh * ww, m, nhwc), (_rows(x), w1t, w2n, _rows(z), hv, scalars, ok),
+                                         slots), slots)
+    return (z, h) if ok.all() else None
 
 
 def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n: int, omega: float,
@@ -168,7 +194,9 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
 
     ``h``: relu(x W1) as :func:`quantize_forward` returned it. Returns dt = g (fda'(x) + cos_coef cos x) +
     alpha dfc/dx^T g (``x``'s layout), dW1 = alpha x^T dh (C, m) and dW2 = alpha h^T g (m, C), or None where
-    x is not covered.
+    x is not covered. Images are shared among torch's threads as in :func:`quantize_forward`; the weight
+    gradients are summed per image range in float64, then over the ranges in order (the same sums for the
+    same thread count).
     """
     x = _dense(x)
     b, c, hh, ww = x.shape
@@ -177,14 +205,18 @@ def quantize_backward(g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, n
     g = g.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     hv = h.transpose(1, 2).contiguous().numpy() if nhwc else h.contiguous().numpy()
     dt = torch.empty_like(x)
-    acc1, acc2 = torch.zeros((m, c), dtype=torch.float64), torch.zeros((m, c), dtype=torch.float64)
     w1t, w2n = _weights(w1, w2)
-    kernel = _backward_nhwc if nhwc else _backward_nchw
-    ok = kernel(_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1.numpy(), acc2.numpy(), *_fda_constants(n, omega),
-                np.float32(cos_coef), float(alpha), _bound32(omega))
-    if not ok:
+    slots = _slots(b)
+    ok = np.zeros(slots, np.int64)
+    acc1, acc2 = np.zeros((slots, m, c)), np.zeros((slots, m, c))
+    scalars = np.array(_fda_constants(n, omega) + (np.float32(cos_coef), alpha, _bound32(omega)), np.float64)
+    omp_team.run(_backward_team, _context((b, c, hh * ww, m, nhwc),
+                                          (_rows(x), _rows(g), hv, w1t, w2n, _rows(dt), acc1, acc2, scalars, ok),
+                                          slots), slots)
+    if not ok.all():
         return None
-    return dt, acc1.T.mul(alpha).to(w1.dtype), acc2.mul_(alpha).to(w2.dtype)
+    dw1 = torch.from_numpy(acc1.sum(0)).T.mul(alpha).to(w1.dtype)
+    return dt, dw1, torch.from_numpy(acc2.sum(0)).mul_(alpha).to(w2.dtype)
 
 
 if njit is not None:
@@ -316,10 +348,10 @@ if njit is not None:
                 acc2[j, c] += s2
 
     @_kernel
-    def _forward_nchw(x, w1t, w2, z, h, zero, alpha, coef, bound):  # pragma: no cover - compiled
-        """x, z (B, C, P); w1t, w2 (m, C); h (B, m, P)."""
+    def _forward_nchw(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1):  # pragma: no cover - compiled
+        """Images b0 .. b1 - 1 of x, z (B, C, P); w1t, w2 (m, C); h (B, m, P)."""
         ok = True
-        for b in range(x.shape[0]):
+        for b in range(b0, b1):
             ok &= _sign_sin_checked(x[b].reshape(-1), z[b].reshape(-1), zero, coef, bound)
             for j in range(w2.shape[0]):
                 hj = h[b, j]
@@ -334,11 +366,11 @@ if njit is not None:
 
     @_kernel
     def _backward_nchw(x, g, h, w1t, w2, dt, acc1, acc2, c_hi, c_lo, m, half_scale, cos_coef, alpha,
-                       bound):  # pragma: no cover
-        """x, g, dt (B, C, P); h (B, m, P); w1t, w2 (m, C); acc1, acc2 (m, C) float64."""
+                       bound, b0, b1):  # pragma: no cover
+        """Images b0 .. b1 - 1 of x, g, dt (B, C, P); h (B, m, P); w1t, w2 (m, C); acc1, acc2 (m, C) float64."""
         ok = True
         dh = np.empty((w2.shape[0], x.shape[2]), np.float32)
-        for b in range(x.shape[0]):
+        for b in range(b0, b1):
             for j in range(w2.shape[0]):
                 dh[j] = 0.0
                 for ch in range(x.shape[1]):
@@ -386,22 +418,23 @@ if njit is not None:
                     a2[j, ch] += hj * gb[p, ch]
 
     @_kernel
-    def _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound):  # pragma: no cover - compiled
-        """x, z (B, P, C); w1t, w2 (m, C); h (B, P, m)."""
+    def _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1):  # pragma: no cover - compiled
+        """Images b0 .. b1 - 1 of x, z (B, P, C); w1t, w2 (m, C); h (B, P, m)."""
         ok = True
-        for b in range(x.shape[0]):
+        for b in range(b0, b1):
             ok &= _sign_sin_checked(x[b].reshape(-1), z[b].reshape(-1), zero, coef, bound)
             _noise_rows_forward(x[b], z[b], h[b], w1t, w2, alpha)
         return ok
 
     @_kernel
     def _backward_nhwc(x, g, h, w1t, w2, dt, acc1, acc2, c_hi, c_lo, m, half_scale, cos_coef, alpha,
-                       bound):  # pragma: no cover
-        """x, g, dt (B, P, C); h (B, P, m); sums per image in float32, over images in float64."""
+                       bound, b0, b1):  # pragma: no cover
+        """Images b0 .. b1 - 1 of x, g, dt (B, P, C); h (B, P, m); sums per image in float32, over images in
+        float64."""
         ok = True
         a1 = np.empty(w2.shape, np.float32)
         a2 = np.empty(w2.shape, np.float32)
-        for b in range(x.shape[0]):
+        for b in range(b0, b1):
             ok &= _fda_cos(x[b].reshape(-1), g[b].reshape(-1), dt[b].reshape(-1), c_hi, c_lo, m,
                            half_scale, cos_coef, bound)
             a1[:] = 0.0
@@ -410,3 +443,52 @@ if njit is not None:
             acc1 += a1
             acc2 += a2
         return ok
+
+    # --- the team's entry points (omp_team): each takes image ranges (slots) until none is left.
+    # Context: [slot counter, slots, B, C, P, m, nhwc, then the arrays' addresses]; x, z, g, dt as (B, C, P)
+    # or, nhwc, (B, P, C), h as (B, m, P) or (B, P, m).
+
+    @cfunc(types.void(types.voidptr), cache=True)
+    def _forward_team(data):  # pragma: no cover - compiled
+        ctx = carray(omp_team.i64_ptr(omp_team.address(data)), 14)
+        slots, b, c, p, m, nhwc = ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], ctx[6]
+        rows, hidden = ((b, p, c), (b, p, m)) if nhwc else ((b, c, p), (b, m, p))
+        x, z = carray(omp_team.f32_ptr(ctx[7]), rows), carray(omp_team.f32_ptr(ctx[10]), rows)
+        w1t, w2 = carray(omp_team.f32_ptr(ctx[8]), (m, c)), carray(omp_team.f32_ptr(ctx[9]), (m, c))
+        h = carray(omp_team.f32_ptr(ctx[11]), hidden)
+        f, ok = carray(omp_team.f64_ptr(ctx[12]), 4), carray(omp_team.i64_ptr(ctx[13]), slots)
+        zero, alpha, coef, bound = np.float32(f[0]), f[1], np.float32(f[2]), np.float32(f[3])
+        slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+        while slot < slots:
+            b0, b1 = b * slot // slots, b * (slot + 1) // slots
+            if nhwc:
+                done = _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1)
+            else:
+                done = _forward_nchw(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1)
+            ok[slot] = 1 if done else 0
+            slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+
+    @cfunc(types.void(types.voidptr), cache=True)
+    def _backward_team(data):  # pragma: no cover - compiled
+        ctx = carray(omp_team.i64_ptr(omp_team.address(data)), 17)
+        slots, b, c, p, m, nhwc = ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], ctx[6]
+        rows, hidden = ((b, p, c), (b, p, m)) if nhwc else ((b, c, p), (b, m, p))
+        x, g = carray(omp_team.f32_ptr(ctx[7]), rows), carray(omp_team.f32_ptr(ctx[8]), rows)
+        h = carray(omp_team.f32_ptr(ctx[9]), hidden)
+        w1t, w2 = carray(omp_team.f32_ptr(ctx[10]), (m, c)), carray(omp_team.f32_ptr(ctx[11]), (m, c))
+        dt = carray(omp_team.f32_ptr(ctx[12]), rows)
+        acc1, acc2 = carray(omp_team.f64_ptr(ctx[13]), (slots, m, c)), carray(omp_team.f64_ptr(ctx[14]), (slots, m, c))
+        f, ok = carray(omp_team.f64_ptr(ctx[15]), 7), carray(omp_team.i64_ptr(ctx[16]), slots)
+        c_hi, c_lo, mm, half = np.float32(f[0]), np.float32(f[1]), np.float32(f[2]), np.float32(f[3])
+        cos_coef, alpha, bound = np.float32(f[4]), f[5], np.float32(f[6])
+        slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+        while slot < slots:
+            b0, b1 = b * slot // slots, b * (slot + 1) // slots
+            if nhwc:
+                done = _backward_nhwc(x, g, h, w1t, w2, dt, acc1[slot], acc2[slot], c_hi, c_lo, mm, half, cos_coef,
+                                      alpha, bound, b0, b1)
+            else:
+                done = _backward_nchw(x, g, h, w1t, w2, dt, acc1[slot], acc2[slot], c_hi, c_lo, mm, half, cos_coef,
+                                      alpha, bound, b0, b1)
+            ok[slot] = 1 if done else 0
+            slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))

@@ -10,18 +10,19 @@ module.
 
 - The CPU path: two custom ops, ``fdaref::quantize_forward`` and ``fdaref::quantize_backward`` (autograd
   registered), around the op table's kernels (the fused numba pass of :mod:`.cpu_loops` for float32
-  activations). Eager calls them; on one torch thread ``torch.compile`` keeps them as calls in its one graph
-  for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
+  activations, on torch's own OpenMP threads). Eager calls them; where that pass uses every torch thread
+  (one thread, or torch's OpenMP team at hand: :mod:`.omp_team`) ``torch.compile`` keeps them as calls in
+  its one graph for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
   channels-last tensors its convolutions use, with no layout copies. Reading alpha and n to the host costs
   nothing on the CPU.
 - :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
   dependent Python branch: what eager runs on a GPU (no device synchronisation) and what ``torch.compile``
-  traces there and, on the CPU, for the weights and on more than one thread (Inductor fuses the elementwise
-  work and runs it on every thread).
+  traces there and, on the CPU, for the weights and where the numba pass cannot use every thread (Inductor
+  fuses the elementwise work and runs it on every thread).
 
 :func:`quantize` picks one: by the tensor's device, and under ``torch.compile`` on the CPU by layout and
-thread count (its comment says why). Both compute the same values (float tolerance; tests pin them against
-each other and against the reference).
+whether the numba pass uses every thread (its comment says why). Both compute the same values (float
+tolerance; tests pin them against each other and against the reference).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import cpu_loops, fused
+from . import cpu_loops, fused, omp_team
 from .ops import surrogate_grad
 from .ops import backend as _ops
 
@@ -245,9 +246,10 @@ class QuantizeMath(torch.autograd.Function):
 
 
 @torch.compiler.assume_constant_result
-def _threads() -> int:
-    """torch's thread count, a constant of the traced graph (a plain call would break it)."""
-    return torch.get_num_threads()
+def _fused_pass_threads() -> bool:
+    """Whether the numba pass uses all of torch's threads (one thread, or torch's OpenMP team at hand): a
+    constant of the traced graph (a plain ``torch.get_num_threads()`` call would break it)."""
+    return torch.get_num_threads() == 1 or omp_team.available()
 
 
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
@@ -255,10 +257,11 @@ def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tenso
              n_max: int) -> Tensor:
     """Eq. 14 with the SEMANTICS 4 backward (module docstring); ``w1``/``w2`` None: no noise module;
     ``params_json``: :func:`params_json` of ``params`` (computed once by the caller: no JSON while tracing)."""
-    # Off the CPU the pure math. Under torch.compile on the CPU too, but for activations on one thread: a
-    # weight's few thousand elements are one or two Inductor kernels (a custom op call costs more), and on
-    # several threads Inductor's kernels use them all while the numba pass runs on one (bench_torch.py,
-    # binary vs float compiled, 1 thread: 0.75x with the pass, 0.72x without; 2 threads: 0.62x / 0.70x).
-    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _threads() == 1)):
+    # Off the CPU the pure math. Under torch.compile on the CPU too, but for activations where the numba pass
+    # runs on all of torch's threads: a weight's few thousand elements are one or two Inductor kernels (a
+    # custom op call costs more), and a pass on one thread of several loses to Inductor's kernels, which use
+    # them all (bench_torch.py, binary vs float compiled, 2 threads, session 5: 0.62x with a one-thread pass,
+    # 0.70x without).
+    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _fused_pass_threads())):
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
     return _forward_op(t, w1, w2, alpha, n, zero, estimator, params_json, layout, eta, a, training)[0]
