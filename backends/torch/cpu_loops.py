@@ -13,8 +13,8 @@ width m = 1 or 2. Here each quantity is one loop with everything in registers, v
 
 The elementwise math is float32 (16 lanes per AVX-512 vector) on an exact reduction, and says what the
 reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is
-taken in units of pi: for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with x hi, its rounding error
-(an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative accuracy
+taken in units of pi: for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with
+x hi, its rounding error (an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative accuracy
 however far y is reduced; sin(y) = (-1)^j pi w sinc(pi w), cos(y) = (-1)^j cos(pi w), with Taylor
 polynomials to degree 13 / 14 (|pi w| <= pi/2: truncation below 1e-9). No fastmath there: a contracted
 product would break the transformations. FDA (SEMANTICS 2, closed form): u = x omega / pi, k = rint(u),
