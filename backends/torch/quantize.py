@@ -10,18 +10,17 @@ module.
 
 - The CPU path: two custom ops, ``fdaref::quantize_forward`` and ``fdaref::quantize_backward`` (autograd
   registered), around the op table's kernels (the fused numba pass of :mod:`.cpu_loops` for float32
-  activations, on torch's own OpenMP threads). Eager calls them; where that pass uses every torch thread
-  (one thread, or torch's OpenMP team at hand: :mod:`.omp_team`) ``torch.compile`` keeps them as calls in
-  its one graph for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
+  activations, on torch's own OpenMP threads: :mod:`.omp_team`). Eager calls them; on one torch thread
+  ``torch.compile`` keeps them as calls in its one graph for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
   channels-last tensors its convolutions use, with no layout copies. Reading alpha and n to the host costs
   nothing on the CPU.
 - :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
   dependent Python branch: what eager runs on a GPU (no device synchronisation) and what ``torch.compile``
-  traces there and, on the CPU, for the weights and where the numba pass cannot use every thread (Inductor
+  traces there and, on the CPU, for the weights and on more than one thread (Inductor
   fuses the elementwise work and runs it on every thread).
 
 :func:`quantize` picks one: by the tensor's device, and under ``torch.compile`` on the CPU by layout and
-whether the numba pass uses every thread (its comment says why). Both compute the same values (float
+thread count (its comment says why). Both compute the same values (float
 tolerance; tests pin them against each other and against the reference).
 """
 from __future__ import annotations
@@ -32,7 +31,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import cpu_loops, fused, omp_team
+from . import cpu_loops, fused
 from .ops import surrogate_grad
 from .ops import backend as _ops
 
@@ -247,9 +246,11 @@ class QuantizeMath(torch.autograd.Function):
 
 @torch.compiler.assume_constant_result
 def _fused_pass_threads() -> bool:
-    """Whether the numba pass uses all of torch's threads (one thread, or torch's OpenMP team at hand): a
-    constant of the traced graph (a plain ``torch.get_num_threads()`` call would break it)."""
-    return torch.get_num_threads() == 1 or omp_team.available()
+    """Whether torch.compile should call the numba pass: on one torch thread only. On more, even with the
+    pass on torch's OpenMP team, Inductor's own kernels were no slower (bench, 2 threads: 0.68x with the
+    team pass, 0.70x without) and faster for small batches (make demo, batch 32: 548 against ~690 images/s).
+    A constant of the traced graph (a plain ``torch.get_num_threads()`` call would break it)."""
+    return torch.get_num_threads() == 1
 
 
 def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tensor, n: Tensor, *, zero: float,
