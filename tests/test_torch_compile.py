@@ -65,10 +65,10 @@ def test_forward_backward_fullgraph_matches_eager_and_schedule_does_not_recompil
 
 
 @pytest.mark.parametrize("threads,team", [(1, False), (2, True), (2, False)])
-def test_cpu_activations_take_the_fused_ops_where_they_use_every_thread(monkeypatch, threads, team) -> None:
+def test_cpu_activations_take_the_fused_ops_on_one_thread(monkeypatch, threads, team) -> None:
     """On one torch thread the compiled graph calls the fdaref custom ops for the activations and traces the
-    weights as math; on more, team or not, it traces everything as math (Inductor's kernels were as fast). Either way the values
-    equal eager's (float32, tolerance of summation order)."""
+    weights as math; on more, team or not, it traces everything as math (Inductor's kernels were as fast).
+    Either way the values equal eager's (float32, tolerance of summation order)."""
     from fdaref.backends.torch import omp_team
     if team and not omp_team.available():
         pytest.skip("torch's OpenMP runtime is not at hand here")
@@ -83,7 +83,7 @@ def test_cpu_activations_take_the_fused_ops_where_they_use_every_thread(monkeypa
         code = "\n".join(g.code for g in explained.graphs)
         assert explained.graph_break_count == 0
         calls = code.count("fdaref.quantize_forward")
-        assert calls == (len(M.fda_layers(model)) if threads == 1 else 0)   # the team changes nothing here
+        assert calls == (len(M.fda_layers(model)) if threads == 1 else 0)   # the team changes nothing
         dynamo.reset()
         torch.testing.assert_close(torch.compile(model, backend="aot_eager")(x), model(x), rtol=1e-4, atol=1e-4)
     finally:

@@ -12,14 +12,14 @@ width m = 1 or 2. Here each quantity is one loop with everything in registers, v
   The images are shared among torch's own OpenMP threads (:mod:`.omp_team`), a range of images per slot.
 
 The elementwise math is float32 (16 lanes per AVX-512 vector) on an exact reduction, and says what the
-reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is
-taken in units of pi: for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with
-x hi, its rounding error (an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative accuracy
-however far y is reduced; sin(y) = (-1)^j pi w sinc(pi w), cos(y) = (-1)^j cos(pi w), with Taylor
+reference says to a few float32 roundings of the largest term (tests: 4 x 2^-24 of it). Every sine is taken
+in units of pi: for u = y / pi (1 / pi as a float32 pair hi + lo), j = rint(u) and w = u - j with x hi, its
+rounding error (an explicit FMA) and x lo summed as error-free transformations, so w carries float32 relative
+accuracy however far y is reduced; sin(y) = (-1)^j pi w sinc(pi w), cos(y) = (-1)^j cos(pi w), with Taylor
 polynomials to degree 13 / 14 (|pi w| <= pi/2: truncation below 1e-9). No fastmath there: a contracted
 product would break the transformations. FDA (SEMANTICS 2, closed form): u = x omega / pi, k = rint(u),
-v = u - k, so r = omega x - k pi = pi v; M v = j + w the same way, and the value is (4 omega / pi) / 2 times
-(-1)^(k + j) (w / v) sinc(pi w) / sinc(pi v), where w / v is M itself when j = 0: that is also the limit
+v = u - k, so r = omega x - k pi = pi v; M v = j + w the same way, and the value is (4 omega / pi) / 2
+times (-1)^(k + j) (w / v) sinc(pi w) / sinc(pi v), where w / v is M itself when j = 0: that is also the limit
 (-1)^k M at v = 0, with no special case.
 
 Coverage: |x| <= COVER_X and |x omega / pi| <= COVER_X, checked once per call (:func:`covers`; the fused
@@ -448,42 +448,48 @@ if njit is not None:
     # Context: [slot counter, slots, B, C, P, m, nhwc, then the arrays' addresses]; x, z, g, dt as (B, C, P)
     # or, nhwc, (B, P, C), h as (B, m, P) or (B, P, m).
 
-    @cfunc(types.void(types.voidptr), cache=True)
-    def _forward_team(data):  # pragma: no cover - compiled
-        ctx = carray(omp_team.i64_ptr(omp_team.address(data)), 14)
+    @_inline
+    def _team_shapes(ctx):
+        """(slots, B, C, m, nhwc, rows shape, h shape) from a context."""
         slots, b, c, p, m, nhwc = ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], ctx[6]
         rows, hidden = ((b, p, c), (b, p, m)) if nhwc else ((b, c, p), (b, m, p))
+        return slots, b, c, m, nhwc, rows, hidden
+
+    @cfunc(types.void(types.voidptr), cache=True)
+    def _forward_team(data):  # pragma: no cover - compiled
+        ctx = omp_team.context(data, 14)
+        slots, b, c, m, nhwc, rows, hidden = _team_shapes(ctx)
         x, z = carray(omp_team.f32_ptr(ctx[7]), rows), carray(omp_team.f32_ptr(ctx[10]), rows)
         w1t, w2 = carray(omp_team.f32_ptr(ctx[8]), (m, c)), carray(omp_team.f32_ptr(ctx[9]), (m, c))
         h = carray(omp_team.f32_ptr(ctx[11]), hidden)
         f, ok = carray(omp_team.f64_ptr(ctx[12]), 4), carray(omp_team.i64_ptr(ctx[13]), slots)
         zero, alpha, coef, bound = np.float32(f[0]), f[1], np.float32(f[2]), np.float32(f[3])
-        slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+        slot = omp_team.next_slot(data)
         while slot < slots:
-            b0, b1 = b * slot // slots, b * (slot + 1) // slots
+            b0, b1 = omp_team.image_range(b, slot, slots)
             if nhwc:
                 done = _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1)
             else:
                 done = _forward_nchw(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1)
             ok[slot] = 1 if done else 0
-            slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+            slot = omp_team.next_slot(data)
 
     @cfunc(types.void(types.voidptr), cache=True)
     def _backward_team(data):  # pragma: no cover - compiled
-        ctx = carray(omp_team.i64_ptr(omp_team.address(data)), 17)
-        slots, b, c, p, m, nhwc = ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], ctx[6]
-        rows, hidden = ((b, p, c), (b, p, m)) if nhwc else ((b, c, p), (b, m, p))
+        ctx = omp_team.context(data, 17)
+        slots, b, c, m, nhwc, rows, hidden = _team_shapes(ctx)
         x, g = carray(omp_team.f32_ptr(ctx[7]), rows), carray(omp_team.f32_ptr(ctx[8]), rows)
         h = carray(omp_team.f32_ptr(ctx[9]), hidden)
         w1t, w2 = carray(omp_team.f32_ptr(ctx[10]), (m, c)), carray(omp_team.f32_ptr(ctx[11]), (m, c))
         dt = carray(omp_team.f32_ptr(ctx[12]), rows)
-        acc1, acc2 = carray(omp_team.f64_ptr(ctx[13]), (slots, m, c)), carray(omp_team.f64_ptr(ctx[14]), (slots, m, c))
+        acc1 = carray(omp_team.f64_ptr(ctx[13]), (slots, m, c))
+        acc2 = carray(omp_team.f64_ptr(ctx[14]), (slots, m, c))
         f, ok = carray(omp_team.f64_ptr(ctx[15]), 7), carray(omp_team.i64_ptr(ctx[16]), slots)
         c_hi, c_lo, mm, half = np.float32(f[0]), np.float32(f[1]), np.float32(f[2]), np.float32(f[3])
         cos_coef, alpha, bound = np.float32(f[4]), f[5], np.float32(f[6])
-        slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+        slot = omp_team.next_slot(data)
         while slot < slots:
-            b0, b1 = b * slot // slots, b * (slot + 1) // slots
+            b0, b1 = omp_team.image_range(b, slot, slots)
             if nhwc:
                 done = _backward_nhwc(x, g, h, w1t, w2, dt, acc1[slot], acc2[slot], c_hi, c_lo, mm, half, cos_coef,
                                       alpha, bound, b0, b1)
@@ -491,4 +497,4 @@ if njit is not None:
                 done = _backward_nchw(x, g, h, w1t, w2, dt, acc1[slot], acc2[slot], c_hi, c_lo, mm, half, cos_coef,
                                       alpha, bound, b0, b1)
             ok[slot] = 1 if done else 0
-            slot = omp_team.take_slot(omp_team.i64_ptr(omp_team.address(data)))
+            slot = omp_team.next_slot(data)

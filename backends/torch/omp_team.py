@@ -7,11 +7,12 @@ measured in session 5, a quantizer pass right after ``torch.sin`` took 5.3 ms on
 the process's memory map), so it runs on the same, already spinning, threads.
 
 The contract with the kernels (:mod:`.cpu_loops`): a numba ``cfunc`` taking one ``int64`` context array whose
-element 0 is a slot counter and element 1 the number of slots; each thread of the team takes slots with
-:func:`take_slot` until they run out, so the work of every slot is done whatever size the team really has
-(a team of one inside a nested parallel region does them all) and which thread did a slot never changes a
-result. Without torch's libgomp (another parallel backend, another platform), :func:`run` calls the
-function once on the calling thread, which then takes every slot.
+element 0 is a slot counter and element 1 the number of slots (:func:`context` reads it); each thread of the
+team takes slots with :func:`next_slot` until they run out (:func:`image_range`: a slot's images), so the
+work of every slot is done whatever size the team really has (a team of one inside a nested parallel
+region does them all) and which thread did a slot never changes a result. Without torch's libgomp
+(another parallel backend, another platform), :func:`run` calls the function once on the calling thread,
+which then takes every slot.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 try:
     import llvmlite.ir as _ir
-    from numba import types as _types
+    from numba import carray as _carray, njit as _njit, types as _types
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - depends on the environment
     intrinsic = None
@@ -104,3 +105,18 @@ if intrinsic is not None:
         def codegen(context, builder, signature, args):
             return builder.atomic_rmw("add", args[0], _ir.Constant(_ir.IntType(64), 1), "monotonic")
         return _types.int64(_types.CPointer(_types.int64)), codegen
+
+    @_njit(inline="always", cache=True)
+    def context(data, length):  # pragma: no cover - compiled
+        """The cfunc's ``data`` as the int64 context array of ``length`` elements."""
+        return _carray(i64_ptr(address(data)), length)
+
+    @_njit(inline="always", cache=True)
+    def next_slot(data):  # pragma: no cover - compiled
+        """The calling thread's next slot (slots past the last mean: done)."""
+        return take_slot(i64_ptr(address(data)))
+
+    @_njit(inline="always", cache=True)
+    def image_range(images, slot, slots):  # pragma: no cover - compiled
+        """(b0, b1): slot ``slot`` of ``slots`` has images b0 .. b1 - 1 (contiguous, sizes within one)."""
+        return images * slot // slots, images * (slot + 1) // slots

@@ -11,17 +11,18 @@ module.
 - The CPU path: two custom ops, ``fdaref::quantize_forward`` and ``fdaref::quantize_backward`` (autograd
   registered), around the op table's kernels (the fused numba pass of :mod:`.cpu_loops` for float32
   activations, on torch's own OpenMP threads: :mod:`.omp_team`). Eager calls them; on one torch thread
-  ``torch.compile`` keeps them as calls in its one graph for the activations (no graph break) and, as they take any layout (``flexible_layout``), hands them the
-  channels-last tensors its convolutions use, with no layout copies. Reading alpha and n to the host costs
+  ``torch.compile`` keeps them as calls in its one graph for the activations (no graph break) and, as they
+  take any layout (``flexible_layout``), hands them the channels-last tensors its convolutions use, with no
+  layout copies. Reading alpha and n to the host costs
   nothing on the CPU.
 - :class:`QuantizeMath`: pure tensor math with no host read, no in-place write into an input, no data-
   dependent Python branch: what eager runs on a GPU (no device synchronisation) and what ``torch.compile``
-  traces there and, on the CPU, for the weights and on more than one thread (Inductor
-  fuses the elementwise work and runs it on every thread).
+  traces there and, on the CPU, for the weights and on more than one thread (Inductor fuses the
+  elementwise work and runs it on every thread).
 
 :func:`quantize` picks one: by the tensor's device, and under ``torch.compile`` on the CPU by layout and
-thread count (its comment says why). Both compute the same values (float
-tolerance; tests pin them against each other and against the reference).
+thread count (its comment says why). Both compute the same values (float tolerance; tests pin them
+against each other and against the reference).
 """
 from __future__ import annotations
 
@@ -245,11 +246,12 @@ class QuantizeMath(torch.autograd.Function):
 
 
 @torch.compiler.assume_constant_result
-def _fused_pass_threads() -> bool:
-    """Whether torch.compile should call the numba pass: on one torch thread only. On more, even with the
-    pass on torch's OpenMP team, Inductor's own kernels were no slower (bench, 2 threads: 0.68x with the
-    team pass, 0.70x without) and faster for small batches (make demo, batch 32: 548 against ~690 images/s).
-    A constant of the traced graph (a plain ``torch.get_num_threads()`` call would break it)."""
+def _one_thread() -> bool:
+    """Whether torch runs on one thread: the one case where torch.compile calls the numba pass. On more,
+    even with the pass on torch's OpenMP team, Inductor's own kernels were no slower (bench, 2 threads:
+    0.68x with the team pass, 0.70x without) and faster for small batches (make demo, batch 32: 548
+    against ~690 images/s). A constant of the traced graph (a plain ``torch.get_num_threads()`` call would
+    break it)."""
     return torch.get_num_threads() == 1
 
 
@@ -263,6 +265,6 @@ def quantize(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Tenso
     # custom op call costs more), and a pass on one thread of several loses to Inductor's kernels, which use
     # them all (bench_torch.py, binary vs float compiled, 2 threads, session 5: 0.62x with a one-thread pass,
     # 0.70x without).
-    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _fused_pass_threads())):
+    if t.device.type != "cpu" or (torch.compiler.is_compiling() and not (_nchw(t, layout) and _one_thread())):
         return QuantizeMath.apply(t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training, n_max)
     return _forward_op(t, w1, w2, alpha, n, zero, estimator, params_json, layout, eta, a, training)[0]
