@@ -35,13 +35,20 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def _loaded_libgomp() -> Optional[str]:
-    """The path of the one libgomp mapped into this process (torch's), or None (none, or more than one)."""
+    """The path of torch's libgomp among those mapped into this process: the one in torch's own package
+    (its wheels bundle one), else the only one mapped (a torch linked to the system's); None where neither
+    settles it. Which other copies are mapped (numba's OpenMP layer maps the system's) does not matter, so
+    the answer does not depend on what ran first."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
     except OSError:
         return None
-    return paths.pop() if len(paths) == 1 else None
+    own = {p for p in paths if p.startswith(os.path.dirname(torch.__file__) + os.sep)}
+    for candidates in (own, paths):
+        if len(candidates) == 1:
+            return candidates.pop()
+    return None
 
 
 @functools.lru_cache(maxsize=None)
