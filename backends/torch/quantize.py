@@ -61,14 +61,14 @@ def _hidden_like(t: Tensor, w1: Optional[Tensor], layout: str, training: bool) -
     return t.new_empty((t.numel() // w1.shape[0], m))
 
 
-def _into(value: Optional[Tensor], like: Tensor) -> Tensor:
-    """``value`` in ``like``'s strides (``like`` itself, filled, where they differ; zeros for None), so that
-    the real op's outputs have the strides its fake promised."""
-    if value is None:
-        return like.zero_()
-    if value.stride() == like.stride():
+def _into(value: Optional[Tensor], like: Tensor, device: torch.device) -> Tensor:
+    """``value`` in the strides of ``like`` (a meta tensor: what the fake promises, at no memory), itself
+    where they agree, else a copy on ``device`` (zeros for None): the real op's outputs keep the fake's
+    strides, and no buffer is allocated only to be thrown away."""
+    if value is not None and value.stride() == like.stride():
         return value
-    return like.copy_(value)
+    out = torch.empty_strided(like.shape, like.stride(), dtype=like.dtype, device=device)
+    return out.zero_() if value is None else out.copy_(value)
 
 
 @torch.library.custom_op("fdaref::quantize_forward", mutates_args=(), tags=_ANY_LAYOUT)
@@ -78,8 +78,8 @@ def _forward_op(t: Tensor, w1: Optional[Tensor], w2: Optional[Tensor], alpha: Te
     """(z, h): Eq. 14 and the module's hidden activation for backward (zeros where alpha = 0)."""
     z, h = _ops.quantize_forward_saving(t, w1, w2, alpha=float(alpha.item()), zero=zero, layout=layout,
                                         eta_kind=eta, a=a, training=training)
-    hidden = _hidden_like(t, w1, layout, training)
-    return _into(z, torch.empty_like(t)), (hidden if hidden.numel() == 0 else _into(h, hidden))
+    meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")   # t's strides exactly
+    return _into(z, torch.empty_like(meta), t.device), _into(h, _hidden_like(meta, w1, layout, training), t.device)
 
 
 @_forward_op.register_fake
@@ -98,9 +98,11 @@ def _backward_op(g: Tensor, t: Tensor, h: Tensor, w1: Optional[Tensor], w2: Opti
         full["n"] = int(n.item())
     dt, dw1, dw2 = _ops.quantize_backward_saved(g, t, h if h.numel() else None, w1, w2, alpha=float(alpha.item()),
                                                 estimator=estimator, params=full, layout=layout, eta_kind=eta, a=a)
+    dt = _into(dt, torch.empty_like(t, device="meta"), t.device)
     if w1 is None:
-        return _into(dt, torch.empty_like(t)), t.new_empty(0), t.new_empty(0)
-    return _into(dt, torch.empty_like(t)), _into(dw1, torch.empty_like(w1)), _into(dw2, torch.empty_like(w2))
+        return dt, t.new_empty(0), t.new_empty(0)
+    return (dt, _into(dw1, torch.empty_like(w1, device="meta"), w1.device),
+            _into(dw2, torch.empty_like(w2, device="meta"), w2.device))
 
 
 @_backward_op.register_fake
