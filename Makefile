@@ -34,8 +34,13 @@ test: setup
 demo: setup
 	$(VENV)/bin/fdaref demo
 
+# The CPU benchmarks behind the README's speed table, one after the other (each writes its JSON in
+# bench/results/); the GPU ones run under gpu-check.
 bench: setup
-	$(PY) bench/run_all.py
+	OPENBLAS_NUM_THREADS=1 $(PY) bench/bench_reference.py
+	$(PY) bench/bench_numba.py
+	$(PY) bench/bench_torch.py --device cpu --threads 1 --steps 9
+	$(PY) bench/bench_torch.py --device cpu --threads 2 --steps 9 --out bench/results/torch_cpu_2threads.json
 
 # On a CUDA GPU machine, with what it has installed (torch, cupy, numba, hypothesis, pytest, matplotlib):
 # every GPU check in at most 8 minutes, summary in $(GPU_CHECK_OUT)/gpu_check.json (bench/gpu_check.py).
