@@ -85,6 +85,21 @@ def test_fda_near_multiples_of_pi():
                                    rtol=0, atol=1e-12 * (n + 1))
 
 
+@pytest.mark.parametrize("estimator", ["fda", "fda_series"])
+def test_float32_clip_is_rounded_to_float32_first(estimator):
+    """SEMANTICS 10: x = float32(0.1) is not above float32(0.1), so it keeps its gradient (in float64 it is
+    above 0.1); the next float32 up loses it. Surrogate and quantizer backward alike."""
+    c = np.float32(0.1)
+    x = np.array([c, -c, np.nextafter(c, np.float32(1)), 0.0], np.float32)
+    params = {"n": 9, "omega": 0.1, "clip": 0.1}
+    got = NB.surrogate(x, estimator, params)
+    eq10 = [4 * 0.1 / np.pi * sum(np.cos((2 * i + 1) * 0.1 * float(v)) for i in range(10)) for v in (c, 0.0)]
+    np.testing.assert_allclose(got[[0, 1, 3]], [eq10[0], eq10[0], eq10[1]], rtol=1e-6)
+    assert got[2] == 0
+    dt, _, _ = NB.quantize_backward(np.ones_like(x), x, None, None, alpha=0.0, estimator=estimator, params=params)
+    np.testing.assert_array_equal(dt, got)
+
+
 def test_third_party_estimator_falls_back():
     from fdaref.estimators import register_estimator
     register_estimator("nb_test_cube", lambda x: (3 * x * x).astype(x.dtype), replace=True)

@@ -136,12 +136,14 @@ def _resolve_estimator(name: str, params: Optional[Mapping[str, Any]]) -> tuple[
     return ew.EST_CODES[name], p
 
 
-def _est_args(code: int, p: dict) -> tuple:
-    """(beta, n, omega, clip, m, np1, c6, scale) for the kernels."""
+def _est_args(code: int, p: dict, dtype: np.dtype) -> tuple:
+    """(beta, n, omega, clip, m, np1, c6, scale) for the kernels on inputs of ``dtype``. The clip is rounded to
+    that dtype (SEMANTICS 10): the kernels compare |x| with it in float64, which then decides as the dtype does
+    (an unrounded 0.1 would drop the gradient of a float32 x equal to float32(0.1))."""
     n = int(p.get("n", 0))
     omega = float(p.get("omega", 0.1))
     clip = p.get("clip")
-    m, np1, c6, scale, _, clipv = ew.fda_constants(n, omega, clip)
+    m, np1, c6, scale, _, clipv = ew.fda_constants(n, omega, None if clip is None else float(dtype.type(clip)))
     return float(p.get("beta", 1.0)), n, omega, clipv, m, np1, c6, scale
 
 
@@ -231,7 +233,7 @@ class NumbaBackend(HostArrays):
             return _est.estimator_grad(x, estimator, **p)     # reference fallback (third-party estimator)
         xf = _flat(x)
         out = np.empty_like(xf)
-        beta, n, omega, clip, m, np1, c6, scale = _est_args(code, p)
+        beta, n, omega, clip, m, np1, c6, scale = _est_args(code, p, x.dtype)
         if code == -1:
             _elementwise(ew.fda_range, ew.fda_par, xf.size, xf, out, m, np1, c6, scale, omega, clip)
         else:
@@ -268,7 +270,7 @@ class NumbaBackend(HostArrays):
     def _module_backward(self, g: np.ndarray, t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str,
                          eta_kind: str, a: float, alpha: float, code: int, p: dict,
                          est_arr: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
+        beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p, t.dtype)
         kcode = -2 if code == -3 else code
         if layout == "activation" and t.ndim == 4:      # straight from NCHW (see _noise_act)
             b, c, hh, ww = t.shape
@@ -340,7 +342,7 @@ class NumbaBackend(HostArrays):
             else:
                 gf, tf = _flat(g), _flat(t)
                 out = np.empty_like(tf)
-                beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p)
+                beta, n, omega, clip, m, np1, c6, scale = _est_args(max(code, 0), p, t.dtype)
                 cd, pl, planes = _planes(t.shape, False, 1, 1)
                 _run_planes(ew.qbwd_range, ew.qbwd_par, tf.size, planes, gf, tf, tf, out, 0.0, 2, 0.0, code, beta,
                             n, omega, clip, m, np1, c6, scale, cd, pl, False)
