@@ -186,6 +186,37 @@ class QuantizerFlushToZero(_Wrapper):
         return self._ref.quantize_forward(t, w1, w2, **kw)
 
 
+class NoiseReluGradAtZero(_Wrapper):
+    """The noise module's backward takes relu'(0) = 1 (a mask h >= 0, as a hand-written CUDA kernel may):
+    a row of t that is all zero then sends g W2^T W1^T back instead of 0 (SEMANTICS 3: relu'(0) = 0)."""
+
+    broken_op, bug = "noise_backward", "relu'(0) = 1 in the noise module's backward"
+
+    def noise_backward(self, g, t, w1, w2, *, layout, eta_kind="sin", a=0.1):
+        from fdaref.noise import eta_grad, from_rows, to_rows
+        rows, grows = to_rows(t.astype(np.float64), layout), to_rows(g.astype(np.float64), layout)
+        w1f, w2f = w1.astype(np.float64), w2.astype(np.float64)
+        h = rows @ w1f
+        dh = (grows @ w2f.T) * (h >= 0)
+        dt = dh @ w1f.T + grows * eta_grad(rows, eta_kind, a)
+        return (from_rows(dt, t.shape, layout).astype(t.dtype), (rows.T @ dh).astype(w1.dtype),
+                (np.maximum(h, 0.0).T @ grows).astype(w2.dtype))
+
+
+class ClipUnrounded(_Wrapper):
+    """fda's clip compared with |x| in float64 without rounding it to x's dtype: a float32 x equal to
+    float32(0.1) (just above 0.1) loses its gradient (SEMANTICS 10 keeps it)."""
+
+    broken_op, bug, wrong_in = "surrogate", "clip compared unrounded", ("float32",)
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        out = self._ref.surrogate(x, estimator, params)
+        clip = get_estimator(estimator).resolve(params).get("clip") if estimator == "fda" else None
+        if clip is None:
+            return out
+        return np.where(np.abs(x.astype(np.float64)) > float(clip), 0, out).astype(x.dtype)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -228,4 +259,5 @@ class RaisingOp(_Wrapper):
 
 BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZero, NoiseGradWithoutAlpha,
                             XnorPadMinusOne, ConvPadMinusOne, PackBitsReversed,
-                            UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero)
+                            UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero, NoiseReluGradAtZero,
+                            ClipUnrounded)

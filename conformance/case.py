@@ -7,6 +7,7 @@ counts against a backend.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -38,6 +39,22 @@ class Case:
     def reference_args(self) -> list[Optional[np.ndarray]]:
         """float64 copies of the float inputs, the other inputs unchanged (the reference's arguments)."""
         return [to_f64(a) for _, a in self.arrays]
+
+    @property
+    def float_dtype(self) -> Optional[np.dtype]:
+        """The dtype under test: that of the first float input (None where there is none)."""
+        return next((a.dtype for _, a in self.arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f"), None)
+
+    def reference_kwargs(self) -> dict[str, Any]:
+        """A copy of the keyword parameters as the float64 reference must see them. SEMANTICS 10 compares the
+        fda ``clip`` in the input's dtype, so it is rounded to the dtype under test here: the reference, on
+        float64 copies, then keeps the gradient of a float32 x equal to float32(clip) as a float32
+        implementation must (an unrounded 0.1 would drop it)."""
+        kwargs = copy.deepcopy(self.kwargs)
+        params, dtype = kwargs.get("params"), self.float_dtype
+        if isinstance(params, dict) and params.get("clip") is not None and dtype is not None:
+            params["clip"] = float(dtype.type(params["clip"]))
+        return kwargs
 
     def replace_arrays(self, **new: Optional[np.ndarray]) -> "Case":
         arrays = tuple((name, new.get(name, a)) for name, a in self.arrays)

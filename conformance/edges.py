@@ -110,6 +110,13 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     return cases
 
 
+def _inexact_clips(estimator: str, o: OptionSpace) -> list[float]:
+    """The clips under test that float32 cannot hold (fda-like estimators only)."""
+    if estimator not in ("fda", "fda_series"):
+        return []
+    return [c for c in o.clips if c is not None and float(np.float32(c)) != c]
+
+
 def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     layout = o.layouts[0]
     a = _noise_arrays((2, 3, 2, 2), layout, 64, dtype, 8)
@@ -122,6 +129,12 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         kw = {"estimator": est, "params": params, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1}, f"{est}, no module, t at the clip boundary"))
+        for clip in _inexact_clips(est, o)[:1]:   # t = float32(clip) keeps its gradient (SEMANTICS 10)
+            tc = a["t"].copy()
+            tc.flat[:3] = (clip, -clip, 0.0)
+            cases.append(Case("quantize_backward", (("g", a["g"]), ("t", tc), ("w1", None), ("w2", None)),
+                              {**kw, "params": {**params, "clip": clip}, "alpha": 0.1},
+                              f"{est}, no module, t at a clip of {clip:.6g} rounded to {dtype}"))
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
                           {**kw, "alpha": 0.0}, f"{est}, alpha == 0: zero module gradients"))
         if o.noise:

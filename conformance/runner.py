@@ -117,7 +117,7 @@ def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case
     """Run ``case`` on the backend and the reference and compare every output (and the gradient rule)."""
     ref_args = case.reference_args()
     try:
-        ref_out = as_outputs(record.reference()(*ref_args, **copy.deepcopy(case.kwargs)))
+        ref_out = as_outputs(record.reference()(*ref_args, **case.reference_kwargs()))
     except Exception:  # noqa: BLE001 - a bug in the reference or the suite: report it, never hide it
         return Evaluation(False, error=traceback.format_exc(), message="the REFERENCE raised (a bug in fdaref)")
     answer, problem = _call_backend(backend, device, case, WARMUP.limit(backend, case.op, limits))

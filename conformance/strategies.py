@@ -41,7 +41,9 @@ class OptionSpace:
     estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
     n_range: tuple[int, int] = (0, 20)
     omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
-    clips: tuple[Optional[float], ...] = (None, 1.0, 0.5, 2.0, 1.5)
+    # 0.1 and 1/3 are not float32 numbers: a clip compared without rounding it to the input's dtype first
+    # (SEMANTICS 10) differs at x = float32(clip); the edges take the first three
+    clips: tuple[Optional[float], ...] = (None, 1.0, 0.1, 0.5, 2.0, 1.5, 1.0 / 3.0)
     etas: tuple[str, ...] = ("sin", "linear", "none")
     layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)

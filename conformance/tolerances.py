@@ -136,7 +136,9 @@ def noise_bounds(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, a: 
 
     A hidden unit whose pre-activation t W1 is within rounding of 0 in ``dtype`` (an underflow, a
     cancellation) may take either side of the relu kink in a correct implementation; its whole gradient
-    contribution is then allowed (divided by ``atol``, as the bound is multiplied by it)."""
+    contribution is then allowed (divided by ``atol``, as the bound is multiplied by it). A pre-activation
+    whose every product is 0 (a zero row) is exactly 0 in any summation order, so it is not ambiguous:
+    there relu'(0) = 0 is checked."""
     rows, aw1, aw2 = np.abs(to_rows(t, layout)), np.abs(w1), np.abs(w2)
     h = rows @ aw1
     if g is None:
@@ -148,7 +150,7 @@ def noise_bounds(t: np.ndarray, w1: np.ndarray, w2: np.ndarray, layout: str, a: 
     if atol > 0 and dtype is not None:
         fi = np.finfo(dtype)
         signed = to_rows(t, layout) @ w1
-        ambiguous = np.abs(signed) <= 8 * fi.eps * h + 4 * fi.tiny
+        ambiguous = (np.abs(signed) <= 8 * fi.eps * h + 4 * fi.tiny) & (h > 0)
         if ambiguous.any():
             extra = np.where(ambiguous, dh, 0.0)
             dt = dt + from_rows(extra @ aw1.T, t.shape, layout) / atol
