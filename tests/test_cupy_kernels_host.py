@@ -162,14 +162,25 @@ def test_quantizer_epilogues_kernel_source(lib, dtype, eta, estimator, params):
     np.testing.assert_allclose(dt, want, rtol=tol, atol=tol * 20)
 
 
+def _stray(words: np.ndarray, count: int) -> np.ndarray:
+    """``words`` with every bit beyond ``count`` in the last word set (SEMANTICS 11: they never count)."""
+    out = words.copy()
+    if count % 64:
+        out[..., -1] |= ~np.uint64((1 << (count % 64)) - 1)
+    return np.ascontiguousarray(out)
+
+
 @pytest.mark.parametrize("c", [3, 64, 100])
 @pytest.mark.parametrize("pad", [0, -1, 1])
 @pytest.mark.parametrize("stride,padding,dilation", [((1, 1), (1, 1), (1, 1)), ((2, 2), (2, 1), (2, 1))])
-def test_xnor_kernel_source(lib, c, pad, stride, padding, dilation):
+@pytest.mark.parametrize("stray", [False, True])
+def test_xnor_kernel_source(lib, c, pad, stride, padding, dilation, stray):
     xs = np.where(RNG.normal(size=(2, c, 7, 6)) > 0, 1.0, -1.0)
     ws = np.where(RNG.normal(size=(4, c, 3, 3)) > 0, 1.0, -1.0)
     xp_ = np.ascontiguousarray(BE.pack_signs(xs, axis=1))
     wp_ = np.ascontiguousarray(BE.pack_signs(ws, axis=1))
+    if stray:
+        xp_, wp_ = _stray(xp_, c), _stray(wp_, c)
     want = BE.xnor_conv2d(xp_, wp_, channels=c, stride=stride, padding=padding, dilation=dilation, pad_value=pad)
     got = np.zeros_like(want)
     n, co, ho, wo = want.shape
@@ -183,6 +194,8 @@ def test_xnor_kernel_source(lib, c, pad, stride, padding, dilation):
 
     xl = np.ascontiguousarray(BE.pack_signs(xs[:, :, 0, 0], axis=1))
     wl = np.ascontiguousarray(BE.pack_signs(ws[:, :, 0, 0], axis=1))
+    if stray:
+        xl, wl = _stray(xl, c), _stray(wl, c)
     out = np.zeros((2, 4), dtype=np.int32)
     lib.fdaref_host_xnor_linear(xl, wl, out, 2, 4, xl.shape[1], c)
     np.testing.assert_array_equal(out, (xs[:, :, 0, 0] @ ws[:, :, 0, 0].T).astype(np.int32))

@@ -588,6 +588,28 @@ def test_xnor_linear_exact(rng, features):
     np.testing.assert_array_equal(TB.to_numpy(got), (x @ w.T).astype(np.int32))
 
 
+def _set_stray_bits(words: torch.Tensor, count: int) -> torch.Tensor:
+    """Every bit beyond ``count`` in the last word set (SEMANTICS 11: such bits never change a result)."""
+    out = words.view(torch.int64).clone()
+    out[..., -1] |= ~((1 << (count % 64)) - 1)
+    return out.view(torch.uint64)
+
+
+@pytest.mark.parametrize("count", (5, 100))
+def test_xnor_ops_ignore_stray_bits(rng, count):
+    x, w = np.sign(rng.standard_normal((3, count, 4, 4))), np.sign(rng.standard_normal((2, count, 3, 3)))
+    xp = _set_stray_bits(TB.pack_signs(TB.from_numpy(x), axis=1, zero=-1.0), count)
+    wp = _set_stray_bits(TB.pack_signs(TB.from_numpy(w), axis=1, zero=-1.0), count)
+    for pad_value in (0.0, -1.0):
+        got = TB.xnor_conv2d(xp, wp, channels=count, stride=(1, 1), padding=(1, 1), dilation=(1, 1), pad_value=pad_value)
+        want = _conv_oracle(x, w, None, (1, 1), (1, 1), (1, 1), pad_value)
+        np.testing.assert_array_equal(TB.to_numpy(got), want.astype(np.int32))
+    xl = _set_stray_bits(TB.pack_signs(TB.from_numpy(x[:, :, 0, 0]), axis=1, zero=-1.0), count)
+    wl = _set_stray_bits(TB.pack_signs(TB.from_numpy(w[:, :, 0, 0]), axis=1, zero=-1.0), count)
+    got = TB.xnor_linear(xl, wl, features=count)
+    np.testing.assert_array_equal(TB.to_numpy(got), (x[:, :, 0, 0] @ w[:, :, 0, 0].T).astype(np.int32))
+
+
 def test_every_op_is_covered():
     """Each op of the table appears in a test of this file (a new op must get one)."""
     import pathlib

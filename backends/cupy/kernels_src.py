@@ -172,11 +172,17 @@ __host__ __device__ inline T fdaref_quant_bwd(T g, T t, T dfc, int est, int n, d
     return s + (T)alpha * (dfc + g * fdaref_eta_grad(t, eta, a));
 }
 
-// XNOR-popcount dot product of two packed +-1 vectors of `words` words: sum_c a_c b_c = C - 2 popcount(a ^ b)
-// (unused bits are 0 in both, so they never count).
+// The bits of word `w` that hold channels (of `channels`): all but in a partly used last word, whose stray
+// bits never change a result (SEMANTICS 11), whatever the packer left there.
+__host__ __device__ inline fdaref_u64 fdaref_used_bits(int w, int words, int channels) {
+    const int used = channels & 63;
+    return (w == words - 1 && used) ? (((fdaref_u64)1 << used) - 1) : ~(fdaref_u64)0;
+}
+
+// XNOR-popcount dot product of two packed +-1 vectors of `words` words: sum_c a_c b_c = C - 2 popcount(a ^ b).
 __host__ __device__ inline int fdaref_xnor_dot(const fdaref_u64* a, const fdaref_u64* b, int words, int channels) {
     int diff = 0;
-    for (int w = 0; w < words; ++w) diff += fdaref_popcount(a[w] ^ b[w]);
+    for (int w = 0; w < words; ++w) diff += fdaref_popcount((a[w] ^ b[w]) & fdaref_used_bits(w, words, channels));
     return channels - 2 * diff;
 }
 
@@ -197,7 +203,7 @@ __host__ __device__ inline int fdaref_xnor_conv_point(
                 acc += fdaref_xnor_dot(xp, wp, words, channels);
             } else if (pad != 0) {
                 int neg = 0;
-                for (int q = 0; q < words; ++q) neg += fdaref_popcount(wp[q]);
+                for (int q = 0; q < words; ++q) neg += fdaref_popcount(wp[q] & fdaref_used_bits(q, words, channels));
                 acc += pad * (channels - 2 * neg);
             }
         }

@@ -170,8 +170,19 @@ class PortableKernels:
             v = (v * u(0x0101010101010101)) >> u(56)
         return v.astype(xp.int64)
 
+    def _clear_stray(self, words: Any, count: int) -> Any:
+        """``words`` with the bits beyond ``count`` in the last word cleared (SEMANTICS 11: stray bits never
+        change a result; the raw kernels mask them the same way, ``fdaref_used_bits``)."""
+        used = count % 64
+        if not used:
+            return words
+        out = words.copy()
+        out[..., -1] &= np.uint64((1 << used) - 1)
+        return out
+
     def xnor_conv2d(self, x: Any, w: Any, *, channels: int, win: Window, pad: int) -> Any:
         xp = self.xp
+        x, w = self._clear_stray(x, channels), self._clear_stray(w, channels)
         n, h, wd, words = x.shape
         c_out = w.shape[0]
         ho, wo = win.out_shape
@@ -191,6 +202,7 @@ class PortableKernels:
         return xp.ascontiguousarray(acc.transpose(0, 3, 1, 2)).astype(xp.int32)
 
     def xnor_linear(self, x: Any, w: Any, *, features: int) -> Any:
+        x, w = self._clear_stray(x, features), self._clear_stray(w, features)
         diff = self.popcount(x[:, None, :] ^ w[None, :, :]).sum(-1)
         return (features - 2 * diff).astype(self.xp.int32)
 

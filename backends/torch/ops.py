@@ -415,6 +415,17 @@ def _as_words(packed: Tensor, name: str) -> Tensor:
     return packed.view(torch.int64) if packed.dtype == torch.uint64 else packed
 
 
+def _clear_stray(words: Tensor, count: int) -> Tensor:
+    """``words`` (``count`` elements packed along the last axis) with the bits beyond ``count`` in the last
+    word cleared: SEMANTICS 11 says stray bits never change a result, and the popcounts count whole words."""
+    used = count % 64
+    if not used or words.shape[-1] == 0:
+        return words
+    out = words.clone()
+    out[..., -1] &= (1 << used) - 1
+    return out
+
+
 def _fill_word(channels: int, word: int, pad_value: float) -> int:
     """The packed word of ``pad_value`` (+1 or -1) for the channels of word ``word``."""
     if pad_value > 0:
@@ -858,6 +869,7 @@ class TorchBackend:
         if xw.dim() != 2 or ww.dim() != 2 or xw.shape[1] != ww.shape[1] or xw.shape[1] != -(-features // 64):
             raise ValueError(f"xnor_linear: expected (B, words) and (out, words) with words = ceil({features}/64); "
                              f"got {tuple(xw.shape)} and {tuple(ww.shape)}")
+        xw, ww = _clear_stray(xw, features), _clear_stray(ww, features)
         out = torch.empty((xw.shape[0], ww.shape[0]), dtype=torch.int64, device=xw.device)
         step = max(1, (1 << 22) // max(1, ww.shape[0] * ww.shape[1]))
         for i in range(0, xw.shape[0], step):  # chunks bound the (rows, out, words) temporary
@@ -874,6 +886,7 @@ class TorchBackend:
         if xw.dim() != 4 or ww.dim() != 4 or xw.shape[3] != words or ww.shape[3] != words:
             raise ValueError(f"xnor_conv2d: expected x_packed (N, H, W, {words}) and w_packed (C_out, kh, kw, "
                              f"{words}) for {channels} channels; got {tuple(xw.shape)} and {tuple(ww.shape)}")
+        xw, ww = _clear_stray(xw, channels), _clear_stray(ww, channels)
         n, h, w_, _ = xw.shape
         c_out, kh, kw, _ = ww.shape
         (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
