@@ -30,3 +30,16 @@ def unpack_signs_independent(words: np.ndarray, count: int) -> np.ndarray:
         bit = (words[..., w] >> np.uint64(b)) & np.uint64(1)
         out[..., j] = np.where(bit == 1, -1.0, 1.0)
     return out
+
+
+def with_stray_bits(words: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``words`` (``count`` elements packed along the last axis) with random bits set beyond
+    ``count`` in the last word: SEMANTICS 11 says they never change a result, so a kernel that popcounts
+    whole words without masking them differs. Unchanged where ``count`` fills its last word."""
+    out = np.array(words, dtype=np.uint64, copy=True)
+    used = count % 64
+    if used:
+        stray = rng.integers(0, 2**63, size=out.shape[:-1], dtype=np.uint64) << np.uint64(1)
+        stray |= rng.integers(0, 2, size=out.shape[:-1], dtype=np.uint64)
+        out[..., -1] |= stray & ~np.uint64((1 << used) - 1)
+    return out

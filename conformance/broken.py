@@ -217,6 +217,59 @@ class ClipUnrounded(_Wrapper):
         return np.where(np.abs(x.astype(np.float64)) > float(clip), 0, out).astype(x.dtype)
 
 
+class FdaZeroAtInfinity(_Wrapper):
+    """fda's clip or range-reduction branch returns 0 for non-finite x (SEMANTICS 10: NaN, as cos(inf) is)."""
+
+    broken_op, bug = "surrogate", "fda(+-inf) = fda(NaN) = 0"
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        out = self._ref.surrogate(x, estimator, params)
+        return np.where(np.isfinite(x), out, 0).astype(x.dtype) if estimator == "fda" else out
+
+
+class ReluDropsNaN(_Wrapper):
+    """relu as where(x > 0, x, 0) (or fmax(x, 0)): NaN becomes 0 (SEMANTICS 10: NaN stays NaN)."""
+
+    broken_op, bug = "relu_forward", "relu(NaN) = 0"
+
+    def relu_forward(self, x):
+        return np.where(x > 0, x, 0).astype(x.dtype)
+
+
+class MaxPoolSkipsNaN(_Wrapper):
+    """max pool as a `v > best` scan: a NaN never wins its window (SEMANTICS 10: the window is NaN)."""
+
+    broken_op, bug = "max_pool2d_forward", "max pool skips NaN"
+
+    def max_pool2d_forward(self, x, **kw):
+        return self._ref.max_pool2d_forward(np.where(np.isnan(x), -np.inf, x).astype(x.dtype), **kw)
+
+
+class PackFlushesSubnormals(_Wrapper):
+    """pack_signs on a flush-to-zero CPU (DAZ) or GPU (-ftz): subnormals read as 0 and pack with the zero
+    convention instead of their sign (SEMANTICS 1: subnormals are ordinary nonzero numbers)."""
+
+    broken_op, bug = "pack_signs", "subnormals packed as zeros"
+
+    def pack_signs(self, x, *, axis, zero):
+        flushed = np.where(np.abs(x) < np.finfo(x.dtype).tiny, 0, x).astype(x.dtype)
+        return self._ref.pack_signs(flushed, axis=axis, zero=zero)
+
+
+class XnorCountsStrayBits(_Wrapper):
+    """xnor_linear as C - 2 popcount(x ^ w) over whole words: bits beyond C in the last word count
+    (SEMANTICS 11: they never change a result, whatever the packer left there)."""
+
+    broken_op, bug = "xnor_linear", "stray bits counted"
+
+    def xnor_linear(self, x_packed, w_packed, *, features):
+        diff = np.zeros((x_packed.shape[0], w_packed.shape[0]), np.int64)
+        for word in range(x_packed.shape[1]):
+            both = x_packed[:, None, word] ^ w_packed[None, :, word]
+            diff += np.array([[bin(int(v)).count("1") for v in row] for row in both], np.int64)
+        return (features - 2 * diff).astype(np.int32)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -260,4 +313,5 @@ class RaisingOp(_Wrapper):
 BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZero, NoiseGradWithoutAlpha,
                             XnorPadMinusOne, ConvPadMinusOne, PackBitsReversed,
                             UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero, NoiseReluGradAtZero,
-                            ClipUnrounded)
+                            ClipUnrounded, FdaZeroAtInfinity, ReluDropsNaN, MaxPoolSkipsNaN, PackFlushesSubnormals,
+                            XnorCountsStrayBits)

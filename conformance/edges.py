@@ -10,9 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from .bits import pack_signs_independent
+from .bits import pack_signs_independent, with_stray_bits
 from .case import Case
-from .probes import fda_argument_limit, surrogate_probes
+from .probes import NON_FINITE, fda_argument_limit, surrogate_probes, tiny_values
 from .strategies import OptionSpace, bn_statistics
 
 Builder = Callable[[str, OptionSpace], list[Case]]
@@ -43,15 +43,15 @@ def surrogate_edges(dtype: str, o: OptionSpace) -> list[Case]:
                 for omega in o.omegas[:2]:
                     for clip in o.clips[:3]:
                         params = {"n": n, "omega": omega, "clip": clip}
-                        pts = surrogate_probes(est, params, dtype, _rng(n * 7 + len(cases)), far_ks=6)
+                        pts = surrogate_probes(est, params, dtype, _rng(n * 7 + len(cases)), far_ks=6) + list(NON_FINITE)
                         cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
                                           f"{est} at every distance from k*pi (k up to {int(fda_argument_limit(dtype, n) / math.pi)}), "
-                                          f"subnormals and |x| == clip (n={n}, omega={omega}, clip={clip})"))
+                                          f"subnormals, |x| == clip, +-inf and NaN (n={n}, omega={omega}, clip={clip})"))
         else:
             params = o.first_params(est)
-            pts = surrogate_probes(est, params, dtype, _rng(0))
+            pts = surrogate_probes(est, params, dtype, _rng(0)) + list(NON_FINITE)
             cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
-                              f"{est} at 0, subnormals, |x| == 1 +- 1..3 ulps and far out"))
+                              f"{est} at 0, subnormals, |x| == 1 +- 1..3 ulps, far out, +-inf and NaN"))
     return cases
 
 
@@ -224,7 +224,9 @@ def relu_edges(backward: bool) -> Builder:
         x = _arr([[0.0, -0.0, 1.0, -1.0, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]], dtype)
         if backward:
             return [Case("relu_backward", (("g", _arr([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], dtype)), ("x", x)), {}, "relu'(0) = 0")]
-        return [Case("relu_forward", (("x", x),), {}, "zeros of both signs")]
+        special = _arr([[np.nan, np.inf, -np.inf, -np.nan]], dtype)
+        return [Case("relu_forward", (("x", x),), {}, "zeros of both signs"),
+                Case("relu_forward", (("x", special),), {}, "NaN stays NaN, +-inf")]
     return build
 
 
@@ -233,6 +235,9 @@ def prelu_edges(backward: bool) -> Builder:
         x = _arr([[[[0.0, -0.0], [2.0, -2.0]]], [[[-1.0, 1.0], [0.0, -3.0]]]], dtype)  # (2, 1, 2, 2)
         x3 = np.concatenate([x, -x, x * 0.5], axis=1)  # (2, 3, 2, 2)
         cases = []
+        if not backward:   # fmax(0, x) + slope fmin(0, x) turns NaN into 0
+            nan = _arr([[[[np.nan, np.inf], [-np.inf, 1.0]]]], dtype)
+            cases.append(Case("prelu_forward", (("x", nan), ("slope", _arr([0.25], dtype))), {}, "NaN stays NaN, +-inf"))
         for xx, slope, label in ((x, _arr([0.25], dtype), "one slope, zeros"),
                                  (x3, _arr([0.25, -0.5, 0.0], dtype), "per-channel slopes incl. 0")):
             if backward:
@@ -253,12 +258,15 @@ def pool_edges(kind: str, backward: bool) -> Builder:
                 ((1, 2, 3, 3), (3, 3), (1, 1), (1, 1), "overlapping windows, padding 1, ties", "ties"),
                 ((2, 1, 5, 3), (2, 3), (3, 1), (1, 1), "uneven geometry", "normal"),
                 ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), "1x1", "normal"))
+        if not backward:   # SEMANTICS 10: a window holding a NaN is NaN (a `v > best` scan skips it)
+            geos += (((1, 1, 4, 4), (2, 2), (1, 1), (1, 1), "NaN first, last and alone in windows, +-inf", "nan"),)
         for i, (shape, k, s, p, label, fill) in enumerate(geos):
             r = _rng(60 + i)
-            x = {"ones": np.ones(shape), "ties": r.integers(-1, 2, shape).astype(float),
-                 "normal": r.standard_normal(shape)}[fill]
+            x = {"ones": np.ones(shape), "ties": r.integers(-1, 2, shape).astype(float)}.get(fill, r.standard_normal(shape))
             if kind == "max" and fill == "normal":
                 x = -np.abs(x)  # all negative: a padded -inf must never win, a padded 0 would
+            if fill == "nan":   # NaN first, last and alone in a window (with padding), beside -inf and +inf
+                x[0, 0, 0, 0], x[0, 0, 1, 3], x[0, 0, 3, 0], x[0, 0, 3, 3] = np.nan, np.nan, -np.inf, np.inf
             x = x.astype(dtype)
             kw = {"kernel": k, "stride": s, "padding": p}
             if backward:
@@ -301,6 +309,9 @@ def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
                               f"{c} channels, zeros (zero={zero:g})"))
     x4 = np.where(_rng(5).random((2, 70, 2, 3)) < 0.5, -1.0, 1.0).astype(dtype)
     cases.append(Case("pack_signs", (("x", x4),), {"axis": 1, "zero": -1.0}, "NCHW activations, 70 channels"))
+    tiny = np.asarray(tiny_values(dtype) + [-1.0, 1.0], np.float64).astype(dtype)[None, :]
+    cases += [Case("pack_signs", (("x", tiny),), {"axis": 1, "zero": zero},
+                   f"subnormals are nonzero, signed zeros (zero={zero:g})") for zero in o.pack_zeros]
     return cases
 
 
@@ -312,10 +323,15 @@ def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
         r = _rng(70 + c)
         x = np.where(r.random((2, c, h, w)) < 0.5, -1.0, 1.0)
         wt = np.where(r.random((2, c, k, k)) < 0.5, -1.0, 1.0)
+        xp, wp = pack_signs_independent(x, 1), pack_signs_independent(wt, 1)
         for pv in o.pad_values:
-            cases.append(Case("xnor_conv2d", (("x_packed", pack_signs_independent(x, 1)), ("w_packed", pack_signs_independent(wt, 1))),
+            cases.append(Case("xnor_conv2d", (("x_packed", xp), ("w_packed", wp)),
                               {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1), "pad_value": pv},
                               f"{label}, pad value {pv:g}"))
+        if c % 64:
+            cases.append(Case("xnor_conv2d", (("x_packed", with_stray_bits(xp, c, r)), ("w_packed", with_stray_bits(wp, c, r))),
+                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1),
+                               "pad_value": o.pad_values[0]}, f"{label}, stray bits beyond {c} channels"))
     return cases
 
 
@@ -324,6 +340,9 @@ def xnor_linear_edges(dtype: str, o: OptionSpace) -> list[Case]:
     for f in (1, 64, 65, 130):
         r = _rng(80 + f)
         x, w = np.where(r.random((3, f)) < 0.5, -1.0, 1.0), np.where(r.random((2, f)) < 0.5, -1.0, 1.0)
-        cases.append(Case("xnor_linear", (("x_packed", pack_signs_independent(x, 1)), ("w_packed", pack_signs_independent(w, 1))),
-                          {"features": f}, f"{f} features"))
+        xp, wp = pack_signs_independent(x, 1), pack_signs_independent(w, 1)
+        cases.append(Case("xnor_linear", (("x_packed", xp), ("w_packed", wp)), {"features": f}, f"{f} features"))
+        if f % 64:
+            cases.append(Case("xnor_linear", (("x_packed", with_stray_bits(xp, f, r)), ("w_packed", with_stray_bits(wp, f, r))),
+                              {"features": f}, f"{f} features, stray bits beyond them"))
     return cases

@@ -77,6 +77,11 @@ def tiny_values(dtype: str) -> list[float]:
     return [0.0, -0.0] + mids + [-v for v in mids]
 
 
+# SEMANTICS 10 for every surrogate: fda and sign_swish give NaN at +-inf and NaN, the clipped ones 0 at +-inf,
+# every one NaN at NaN (where a port's clip mask or cosh guard often returns 0 instead).
+NON_FINITE = (math.inf, -math.inf, math.nan)
+
+
 def boundary_values(bound: float, dtype: str) -> list[float]:
     """The boundary +-``bound`` and 1, 2, 3 ulps either side (a clip, |x| = 1 of the STEs)."""
     return ulp_neighbours(bound, dtype, (1, 2, 3)) + ulp_neighbours(-bound, dtype, (1, 2, 3))

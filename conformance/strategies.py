@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from fdaref.noise import noise_width
 
-from .bits import pack_signs_independent
+from .bits import pack_signs_independent, with_stray_bits
 from .case import Case
-from .probes import fda_scale_choices, surrogate_probes, tiny_values
+from .probes import NON_FINITE, fda_scale_choices, surrogate_probes, tiny_values
 
 Draw = Callable[[st.SearchStrategy], Any]
 
@@ -223,8 +223,9 @@ def surrogate_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         est, params = opts.estimator(draw)
+        specials = surrogate_specials(draw, est, params, dtype) + list(NON_FINITE)
         x = fill(draw, general_shape(draw), dtype, kind="uniform", scale=surrogate_scale(draw, est, params, dtype),
-                 specials=surrogate_specials(draw, est, params, dtype), max_specials=24)
+                 specials=specials, max_specials=24)
         return Case("surrogate", (("x", x),), {"estimator": est, "params": params})
     return build()
 
@@ -408,7 +409,8 @@ def relu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy
         @st.composite
         def build(draw: Draw) -> Case:
             shape = general_shape(draw)
-            x = fill(draw, shape, dtype, specials=(0.0, -0.0))
+            # NaN stays NaN forward (SEMANTICS 10: where(x > 0, x, 0) or fmax(x, 0) drop it)
+            x = fill(draw, shape, dtype, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
             if backward:
                 return Case("relu_backward", (("g", fill(draw, shape, dtype)), ("x", x)), {})
             return Case("relu_forward", (("x", x),), {})
@@ -421,7 +423,7 @@ def prelu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrateg
         @st.composite
         def build(draw: Draw) -> Case:
             shape = image_or_matrix(draw)
-            x = fill(draw, shape, dtype, specials=(0.0, -0.0))
+            x = fill(draw, shape, dtype, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
             slope_shape = (1,) if draw(st.booleans()) else (shape[1],)
             slope = fill(draw, slope_shape, dtype, kind="uniform", scale=0.5, specials=(0.25, 0.0))
             if backward:
@@ -440,7 +442,8 @@ def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.Sea
             geo = pool_geometry(draw)
             shape = (dim(draw, 1, 3), channels(draw), geo["H"], geo["W"])
             fill_kind = draw(st.sampled_from(("ties", "normal"))) if kind == "max" else "normal"
-            x = fill(draw, shape, dtype, kind=fill_kind, specials=(0.0, -0.0))
+            # forward, a window holding a NaN is NaN (SEMANTICS 10), whichever of its elements comes first
+            x = fill(draw, shape, dtype, kind=fill_kind, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
             kw = {"kernel": geo["kernel"], "stride": geo["stride"], "padding": geo["padding"]}
             if backward:
                 ho = conv_out(geo["H"], geo["kernel"][0], geo["stride"][0], 1, geo["padding"][0])
@@ -477,9 +480,17 @@ def pack_signs_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         shape = [dim(draw, 1, 3) for _ in range(rank)]
         axis = draw(st.integers(-rank, rank - 1))
         shape[axis] = channels(draw, wide=True)
-        x = fill(draw, shape, dtype, specials=(0.0, -0.0, 1.0, -1.0), max_specials=8)
+        # subnormals are nonzero (SEMANTICS 1): a flush-to-zero kernel packs them with the zero convention
+        x = fill(draw, shape, dtype, specials=[1.0, -1.0] + tiny_values(dtype), max_specials=8)
         return Case("pack_signs", (("x", x),), {"axis": axis, "zero": draw(st.sampled_from(opts.pack_zeros))})
     return build()
+
+
+def _maybe_stray(draw: Draw, words: np.ndarray, count: int) -> np.ndarray:
+    """``words`` as packed, or with random stray bits beyond ``count`` (:func:`.bits.with_stray_bits`)."""
+    if not draw(st.booleans()):
+        return words
+    return with_stray_bits(words, count, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
 
 
 def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
@@ -489,8 +500,8 @@ def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         n, c, cout = dim(draw, 1, 2), channels(draw, wide=True), dim(draw, 1, 5)
         x = fill(draw, (n, c, geo["H"], geo["W"]), "float64", kind="pm1")
         w = fill(draw, (cout, c) + geo["kernel"], "float64", kind="pm1")
-        xp = pack_signs_independent(x, axis=1)  # (N, H, W, words)
-        wp = pack_signs_independent(w, axis=1)
+        xp = _maybe_stray(draw, pack_signs_independent(x, axis=1), c)  # (N, H, W, words)
+        wp = _maybe_stray(draw, pack_signs_independent(w, axis=1), c)
         kw = {"channels": c, "stride": geo["stride"], "padding": geo["padding"], "dilation": geo["dilation"],
               "pad_value": draw(st.sampled_from(opts.pad_values))}
         return Case("xnor_conv2d", (("x_packed", xp), ("w_packed", wp)), kw)
@@ -503,6 +514,7 @@ def xnor_linear_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         b, f, out = dim(draw, 1, 5), channels(draw, wide=True), dim(draw, 1, 6)
         x = fill(draw, (b, f), "float64", kind="pm1")
         w = fill(draw, (out, f), "float64", kind="pm1")
-        return Case("xnor_linear", (("x_packed", pack_signs_independent(x, axis=1)),
-                                    ("w_packed", pack_signs_independent(w, axis=1))), {"features": f})
+        return Case("xnor_linear", (("x_packed", _maybe_stray(draw, pack_signs_independent(x, axis=1), f)),
+                                    ("w_packed", _maybe_stray(draw, pack_signs_independent(w, axis=1), f))),
+                    {"features": f})
     return build()
