@@ -270,6 +270,72 @@ class XnorCountsStrayBits(_Wrapper):
         return (features - 2 * diff).astype(np.int32)
 
 
+class ConvSixteenChannelPath(_Wrapper):
+    """A vectorised conv path taken when C_in is a multiple of 16 pads with 0 whatever pad value was asked
+    for; every other channel count is right (a bug only tile-sized shapes show)."""
+
+    broken_op, bug = "conv2d_forward", "C_in % 16 == 0 path ignores the pad value"
+
+    def conv2d_forward(self, x, w, b, *, stride, padding, dilation, pad_value):
+        if x.shape[1] % 16 == 0:
+            pad_value = 0.0
+        return self._ref.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+
+
+class ConvWideKernelLastColumn(_Wrapper):
+    """A conv written for kernels up to 3 wide drops a wider kernel's last column."""
+
+    broken_op, bug = "conv2d_forward", "kernels wider than 3 lose their last column"
+
+    def conv2d_forward(self, x, w, b, *, stride, padding, dilation, pad_value):
+        if w.shape[3] > 3:
+            w = w.copy()
+            w[..., -1] = 0
+        return self._ref.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+
+
+class ConvColumnTileRemainder(_Wrapper):
+    """A conv vectorised over 8 output columns forgets the bias in the remainder columns past the last full
+    tile (Wo > 8 and not a multiple of 8)."""
+
+    broken_op, bug = "conv2d_forward", "bias missing past the last 8-column tile"
+
+    def conv2d_forward(self, x, w, b, *, stride, padding, dilation, pad_value):
+        y = self._ref.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+        full = y.shape[3] // 8 * 8
+        if b is not None and y.shape[3] > 8 and full < y.shape[3]:
+            y = y.copy()
+            y[..., full:] -= b.reshape(1, -1, 1, 1).astype(y.dtype)
+        return y
+
+
+class LinearRowTileRemainder(_Wrapper):
+    """A GEMM blocked by 8 rows forgets the bias in the rows past the last full block (B > 8)."""
+
+    broken_op, bug = "linear_forward", "bias missing past the last 8-row block"
+
+    def linear_forward(self, x, w, b):
+        y = self._ref.linear_forward(x, w, b)
+        full = y.shape[0] // 8 * 8
+        if b is not None and y.shape[0] > 8 and full < y.shape[0]:
+            y = y.copy()
+            y[full:] -= b.astype(y.dtype)
+        return y
+
+
+class FdaTermsCapped(_Wrapper):
+    """fda from a fixed-size table of 24 cosine terms: n > 23 is silently truncated (SEMANTICS 2: any
+    n >= 0; the presets stop at 18, so only a larger n shows it)."""
+
+    broken_op, bug = "surrogate", "fda capped at 24 terms"
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        if estimator == "fda":
+            params = {**get_estimator("fda").resolve(params)}
+            params["n"] = min(params["n"], 23)
+        return self._ref.surrogate(x, estimator, params)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -314,4 +380,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             XnorPadMinusOne, ConvPadMinusOne, PackBitsReversed,
                             UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero, NoiseReluGradAtZero,
                             ClipUnrounded, FdaZeroAtInfinity, ReluDropsNaN, MaxPoolSkipsNaN, PackFlushesSubnormals,
-                            XnorCountsStrayBits)
+                            XnorCountsStrayBits, ConvSixteenChannelPath, ConvWideKernelLastColumn,
+                            ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped)

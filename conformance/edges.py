@@ -153,7 +153,11 @@ def weight_scale_edges(dtype: str, o: OptionSpace) -> list[Case]:
 CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1x1 kernel, padding 2"),
               ((2, 65, 3, 4), (3, 65, 3, 3), (1, 1), (1, 1), (1, 1), "65 input channels"),
               ((1, 3, 5, 5), (2, 3, 2, 2), (2, 2), (1, 1), (2, 2), "even kernel, stride 2, dilation 2"),
-              ((1, 2, 4, 3), (1, 2, 3, 3), (3, 2), (2, 1), (1, 1), "stride larger than the kernel overlap"))
+              ((1, 2, 4, 3), (1, 2, 3, 3), (3, 2), (2, 1), (1, 1), "stride larger than the kernel overlap"),
+              # where tiled and vectorised kernels take another path (strategies.TILE_SIZES)
+              ((2, 16, 5, 9), (32, 16, 3, 5), (1, 1), (1, 2), (1, 1), "16 in, 32 out channels, 3x5 kernel"),
+              ((9, 3, 4, 19), (17, 3, 1, 3), (1, 1), (0, 0), (1, 1), "batch 9, 17 out channels, 17 output columns"),
+              ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"))
 
 
 def conv_edges(backward: bool) -> Builder:
@@ -182,7 +186,7 @@ def linear_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         r = _rng(30)
         cases = []
-        for (b, fin, fout) in ((1, 1, 1), (3, 65, 2)):
+        for (b, fin, fout) in ((1, 1, 1), (3, 65, 2), (17, 33, 16), (9, 64, 9)):
             x, w = r.standard_normal((b, fin)).astype(dtype), r.standard_normal((fout, fin)).astype(dtype)
             if backward:
                 g = r.standard_normal((b, fout)).astype(dtype)
@@ -257,7 +261,8 @@ def pool_edges(kind: str, backward: bool) -> Builder:
         geos = (((1, 1, 4, 4), (2, 2), (2, 2), (0, 0), "all-equal windows (ties)", "ones"),
                 ((1, 2, 3, 3), (3, 3), (1, 1), (1, 1), "overlapping windows, padding 1, ties", "ties"),
                 ((2, 1, 5, 3), (2, 3), (3, 1), (1, 1), "uneven geometry", "normal"),
-                ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), "1x1", "normal"))
+                ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), "1x1", "normal"),
+                ((2, 16, 3, 19), (2, 2), (1, 1), (1, 1), "16 channels, 19 columns", "normal"))
         if not backward:   # SEMANTICS 10: a window holding a NaN is NaN (a `v > best` scan skips it)
             geos += (((1, 1, 4, 4), (2, 2), (1, 1), (1, 1), "NaN first, last and alone in windows, +-inf", "nan"),)
         for i, (shape, k, s, p, label, fill) in enumerate(geos):

@@ -39,7 +39,7 @@ class OptionSpace:
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
     estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
-    n_range: tuple[int, int] = (0, 20)
+    n_range: tuple[int, int] = (0, 64)   # any n >= 0 is legal (SEMANTICS 2); past the presets' 18 on purpose
     omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
     # 0.1 and 1/3 are not float32 numbers: a clip compared without rounding it to the input's dtype first
     # (SEMANTICS 10) differs at x = float32(clip); the edges take the first three
@@ -117,11 +117,33 @@ def dim(draw: Draw, lo: int = 1, hi: int = 7) -> int:
     return draw(st.integers(lo, hi))
 
 
+# Sizes either side of the widths kernels tile and vectorise by (8, 16, 32 lanes or rows): a fast path taken
+# only at a multiple of 16, or a remainder loop after the last full tile, shows only at such sizes.
+TILE_SIZES = (7, 8, 9, 15, 16, 17, 31, 32, 33)
+
+
+def extent(draw: Draw, lo: int, hi: int, tiled: bool) -> int:
+    """A size in lo..hi, or where ``tiled`` one of TILE_SIZES (at least ``lo``)."""
+    if tiled:
+        return draw(st.sampled_from(tuple(s for s in TILE_SIZES if s >= lo)))
+    return draw(st.integers(lo, hi))
+
+
 def channels(draw: Draw, wide: bool = False) -> int:
-    """A channel count: small (1..9, mostly not multiples of 8); with ``wide`` also around 64 and 128."""
+    """A channel count: small (1..9, mostly not multiples of 8) or one of TILE_SIZES; with ``wide`` also
+    around 64 and 128."""
     if wide:
         return draw(st.sampled_from((1, 2, 3, 5, 7, 9, 63, 64, 65, 70, 129)))
-    return draw(st.integers(1, 9))
+    return extent(draw, 1, 9, draw(st.booleans()))
+
+
+WIDE_AXES = ("batch", "c_in", "c_out", "height", "width", "kernel")
+
+
+def wide_axes(draw: Draw, axes: Sequence[str] = WIDE_AXES) -> frozenset[str]:
+    """At most two axes of a conv / linear / pool call drawn at tile-straddling sizes (TILE_SIZES; kernels
+    4..7): every axis crosses a tile edge in some case, and a case stays small enough to check quickly."""
+    return frozenset(draw(st.lists(st.sampled_from(tuple(axes)), max_size=2, unique=True)))
 
 
 def _dt(dtype: str) -> np.dtype:
@@ -179,16 +201,27 @@ def surrogate_scale(draw: Draw, estimator: str, params: dict, dtype: str) -> flo
 # ---------------------------------------------------------------------------------------------------
 # Geometry: built from a valid output size backwards.
 
-def conv_geometry(draw: Draw) -> dict[str, Any]:
+def conv_geometry(draw: Draw, wide: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Kernel, stride, dilation, padding and an input size that gives a valid output; an axis in ``wide``
+    ("kernel": one side 4..7, often not square; "height" / "width": that output side in TILE_SIZES)."""
     kh, kw = dim(draw, 1, 3), dim(draw, 1, 3)
+    if "kernel" in wide:
+        if draw(st.booleans()):
+            kh = dim(draw, 4, 7)
+        else:
+            kw = dim(draw, 4, 7)
     sh, sw = dim(draw, 1, 2), dim(draw, 1, 2)
     dh, dw = dim(draw, 1, 2), dim(draw, 1, 2)
     ph, pw = dim(draw, 0, 2), dim(draw, 0, 2)
     sizes = []
-    for k, s, d, p in ((kh, sh, dh, ph), (kw, sw, dw, pw)):
+    for k, s, d, p, axis in ((kh, sh, dh, ph, "height"), (kw, sw, dw, pw, "width")):
         eff = (k - 1) * d + 1
         lo = max(1, eff - 2 * p)
-        sizes.append(draw(st.integers(lo, lo + 5)))
+        if axis in wide:   # the output side itself straddles a tile: the input is built back from it
+            out = extent(draw, 1, 1, True)
+            sizes.append(max(lo, (out - 1) * s + eff - 2 * p))
+        else:
+            sizes.append(draw(st.integers(lo, lo + 5)))
     return {"kernel": (kh, kw), "stride": (sh, sw), "dilation": (dh, dw), "padding": (ph, pw),
             "H": sizes[0], "W": sizes[1]}
 
@@ -197,12 +230,15 @@ def conv_out(size: int, k: int, s: int, d: int, p: int) -> int:
     return (size + 2 * p - (k - 1) * d - 1) // s + 1
 
 
-def pool_geometry(draw: Draw) -> dict[str, Any]:
+def pool_geometry(draw: Draw, wide: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Kernel, stride, padding (at most half the kernel) and an input size; "width" in ``wide``: the input
+    width in TILE_SIZES."""
     kh, kw = dim(draw, 1, 3), dim(draw, 1, 3)
     sh, sw = dim(draw, 1, 3), dim(draw, 1, 3)
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     H = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 6))
-    W = draw(st.integers(max(1, kw - 2 * pw), max(1, kw - 2 * pw) + 6))
+    lo_w = max(1, kw - 2 * pw)
+    W = extent(draw, lo_w, lo_w + 6, "width" in wide)
     return {"kernel": (kh, kw), "stride": (sh, sw), "padding": (ph, pw), "H": H, "W": W}
 
 
@@ -309,8 +345,11 @@ def weight_scale_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]
 
 
 def conv_case(draw: Draw, dtype: str, opts: OptionSpace, backward: bool) -> Case:
-    geo = conv_geometry(draw)
-    n, cin, cout = dim(draw, 1, 3), channels(draw), channels(draw)
+    wide = wide_axes(draw)
+    geo = conv_geometry(draw, wide)
+    n = extent(draw, 1, 3, "batch" in wide)
+    cin = extent(draw, 1, 9, "c_in" in wide)
+    cout = extent(draw, 1, 9, "c_out" in wide)
     binary = draw(st.booleans())
     kind = "pm1" if binary else "normal"
     x = fill(draw, (n, cin, geo["H"], geo["W"]), dtype, kind=kind, specials=(0.0,))
@@ -336,7 +375,8 @@ def linear_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrate
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
-            b_, fin, fout = dim(draw, 1, 6), channels(draw, wide=True), channels(draw)
+            wide = wide_axes(draw, ("batch", "c_out"))
+            b_, fin, fout = extent(draw, 1, 6, "batch" in wide), channels(draw, wide=True), extent(draw, 1, 9, "c_out" in wide)
             x = fill(draw, (b_, fin), dtype, kind=draw(st.sampled_from(("normal", "pm1"))), specials=(0.0,))
             w = fill(draw, (fout, fin), dtype, specials=(0.0,))
             if backward:
@@ -439,8 +479,9 @@ def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.Sea
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
-            geo = pool_geometry(draw)
-            shape = (dim(draw, 1, 3), channels(draw), geo["H"], geo["W"])
+            wide = wide_axes(draw, ("c_in", "width"))
+            geo = pool_geometry(draw, wide)
+            shape = (dim(draw, 1, 3), extent(draw, 1, 9, "c_in" in wide), geo["H"], geo["W"])
             fill_kind = draw(st.sampled_from(("ties", "normal"))) if kind == "max" else "normal"
             # forward, a window holding a NaN is NaN (SEMANTICS 10), whichever of its elements comes first
             x = fill(draw, shape, dtype, kind=fill_kind, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
@@ -496,8 +537,9 @@ def _maybe_stray(draw: Draw, words: np.ndarray, count: int) -> np.ndarray:
 def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
-        geo = conv_geometry(draw)
-        n, c, cout = dim(draw, 1, 2), channels(draw, wide=True), dim(draw, 1, 5)
+        wide = wide_axes(draw, ("c_out", "height", "width", "kernel"))
+        geo = conv_geometry(draw, wide)
+        n, c, cout = dim(draw, 1, 2), channels(draw, wide=True), extent(draw, 1, 5, "c_out" in wide)
         x = fill(draw, (n, c, geo["H"], geo["W"]), "float64", kind="pm1")
         w = fill(draw, (cout, c) + geo["kernel"], "float64", kind="pm1")
         xp = _maybe_stray(draw, pack_signs_independent(x, axis=1), c)  # (N, H, W, words)
@@ -511,7 +553,8 @@ def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
 def xnor_linear_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
-        b, f, out = dim(draw, 1, 5), channels(draw, wide=True), dim(draw, 1, 6)
+        wide = wide_axes(draw, ("batch", "c_out"))
+        b, f, out = extent(draw, 1, 5, "batch" in wide), channels(draw, wide=True), extent(draw, 1, 6, "c_out" in wide)
         x = fill(draw, (b, f), "float64", kind="pm1")
         w = fill(draw, (out, f), "float64", kind="pm1")
         return Case("xnor_linear", (("x_packed", _maybe_stray(draw, pack_signs_independent(x, axis=1), f)),
