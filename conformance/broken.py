@@ -336,6 +336,19 @@ class FdaTermsCapped(_Wrapper):
         return self._ref.surrogate(x, estimator, params)
 
 
+class SumToShapeSlices(_Wrapper):
+    """sum_to_shape sums the added leading axes but takes index 0 of a stretched size-1 axis instead of
+    summing it: a per-channel (1, C, 1, 1) gradient then holds one pixel's share."""
+
+    broken_op, bug = "sum_to_shape", "stretched size-1 axes sliced, not summed"
+
+    def sum_to_shape(self, x, shape):
+        shape = tuple(shape)
+        x = x.sum(axis=tuple(range(x.ndim - len(shape)))) if x.ndim > len(shape) else x
+        index = tuple(slice(0, 1) if n == 1 else slice(None) for n in shape)
+        return x[index].reshape(shape)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -381,4 +394,4 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero, NoiseReluGradAtZero,
                             ClipUnrounded, FdaZeroAtInfinity, ReluDropsNaN, MaxPoolSkipsNaN, PackFlushesSubnormals,
                             XnorCountsStrayBits, ConvSixteenChannelPath, ConvWideKernelLastColumn,
-                            ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped)
+                            ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped, SumToShapeSlices)

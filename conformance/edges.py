@@ -351,3 +351,17 @@ def xnor_linear_edges(dtype: str, o: OptionSpace) -> list[Case]:
             cases.append(Case("xnor_linear", (("x_packed", with_stray_bits(xp, f, r)), ("w_packed", with_stray_bits(wp, f, r))),
                               {"features": f}, f"{f} features, stray bits beyond them"))
     return cases
+
+
+def sum_to_shape_edges(dtype: str, o: OptionSpace) -> list[Case]:
+    """Broadcasts the engine undoes: a bias (C,) from (B, C), a per-channel (1, C, 1, 1) from NCHW, a
+    middle size-1 axis only, everything to a scalar, and the identity."""
+    r = _rng(90)
+    cases = []
+    for full, target, label in (((4, 3), (3,), "leading axis: (B, C) -> (C,)"),
+                                ((2, 3, 4, 5), (1, 3, 1, 1), "per channel: NCHW -> (1, C, 1, 1)"),
+                                ((3, 4, 5), (3, 1, 5), "a stretched middle axis only"),
+                                ((2, 3, 4), (), "everything to a scalar"),
+                                ((2, 1, 3), (2, 1, 3), "the same shape (identity)")):
+        cases.append(Case("sum_to_shape", (("x", r.standard_normal(full).astype(dtype)),), {"shape": target}, label))
+    return cases

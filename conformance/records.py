@@ -1,4 +1,4 @@
-"""One record per op of :data:`fdaref.optable.OP_NAMES`: everything the suite knows about checking it.
+"""One record per op of :data:`fdaref.optable.CHECKED_OPS`: everything the suite knows about checking it.
 
 A record holds, in one place (in the spirit of PyTorch's OpInfo): the outputs and their dtypes, the
 Hypothesis strategy that constructs valid inputs (strategies.py), the fixed edge cases (edges.py), the
@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from hypothesis import strategies as st
 
-from fdaref.optable import OP_NAMES
+from fdaref.optable import CHECKED_OPS
 
 from . import edges as E
 from . import error_inputs as X
@@ -133,9 +133,11 @@ _LIST = (
              note="exact"),
     OpRecord("xnor_linear", ("y",), S.xnor_linear_cases, E.xnor_linear_edges, EXACT_BOTH,
              errors_fn=X.xnor_linear_errors, output_dtypes=("int32",), note="exact"),
+    OpRecord("sum_to_shape", ("y",), S.sum_to_shape_cases, E.sum_to_shape_edges, REDUCTION,
+             note="undoes numpy broadcasting: sums the leading axes and the stretched size-1 axes"),
 )
 RECORDS: dict[str, OpRecord] = {r.op: r for r in _LIST}
 
-missing = set(OP_NAMES) ^ set(RECORDS)
+missing = set(CHECKED_OPS) ^ set(RECORDS)
 if missing:  # pragma: no cover - the op table and the suite must move together
-    raise RuntimeError(f"conformance records and fdaref.optable.OP_NAMES differ: {sorted(missing)}")
+    raise RuntimeError(f"conformance records and fdaref.optable.CHECKED_OPS differ: {sorted(missing)}")

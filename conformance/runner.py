@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from fdaref.optable import OP_NAMES
+from fdaref.optable import CHECKED_OPS
 
 from .case import Case, as_outputs, plain
 from .compare import OutputDiff, compare_output
@@ -27,7 +27,7 @@ from .gradients import FDResult, check_backward_fd
 from .isolation import DEFAULT_LIMITS, WARMUP, Limits, guarded_call
 from .records import RECORDS, OpRecord
 
-RECORD_INDEX = {op: i for i, op in enumerate(OP_NAMES)}  # per-op offset of --seed
+RECORD_INDEX = {op: i for i, op in enumerate(CHECKED_OPS)}  # per-op offset of --seed
 from .capabilities import empty_options, restrict
 from .report import DECLINED, ERROR, FAIL, NOT_PROVIDED, PASS, REFUSED, WARN, CaseResult, SuiteReport
 from .repro import reproduction
@@ -380,7 +380,7 @@ def run_suite(backend: Union[str, Any], *, device: str = "cpu", dtype: str = "fl
         add(CaseResult("*", "dtype", report.backend, device, dtype, REFUSED,
                        message=f"{report.backend} declares dtypes {tuple(getattr(be, 'dtypes', ()))}"))
     else:
-        for op in (list(ops) if ops is not None else OP_NAMES):
+        for op in (list(ops) if ops is not None else CHECKED_OPS):
             for res in run_op(be, op, device, dtype, profile=prof, options=options, spec=spec, control=control):
                 add(res)
         run_layers = prof.layers if layers is None else layers

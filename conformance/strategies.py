@@ -561,3 +561,16 @@ def xnor_linear_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
                                     ("w_packed", _maybe_stray(draw, pack_signs_independent(w, axis=1), f))),
                     {"features": f})
     return build()
+
+
+def sum_to_shape_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
+    """A target shape (some axes 1) and x broadcast from it: up to two leading axes added, some of the
+    size-1 axes stretched (the gradient of a broadcast operand)."""
+    @st.composite
+    def build(draw: Draw) -> Case:
+        target = tuple(draw(st.sampled_from((1, 1, 2, 3, 5))) for _ in range(draw(st.integers(0, 3))))
+        lead = tuple(dim(draw, 1, 4) for _ in range(draw(st.integers(0, 2))))
+        full = lead + tuple(dim(draw, 1, 5) if n == 1 else n for n in target)
+        x = fill(draw, full, dtype, specials=(0.0, -0.0))
+        return Case("sum_to_shape", (("x", x),), {"shape": target})
+    return build()

@@ -25,7 +25,12 @@ CONVENTIONS: dict[str, str] = {
     "sign": "sign(x) = +1 if x > 0, -1 if x < 0, and `zero` at x == 0 (both +0 and -0); NaN stays NaN; "
             "subnormals are ordinary nonzero numbers",
     "bit_packing": "bit j (value 1 << j) of word w holds element 64*w + j of the packed axis; a set bit means "
-                   "sign -1; unused high bits of the last word are 0",
+                   "sign -1; pack_signs leaves the unused high bits of the last word 0, and the XNOR ops ignore "
+                   "whatever those bits hold (some vectors set them)",
+    "special_values": "NaN propagates through every float op (relu, prelu and pooling forward keep it; a window "
+                      "holding a NaN is NaN); every surrogate is NaN at NaN; fda and sign_swish are NaN at "
+                      "+-inf, the clipped estimators 0 there; the fda clip is compared in the input's dtype "
+                      "(a float32 x equal to float32(clip) keeps its value)",
     "noise_rows": "layout 'weight': a (C_out, ...) tensor is C_out rows of d = product of the other dims "
                   "(C-order flattening); layout 'activation': (B, C, H, W) is B*H*W rows of d = C, one row "
                   "per pixel (element [b, c, h, w] is entry c of row (b*H + h)*W + w), and (B, in) is B rows "
@@ -107,14 +112,15 @@ CONTRACTS: dict[str, dict[str, Any]] = {
     "batch_norm_backward": _c({"g": "shape of x", "x": "as batch_norm_forward", "gamma": "(C,)", "mean": "(C,)",
                                "invstd": "(C,)"}, {"training": "mean / invstd depend on x (true) or are constants"},
                               {"dx": "shape of x", "dgamma": "(C,)", "dbeta": "(C,)"}),
-    "relu_forward": _c({"x": "any shape"}, {}, {"y": "max(x, 0)"}),
+    "relu_forward": _c({"x": "any shape"}, {}, {"y": "max(x, 0); NaN stays NaN"}),
     "relu_backward": _c({"g": "shape of x", "x": "any shape"}, {}, {"dx": "g where x > 0, else 0"}),
     "prelu_forward": _c({"x": "(B, C, ...)", "slope": "(1,) or (C,) along axis 1"}, {},
-                        {"y": "x where x > 0, else slope * x"}),
+                        {"y": "x where x > 0, else slope * x; NaN stays NaN"}),
     "prelu_backward": _c({"g": "shape of x", "x": "(B, C, ...)", "slope": "(1,) or (C,)"}, {},
                          {"dx": "shape of x", "dslope": "shape of slope: sum of g * x where x <= 0"}),
     "max_pool2d_forward": _c({"x": "(N, C, H, W)"}, {"kernel": "pair", "stride": "pair", "padding": "pair"},
-                             {"y": "(N, C, Ho, Wo)"}, _POOL + "; padding counts as -inf"),
+                             {"y": "(N, C, Ho, Wo)"}, _POOL + "; padding counts as -inf; a window holding a NaN "
+                             "is NaN"),
     "max_pool2d_backward": _c({"g": "(N, C, Ho, Wo)", "x": "(N, C, H, W)"},
                               {"kernel": "pair", "stride": "pair", "padding": "pair"}, {"dx": "(N, C, H, W)"},
                               _POOL + "; each window's gradient goes to its FIRST maximal element in row-major "
@@ -142,4 +148,8 @@ CONTRACTS: dict[str, dict[str, Any]] = {
                       "unpack with conventions.bit_packing (set bit = -1, clear = +1), then " + _CONV_GEOMETRY),
     "xnor_linear": _c({"x_packed": "(B, words)", "w_packed": "(out, words)"}, {"features": "in, the unpacked length"},
                       {"y": "int32 (B, out): x w^T of the +-1 matrices, exactly"}, "see conventions.bit_packing"),
+    "sum_to_shape": _c({"x": "any shape, broadcast from `shape`"},
+                       {"shape": "the target shape: x.shape with leading axes removed and some axes of size 1"},
+                       {"y": "shape `shape`: x summed over its leading axes and over every axis that is 1 in "
+                             "`shape` but not in x (undoing numpy broadcasting)"}),
 }

@@ -150,7 +150,7 @@ def export_vectors(directory: str, dtype: str = "float32", random_cases: int = 5
             cid = f"{op}-{i:03d}"
             contracts[op]["input_order"] = list(case.names)
             ref_args = case.reference_args()
-            outs = as_outputs(record.reference()(*ref_args, **case.kwargs))
+            outs = as_outputs(record.reference()(*ref_args, **case.reference_kwargs()))
             mags = magnitudes(tol, case, ref_args, outs)
             inputs = [{"name": name, "key": None} if a is None else
                       dict(name=name, **store.add(f"{cid}/in/{name}", np.asarray(a))) for name, a in case.arrays]

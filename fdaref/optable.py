@@ -170,6 +170,10 @@ OP_NAMES: tuple[str, ...] = (
     "pack_signs", "xnor_conv2d", "xnor_linear",
 )
 PLUMBING: tuple[str, ...] = ("from_numpy", "to_numpy", "zeros", "sum_to_shape")
+# What the conformance suite checks op by op: the table, and the plumbing op that computes values (the
+# engine's only unbroadcast, so a wrong one breaks every gradient of a broadcast operand). from_numpy and
+# to_numpy carry every case, and zeros every layer check.
+CHECKED_OPS: tuple[str, ...] = OP_NAMES + ("sum_to_shape",)
 
 
 def missing_ops(backend: Any) -> list[str]:

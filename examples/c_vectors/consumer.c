@@ -16,8 +16,9 @@ static const double PI = 3.14159265358979323846;
 
 static double sign_of(double x, double zero) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x == 0 ? zero : x; }
 
-/* d sign / dx under `estimator` (SPEC 2); params holds n, omega, clip (fda) or beta. */
-static double surrogate_of(double x, const char *estimator, const Json *params) {
+/* d sign / dx under `estimator` (SPEC 2); params holds n, omega, clip (fda) or beta; `f32`: x is a float32
+   value (the clip is then compared as a float32, SEMANTICS 10: x == (float)clip keeps its gradient). */
+static double surrogate_of(double x, const char *estimator, const Json *params, int f32) {
     double ax = fabs(x);
     if (!strcmp(estimator, "ste")) return 1.0;
     if (!strcmp(estimator, "clipped_ste")) return ax <= 1.0 ? 1.0 : 0.0;
@@ -34,6 +35,7 @@ static double surrogate_of(double x, const char *estimator, const Json *params) 
         int n = (int)json_num(params, "n", 9);
         double omega = json_num(params, "omega", 0.1), clip = json_num(params, "clip", -1.0), sum = 0.0;
         if (isnan(x)) return x;
+        if (f32) clip = (float)clip;
         if (clip >= 0.0 && ax > clip) return 0.0;
         for (int i = 0; i <= n; i++) sum += cos((2 * i + 1) * omega * x);
         return 4.0 * omega / PI * sum;
@@ -100,9 +102,10 @@ static int run_case(const Vectors *v, const Json *c, const char *outdir) {
         rc = result_write_raw(outdir, json_str(out, "key"), w, n * sizeof *w);
         free(w);
     } else {
+        int f32 = !strcmp(json_str(out, "result_dtype"), "float32");
         for (size_t i = 0; i < in[0].size; i++) {
             double x = in[0].data[i];
-            y[i] = !strcmp(op, "surrogate") ? surrogate_of(x, json_str(kw, "estimator"), json_get(kw, "params"))
+            y[i] = !strcmp(op, "surrogate") ? surrogate_of(x, json_str(kw, "estimator"), json_get(kw, "params"), f32)
                                             : sign_of(x, json_num(kw, "zero", -1));
         }
         double alpha = json_num(kw, "alpha", 0);

@@ -24,7 +24,7 @@ def _sign(x: np.ndarray, zero: float = -1.0) -> np.ndarray:
 
 
 def _relu_forward(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.zeros_like(x))
+    return np.where(x <= 0, np.zeros_like(x), x)   # NaN <= 0 is False: NaN stays NaN (SEMANTICS 10)
 
 
 def _relu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
