@@ -46,10 +46,16 @@ def load_backend(spec: str) -> Any:
         return REFERENCE
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
+        if not module_name or not attr:
+            raise BackendNotFound(f"backend {spec!r}: expected package.module:object (both parts non-empty)")
         try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except ImportError as exc:
-            raise BackendUnavailable(f"backend {spec!r}: cannot import {module_name!r}: {exc}") from exc
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a third party's module: whatever its import raises (a relative name's
+            # TypeError, a SyntaxError, a RuntimeError at import time) means it cannot run here
+            raise BackendUnavailable(f"backend {spec!r}: cannot import {module_name!r}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        try:
+            obj = getattr(module, attr)
         except AttributeError:
             raise BackendNotFound(f"backend {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
     else:
@@ -59,8 +65,8 @@ def load_backend(spec: str) -> Any:
                               "(or give package.module:object)")
         try:
             obj = eps[spec].load()
-        except (ImportError, AttributeError) as exc:
-            raise BackendUnavailable(f"backend {spec!r} cannot be loaded here: {exc}") from exc
+        except Exception as exc:  # an installed package's import may raise anything: it cannot run here
+            raise BackendUnavailable(f"backend {spec!r} cannot be loaded here: {type(exc).__name__}: {exc}") from exc
     if callable(obj) and not hasattr(obj, "name"):
         try:
             obj = obj()
