@@ -150,12 +150,15 @@ def _binary_layers(model: Any) -> dict[str, Any]:
 def _load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> tuple[dict, Any, Any]:
     """(checkpoint dict, resolved TrainConfig, model on the reference with the trained state, eval mode)."""
     from .data import dataset_info
-    from .train.checkpoint import load_checkpoint
+    from .train.checkpoint import check_model_state, check_normalisation, load_run_checkpoint
     from .train.config import TrainConfig
     from .train.factory import build_model
-    ck = load_checkpoint(checkpoint)
+    ck = load_run_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ck["config"]).resolved()
-    model = build_model(cfg, dataset_info(cfg.dataset))
+    info = dataset_info(cfg.dataset)
+    check_normalisation(ck["data"]["mean"], ck["data"]["std"], f"{checkpoint}: data", channels=info.channels)
+    model = build_model(cfg, info)
+    check_model_state(model.state_dict(), ck["model"], f"{checkpoint}: model")
     model.load_state_dict(ck["model"])
     model.eval()
     return ck, cfg, model
@@ -221,6 +224,8 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
                             missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
+    except AttributeError:   # read_archive reads meta.get("format"): the metadata is JSON but no object
+        raise PackedModelError(f"{path}: corrupt packed model (its metadata is not a JSON object)") from None
     except PackedModelError as exc:
         if repr(CHECKPOINT_FORMAT) not in str(exc):
             raise
@@ -312,30 +317,84 @@ class PackedModel:
                 f"xnor on {self.xnor_backend.name}, float layers on {self.ops.name})")
 
 
+def normalisation(meta: dict, path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The (mean, std) a packed model records, checked (1-D, one per channel of its data set, finite, std > 0);
+    PackedModelError naming ``path`` otherwise."""
+    from .data import dataset_info
+    from .train.checkpoint import check_normalisation
+    channels = dataset_info(meta["dataset"]).channels if "dataset" in meta else None
+    return check_normalisation(meta.get("mean"), meta.get("std"), f"{path}", PackedModelError, channels=channels)
+
+
+def _check_layer_meta(path: str | os.PathLike[str], name: str, info: Any, layer: Any,
+                      arrays: dict[str, np.ndarray]) -> None:
+    """PackedModelError unless the metadata and arrays of binary layer ``name`` are what export_packed writes."""
+    def bad(what: str) -> PackedModelError:
+        return PackedModelError(f"{path}: binary layer {name}: {what} (expected a file written by `fdaref export`)")
+    if not isinstance(info, dict):
+        raise bad(f"its metadata is a {type(info).__name__}, not an object")
+    is_conv = hasattr(layer, "kernel_size")
+    needed = ("kind", "weight_shape", "planes", "zero", "pad_value") + (("stride", "padding", "dilation") if is_conv
+                                                                       else ())
+    missing = [k for k in needed if k not in info]
+    if missing:
+        raise bad(f"no {', '.join(missing)} in its metadata")
+    if info["kind"] != ("conv2d" if is_conv else "linear"):
+        raise bad(f"kind {info['kind']!r}, but the architecture has a {'conv2d' if is_conv else 'linear'} layer")
+    if info["weight_shape"] != list(layer.weight.shape):
+        raise bad(f"weight shape {info['weight_shape']!r}, the architecture's is {list(layer.weight.shape)}")
+    if info["planes"] not in (1, 2):
+        raise bad(f"planes {info['planes']!r}, expected 1 or 2")
+    keys = [f"{name}.weight_bits", f"{name}.scale"] + ([f"{name}.weight_bits_b"] if info["planes"] == 2 else [])
+    absent = [k for k in keys if k not in arrays]
+    if absent:
+        raise bad(f"the array(s) {', '.join(absent)} are missing")
+    scale = arrays[f"{name}.scale"]
+    if scale.dtype.kind != "f" or scale.ndim != 1 or scale.size not in (1, layer.weight.shape[0]) \
+            or not np.all(np.isfinite(scale)):
+        raise bad(f"its scale ({scale.dtype} {list(scale.shape)}) should be finite floats, one per output "
+                  "channel or one for the layer")
+
+
 def load_packed(path: str | os.PathLike[str], *, backend: Optional[str] = None,
                 float_backend: Optional[str] = None) -> PackedModel:
     """Rebuild the packed model stored at ``path``.
 
     ``backend``: the op table for the XNOR kernels (default: the first of :data:`PREFERRED_BACKENDS` that is
     installed, else the reference). ``float_backend``: the op table for the float layers (default: the same).
+    A file that lacks anything export_packed writes is a PackedModelError naming it (never a KeyError, nor a
+    layer silently left at its initial weights).
     """
     from .backend_loader import load_backend
     from .data import dataset_info
+    from .train.checkpoint import check_model_state
     from .train.config import TrainConfig
     from .train.factory import build_model
     meta, arrays = _read(path)
+    missing = [k for k, kind in (("config", dict), ("binary_layers", dict), ("dtype", str))
+               if not isinstance(meta.get(k), kind)]
+    if missing:
+        raise PackedModelError(f"{path}: not a packed model written by `fdaref export` (no {', '.join(missing)} "
+                               "in its metadata)")
     cfg = TrainConfig.from_dict(meta["config"]).resolved()
+    if meta["dtype"] != cfg.dtype:
+        raise PackedModelError(f"{path}: dtype {meta['dtype']!r} differs from its config's {cfg.dtype!r}")
     model = build_model(cfg, dataset_info(cfg.dataset))
-    xbe = _xnor_backend(backend)
-    ops = load_backend(float_backend) if float_backend else xbe
-    state = model.state_dict()
-    for k in state:
-        if f"float.{k}" in arrays:
-            state[k] = arrays[f"float.{k}"]
     binary = _binary_layers(model)
     if set(binary) != set(meta["binary_layers"]):
         raise PackedModelError(f"{path}: binary layers {sorted(meta['binary_layers'])} do not match the "
                                f"architecture's {sorted(binary)}")
+    for name, layer in binary.items():
+        _check_layer_meta(path, name, meta["binary_layers"][name], layer, arrays)
+    # What export_packed stores as floats: everything but the binary weights (stored as bits) and noise modules.
+    not_float = {f"{name}.{p}" for name in binary for p in ("weight", *_NOT_EXPORTED)}
+    state = model.state_dict()
+    floats = {k: v for k, v in state.items() if k not in not_float}
+    check_model_state(floats, {k[len("float."):]: v for k, v in arrays.items() if k.startswith("float.")},
+                      f"{path}: float layers", PackedModelError)
+    state.update({k: arrays[f"float.{k}"] for k in floats})
+    xbe = _xnor_backend(backend)
+    ops = load_backend(float_backend) if float_backend else xbe
     model.load_state_dict(state)
     model.to(ops)
     model.eval()
@@ -361,8 +420,8 @@ def evaluate_packed(path: str | os.PathLike[str], dataset: Optional[str] = None,
     name = dataset or pm.meta["dataset"]
     splits = load_splits(name, data_dir or pm.meta.get("data_dir"), subset=1, val_fraction=0.0,
                          test_subset=test_subset)
-    loader = BatchLoader(splits.test, batch_size, np.asarray(pm.meta["mean"]), np.asarray(pm.meta["std"]),
-                         dtype=np.dtype(pm.meta["dtype"]).type)
+    mean, std = normalisation(pm.meta, path)
+    loader = BatchLoader(splits.test, batch_size, mean, std, dtype=np.dtype(pm.meta["dtype"]).type)
     labels, preds = [], []
     for x, y in loader.epoch(0):
         preds.append(np.argmax(pm.predict(x), axis=1))

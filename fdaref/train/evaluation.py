@@ -14,7 +14,7 @@ from ..functions import cross_entropy
 from ..data import BatchLoader, DatasetInfo, load_splits
 from ..data.dataset import Splits
 from ..nn import Module
-from .checkpoint import load_checkpoint
+from .checkpoint import check_model_state, check_normalisation, load_run_checkpoint
 from .config import TrainConfig
 from .factory import build_backend, build_model
 from .metrics import accuracy_of, confusion_matrix
@@ -65,7 +65,7 @@ class LoadedRun:
 def load_trained(path: str | os.PathLike[str], *, backend: str | None = None, device: str | None = None
                  ) -> LoadedRun:
     """Rebuild the model stored in checkpoint ``path`` on ``backend``/``device`` (default: as trained)."""
-    ck = load_checkpoint(path)
+    ck = load_run_checkpoint(path)
     cfg = TrainConfig.from_dict(ck["config"])
     if backend is not None:
         cfg.backend = backend
@@ -74,11 +74,14 @@ def load_trained(path: str | os.PathLike[str], *, backend: str | None = None, de
     cfg = cfg.resolved()
     from ..data import dataset_info
     info = dataset_info(cfg.dataset)
+    mean, std = check_normalisation(ck["data"]["mean"], ck["data"]["std"], f"{path}: data", channels=info.channels)
+    model = build_model(cfg, info)
+    check_model_state(model.state_dict(), ck["model"], f"{path}: model")   # before the backend starts
     ops = build_backend(cfg)
-    model = build_model(cfg, info).to(ops, cfg.device)
+    model = model.to(ops, cfg.device)
     model.load_state_dict(ck["model"])
     model.eval()
-    return LoadedRun(cfg, model, ops, info, np.asarray(ck["data"]["mean"]), np.asarray(ck["data"]["std"]), ck)
+    return LoadedRun(cfg, model, ops, info, mean, std, ck)
 
 
 def test_loader(run: LoadedRun, *, data_dir: str | None = None, batch_size: int = 256,

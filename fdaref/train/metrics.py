@@ -47,16 +47,36 @@ def format_jsonl(records: Sequence[dict[str, Any]]) -> str:
     return "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
 
 
+# The fields every epoch record has (loop.Trainer._end_epoch writes them all, None where not measured) and
+# that the readers use: plots index "epoch", the ablation reads "test_acc".
+RECORD_KEYS = ("epoch", "train_loss", "train_acc", "test_acc")
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file ([] if there is none); InputError naming a line that is no JSON."""
+    """The records of a metrics.jsonl file ([] if there is none); InputError naming a line that is no JSON
+    record (not JSON, not an object, or without the fields of an epoch record), or a file that is no text."""
     p = Path(path)
     if not p.exists():
         return []
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not a metrics file (binary data at byte {exc.start}; expected JSON lines "
+                         "written by fdaref train)") from exc
     records = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{p}, line {number}: not a JSON record ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise InputError(f"{p}, line {number}: a JSON {type(record).__name__}, expected an epoch record "
+                                 "(an object)")
+            missing = [k for k in RECORD_KEYS if k not in record]
+            if missing or isinstance(record["epoch"], bool) or not isinstance(record["epoch"], int):
+                raise InputError(f"{p}, line {number}: not an epoch record (expected the fields "
+                                 f"{', '.join(RECORD_KEYS)} with an integer epoch; "
+                                 + (f"missing {', '.join(missing)})" if missing else f"epoch {record['epoch']!r})"))
+            records.append(record)
     return records
