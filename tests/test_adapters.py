@@ -99,6 +99,30 @@ def test_wrong_layer_fails_naming_the_op_and_the_difference(example):
     assert "[FAIL] surrogate on make_wrong_layer sign" in text and "'estimator': 'fda'" in text
 
 
+def test_a_same_padding_port_fails_at_stride_two(example):
+    """A port of TensorFlow's "SAME" padding: with stride 2 it pads only the bottom and right. Stride 1 is
+    unchanged, so only a geometry that combines stride 2 with padding shows it."""
+    from fdaref.conformance.adapters import check_torch_layer
+
+    class SamePadding(example.FDAConv2d):
+        def forward(self, x):
+            if self.stride[0] == 1 or not self.padding[0]:
+                return super().forward(x)
+            p = self.padding[0]
+            padded, self.padding = torch.nn.functional.pad(x, (0, 2 * p, 0, 2 * p)), (0, 0)
+            try:
+                return super().forward(padded)
+            finally:
+                self.padding = (p, p)
+
+    def make(cin, cout, k, stride, padding, bias):
+        return SamePadding(cin, cout, k, stride, padding, bias)
+    make.fdaref_mapping = example.MAPPING
+    report = check_torch_layer(make, preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    failed = {r.check.split(";")[0] for r in report.failures()}
+    assert failed == {"layer: 3 -> 16, 3x3, stride 2, pad 1, bias"}, failed
+
+
 def test_torch_quantizer_module_through_the_runner(example):
     from fdaref.conformance.adapters import TorchQuantizerMapping, run_wrapped, torch_quantizer_table
     from bibench_style import FDASign, Noise

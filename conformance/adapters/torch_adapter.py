@@ -268,8 +268,11 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
 
 
 # Geometries of the layer checks: (C_in, C_out, kernel, stride, padding, bias, input shape). C_in = 70 gives
-# the activation module m = 1 and d = 70 rows (BiBench's d // 64 would also be 1 there).
-CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)))
+# the activation module m = 1 and d = 70 rows (BiBench's d // 64 would also be 1 there). Stride 2 with
+# padding 1 on an even input tells symmetric padding from a "SAME" port's (bottom / right only); the 5x5
+# kernel is past the 3x3 that hand-written layers special-case.
+CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)),
+                   (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)))
 LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)))
 # (epoch, epochs, training): alpha > 0 early, the middle, alpha = 0 at the last epoch; eval at both ends.
 SCHEDULE_POINTS = ((0, 10, True), (5, 10, True), (9, 10, True), (0, 10, False), (9, 10, False))
