@@ -3,7 +3,9 @@
 A run stops (TrainingDiverged; ``fdaref train`` exits with status 3) when
 - the loss of a step is NaN or infinite (the step is not applied), or
 - a parameter or buffer is NaN or infinite when a checkpoint is about to be written (at every epoch end
-  and before an interrupted run saves). Such a state is never saved, so the last good checkpoint stays.
+  and before an interrupted run saves). Such a state is never saved, so the last good checkpoint stays;
+- the validation or test loss of an epoch's evaluation is NaN or infinite (finite weights can still give
+  infinite logits); that epoch's record and checkpoint are not written either.
 
 Checking the state only at checkpoints costs one reduction over the model per epoch and no host sync per
 step; a model that went bad mid-epoch is caught at the epoch's end, before it can replace anything. The step
@@ -12,6 +14,7 @@ per-tensor report is computed only once that says something is wrong.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -31,6 +34,14 @@ def non_finite_tensors(state: Mapping[str, Any]) -> dict[str, int]:
             if count:
                 bad[name] = count
     return bad
+
+
+def check_finite_losses(losses: Mapping[str, float | None]) -> str | None:
+    """None if every measured loss (None: not measured) is finite, else which is not: "the test loss is nan"."""
+    for name, value in losses.items():
+        if value is not None and not math.isfinite(value):
+            return f"the {name} is {value}"
+    return None
 
 
 def check_finite_state(engine: Any) -> str | None:

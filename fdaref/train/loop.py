@@ -16,7 +16,6 @@ exactly the computation an uninterrupted run would have done, so both end with i
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,9 +30,9 @@ from ..data import BatchLoader, load_splits
 from ..data.dataset import Splits
 from ..nn import Module
 from ..schedules import cosine_lr
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import FOR_RESUME, check_model_state, load_run_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .divergence import TrainingDiverged, check_finite_state, divergence_message
+from .divergence import TrainingDiverged, check_finite_losses, check_finite_state, divergence_message
 from .engine import StepEngine
 from .factory import build_backend, build_engine
 from .interrupt import StopFlag
@@ -149,16 +148,21 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise ResumeError(f"--resume: no checkpoint at {self.checkpoint_path} (expected a run directory "
                               "written by `fdaref train --out DIR`)")
-        ck = load_checkpoint(self.checkpoint_path)
+        ck = load_run_checkpoint(self.checkpoint_path, FOR_RESUME)
         saved = TrainConfig.from_dict(ck["config"])
         diffs = [f"{k}: checkpoint {getattr(saved, k)!r}, now {getattr(self.cfg, k)!r}"
                  for k in saved.to_dict() if k not in RESUME_MAY_CHANGE and getattr(saved, k) != getattr(self.cfg, k)]
         if diffs:
             raise ResumeError("--resume: the run's settings differ from the checkpoint's (" + "; ".join(diffs) +
                               "); resume with the same settings or start a new --out directory")
+        # Non-finite values are left to the divergence guard, which stops the run with its own message.
+        check_model_state(self.engine.model_state(), ck["model"], f"{self.checkpoint_path}: model", finite=False)
+        try:
+            pos = Position(**{k: v for k, v in ck["position"].items() if k != "steps_per_epoch"})
+        except TypeError as exc:   # an unknown field: not a position this loop wrote
+            raise ResumeError(f"{self.checkpoint_path}: corrupt checkpoint (position: {exc})") from None
         self.engine.load_model_state(ck["model"])
         self.engine.load_optimizer_state(ck["optimizer"])
-        pos = Position(**{k: v for k, v in ck["position"].items() if k != "steps_per_epoch"})
         history = ck["history"]
         history.setdefault("records", read_jsonl(self.metrics_path)[:pos.epoch])  # a checkpoint from before records
         return pos, history
@@ -167,6 +171,8 @@ class Trainer:
     def run(self, resume: bool = False) -> RunResult:
         cfg = self.cfg
         check_run_dir(self.out, resume=resume, overwrite=self.overwrite)
+        if resume:
+            self._read_summary()   # a corrupt summary.json is refused before anything is touched
         self._setup()
         if self.writer:
             prepare_run_dir(self.out, overwrite=self.overwrite)
@@ -205,9 +211,10 @@ class Trainer:
                     last = pos.batch + 1 == self.steps_per_epoch
                     if steps_done % engine.sync_every == 0 or last or stop:
                         pos.loss_sum, pos.correct, pos.seen = engine.read_stats()
-                        if not math.isfinite(pos.loss_sum):
+                        problem = check_finite_losses({"loss": pos.loss_sum})
+                        if problem is not None:
                             bar.close()
-                            return self._diverged(pos, history, f"the loss is {pos.loss_sum}", lr, pos.batch + 1)
+                            return self._diverged(pos, history, problem, lr, pos.batch + 1)
                         bar.update(pos.batch + 1 - bar.count, loss=pos.loss_sum / pos.seen,
                                    acc=f"{100 * pos.correct / pos.seen:.1f}%")
                     pos.batch += 1
@@ -261,6 +268,10 @@ class Trainer:
         val = self.engine.evaluate(self.val_loader) if self.val_loader and due else None
         test = self.engine.evaluate(self.test_loader) if due else None
         eval_time = time.perf_counter() - t0
+        problem = check_finite_losses({"validation loss": val.loss if val else None,
+                                       "test loss": test.loss if test else None})
+        if problem is not None:   # the same policy as a training loss: stop, keep the last good checkpoint
+            self._diverged(pos, history, problem, pos.lr_last, None)
         if val is not None and (history["best_val"] is None or val.accuracy > history["best_val"]):
             history["best_val"], history["best_epoch"] = val.accuracy, e
         if test is not None:
@@ -306,11 +317,20 @@ class Trainer:
         return run_summary(self.cfg, history, self.splits, self.ops, self.engine.name, self.out, wall)
 
     def _read_summary(self) -> dict[str, Any]:
+        """The run's summary.json ({} when there is none). One that cannot be read is refused (ResumeError),
+        not replaced: it may be the only record of a run whose checkpoint is not what it summarised."""
         import json
+        if not self.summary_path.exists():
+            return {}
         try:
-            return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
-        except (OSError, ValueError):
-            return {}   # unreadable: written again from the checkpoint
+            summary = json.loads(self.summary_path.read_text(encoding="utf-8"))
+            problem = "" if isinstance(summary, dict) else f"a JSON {type(summary).__name__}, not an object"
+        except (OSError, ValueError) as exc:   # UnicodeDecodeError included
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"not JSON: {exc}"
+        if problem:
+            raise ResumeError(f"{self.summary_path}: unreadable summary ({problem}); --resume would replace it. "
+                              "Move it away (--resume then writes it again from the checkpoint)")
+        return summary
 
 
 def train(config: TrainConfig, *, resume: bool = False, **kwargs: Any) -> RunResult:
