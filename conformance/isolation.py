@@ -23,13 +23,27 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 
+# The longest limit accepted: a day. The OS timers behind the limits (setitimer, select) overflow on values
+# such as 1e12 or inf, and a longer limit is surely a typo.
+MAX_LIMIT_S = 86400.0
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Seconds per case (each call into the backend), per first call of an op, and per layer check."""
+    """Seconds per case (each call into the backend), per first call of an op, and per layer check; each a
+    finite number in (0, MAX_LIMIT_S] (InputError otherwise)."""
 
     case: float = 10.0
     warmup: float = 120.0
     layer: float = 300.0
+
+    def __post_init__(self) -> None:
+        from fdaref.errors import InputError
+        for name in ("case", "warmup", "layer"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_LIMIT_S:
+                raise InputError(f"time limit {name}: expected a number of seconds in (0, {MAX_LIMIT_S:g}], "
+                                 f"got {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

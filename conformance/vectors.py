@@ -199,7 +199,8 @@ class Vectors:
         if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
             raise InputError(f"{mpath}: format {found!r}, expected {FORMAT!r} (re-export with this fdaref)")
-        storage = self.manifest.get("storage", {})
+        _check_manifest(self.manifest, mpath)
+        storage = self.manifest["storage"]
         self.kind = storage.get("kind")
         dpath = d / str(storage.get("file"))
         try:
@@ -216,7 +217,11 @@ class Vectors:
         return self.manifest["cases"]
 
     def array(self, desc: dict[str, Any]) -> np.ndarray:
-        dt, shape = np.dtype(desc["dtype"]).newbyteorder("<"), tuple(desc["shape"])
+        try:
+            dt, shape = np.dtype(desc["dtype"]).newbyteorder("<"), tuple(int(n) for n in desc["shape"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{self.path}: array {desc['key']!r} has no valid dtype and shape ({exc}); the "
+                             "vectors are corrupt") from None
         if self.kind == "npz":
             try:
                 return np.asarray(self._npz[desc["key"]])
@@ -227,6 +232,50 @@ class Vectors:
             raise InputError(f"{self.path}: array {desc['key']!r} (offset {start}, {n} bytes) does not fit; "
                              "the vectors are corrupt or truncated")
         return np.frombuffer(self._blob, dtype=dt, count=n // dt.itemsize, offset=start).reshape(shape)
+
+
+def _check_manifest(manifest: dict[str, Any], mpath: Path) -> None:
+    """InputError naming the first place where ``manifest`` lacks what the readers use (every case's op,
+    inputs, kwargs and outputs; every array's descriptor), so a corrupt manifest is one line, not a KeyError."""
+    def bad(where: str, expected: str) -> InputError:
+        return InputError(f"{mpath}: corrupt manifest: {where} should be {expected} "
+                          "(re-export with `fdaref vectors export`)")
+
+    def check_array(desc: Any, where: str) -> None:
+        if not isinstance(desc, dict) or not isinstance(desc.get("dtype"), str) \
+                or not isinstance(desc.get("shape"), list) or not isinstance(desc.get("key"), str):
+            raise bad(where, "an array descriptor with key, dtype and shape")
+        if manifest["storage"].get("kind") != "npz" and not all(isinstance(desc.get(k), int)
+                                                               for k in ("offset", "nbytes")):
+            raise bad(where, "an array descriptor with an integer offset and nbytes")
+
+    if not isinstance(manifest.get("storage"), dict):
+        raise bad('"storage"', "an object with kind and file")
+    cases = manifest.get("cases")
+    if not isinstance(cases, list):
+        raise bad('"cases"', "a list of cases")
+    for i, case in enumerate(cases):
+        where = f"case {i}"
+        if not isinstance(case, dict) or not isinstance(case.get("op"), str) or not isinstance(case.get("id"), str):
+            raise bad(where, "an object with an id and an op")
+        if not isinstance(case.get("kwargs"), dict):
+            raise bad(f"{where} ({case['id']}) kwargs", "an object")
+        for part in ("inputs", "outputs"):
+            if not isinstance(case.get(part), list) or not all(isinstance(a, dict) and "key" in a for a in case[part]):
+                raise bad(f"{where} ({case['id']}) {part}", "a list of array entries")
+        for a in case["inputs"]:
+            if a["key"] is not None:
+                check_array(a, f"{where} ({case['id']}) input {a.get('name')!r}")
+        for o in case["outputs"]:
+            if o["key"] is None:
+                continue
+            w = f"{where} ({case['id']}) output {o.get('name')!r}"
+            check_array(o, w)
+            if not isinstance(o.get("result_dtype"), str) or not isinstance(o.get("exact"), bool) \
+                    or not isinstance(o.get("rtol"), (int, float)):
+                raise bad(w, "an output with result_dtype, exact and rtol")
+            if not o["exact"]:
+                check_array(o.get("allowed"), f"{w} allowed")
 
 
 def _load_results(path: str) -> dict[str, Any]:
@@ -400,6 +449,10 @@ def compute_results(directory: str, backend: Any, out_path: str, device: str = "
                     ops: Optional[Iterable[str]] = None) -> int:
     """Run ``backend`` on the vectors (only ``ops`` if given) and write RESULTS to ``out_path``: an NPZ file
     when it ends in ``.npz``, else a directory of raw ``.bin`` files. Returns the number of outputs written."""
+    devices = tuple(getattr(backend, "devices", ("cpu",)))
+    if device not in devices:
+        raise InputError(f"device {device!r}: backend {getattr(backend, 'name', backend)!r} runs on "
+                         f"{', '.join(devices)}")
     vec = Vectors(directory)
     chosen = set(check_ops(ops, list(dict.fromkeys(c["op"] for c in vec.cases))))
     out: dict[str, np.ndarray] = {}
