@@ -15,7 +15,9 @@ Writes into --out (default runs/ablation): runs/<variant>/seed<S>/ (complete tra
 is run again, a finished run is reused only if it was trained with exactly the requested settings, an
 unfinished one is resumed, and one with other settings is refused, or retrained with --overwrite),
 results.json, table.md (mean +- std of the final test accuracy next to the paper's
-CIFAR-10 ResNet-20 numbers) and curves.png (test accuracy per epoch, mean +- std over seeds).
+CIFAR-10 ResNet-20 numbers) and curves.png (test accuracy per epoch, mean +- std over seeds). Those three
+are brought up to date by a rerun of the same command (the one recorded in results.json); another command's
+are replaced only with --overwrite.
 """
 from __future__ import annotations
 
@@ -31,10 +33,15 @@ import numpy as np
 
 from fdaref.atomic import write_json_atomic, write_text_atomic
 from fdaref.errors import InputError
-from fdaref.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, TrainingDiverged, load_checkpoint, read_jsonl, train
-from fdaref.train.rundir import check_output_dir, run_files
+from fdaref.train import CHECKPOINT, METRICS, SUMMARY, TrainConfig, TrainingDiverged, read_jsonl, train
+from fdaref.train.checkpoint import load_run_checkpoint
+from fdaref.train.rundir import CURVES, check_output_dir, run_files
 
-from .train import add_run_arguments, explicit_options, nonneg_int, positive_int
+from .args import non_empty, nonneg_int, positive_int, refuse_existing
+from .train import add_run_arguments, check_optimizer_flags, explicit_options
+
+TABLE, RESULTS = "table.md", "results.json"
+OUTPUTS = (TABLE, RESULTS, CURVES)   # what a run of the ablation writes into --out itself
 
 # What the ablation uses where train has other defaults (DoReFa's one scale per layer: the paper's baseline).
 ABLATION_DEFAULTS: dict[str, Any] = dict(dataset="fashion-mnist", model="resnet20", scale="layer")
@@ -77,17 +84,22 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 def _stored_config(run_dir: Path) -> TrainConfig | None:
     """The config of the run in ``run_dir`` (from its checkpoint, else its summary), None if there is none."""
     if (run_dir / CHECKPOINT).is_file():
-        return TrainConfig.from_dict(load_checkpoint(run_dir / CHECKPOINT)["config"])
+        return TrainConfig.from_dict(load_run_checkpoint(run_dir / CHECKPOINT, ("config",))["config"])
     if (run_dir / SUMMARY).is_file():
         return TrainConfig.from_dict(_summary(run_dir).get("config", {}))
     return None
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY
     try:
-        return json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).is_file() else {}
-    except ValueError as exc:
-        raise InputError(f"{run_dir / SUMMARY}: not JSON ({exc})") from exc
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError as exc:   # UnicodeDecodeError included
+        raise InputError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise InputError(f"{path}: a JSON {type(summary).__name__}, expected the summary object written by "
+                         "fdaref train")
+    return summary
 
 
 def plan_run(cfg: TrainConfig, overwrite: bool) -> str:
@@ -166,6 +178,16 @@ def canonical_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _previous_command(out: Path) -> str | None:
+    """The command recorded in ``out/results.json`` by an earlier ablation, None if there is none (or it
+    cannot be read: then its outputs count as someone else's)."""
+    try:
+        previous = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return previous.get("command") if isinstance(previous, dict) else None
+
+
 def variant_config(base: dict[str, Any], variant: str, seed: int, out: Path) -> TrainConfig:
     overrides, _, _ = VARIANTS[variant]
     return TrainConfig(**{**base, **overrides, "seed": seed, "out": str(_run_dir(out, variant, seed))})
@@ -174,34 +196,38 @@ def variant_config(base: dict[str, Any], variant: str, seed: int, out: Path) -> 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_dir(out)
-    base = {**ABLATION_DEFAULTS, **explicit_options(args)}
+    explicit = explicit_options(args)
+    base = {**ABLATION_DEFAULTS, **explicit}
+    check_optimizer_flags(explicit, base.get("optimizer", "sgd"))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     cfg = TrainConfig(**base, out=str(out)).resolved()  # fail fast on bad options, before any training
     jobs = [(v, variant_config(base, v, s, out)) for v in args.variants for s in seeds]
     plans = [plan_run(c, args.overwrite) for _, c in jobs]   # refuses before anything is trained or written
-    results = [run_variant(c, v, action, not args.quiet) for (v, c), action in zip(jobs, plans)]
     command = canonical_command(args)
+    if _previous_command(out) != command:   # the same command only brings its own table up to date
+        refuse_existing([out / name for name in OUTPUTS], args.overwrite, "--out")
+    results = [run_variant(c, v, action, not args.quiet) for (v, c), action in zip(jobs, plans)]
     header = (f"Ablation on {cfg.dataset} ({cfg.subset or 'all'} training images, "
               f"{cfg.test_subset or 'all'} test images), model {cfg.model}, {cfg.epochs} epochs, batch "
               f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, backend {cfg.backend}, seeds {seeds}.\n"
               f"Command: `{command}`\n\nThe paper's numbers are ResNet-20 on CIFAR-10 after 400 epochs "
               "(Tables 2-4); ours are a short small-scale run, so compare the ordering, not the values.")
     table = markdown_table(results, args.variants, header)
-    write_text_atomic(out / "table.md", table)
-    write_json_atomic(out / "results.json", {"command": command, "config": cfg.to_dict(), "results": results})
+    write_text_atomic(out / TABLE, table)
+    write_json_atomic(out / RESULTS, {"command": command, "config": cfg.to_dict(), "results": results})
     curves = {v: [r["curve"] for r in results if r["variant"] == v and r["curve"]] for v in args.variants}
     curves = {k: c for k, c in curves.items() if c}
     plot_msg = ""
     try:
         from fdaref.train.plots import plot_accuracy_curves
         if curves:
-            plot_accuracy_curves(curves, out / "curves.png", title=f"test accuracy, {cfg.model} on {cfg.dataset}")
-            plot_msg = f", {out / 'curves.png'}"
+            plot_accuracy_curves(curves, out / CURVES, title=f"test accuracy, {cfg.model} on {cfg.dataset}")
+            plot_msg = f", {out / CURVES}"
     except ImportError as exc:
         plot_msg = f" (no plot: {exc})"
     reused = sum(r["reused"] for r in results)
     print(table)
-    print(f"wrote {out / 'table.md'}, {out / 'results.json'}{plot_msg}"
+    print(f"wrote {out / TABLE}, {out / RESULTS}{plot_msg}"
           + (f" ({reused} of {len(results)} runs reused: same settings, already finished)" if reused else ""))
     return 0
 
@@ -214,9 +240,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-seed", type=nonneg_int, default=0, help="default 0")
     p.add_argument("--variants", type=_parse_variants, default=list(VARIANTS),
                    help="comma-separated subset of: " + ", ".join(VARIANTS))
-    p.add_argument("--out", default="runs/ablation",
+    p.add_argument("--out", type=non_empty, default="runs/ablation",
                    help="output directory (default runs/ablation; the committed results/ are never the default)")
     p.add_argument("--overwrite", action="store_true",
-                   help="retrain (variant, seed) runs in --out that were trained with other settings")
+                   help="replace the table.md, results.json and curves.png another command wrote into --out, "
+                        "and retrain (variant, seed) runs there that were trained with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

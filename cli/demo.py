@@ -22,7 +22,9 @@ from fdaref.backend_loader import BackendUnavailable, load_backend
 from fdaref.errors import InputError
 from fdaref.train import TrainConfig, TrainingDiverged, format_confusion, fresh_run_dir, read_jsonl, train
 
-from .train import EXIT_DIVERGED, add_run_arguments, describe_options, exit_status, explicit_options
+from .args import non_empty
+from .train import (EXIT_DIVERGED, add_run_arguments, check_optimizer_flags, describe_options, exit_status,
+                    explicit_options)
 
 BACKEND_PREFERENCE = ("torch", "numba", "numpy")
 # Sized for <= 5 minutes of training on 2 cores with the torch backend (measured; see the README).
@@ -63,7 +65,9 @@ def conformance_matrix(profile: str = "quick") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    values = {**DEMO_DEFAULTS, **explicit_options(args)}
+    explicit = explicit_options(args)
+    values = {**DEMO_DEFAULTS, **explicit}
+    check_optimizer_flags(explicit, values["optimizer"])
     if "backend" not in values:
         values["backend"] = fastest_backend(values["device"])
     if args.out is None and args.resume:
@@ -117,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p, defaults={**DEMO_DEFAULTS, "weight_decay": "0 (adam's)",
                                    "backend": "the fastest installed: " + ", ".join(BACKEND_PREFERENCE)})
-    p.add_argument("--out", default=None, help="run directory (default: a new runs/demo-YYYYmmdd-HHMMSS)")
+    p.add_argument("--out", type=non_empty, default=None, help="run directory (default: a new runs/demo-YYYYmmdd-HHMMSS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     p.add_argument("--overwrite", action="store_true", help="replace the demo run already in --out")
     p.add_argument("--conformance", action=argparse.BooleanOptionalAction, default=True,

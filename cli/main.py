@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -74,12 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except (InputError, OSError) as exc:
         # Bad input (or a file the OS refused): one line naming it, exit 2; --debug shows where it came from.
         if args.debug:
             traceback.print_exc()
         print(f"fdaref {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+EXIT_BROKEN_PIPE = 128 + 13   # what a shell reports for a command ended by SIGPIPE
+
+
+def _reader_went_away() -> int:
+    """``fdaref info | head -1``: the reader closed the pipe. Exit quietly, as a command killed by SIGPIPE
+    would; stdout goes to /dev/null so that Python's flush at exit does not complain about it either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # a stdout without a file descriptor (tests swap it)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _one_line(exc: BaseException) -> str:

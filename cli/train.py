@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fdaref.data import dataset_names
+from fdaref.errors import InputError
 from fdaref.estimators import estimator_names
 from fdaref.noise import ETAS
 from fdaref.presets import PRESETS, BinaryOptions
@@ -26,47 +27,9 @@ from fdaref.train import (CHECKPOINT, METRICS, MODELS, OPTIMIZERS, SUMMARY, Resu
                           TrainingDiverged, format_confusion, fresh_run_dir, train)
 from fdaref.train.config import BATCH_SIZE, EPOCHS
 
+from .args import fraction, non_empty, nonneg_int, positive_float, positive_int
+
 EXIT_DIVERGED = 3
-
-
-def _int_at_least(minimum: int, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1, with a message that says so."""
-    return _int_at_least(1, text)
-
-
-def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0, with a message that says so."""
-    return _int_at_least(0, text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
 
 
 def add_run_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None) -> None:
@@ -92,7 +55,7 @@ def add_run_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | 
                    help=f"override the weight scale (SEMANTICS 5; {default('scale', 'from the preset')})")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=tuple(dataset_names()), default=None, help=default("dataset", "fashion-mnist"))
-    g.add_argument("--data-dir", default=None,
+    g.add_argument("--data-dir", type=non_empty, default=None,
                    help="directory of the data files (default for fashion-mnist: /usr/share/datasets/fashion-mnist)")
     g.add_argument("--subset", type=positive_int, default=None,
                    help=f"train on a seeded random N training images ({default('subset', 'all')})")
@@ -120,7 +83,7 @@ def add_run_arguments(p: argparse.ArgumentParser, defaults: Mapping[str, Any] | 
     g.add_argument("--seed", type=nonneg_int, default=None,
                    help=f"seed of init, split and data order ({default('seed', '0')})")
     g = p.add_argument_group("execution")
-    g.add_argument("--backend", default=None, help="op table: numpy (fast NumPy kernels), reference (the literal "
+    g.add_argument("--backend", type=non_empty, default=None, help="op table: numpy (fast NumPy kernels), reference (the literal "
                                                    "oracle), torch, numba, cupy, or package.module:object "
                                                    f"({default('backend', 'numpy')})")
     g.add_argument("--engine", default=None,
@@ -159,24 +122,37 @@ def explicit_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in CONFIG_FIELDS if getattr(args, k, None) is not None}
 
 
+def check_optimizer_flags(explicit: Mapping[str, Any], optimizer: str) -> None:
+    """Refuse an optimizer option the run's optimizer does not have (Adam has no momentum), which would
+    otherwise be stored in the config and silently ignored."""
+    if explicit.get("momentum") is not None and optimizer != "sgd":
+        raise InputError(f"--momentum applies to --optimizer sgd only; this run's optimizer is {optimizer} "
+                         "(drop --momentum)")
+
+
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     values = explicit_options(args)
     values.update(overrides)
-    return TrainConfig(**values)
+    cfg = TrainConfig(**values)
+    check_optimizer_flags(values, cfg.optimizer)
+    return cfg
 
 
 def _resume_config(args: argparse.Namespace) -> TrainConfig:
     """The checkpoint's config, with explicitly given options applied (the loop refuses contradictions)."""
-    from fdaref.train import CHECKPOINT, load_checkpoint
+    from fdaref.train import CHECKPOINT
+    from fdaref.train.checkpoint import FOR_RESUME, load_run_checkpoint
     if args.out is None:
         raise ResumeError("--resume needs --out RUN_DIR, the run directory to continue")
     path = Path(args.out) / CHECKPOINT
     if not path.is_file():
         raise ResumeError(f"--resume: no checkpoint at {path} (expected a run directory written by "
                           "`fdaref train --out DIR`)")
-    saved = TrainConfig.from_dict(load_checkpoint(path)["config"])
-    for k, v in explicit_options(args).items():
+    saved = TrainConfig.from_dict(load_run_checkpoint(path, FOR_RESUME)["config"])
+    explicit = explicit_options(args)
+    for k, v in explicit.items():
         setattr(saved, k, v)
+    check_optimizer_flags(explicit, saved.optimizer)
     saved.out = args.out
     return saved
 
@@ -217,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a binary network (FDA, noise module, baselines) on any backend",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(p)
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", type=non_empty, default=None,
                    help="run directory (default: a new runs/train-YYYYmmdd-HHMMSS); one that holds a run is refused "
                         "unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true",
