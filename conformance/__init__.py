@@ -1,8 +1,9 @@
 """The conformance suite: checks any op table against the fdaref reference (SEMANTICS 9).
 
 Main entry points:
-- :func:`run_suite` (``fdaref conform``): every op of :data:`fdaref.optable.OP_NAMES` on one backend / device /
-  dtype, plus the layer and end-to-end checks; returns a :class:`SuiteReport` (``.ok()``, ``.render()``,
+- :func:`run_suite` (``fdaref conform``): every op of :data:`fdaref.optable.CHECKED_OPS` (the op table and
+  ``sum_to_shape``) on one backend / device / dtype, plus the layer and end-to-end checks; returns a
+  :class:`SuiteReport` (``.ok()``, ``.render()``,
   ``.write_json(path)``);
 - :func:`run_matrix`: a pass/fail table of every installed backend (for the demo);
 - :mod:`.pytest_plugin`: ``check_op`` / ``conformance_params`` to use the suite from pytest;
