@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ops = args.ops.split(",") if args.ops is not None else None
     if ops is not None:
-        from fdaref.optable import OP_NAMES
-        unknown = [op for op in ops if op not in OP_NAMES]
+        from fdaref.optable import CHECKED_OPS
+        unknown = [op for op in ops if op not in CHECKED_OPS]
         if unknown:
-            raise InputError(f"--ops: unknown op(s) {', '.join(map(repr, unknown))}; known: {', '.join(OP_NAMES)}")
+            raise InputError(f"--ops: unknown op(s) {', '.join(map(repr, unknown))}; known: {', '.join(CHECKED_OPS)}")
     device = args.device if args.device is not None else "cpu"
     case_s, warmup_s, layer_s = (getattr(args, k) if getattr(args, k) is not None else v
                                  for k, v in LIMIT_DEFAULTS.items())

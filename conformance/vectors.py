@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from fdaref.atomic import write_bytes_atomic, write_json_atomic
 from fdaref.errors import InputError
-from fdaref.optable import OP_NAMES
+from fdaref.optable import CHECKED_OPS
 
 from .case import Case, as_outputs, plain
 from .compare import compare_output
@@ -70,7 +70,7 @@ def collect_cases(op: str, dtype: str, random_cases: int) -> list[Case]:
     return cases + drawn
 
 
-def check_ops(ops: Optional[Iterable[str]], available: Iterable[str] = OP_NAMES) -> list[str]:
+def check_ops(ops: Optional[Iterable[str]], available: Iterable[str] = CHECKED_OPS) -> list[str]:
     """``ops`` validated against ``available`` (all of them when None); InputError names an unknown one."""
     available = list(available)
     if ops is None:
