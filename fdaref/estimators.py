@@ -106,7 +106,9 @@ def approx_sign(x: np.ndarray) -> np.ndarray:
 def sign_swish(x: np.ndarray, beta: float = 5.0) -> np.ndarray:
     """BNN+ SignSwish: beta (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))."""
     bx = beta * f64(x)
-    with np.errstate(over="ignore"):  # cosh overflows to inf far from 0, where the gradient is 0
+    # cosh overflows to inf far from 0, where the gradient is 0; at +-inf the ratio is inf / inf = NaN
+    # (SEMANTICS 10), computed without a warning
+    with np.errstate(over="ignore", invalid="ignore"):
         return as_dtype_of(beta * (2 - bx * np.tanh(bx / 2)) / (1 + np.cosh(bx)), x)
 
 

@@ -30,7 +30,9 @@ def approx_sign(x: np.ndarray) -> np.ndarray:
 def sign_swish(x: np.ndarray, beta: float = 5.0) -> np.ndarray:
     """BNN+ SignSwish: beta (2 - beta x tanh(beta x / 2)) / (1 + cosh(beta x))."""
     bx = beta * x
-    with np.errstate(over="ignore"):  # cosh overflows to inf far from 0, where the gradient is 0
+    # cosh overflows to inf far from 0, where the gradient is 0; at +-inf the ratio is inf / inf = NaN
+    # (SEMANTICS 10), computed without a warning
+    with np.errstate(over="ignore", invalid="ignore"):
         return (beta * (2 - bx * np.tanh(bx / 2)) / (1 + np.cosh(bx))).astype(x.dtype)
 
 
