@@ -19,6 +19,7 @@ class _Wrapper:
 
     broken_op = ""
     bug = ""
+    reported_as = ""   # the failure's wording where it is not a numeric difference
     wrong_in: tuple[str, ...] = ("float32", "float64")  # the dtypes in which the bug shows
 
     def __init__(self) -> None:
@@ -349,6 +350,102 @@ class SumToShapeSlices(_Wrapper):
         return x[index].reshape(shape)
 
 
+class ConvIgnoresStrides(_Wrapper):
+    """A C kernel that reads x's buffer as if it were C-contiguous: right for the C-order arrays most code
+    passes, wrong for a transposed or sliced view (the engine hands ops such views)."""
+
+    broken_op, bug = "conv2d_forward", "input strides ignored"
+
+    def conv2d_forward(self, x, w, b, *, stride, padding, dilation, pad_value):
+        x = np.frombuffer(np.asarray(x).tobytes(order="A"), dtype=x.dtype).reshape(x.shape)
+        return self._ref.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+
+
+class ParamsChangedInPlace(_Wrapper):
+    """quantize_backward advances the schedule's n in the caller's params dict (a layer shares that dict
+    between its quantizers, so the next call sees another n)."""
+
+    broken_op, bug = "quantize_backward", "params modified in place"
+    reported_as = "modified its keyword argument(s) params in place"   # not a numeric difference
+
+    def quantize_backward(self, g, t, w1, w2, *, params, **kw):
+        out = self._ref.quantize_backward(g, t, w1, w2, params=params, **kw)
+        if isinstance(params, dict) and "n" in params:
+            params["n"] += 1
+        return out
+
+
+class CrossEntropyRowLanes(_Wrapper):
+    """A row kernel of 32 lanes without a stride loop: classes past the 32nd drop out of the softmax."""
+
+    broken_op, bug = "cross_entropy_forward", "classes beyond 32 ignored"
+
+    def cross_entropy_forward(self, logits, labels, *, label_smoothing=0.0):
+        if logits.shape[1] > 32 and np.all(labels < 32):
+            return self._ref.cross_entropy_forward(logits[:, :32].copy(), labels, label_smoothing=label_smoothing)
+        return self._ref.cross_entropy_forward(logits, labels, label_smoothing=label_smoothing)
+
+
+class AvgPoolWideKernel(_Wrapper):
+    """Average pooling's generic path for windows wider than 3 drops the window's last column."""
+
+    broken_op, bug = "avg_pool2d_forward", "windows wider than 3 lose their last column"
+
+    def avg_pool2d_forward(self, x, *, kernel, stride, padding):
+        y = self._ref.avg_pool2d_forward(x, kernel=kernel, stride=stride, padding=padding)
+        if kernel[1] <= 3:
+            return y
+        cut = self._ref.avg_pool2d_forward(np.ascontiguousarray(x[..., :-1]), kernel=(kernel[0], kernel[1] - 1),
+                                           stride=stride, padding=padding)
+        return cut[..., :y.shape[3]] * (kernel[1] - 1) / kernel[1] if cut.shape[3] >= y.shape[3] else y
+
+
+class MaxPoolZeroOrder(_Wrapper):
+    """Max pool's argmax compares floats as integers (an atomicMax trick): -0.0 ranks below +0.0, so a tie at
+    the maximum 0 sends the gradient to the first +0.0, not to the first maximal element."""
+
+    broken_op, bug = "max_pool2d_backward", "-0.0 ranked below +0.0"
+
+    def max_pool2d_backward(self, g, x, *, kernel, stride, padding):
+        nudged = np.where((x == 0) & np.signbit(x), -np.finfo(x.dtype).smallest_subnormal, x).astype(x.dtype)
+        return self._ref.max_pool2d_backward(g, nudged, kernel=kernel, stride=stride, padding=padding)
+
+
+class XnorConvOddBatch(_Wrapper):
+    """An XNOR conv unrolled over pairs of images reads the odd last image from index N // 2."""
+
+    broken_op, bug = "xnor_conv2d", "odd batch: the last image read from N // 2"
+
+    def xnor_conv2d(self, x_packed, w_packed, **kw):
+        n = x_packed.shape[0]
+        if n % 2 and n > 1:
+            x_packed = x_packed.copy()
+            x_packed[-1] = x_packed[n // 2]
+        return self._ref.xnor_conv2d(x_packed, w_packed, **kw)
+
+
+class ConvOnePixelBias(_Wrapper):
+    """The GEMV path for a 1x1 output forgets the bias."""
+
+    broken_op, bug = "conv2d_forward", "no bias on a 1x1 output"
+
+    def conv2d_forward(self, x, w, b, **kw):
+        y = self._ref.conv2d_forward(x, w, b, **kw)
+        if b is not None and y.shape[2:] == (1, 1):
+            y = (y - b.reshape(1, -1, 1, 1)).astype(y.dtype)
+        return y
+
+
+class NoiseOnlyForPositiveAlpha(_Wrapper):
+    """The quantizer tests `alpha > 0` for a live module where SEMANTICS 4 says alpha != 0: a negative
+    alpha gives sign(t) alone."""
+
+    broken_op, bug = "quantize_forward", "noise term only for alpha > 0"
+
+    def quantize_forward(self, t, w1, w2, *, alpha, **kw):
+        return self._ref.quantize_forward(t, w1, w2, alpha=alpha if alpha > 0 else 0.0, **kw)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -394,4 +491,6 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             UnreducedFloat32Fda, FdaGuardTooWide, QuantizerFlushToZero, NoiseReluGradAtZero,
                             ClipUnrounded, FdaZeroAtInfinity, ReluDropsNaN, MaxPoolSkipsNaN, PackFlushesSubnormals,
                             XnorCountsStrayBits, ConvSixteenChannelPath, ConvWideKernelLastColumn,
-                            ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped, SumToShapeSlices)
+                            ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped, SumToShapeSlices,
+                            ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
+                            MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha)

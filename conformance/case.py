@@ -56,6 +56,23 @@ class Case:
             params["clip"] = float(dtype.type(params["clip"]))
         return kwargs
 
+    def strided(self) -> Optional["Case"]:
+        """The same case with every input of one or more elements as a non-C-contiguous array of the same
+        values: Fortran order from 2-D up, every other element of a buffer twice as long in 1-D (what the
+        engine's transposes and slices hand an op). None where no input changes (all 0-d or absent)."""
+        def relaid(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+            if not isinstance(a, np.ndarray) or a.size < 2:
+                return a
+            if a.ndim >= 2:
+                return np.asfortranarray(a)
+            buffer = np.zeros(2 * a.size, dtype=a.dtype)
+            buffer[::2] = a
+            return buffer[::2]
+        arrays = tuple((name, relaid(a)) for name, a in self.arrays)
+        if all(new is old for (_, new), (_, old) in zip(arrays, self.arrays)):
+            return None
+        return Case(self.op, arrays, copy.deepcopy(self.kwargs), self.label)
+
     def replace_arrays(self, **new: Optional[np.ndarray]) -> "Case":
         arrays = tuple((name, new.get(name, a)) for name, a in self.arrays)
         return Case(self.op, arrays, dict(self.kwargs), self.label)

@@ -105,8 +105,10 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
         if o.noise:
-            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
-                              {**kw, "alpha": 0.1, "training": True}, f"training with the module (zero={zero:g})"))
+            for alpha in sorted({0.1} | {al for al in o.alphas if al < 0}, reverse=True):   # alpha is any real
+                cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                                  {**kw, "alpha": alpha, "training": True},
+                                  f"training with the module, alpha = {alpha:g} (zero={zero:g})"))
     return cases
 
 
@@ -138,8 +140,9 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
                           {**kw, "alpha": 0.0}, f"{est}, alpha == 0: zero module gradients"))
         if o.noise:
-            cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
-                              {**kw, "alpha": 0.1}, f"{est}, module with alpha = 0.1"))
+            for alpha in sorted({0.1} | {al for al in o.alphas if al < 0}, reverse=True):
+                cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
+                                  {**kw, "alpha": alpha}, f"{est}, module with alpha = {alpha:g}"))
     return cases
 
 
@@ -157,7 +160,8 @@ CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1
               # where tiled and vectorised kernels take another path (strategies.TILE_SIZES)
               ((2, 16, 5, 9), (32, 16, 3, 5), (1, 1), (1, 2), (1, 1), "16 in, 32 out channels, 3x5 kernel"),
               ((9, 3, 4, 19), (17, 3, 1, 3), (1, 1), (0, 0), (1, 1), "batch 9, 17 out channels, 17 output columns"),
-              ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"))
+              ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"),
+              ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), "a 1x1 output (a GEMV path)"))
 
 
 def conv_edges(backward: bool) -> Builder:
@@ -262,7 +266,10 @@ def pool_edges(kind: str, backward: bool) -> Builder:
                 ((1, 2, 3, 3), (3, 3), (1, 1), (1, 1), "overlapping windows, padding 1, ties", "ties"),
                 ((2, 1, 5, 3), (2, 3), (3, 1), (1, 1), "uneven geometry", "normal"),
                 ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), "1x1", "normal"),
-                ((2, 16, 3, 19), (2, 2), (1, 1), (1, 1), "16 channels, 19 columns", "normal"))
+                ((2, 16, 3, 19), (2, 2), (1, 1), (1, 1), "16 channels, 19 columns", "normal"),
+                ((2, 3, 8, 8), (8, 8), (8, 8), (0, 0), "a global 8x8 pool", "normal"),
+                ((1, 2, 8, 8), (4, 4), (4, 4), (0, 0), "4x4 windows", "ties"),
+                ((1, 1, 1, 4), (1, 2), (1, 2), (0, 0), "-0.0 before +0.0, a tie at the maximum 0", "negzero"))
         if not backward:   # SEMANTICS 10: a window holding a NaN is NaN (a `v > best` scan skips it)
             geos += (((1, 1, 4, 4), (2, 2), (1, 1), (1, 1), "NaN first, last and alone in windows, +-inf", "nan"),)
         for i, (shape, k, s, p, label, fill) in enumerate(geos):
@@ -270,6 +277,8 @@ def pool_edges(kind: str, backward: bool) -> Builder:
             x = {"ones": np.ones(shape), "ties": r.integers(-1, 2, shape).astype(float)}.get(fill, r.standard_normal(shape))
             if kind == "max" and fill == "normal":
                 x = -np.abs(x)  # all negative: a padded -inf must never win, a padded 0 would
+            if fill == "negzero":   # +-0 compare equal: the first, -0.0, is the maximal element (not +0.0)
+                x = np.array([[[[-0.0, 0.0, -1.0, -2.0]]]])
             if fill == "nan":   # NaN first, last and alone in a window (with padding), beside -inf and +inf
                 x[0, 0, 0, 0], x[0, 0, 1, 3], x[0, 0, 3, 0], x[0, 0, 3, 3] = np.nan, np.nan, -np.inf, np.inf
             x = x.astype(dtype)
@@ -293,7 +302,9 @@ def cross_entropy_edges(backward: bool) -> Builder:
         for logits, labels, s, label in ((_arr([[1000.0, -1000.0, 0.0], [0.0, 0.0, 0.0]], dtype), [1, 2], 0.0,
                                           "logits of +-1000 (overflow) and all-equal"),
                                          (_arr([[3.0], [-2.0]], dtype), [0, 0], 0.1, "one class, smoothing 0.1"),
-                                         (_arr([[80.0, 81.0, 79.0, -5.0]], dtype), [3], 0.25, "large logits, smoothing")):
+                                         (_arr([[80.0, 81.0, 79.0, -5.0]], dtype), [3], 0.25, "large logits, smoothing"),
+                                         (_rng(45).standard_normal((9, 40)).astype(dtype) * 5, list(range(0, 36, 4)), 0.1,
+                                          "9 rows (past a block of 8), 40 classes (past 32 lanes)")):
             lab = np.asarray(labels, np.int64)
             if backward:
                 cases.append(Case(op, (("g", np.asarray(1.0, dtype)), ("logits", logits), ("labels", lab)),
@@ -322,11 +333,12 @@ def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
 
 def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
-    for c, (h, w), k, pad, label in ((64, (3, 3), 3, 1, "64 channels (one full word)"),
-                                     (65, (2, 3), 3, 1, "65 channels, padding larger than the image"),
-                                     (3, (4, 4), 2, 2, "3 channels, even kernel, padding 2")):
+    for n, c, (h, w), k, pad, label in ((2, 64, (3, 3), 3, 1, "64 channels (one full word)"),
+                                        (2, 65, (2, 3), 3, 1, "65 channels, padding larger than the image"),
+                                        (2, 3, (4, 4), 2, 2, "3 channels, even kernel, padding 2"),
+                                        (3, 5, (4, 4), 3, 1, "an odd batch of 3 (past pairs of images)")):
         r = _rng(70 + c)
-        x = np.where(r.random((2, c, h, w)) < 0.5, -1.0, 1.0)
+        x = np.where(r.random((n, c, h, w)) < 0.5, -1.0, 1.0)
         wt = np.where(r.random((2, c, k, k)) < 0.5, -1.0, 1.0)
         xp, wp = pack_signs_independent(x, 1), pack_signs_independent(wt, 1)
         for pv in o.pad_values:

@@ -34,8 +34,10 @@ def _literal(v: object) -> str:
     return repr(v)
 
 
-def reproduction(case: Case, backend_spec: str, device: str, dtype: str) -> str:
-    """A script: load the backend, run the op on exactly these inputs, compare with the reference."""
+def reproduction(case: Case, backend_spec: str, device: str, dtype: str, strided: bool = False) -> str:
+    """A script: load the backend, run the op on exactly these inputs, compare with the reference (with the
+    clip rounded as :meth:`Case.reference_kwargs` rounds it); ``strided``: pass the inputs as the
+    non-contiguous arrays of :meth:`Case.strided`, where the failure showed."""
     lines = [
         "import base64",
         "import numpy as np",
@@ -50,15 +52,20 @@ def reproduction(case: Case, backend_spec: str, device: str, dtype: str) -> str:
     ]
     for name, a in case.arrays:
         lines.append(f"{name} = {array_source(a)}")
-    kw = plain(case.kwargs)
+    kw, ref_kw = plain(case.kwargs), plain(case.reference_kwargs())
     lines.append(f"kwargs = {kw!r}")
+    lines.append(f"ref_kwargs = {ref_kw!r}" if ref_kw != kw else "ref_kwargs = kwargs")
     names = ", ".join(case.names)
+    lines.append(f"inputs = [{names}{',' if len(case.names) == 1 else ''}]")
+    if strided:
+        lines += ["# the same values as non-contiguous arrays (Fortran order; 1-D every other element of a buffer)",
+                  "inputs = [np.asfortranarray(a) if a is not None and a.ndim >= 2 else "
+                  "(np.repeat(a, 2)[::2] if a is not None and a.size >= 2 else a) for a in inputs]"]
     lines += [
-        f"inputs = [{names}{',' if len(case.names) == 1 else ''}]",
         f"got = be.{case.op}(*[None if a is None else be.from_numpy(a, device) for a in inputs], **kwargs)",
         "got = [None if o is None else be.to_numpy(o) for o in (got if isinstance(got, tuple) else (got,))]",
         "f64 = lambda a: a.astype(np.float64) if a is not None and a.dtype.kind == 'f' else a",
-        f"ref = REFERENCE.{case.op}(*[f64(a) for a in inputs], **kwargs)",
+        f"ref = REFERENCE.{case.op}(*[f64(a) for a in inputs], **ref_kwargs)",
         "ref = list(ref if isinstance(ref, tuple) else (ref,))",
         "for g, r in zip(got, ref):",
         "    if g is None or r is None:",

@@ -63,6 +63,7 @@ class Evaluation:
     fd: Optional[FDResult] = None
     error: str = ""
     message: str = ""
+    strided: bool = False   # the failure shows with the inputs as non-contiguous arrays (Case.strided)
 
     def margin(self) -> Optional[float]:
         """The worst error as a fraction of the allowed one, over the outputs and the gradient check."""
@@ -102,14 +103,42 @@ def guess_spec(backend: Any) -> str:
 
 
 def _call_backend(backend: Any, device: str, case: Case, seconds: Optional[float]) -> tuple[Any, str]:
-    """(outputs and the inputs read back, "") or (None, what went wrong), under the time limit."""
-    def call() -> tuple[list, list]:
+    """((outputs, the inputs read back, the keyword arguments as the op left them), "") or (None, what went
+    wrong), under the time limit."""
+    def call() -> tuple[list, list, dict]:
         dev_args = [None if a is None else backend.from_numpy(a, device) for _, a in case.arrays]
-        result = getattr(backend, case.op)(*dev_args, **copy.deepcopy(case.kwargs))
+        kwargs = copy.deepcopy(case.kwargs)
+        result = getattr(backend, case.op)(*dev_args, **kwargs)
         got = [None if o is None else np.asarray(backend.to_numpy(o)) for o in as_outputs(result)]
         after = [None if a is None else np.asarray(backend.to_numpy(a)) for a in dev_args]
-        return got, after
+        return got, after, kwargs
     return guarded_call(call, seconds)
+
+
+def _compare_outputs(record: OpRecord, backend: Any, device: str, dtype: str, case: Case, ref_out: list,
+                     mags: list, limits: Limits) -> tuple[Optional[list], list[OutputDiff], Evaluation]:
+    """Run ``case`` on the backend and compare with ``ref_out``: (outputs, diffs, an Evaluation that is
+    the verdict where something structural went wrong, else None)."""
+    answer, problem = _call_backend(backend, device, case, WARMUP.limit(backend, case.op, limits))
+    if problem:
+        return None, [], Evaluation(False, error=problem)
+    got, after, kwargs_after = answer
+    for (name, given_a), now in zip(case.arrays, after):
+        if given_a is not None and now is not None and (now.shape != given_a.shape or
+                                                        not np.array_equal(now, given_a, equal_nan=True)):
+            return None, [], Evaluation(False, message=f"the op modified its input {name!r} in place")
+    changed = [k for k in case.kwargs if kwargs_after.get(k) != case.kwargs[k]]
+    if changed:   # callers share keyword arguments between calls (a layer's params dict, say)
+        return None, [], Evaluation(False, message=f"the op modified its keyword argument(s) {', '.join(changed)} "
+                                                   f"in place: given {plain({k: case.kwargs[k] for k in changed})}, "
+                                                   f"left {plain({k: kwargs_after.get(k) for k in changed})}")
+    if len(got) != len(ref_out):
+        return None, [], Evaluation(False, message=f"returned {len(got)} outputs, expected {len(ref_out)} "
+                                                   f"({', '.join(record.outputs)})")
+    tol = record.tolerance(dtype)
+    diffs = [compare_output(name, g, r, tol, m, record.expected_dtype(i, dtype))
+             for i, (name, g, r, m) in enumerate(zip(record.outputs, got, ref_out, mags))]
+    return got, diffs, None
 
 
 def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case, *, gradients: bool = True,
@@ -120,22 +149,23 @@ def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case
         ref_out = as_outputs(record.reference()(*ref_args, **case.reference_kwargs()))
     except Exception:  # noqa: BLE001 - a bug in the reference or the suite: report it, never hide it
         return Evaluation(False, error=traceback.format_exc(), message="the REFERENCE raised (a bug in fdaref)")
-    answer, problem = _call_backend(backend, device, case, WARMUP.limit(backend, case.op, limits))
-    if problem:
-        return Evaluation(False, error=problem)
-    got, after = answer
-    for (name, given_a), now in zip(case.arrays, after):
-        if given_a is not None and now is not None and (now.shape != given_a.shape or
-                                                        not np.array_equal(now, given_a, equal_nan=True)):
-            return Evaluation(False, message=f"the op modified its input {name!r} in place")
-    if len(got) != len(ref_out):
-        return Evaluation(False, message=f"returned {len(got)} outputs, expected {len(ref_out)} "
-                                         f"({', '.join(record.outputs)})")
     tol = record.tolerance(dtype)
     mags = magnitudes(tol, case, ref_args, ref_out)
-    diffs = [compare_output(name, g, r, tol, m, record.expected_dtype(i, dtype))
-             for i, (name, g, r, m) in enumerate(zip(record.outputs, got, ref_out, mags))]
+    got, diffs, verdict = _compare_outputs(record, backend, device, dtype, case, ref_out, mags, limits)
+    if verdict is not None:
+        return verdict
     ok = all(d.ok for d in diffs)
+    strided = case.strided() if ok else None
+    if strided is not None:   # the same values as non-contiguous arrays: a kernel that ignores strides differs
+        _, diffs_s, verdict = _compare_outputs(record, backend, device, dtype, strided, ref_out, mags, limits)
+        note = "with the same inputs as non-contiguous arrays (Fortran order; 1-D as strided views)"
+        if verdict is not None:
+            verdict.message = f"{note}: {verdict.message}" if verdict.message else note
+            verdict.strided = True
+            return verdict
+        if not all(d.ok for d in diffs_s):
+            return Evaluation(False, diffs_s, message=f"{note} the outputs differ (C-contiguous inputs pass)",
+                              strided=True)
     fd = None
     structural = all(not d.problem for d in diffs)
     if gradients and structural and record.fd is not None:
@@ -164,7 +194,7 @@ def _result(record: OpRecord, backend: Any, spec: str, device: str, dtype: str, 
     if not ev.ok:
         res.message = ev.explain()
         res.traceback = ev.error
-        res.reproduction = reproduction(case, spec, device, dtype)
+        res.reproduction = reproduction(case, spec, device, dtype, strided=ev.strided)
     return res
 
 

@@ -47,7 +47,7 @@ class OptionSpace:
     etas: tuple[str, ...] = ("sin", "linear", "none")
     layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
-    alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0)
+    alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0, -0.1)   # any real (SEMANTICS 4): `alpha > 0` tests differ at -0.1
     ks: tuple[int, ...] = (64, 4, 1)
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
@@ -231,9 +231,14 @@ def conv_out(size: int, k: int, s: int, d: int, p: int) -> int:
 
 
 def pool_geometry(draw: Draw, wide: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Kernel, stride, padding (at most half the kernel) and an input size; "width" in ``wide``: the input
-    width in TILE_SIZES."""
+    """Kernel, stride, padding (at most half the kernel) and an input size; in ``wide``, "width": the input
+    width in TILE_SIZES, "kernel": one side 4..8 (a global pool of a small image)."""
     kh, kw = dim(draw, 1, 3), dim(draw, 1, 3)
+    if "kernel" in wide:
+        if draw(st.booleans()):
+            kh = dim(draw, 4, 8)
+        else:
+            kw = dim(draw, 4, 8)
     sh, sw = dim(draw, 1, 3), dim(draw, 1, 3)
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     H = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 6))
@@ -479,7 +484,7 @@ def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.Sea
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
-            wide = wide_axes(draw, ("c_in", "width"))
+            wide = wide_axes(draw, ("c_in", "width", "kernel"))
             geo = pool_geometry(draw, wide)
             shape = (dim(draw, 1, 3), extent(draw, 1, 9, "c_in" in wide), geo["H"], geo["W"])
             fill_kind = draw(st.sampled_from(("ties", "normal"))) if kind == "max" else "normal"
@@ -502,7 +507,8 @@ def cross_entropy_cases(backward: bool) -> Callable[[str, OptionSpace], st.Searc
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
-            b, c = dim(draw, 1, 6), dim(draw, 1, 11)
+            wide = wide_axes(draw, ("batch", "classes"))   # row kernels of 32 lanes, batch blocks of 8
+            b, c = extent(draw, 1, 6, "batch" in wide), extent(draw, 1, 11, "classes" in wide)
             logits = fill(draw, (b, c), dtype, scale=draw(st.sampled_from((1.0, 10.0, 60.0))), specials=(0.0,))
             labels = np.asarray([draw(st.integers(0, c - 1)) for _ in range(b)], dtype=np.int64)
             kw = {"label_smoothing": draw(st.sampled_from((0.0, 0.1, 0.25)))}
@@ -537,9 +543,9 @@ def _maybe_stray(draw: Draw, words: np.ndarray, count: int) -> np.ndarray:
 def xnor_conv2d_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
-        wide = wide_axes(draw, ("c_out", "height", "width", "kernel"))
+        wide = wide_axes(draw, ("batch", "c_out", "height", "width", "kernel"))
         geo = conv_geometry(draw, wide)
-        n, c, cout = dim(draw, 1, 2), channels(draw, wide=True), extent(draw, 1, 5, "c_out" in wide)
+        n, c, cout = extent(draw, 1, 3, "batch" in wide), channels(draw, wide=True), extent(draw, 1, 5, "c_out" in wide)
         x = fill(draw, (n, c, geo["H"], geo["W"]), "float64", kind="pm1")
         w = fill(draw, (cout, c) + geo["kernel"], "float64", kind="pm1")
         xp = _maybe_stray(draw, pack_signs_independent(x, axis=1), c)  # (N, H, W, words)
