@@ -376,6 +376,8 @@ def load_packed(path: str | os.PathLike[str], *, backend: Optional[str] = None,
     if missing:
         raise PackedModelError(f"{path}: not a packed model written by `fdaref export` (no {', '.join(missing)} "
                                "in its metadata)")
+    if any(k in meta for k in ("dataset", "mean", "std")):   # what evaluation reads, checked before any backend loads
+        normalisation(meta, path)
     cfg = TrainConfig.from_dict(meta["config"]).resolved()
     if meta["dtype"] != cfg.dtype:
         raise PackedModelError(f"{path}: dtype {meta['dtype']!r} differs from its config's {cfg.dtype!r}")
