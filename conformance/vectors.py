@@ -171,12 +171,28 @@ def export_vectors(directory: str, dtype: str = "float32", random_cases: int = 5
                             "kwargs": plain(case.kwargs), "outputs": outputs})
     data_file = store.write(out_dir)
     manifest = {"format": FORMAT, "suite_version": SUITE_VERSION, "dtype": dtype,
+                "schedules": schedule_tables(),
                 "storage": {"kind": fmt, "file": data_file, "byte_order": "little", "array_order": "C",
                             "alignment": ALIGN if fmt == "bin" else None},
                 "comparison": COMPARISON, "results": RESULTS_LAYOUT, "conventions": CONVENTIONS,
                 "ops": contracts, "cases": entries}
     write_json_atomic(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def schedule_tables() -> dict[str, dict[str, dict[str, list]]]:
+    """SEMANTICS 6 for a port's training loop (no op computes it): per preset and run length E of
+    :data:`.adapters.schedules.SCHEDULE_EPOCHS`, n_e (presets whose estimator has an n) and alpha_e for
+    e = 0 .. E - 1."""
+    from fdaref.presets import PRESETS, get_preset
+
+    from .adapters.schedules import SCHEDULE_EPOCHS
+    tables: dict[str, dict[str, dict[str, list]]] = {}
+    for name in PRESETS:
+        p = get_preset(name)
+        tables[name] = {str(e): {**({"n": [p.n_at(i, e) for i in range(e)]} if p.uses_n else {}),
+                                 "alpha": [p.alpha_at(i, e) for i in range(e)]} for e in SCHEDULE_EPOCHS}
+    return tables
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -178,3 +178,14 @@ def test_c_format_code_stays_small():
     code = [l for l in (C_EXAMPLE / "vectors_io.c").read_text().splitlines()
             if l.strip() and not l.strip().startswith(("/*", "*", "#include"))]
     assert len(code) <= 150, len(code)
+
+
+def test_the_manifest_holds_the_schedules_of_semantics_6(golden):
+    tables = _manifest(golden)["schedules"]
+    paper = tables["paper"]["10"]
+    assert paper["n"] == [9 + (9 * e) // 9 for e in range(10)]
+    assert paper["alpha"][-1] == 0.0
+    assert paper["alpha"][:-1] == pytest.approx([0.05 * (1 + math.cos(math.pi * (e + 1) / 10)) for e in range(9)],
+                                               rel=1e-15)
+    assert tables["bibench"]["3"]["n"] == [9, 12, 15] and tables["paper"]["1"]["n"] == [18]
+    assert "n" not in tables["release"]["2"] and tables["release"]["2"]["alpha"] == [0.0, 0.0]
