@@ -148,7 +148,9 @@ class Quantize(Function):
     @staticmethod
     def forward(ctx, t, w1, w2, *, alpha, zero, estimator, params, layout, eta_kind, a, training):
         ctx.save_for_backward(t, w1, w2)
-        ctx.kw = dict(alpha=alpha, estimator=estimator, params=params, layout=layout, eta_kind=eta_kind, a=a)
+        # in eval z = sign(t): the module is not evaluated, so its backward is that of alpha == 0 (SEMANTICS 4)
+        ctx.kw = dict(alpha=alpha if training else 0.0, estimator=estimator, params=params, layout=layout,
+                      eta_kind=eta_kind, a=a)
         return ctx.ops.quantize_forward(t, w1, w2, alpha=alpha, zero=zero, layout=layout, eta_kind=eta_kind,
                                         a=a, training=training)
 

@@ -279,6 +279,20 @@ def test_eval_mode_is_pure_sign_and_ignores_noise_module():
     assert np.abs(layer(Tensor.from_numpy(x)).numpy() - y).max() > 1e-3  # training adds alpha * e(t)
 
 
+def test_eval_backward_is_that_of_sign_the_module_gets_no_gradient():
+    """SEMANTICS 4: in eval z = sign(t), so dL/dt = g fda'(t) and the module's gradients are 0."""
+    from fdaref.estimators import fda
+    rng = np.random.default_rng(13)
+    t, g = rng.standard_normal((2, 70)), rng.standard_normal((2, 70))
+    w1, w2 = rng.standard_normal((70, 1)), rng.standard_normal((1, 70))
+    kw = dict(alpha=0.3, zero=-1.0, estimator="fda", params={"n": 9, "omega": 0.1, "clip": None},
+              layout="weight", eta_kind="sin", a=0.1, training=False)
+    ts = [Tensor.from_numpy(v, requires_grad=True) for v in (t, w1, w2)]
+    quantize(*ts, **kw).backward(g)
+    np.testing.assert_allclose(ts[0].grad, g * fda(t, 9, 0.1), rtol=1e-13)
+    assert not ts[1].grad.any() and not ts[2].grad.any()
+
+
 def test_binary_linear_eval_is_pure_sign_with_layer_scale():
     rng = np.random.default_rng(12)
     layer = nn.BinaryLinear(6, 3, options=BinaryOptions(scale="layer", zero=1.0), rng=rng).eval()

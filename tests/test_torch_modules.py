@@ -248,3 +248,25 @@ def test_torch_module_trains():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("compiled_math", [False, True])
+def test_eval_backward_is_that_of_sign_the_module_gets_no_gradient(compiled_math):
+    """SEMANTICS 4 in eval: dL/dt = g fda'(t), no gradient for the noise module, on both CPU paths (the
+    custom ops eager, the pure tensor math torch.compile traces)."""
+    from fdaref.estimators import fda
+    from fdaref.backends.torch import quantize as Q
+    q = M.FDAQuantizer(16, "activation", generator=torch.Generator().manual_seed(3)).eval()
+    t = torch.randn(2, 16, 3, 3, dtype=torch.float64, requires_grad=True)
+    q = q.double()
+    g = torch.randn(2, 16, 3, 3, dtype=torch.float64)
+    if compiled_math:
+        o = q.options
+        z = Q.QuantizeMath.apply(t, q.noise.w1, q.noise.w2, q.alpha, q.n, float(o.zero), o.estimator,
+                                 q._static_params, "activation", o.eta, float(o.a), False, q._n_max)
+    else:
+        z = q(t)
+    z.backward(g)
+    want = g.numpy() * fda(t.detach().numpy(), int(q.n), q.options.omega)
+    np.testing.assert_allclose(t.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+    assert q.noise.w1.grad is None and q.noise.w2.grad is None

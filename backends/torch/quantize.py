@@ -114,9 +114,10 @@ def _(g, t, h, w1, w2, alpha, n, estimator, params, layout, eta, a):
 
 def _setup(ctx: Any, inputs: tuple, output: tuple) -> None:
     t, w1, w2, alpha, n, zero, estimator, params, layout, eta, a, training = inputs
-    ctx.save_for_backward(t, w1, w2, output[1], alpha, n)
+    # in eval z = sign(t): the module is not evaluated, so its backward is that of alpha == 0 (SEMANTICS 4)
+    ctx.save_for_backward(t, w1, w2, output[1], alpha if training else torch.zeros_like(alpha), n)
     ctx.static = (estimator, params, layout, eta, a)
-    ctx.has_module = w1 is not None
+    ctx.has_module = w1 is not None and training
 
 
 def _backward(ctx: Any, gz: Tensor, gh: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
