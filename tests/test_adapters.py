@@ -123,6 +123,45 @@ def test_a_same_padding_port_fails_at_stride_two(example):
     assert failed == {"layer: 3 -> 16, 3x3, stride 2, pad 1, bias"}, failed
 
 
+def test_a_sign_backward_that_ignores_the_upstream_gradient_fails(example):
+    """The sign table runs backward with an upstream gradient of random signs and powers of two."""
+    from fdaref.conformance.adapters import run_wrapped, torch_sign_table
+
+    class IgnoresG(example.FDASign):
+        @staticmethod
+        def backward(ctx, grad):
+            return example.FDASign.backward(ctx, torch.ones_like(grad))
+
+    good = torch_sign_table(example.FDASign.apply, zero=0.0, params={"omega": 0.1, "clip": 1.0})
+    bad = torch_sign_table(IgnoresG.apply, zero=0.0, params={"omega": 0.1, "clip": 1.0})
+    assert run_wrapped(good, ["surrogate"], dtype="float64", raise_on_failure=False).ok()
+    assert not run_wrapped(bad, ["surrogate"], dtype="float64", raise_on_failure=False).ok()
+
+
+def test_an_inference_path_without_autograd_is_checked_too(example):
+    """A layer that takes another path when autograd is off (an XNOR kernel, say) and pads it with -1."""
+    from fdaref.conformance.adapters import check_torch_layer
+
+    class InferencePadsMinusOne(example.FDAConv2d):
+        def forward(self, x):
+            if torch.is_grad_enabled() or not self.padding[0]:
+                return super().forward(x)
+            p = self.padding[0]
+            padded, self.padding = torch.nn.functional.pad(x, (p, p, p, p), value=-1.0), (0, 0)
+            try:
+                return super().forward(padded)
+            finally:
+                self.padding = (p, p)
+
+    def make(cin, cout, k, stride, padding, bias):
+        return InferencePadsMinusOne(cin, cout, k, stride, padding, bias)
+    make.fdaref_mapping = example.MAPPING
+    report = check_torch_layer(make, preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    failed = report.failures()
+    assert failed and all(", eval" in r.check for r in failed)
+    assert all(any(d["output"] == "output without autograd" and not d["ok"] for d in r.diffs) for r in failed)
+
+
 def test_torch_quantizer_module_through_the_runner(example):
     from fdaref.conformance.adapters import TorchQuantizerMapping, run_wrapped, torch_quantizer_table
     from bibench_style import FDASign, Noise

@@ -74,9 +74,11 @@ def assign(obj: Any, path: str, value: Any) -> None:
 def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str = "fda",
                      params: Optional[Mapping[str, Any]] = None, arg_names: Iterable[str] = ("n",),
                      label: Optional[str] = None) -> CallableOps:
-    """``sign`` = ``apply(x, *args)`` forward, ``surrogate`` = its backward for g = 1, where ``args`` are the
+    """``sign`` = ``apply(x, *args)`` forward, ``surrogate`` = its backward, where ``args`` are the
     estimator parameters named in ``arg_names`` (BiBench-style ``FDASign.apply(x, n)``). ``params`` are the
-    fixed parameters the Function implements (e.g. ``{"omega": 0.1, "clip": 1.0}``)."""
+    fixed parameters the Function implements (e.g. ``{"omega": 0.1, "clip": 1.0}``). The backward runs with
+    an upstream gradient of random signs and powers of two, divided out exactly: a backward that ignores g,
+    or takes |g|, differs."""
     arg_names = tuple(arg_names)
     fixed = dict(params or {})
     name = label or getattr(apply, "__qualname__", "torch sign")
@@ -90,8 +92,10 @@ def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str =
 
     def surrogate(x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
         xt, y = run(x, params)
-        y.backward(_torch().ones_like(y))
-        return _numpy(xt.grad)
+        rng = np.random.default_rng(x.size)
+        g = (rng.choice((-1.0, 1.0), x.shape) * 2.0 ** rng.integers(-2, 3, x.shape)).astype(x.dtype)
+        y.backward(_tensor(g))
+        return _numpy(xt.grad) / g
 
     declared = {"zero": zero, "estimator": estimator, **{k: v for k, v in fixed.items() if k not in arg_names}}
     rebuild = (f"from fdaref.conformance.adapters import torch_sign_table\n"
@@ -145,8 +149,14 @@ def torch_quantizer_table(factory: Callable[[int, str], Any], mapping: TorchQuan
         return module
 
     def quantize_forward(t, w1, w2, *, alpha, zero, layout, eta_kind, a, training):
+        module = build(t, w1, w2, alpha, layout, None, training)
         with _torch().no_grad():
-            return _numpy(build(t, w1, w2, alpha, layout, None, training)(_tensor(t)))
+            z = _numpy(module(_tensor(t)))
+        z_grad = _numpy(module(_tensor(t, requires_grad=True)))   # what training runs: autograd on
+        if not np.array_equal(z, z_grad, equal_nan=True):
+            raise AssertionError(f"{name}: the forward with autograd on differs from the one without "
+                                 f"(max |difference| {np.nanmax(np.abs(z.astype(np.float64) - z_grad)):g})")
+        return z
 
     def quantize_backward(g, t, w1, w2, *, alpha, estimator, params, layout, eta_kind, a):
         module = build(t, w1, w2, alpha, layout, params, True)
@@ -251,9 +261,14 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                  _compare("grad input", _numpy(xt.grad), REFERENCE.to_numpy(xr.grad), dtype)]
         for key, p in reference.named_parameters():
             path, transposed = names[key]
-            g = resolve(torch_module, path).grad
-            got = None if g is None else _numpy(g.T if transposed else g)
-            diffs.append(_compare(f"grad {key} ({path})", got, REFERENCE.to_numpy(p.grad), dtype))
+            g, want = resolve(torch_module, path).grad, REFERENCE.to_numpy(p.grad)
+            # None is torch's "no gradient reached it" (a module not evaluated, in eval): zeros of its shape
+            got = np.zeros_like(want) if g is None else _numpy(g.T if transposed else g)
+            diffs.append(_compare(f"grad {key} ({path})", got, want, dtype))
+        if not torch_module.training:   # inference code may take another path without autograd (an XNOR kernel)
+            with torch.no_grad():
+                diffs.append(_compare("output without autograd", _numpy(torch_module(_tensor(x.astype(dtype)))),
+                                      out_r.numpy(), dtype))
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
@@ -272,7 +287,8 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
 # padding 1 on an even input tells symmetric padding from a "SAME" port's (bottom / right only); the 5x5
 # kernel is past the 3x3 that hand-written layers special-case.
 CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)),
-                   (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)))
+                   (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)),
+                   (130, 4, 3, 1, 1, False, (1, 130, 4, 4)))   # C_in 130: the activation module's m = 2
 LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)))
 # (epoch, epochs, training): alpha > 0 early, the middle, alpha = 0 at the last epoch; eval at both ends.
 SCHEDULE_POINTS = ((0, 10, True), (5, 10, True), (9, 10, True), (0, 10, False), (9, 10, False))
