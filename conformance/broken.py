@@ -446,6 +446,33 @@ class NoiseOnlyForPositiveAlpha(_Wrapper):
         return self._ref.quantize_forward(t, w1, w2, alpha=alpha if alpha > 0 else 0.0, **kw)
 
 
+class ConvFloat32Accumulator(_Wrapper):
+    """A float64 conv backward that sums dw in float32 past 1024 positions (a mixed-precision GEMM): off by
+    ~1e-7 of |dw|, far outside float64's tolerance, and only a long reduction shows it."""
+
+    broken_op, bug, wrong_in = "conv2d_backward", "float32 sums for float64 past 1024 positions", ("float64",)
+
+    def conv2d_backward(self, g, x, w, **kw):
+        dx, dw, db = self._ref.conv2d_backward(g, x, w, **kw)
+        if x.dtype == np.float64 and g.shape[0] * g.shape[2] * g.shape[3] >= 1024:
+            low = self._ref.conv2d_backward(g.astype(np.float32), x.astype(np.float32), w.astype(np.float32), **kw)
+            dw = low[1].astype(np.float64)
+        return dx, dw, db
+
+
+class ActivationRowsWithoutTranspose(_Wrapper):
+    """The quantizer takes the rows of a (1, C, H, W) activation as t.reshape(-1, C), mixing channels and
+    pixels (right for 2-D inputs and wherever H W == 1)."""
+
+    broken_op, bug = "quantize_forward", "activation rows of batch 1 reshaped, not transposed"
+
+    def quantize_forward(self, t, w1, w2, *, layout, **kw):
+        if layout == "activation" and t.ndim == 4 and t.shape[0] == 1 and t.shape[2] * t.shape[3] > 1:
+            rows = np.ascontiguousarray(t).reshape(-1, t.shape[1])
+            return self._ref.quantize_forward(rows, w1, w2, layout="activation", **kw).reshape(t.shape)
+        return self._ref.quantize_forward(t, w1, w2, layout=layout, **kw)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -493,4 +520,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             XnorCountsStrayBits, ConvSixteenChannelPath, ConvWideKernelLastColumn,
                             ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped, SumToShapeSlices,
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
-                            MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha)
+                            MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
+                            ConvFloat32Accumulator, ActivationRowsWithoutTranspose)

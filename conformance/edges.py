@@ -90,11 +90,26 @@ def noise_edges(backward: bool) -> Builder:
     return build
 
 
+def _one_image(dtype: str, o: OptionSpace, seed: int) -> dict[str, np.ndarray]:
+    """A (1, C, H, W) activation with its module: rows are its pixels, never its channels (a reshape(-1, C)
+    without moving C last mixes them, and batch 1 is where such a port still gets the shapes right)."""
+    if "activation" not in o.layouts or not o.noise:
+        return {}
+    r = _rng(seed)   # not _noise_arrays: its zero first row would be the whole image here
+    return {"t": r.standard_normal((1, 3, 2, 2)).astype(dtype), "w1": r.uniform(-1, 1, (3, 1)).astype(dtype),
+            "w2": r.uniform(-1, 1, (1, 3)).astype(dtype), "g": r.standard_normal((1, 3, 2, 2)).astype(dtype)}
+
+
 def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     layout = o.layouts[0]
     a = _noise_arrays((2, 3, 3, 3), layout, 64, dtype, 7)
     a["t"].flat[[1, 2]] = (0.0, -0.0)
     cases = []
+    one = _one_image(dtype, o, 17)
+    if one:
+        cases.append(Case("quantize_forward", (("t", one["t"]), ("w1", one["w1"]), ("w2", one["w2"])),
+                          {"zero": o.zeros[0], "layout": "activation", "eta_kind": o.etas[0], "a": o.a_values[0],
+                           "alpha": 0.1, "training": True}, "one image (1, C, H, W) with the module"))
     for zero in o.zeros:
         kw = {"zero": zero, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
@@ -123,6 +138,13 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     layout = o.layouts[0]
     a = _noise_arrays((2, 3, 2, 2), layout, 64, dtype, 8)
     cases = []
+    one = _one_image(dtype, o, 18)
+    if one:
+        est = o.values("estimators")[0]
+        cases.append(Case("quantize_backward", (("g", one["g"]), ("t", one["t"]), ("w1", one["w1"]), ("w2", one["w2"])),
+                          {"estimator": est, "params": o.first_params(est), "layout": "activation",
+                           "eta_kind": o.etas[0], "a": o.a_values[0], "alpha": 0.1},
+                          "one image (1, C, H, W) with the module"))
     for est in o.values("estimators"):
         params = o.first_params(est)
         t = a["t"].copy()
@@ -161,7 +183,9 @@ CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1
               ((2, 16, 5, 9), (32, 16, 3, 5), (1, 1), (1, 2), (1, 1), "16 in, 32 out channels, 3x5 kernel"),
               ((9, 3, 4, 19), (17, 3, 1, 3), (1, 1), (0, 0), (1, 1), "batch 9, 17 out channels, 17 output columns"),
               ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"),
-              ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), "a 1x1 output (a GEMV path)"))
+              ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), "a 1x1 output (a GEMV path)"),
+              # float64 must be summed in float64: a float32 accumulator shows over a long reduction
+              ((8, 3, 16, 16), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), "dw summed over 2048 positions"))
 
 
 def conv_edges(backward: bool) -> Builder:
@@ -190,7 +214,7 @@ def linear_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         r = _rng(30)
         cases = []
-        for (b, fin, fout) in ((1, 1, 1), (3, 65, 2), (17, 33, 16), (9, 64, 9)):
+        for (b, fin, fout) in ((1, 1, 1), (3, 65, 2), (17, 33, 16), (9, 64, 9), (600, 8, 4)):   # 600: a long dw sum
             x, w = r.standard_normal((b, fin)).astype(dtype), r.standard_normal((fout, fin)).astype(dtype)
             if backward:
                 g = r.standard_normal((b, fout)).astype(dtype)
@@ -208,21 +232,24 @@ def bn_edges(backward: bool) -> Builder:
         r = _rng(40)
         x = r.standard_normal((2, 3, 2, 2))
         x[:, 1] = 1.5  # a constant channel: variance 0, invstd = 1/sqrt(eps)
-        x = x.astype(dtype)
+        long = 100.0 + 3.0 * r.standard_normal((8, 2, 16, 16))   # 2048 values a channel around 100: float64 sums
         gamma, beta = _arr([1.0, 2.0, 0.0], dtype), _arr([0.0, 0.5, -1.0], dtype)
         rm, rv = _arr([0.1, -0.2, 0.3], dtype), _arr([1.0, 0.5, 2.0], dtype)
         cases = []
-        for training in (True, False):
-            label = f"a constant channel ({'training' if training else 'eval'})"
-            if backward:
-                mean, invstd = bn_statistics(x, rm, rv, training, 1e-5, dtype)
-                g = r.standard_normal(x.shape).astype(dtype)
-                cases.append(Case("batch_norm_backward", (("g", g), ("x", x), ("gamma", gamma), ("mean", mean),
-                                                          ("invstd", invstd)), {"training": training}, label))
-            else:
-                cases.append(Case("batch_norm_forward", (("x", x), ("gamma", gamma), ("beta", beta), ("running_mean", rm),
-                                                         ("running_var", rv)),
-                                  {"training": training, "momentum": 0.1, "eps": 1e-5}, label))
+        for x, (gm, bt, m0, v0), what in ((x.astype(dtype), (gamma, beta, rm, rv), "a constant channel"),
+                                          (long.astype(dtype), (gamma[:2], beta[:2], rm[:2], rv[:2]),
+                                           "2048 values a channel, mean 100")):
+            for training in (True, False):
+                label = f"{what} ({'training' if training else 'eval'})"
+                if backward:
+                    mean, invstd = bn_statistics(x, m0, v0, training, 1e-5, dtype)
+                    g = r.standard_normal(x.shape).astype(dtype)
+                    cases.append(Case("batch_norm_backward", (("g", g), ("x", x), ("gamma", gm), ("mean", mean),
+                                                              ("invstd", invstd)), {"training": training}, label))
+                else:
+                    cases.append(Case("batch_norm_forward", (("x", x), ("gamma", gm), ("beta", bt), ("running_mean", m0),
+                                                             ("running_var", v0)),
+                                      {"training": training, "momentum": 0.1, "eps": 1e-5}, label))
         return cases
     return build
 
