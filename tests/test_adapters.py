@@ -99,6 +99,23 @@ def test_wrong_layer_fails_naming_the_op_and_the_difference(example):
     assert "[FAIL] surrogate on make_wrong_layer sign" in text and "'estimator': 'fda'" in text
 
 
+def _forward_padded(layer, forward, x, pads, value):
+    """``forward(x)`` of a conv layer on x padded by hand (``pads`` as torch.nn.functional.pad takes them)
+    instead of by the layer's own symmetric padding: the padding bugs of ports, planted."""
+    padding, layer.padding = layer.padding, (0, 0)
+    try:
+        return forward(torch.nn.functional.pad(x, pads, value=value))
+    finally:
+        layer.padding = padding
+
+
+def _factory(cls, example):
+    def make(cin, cout, k, stride, padding, bias):
+        return cls(cin, cout, k, stride, padding, bias)
+    make.fdaref_mapping = example.MAPPING
+    return make
+
+
 def test_a_same_padding_port_fails_at_stride_two(example):
     """A port of TensorFlow's "SAME" padding: with stride 2 it pads only the bottom and right. Stride 1 is
     unchanged, so only a geometry that combines stride 2 with padding shows it."""
@@ -109,16 +126,10 @@ def test_a_same_padding_port_fails_at_stride_two(example):
             if self.stride[0] == 1 or not self.padding[0]:
                 return super().forward(x)
             p = self.padding[0]
-            padded, self.padding = torch.nn.functional.pad(x, (0, 2 * p, 0, 2 * p)), (0, 0)
-            try:
-                return super().forward(padded)
-            finally:
-                self.padding = (p, p)
+            return _forward_padded(self, super().forward, x, (0, 2 * p, 0, 2 * p), 0.0)
 
-    def make(cin, cout, k, stride, padding, bias):
-        return SamePadding(cin, cout, k, stride, padding, bias)
-    make.fdaref_mapping = example.MAPPING
-    report = check_torch_layer(make, preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    report = check_torch_layer(_factory(SamePadding, example), preset="bibench", dtypes=("float64",),
+                               raise_on_failure=False)
     failed = {r.check.split(";")[0] for r in report.failures()}
     assert failed == {"layer: 3 -> 16, 3x3, stride 2, pad 1, bias"}, failed
 
@@ -147,16 +158,10 @@ def test_an_inference_path_without_autograd_is_checked_too(example):
             if torch.is_grad_enabled() or not self.padding[0]:
                 return super().forward(x)
             p = self.padding[0]
-            padded, self.padding = torch.nn.functional.pad(x, (p, p, p, p), value=-1.0), (0, 0)
-            try:
-                return super().forward(padded)
-            finally:
-                self.padding = (p, p)
+            return _forward_padded(self, super().forward, x, (p, p, p, p), -1.0)
 
-    def make(cin, cout, k, stride, padding, bias):
-        return InferencePadsMinusOne(cin, cout, k, stride, padding, bias)
-    make.fdaref_mapping = example.MAPPING
-    report = check_torch_layer(make, preset="bibench", dtypes=("float64",), raise_on_failure=False)
+    report = check_torch_layer(_factory(InferencePadsMinusOne, example), preset="bibench", dtypes=("float64",),
+                               raise_on_failure=False)
     failed = report.failures()
     assert failed and all(", eval" in r.check for r in failed)
     assert all(any(d["output"] == "output without autograd" and not d["ok"] for d in r.diffs) for r in failed)
