@@ -51,6 +51,8 @@ def read_archive(path: str | os.PathLike[str], *, fmt: str, kind: str, missing_h
         raise
     except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
         raise error(f"{p}: unreadable {kind} ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise error(f"{p}: corrupt {kind} (its {META} member is not a JSON object)")
     if meta.get("format") != fmt:
         raise error(f"{p}: unknown {kind} format {meta.get('format')!r} (expected {fmt!r})")
     return meta, arrays

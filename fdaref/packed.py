@@ -224,8 +224,6 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         return read_archive(path, fmt=FORMAT, kind="packed model", error=PackedModelError,
                             missing_hint=f"write one with `fdaref export --checkpoint CKPT --out {Path(path).name}`")
-    except AttributeError:   # read_archive reads meta.get("format"): the metadata is JSON but no object
-        raise PackedModelError(f"{path}: corrupt packed model (its metadata is not a JSON object)") from None
     except PackedModelError as exc:
         if repr(CHECKPOINT_FORMAT) not in str(exc):
             raise

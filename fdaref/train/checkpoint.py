@@ -88,12 +88,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError naming the path otherwise."""
-    try:
-        meta, arrays = read_archive(path, fmt=FORMAT, kind="checkpoint", error=CheckpointError,
-                                    missing_hint="expected a file written by `fdaref train`, e.g. "
-                                                 "RUN_DIR/checkpoint.npz")
-    except AttributeError:   # read_archive reads meta.get("format"): the metadata is JSON but no object
-        raise CheckpointError(f"{path}: corrupt checkpoint (its {META} member is not a JSON object)") from None
+    meta, arrays = read_archive(path, fmt=FORMAT, kind="checkpoint", error=CheckpointError,
+                                missing_hint="expected a file written by `fdaref train`, e.g. RUN_DIR/checkpoint.npz")
     if "state" not in meta:
         raise CheckpointError(f"{path}: corrupt checkpoint (its {META} member has no \"state\")")
     try:
