@@ -473,6 +473,40 @@ class ActivationRowsWithoutTranspose(_Wrapper):
         return self._ref.quantize_forward(t, w1, w2, layout=layout, **kw)
 
 
+class TanhBetaHardCoded(_Wrapper):
+    """The tanh surrogate with its inner beta fixed at the default 2: beta (1 - tanh(2 x)^2)."""
+
+    broken_op, bug = "surrogate", "tanh's inner beta fixed at 2"
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        if estimator != "tanh":
+            return self._ref.surrogate(x, estimator, params)
+        beta = float(get_estimator("tanh").resolve(params)["beta"])
+        return (beta * (1 - np.tanh(2.0 * x.astype(np.float64)) ** 2)).astype(x.dtype)
+
+
+class SmoothingOneShortcut(_Wrapper):
+    """Cross entropy with label smoothing 1 short-circuited to log C (as if the logits were uniform too)."""
+
+    broken_op, bug = "cross_entropy_forward", "smoothing 1 gives log C"
+
+    def cross_entropy_forward(self, logits, labels, *, label_smoothing=0.0):
+        if label_smoothing == 1.0:
+            return np.asarray(np.log(logits.shape[1]), dtype=logits.dtype)
+        return self._ref.cross_entropy_forward(logits, labels, label_smoothing=label_smoothing)
+
+
+class MaxPoolDropsMinusInfinity(_Wrapper):
+    """Max pool's backward scans with `v > best` from best = -inf: a window of -inf only loses its gradient
+    (SEMANTICS 11: it goes to the window's first maximal element)."""
+
+    broken_op, bug = "max_pool2d_backward", "an all -inf window drops its gradient"
+
+    def max_pool2d_backward(self, g, x, *, kernel, stride, padding):
+        dx = self._ref.max_pool2d_backward(g, x, kernel=kernel, stride=stride, padding=padding)
+        return np.where(np.isneginf(x), 0, dx).astype(dx.dtype)
+
+
 class MissingOp(_Wrapper):
     """A backend without xnor_linear (a partial backend is legal: the op shows as not provided)."""
 
@@ -521,4 +555,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvColumnTileRemainder, LinearRowTileRemainder, FdaTermsCapped, SumToShapeSlices,
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
                             MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
-                            ConvFloat32Accumulator, ActivationRowsWithoutTranspose)
+                            ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
+                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity)

@@ -48,10 +48,10 @@ def surrogate_edges(dtype: str, o: OptionSpace) -> list[Case]:
                                           f"{est} at every distance from k*pi (k up to {int(fda_argument_limit(dtype, n) / math.pi)}), "
                                           f"subnormals, |x| == clip, +-inf and NaN (n={n}, omega={omega}, clip={clip})"))
         else:
-            params = o.first_params(est)
-            pts = surrogate_probes(est, params, dtype, _rng(0)) + list(NON_FINITE)
-            cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
-                              f"{est} at 0, subnormals, |x| == 1 +- 1..3 ulps, far out, +-inf and NaN"))
+            for params in o.every_params(est):   # every beta: a port may hard-code one
+                pts = surrogate_probes(est, params, dtype, _rng(0)) + list(NON_FINITE)
+                cases.append(Case("surrogate", (("x", _arr(pts, dtype)),), {"estimator": est, "params": params},
+                                  f"{est} {params} at 0, subnormals, |x| == 1 +- 1..3 ulps, far out, +-inf and NaN"))
     return cases
 
 
@@ -151,8 +151,9 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         bound = params.get("clip") or 1.0
         t.flat[:3] = (bound, -bound, 0.0)
         kw = {"estimator": est, "params": params, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
-        cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
-                          {**kw, "alpha": 0.1}, f"{est}, no module, t at the clip boundary"))
+        for other in o.every_params(est):   # every beta, no module
+            cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", None), ("w2", None)),
+                              {**kw, "params": other, "alpha": 0.1}, f"{est} {other}, no module, t at the clip boundary"))
         for clip in _inexact_clips(est, o)[:1]:   # t = float32(clip) keeps its gradient (SEMANTICS 10)
             tc = a["t"].copy()
             tc.flat[:3] = (clip, -clip, 0.0)
@@ -299,11 +300,17 @@ def pool_edges(kind: str, backward: bool) -> Builder:
                 ((1, 1, 1, 4), (1, 2), (1, 2), (0, 0), "-0.0 before +0.0, a tie at the maximum 0", "negzero"))
         if not backward:   # SEMANTICS 10: a window holding a NaN is NaN (a `v > best` scan skips it)
             geos += (((1, 1, 4, 4), (2, 2), (1, 1), (1, 1), "NaN first, last and alone in windows, +-inf", "nan"),)
+        if kind == "max":   # an all -inf window (no padding) still sends its gradient to its first element
+            # (a scan from best = -inf with `v > best` drops it). Where such a window also holds padding, or a
+            # NaN, backends differ on the element and SEMANTICS does not decide it: not checked.
+            geos += (((1, 1, 2, 4), (2, 2), (2, 2), (0, 0), "windows of -inf only", "neginf"),)
         for i, (shape, k, s, p, label, fill) in enumerate(geos):
             r = _rng(60 + i)
             x = {"ones": np.ones(shape), "ties": r.integers(-1, 2, shape).astype(float)}.get(fill, r.standard_normal(shape))
             if kind == "max" and fill == "normal":
                 x = -np.abs(x)  # all negative: a padded -inf must never win, a padded 0 would
+            if fill == "neginf":
+                x = np.full(shape, -np.inf)
             if fill == "negzero":   # +-0 compare equal: the first, -0.0, is the maximal element (not +0.0)
                 x = np.array([[[[-0.0, 0.0, -1.0, -2.0]]]])
             if fill == "nan":   # NaN first, last and alone in a window (with padding), beside -inf and +inf
@@ -331,7 +338,9 @@ def cross_entropy_edges(backward: bool) -> Builder:
                                          (_arr([[3.0], [-2.0]], dtype), [0, 0], 0.1, "one class, smoothing 0.1"),
                                          (_arr([[80.0, 81.0, 79.0, -5.0]], dtype), [3], 0.25, "large logits, smoothing"),
                                          (_rng(45).standard_normal((9, 40)).astype(dtype) * 5, list(range(0, 36, 4)), 0.1,
-                                          "9 rows (past a block of 8), 40 classes (past 32 lanes)")):
+                                          "9 rows (past a block of 8), 40 classes (past 32 lanes)"),
+                                         (_arr([[5.0, 0.0], [1.0, -2.0]], dtype), [0, 1], 1.0,
+                                          "smoothing 1: uniform targets, the labels do not matter")):
             lab = np.asarray(labels, np.int64)
             if backward:
                 cases.append(Case(op, (("g", np.asarray(1.0, dtype)), ("logits", logits), ("labels", lab)),

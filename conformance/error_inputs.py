@@ -74,11 +74,16 @@ def _noise_case(op: str, dtype: str, **changes) -> Case:
 
 def noise_errors(op: str) -> ErrorBuilder:
     def build(dtype: str) -> list[ErrorCase]:
-        return [ErrorCase("w1 of the wrong row length (7, 1) for d = 8", _noise_case(op, dtype, w1=_a((7, 1), dtype)),
-                          VALUE),
-                ErrorCase("layout 'rows' (SEMANTICS 3: weight or activation)", _noise_case(op, dtype, layout="rows"), VALUE),
-                ErrorCase("eta_kind 'cos' (SEMANTICS 3: sin, linear or none)", _noise_case(op, dtype, eta_kind="cos"),
-                          VALUE)]
+        cases = [ErrorCase("w1 of the wrong row length (7, 1) for d = 8", _noise_case(op, dtype, w1=_a((7, 1), dtype)),
+                           VALUE),
+                 ErrorCase("layout 'rows' (SEMANTICS 3: weight or activation)", _noise_case(op, dtype, layout="rows"),
+                           VALUE),
+                 ErrorCase("eta_kind 'cos' (SEMANTICS 3: sin, linear or none)", _noise_case(op, dtype, eta_kind="cos"),
+                           VALUE)]
+        if op == "noise_backward":   # g has t's shape (SEMANTICS 11), never broadcast
+            case = _noise_case(op, dtype)
+            cases.append(ErrorCase("g of shape (1, 8) for t (3, 8)", case.replace_arrays(g=_a((1, 8), dtype, 4)), VALUE))
+        return cases
     return build
 
 
@@ -112,8 +117,15 @@ def conv_errors(op: str) -> ErrorBuilder:
             g = _a((1, 2, 4, 4), dtype, 2)
             mk = lambda w_, pv: Case(op, (("g", g), ("x", x), ("w", w_)),  # noqa: E731
                                      {**geo, "pad_value": pv, "has_bias": False})
-        return [ErrorCase("w has 4 input channels, x has 3", mk(w, 0.0), VALUE),
-                ErrorCase("pad_value 0.5 (SEMANTICS 5: 0, -1 or +1)", mk(good_w, 0.5), VALUE)]
+        cases = [ErrorCase("w has 4 input channels, x has 3", mk(w, 0.0), VALUE),
+                 ErrorCase("pad_value 0.5 (SEMANTICS 5: 0, -1 or +1)", mk(good_w, 0.5), VALUE)]
+        if op == "conv2d_forward":   # SEMANTICS 11: an error, not an empty (N, C_out, 0, 0) result
+            small = _a((1, 3, 2, 2), dtype)
+            cases.append(ErrorCase("a 5x5 kernel (dilation 2) larger than the padded 4x4 input",
+                                   Case(op, (("x", small), ("w", good_w), ("b", None)),
+                                        {"stride": (1, 1), "padding": (1, 1), "dilation": (2, 2), "pad_value": 0.0}),
+                                   VALUE))
+        return cases
     return build
 
 
@@ -122,9 +134,20 @@ def linear_errors(op: str) -> ErrorBuilder:
         x, w = _a((2, 5), dtype), _a((3, 4), dtype, 1)
         if op == "linear_forward":
             case = Case(op, (("x", x), ("w", w), ("b", None)), {})
-        else:
-            case = Case(op, (("g", _a((2, 3), dtype, 2)), ("x", x), ("w", w)), {"has_bias": False})
+            bias = Case(op, (("x", x), ("w", _a((3, 5), dtype, 1)), ("b", _a((1,), dtype, 2))), {})
+            return [ErrorCase("w has 4 input features, x has 5", case, VALUE),
+                    ErrorCase("a bias of 1 for 3 outputs (never broadcast)", bias, VALUE)]
+        case = Case(op, (("g", _a((2, 3), dtype, 2)), ("x", x), ("w", w)), {"has_bias": False})
         return [ErrorCase("w has 4 input features, x has 5", case, VALUE)]
+    return build
+
+
+def pool_errors(op: str) -> ErrorBuilder:
+    """SEMANTICS 11: padding at most half the kernel (more makes windows of padding only)."""
+    def build(dtype: str) -> list[ErrorCase]:
+        x, kw = _a((1, 1, 2, 2), dtype), {"kernel": (2, 2), "stride": (1, 1), "padding": (2, 2)}
+        lead = (("g", _a((1, 1, 5, 5), dtype, 1)),) if op.endswith("_backward") else ()
+        return [ErrorCase("padding 2 for a 2x2 kernel (at most half of it)", Case(op, lead + (("x", x),), kw), VALUE)]
     return build
 
 

@@ -81,26 +81,33 @@ class OptionSpace:
         """Whether eval cases with a live module (training False, alpha != 0) may be drawn (SEMANTICS 4)."""
         return False in self.eval_noise
 
+    def beta_values(self, name: str) -> tuple[float, ...]:
+        """The betas drawn for ``sign_swish`` / ``tanh``: the space's, or a few per estimator (its default first)."""
+        return tuple(self.betas or {"sign_swish": (5.0, 2.0, 0.5), "tanh": (2.0, 1.0, 4.0)}[name])
+
     def estimator_params(self, draw: Draw, name: str) -> dict[str, Any]:
         """Parameters for the estimator ``name``: drawn for the built-in ones, the defaults otherwise."""
         if name in ("fda", "fda_series"):
             return {"n": draw(st.integers(*self.n_range)), "omega": draw(st.sampled_from(self.omegas)),
                     "clip": draw(st.sampled_from(self.clips))}
-        if name == "sign_swish":
-            return {"beta": draw(st.sampled_from(self.betas or (5.0, 2.0, 0.5)))}
-        if name == "tanh":
-            return {"beta": draw(st.sampled_from(self.betas or (2.0, 1.0, 4.0)))}
+        if name in ("sign_swish", "tanh"):
+            return {"beta": draw(st.sampled_from(self.beta_values(name)))}
         from fdaref.estimators import get_estimator
         return dict(get_estimator(name).defaults)
 
     def first_params(self, name: str) -> dict[str, Any]:
         """The first choice of every parameter of ``name`` (for edge cases)."""
+        return self.every_params(name)[0]
+
+    def every_params(self, name: str) -> list[dict[str, Any]]:
+        """Every choice of a beta estimator's beta; the first choice of each parameter for the others (fda's
+        grid of n, omega and clip is the edges' own)."""
         if name in ("fda", "fda_series"):
-            return {"n": self.n_range[0], "omega": self.omegas[0], "clip": self.clips[0]}
+            return [{"n": self.n_range[0], "omega": self.omegas[0], "clip": self.clips[0]}]
         if name in ("sign_swish", "tanh"):
-            return {"beta": (self.betas or ((5.0,) if name == "sign_swish" else (2.0,)))[0]}
+            return [{"beta": beta} for beta in self.beta_values(name)]
         from fdaref.estimators import get_estimator
-        return dict(get_estimator(name).defaults)
+        return [dict(get_estimator(name).defaults)]
 
     def estimator(self, draw: Draw) -> tuple[str, dict[str, Any]]:
         name = draw(st.sampled_from(self.values("estimators")))
@@ -511,7 +518,7 @@ def cross_entropy_cases(backward: bool) -> Callable[[str, OptionSpace], st.Searc
             b, c = extent(draw, 1, 6, "batch" in wide), extent(draw, 1, 11, "classes" in wide)
             logits = fill(draw, (b, c), dtype, scale=draw(st.sampled_from((1.0, 10.0, 60.0))), specials=(0.0,))
             labels = np.asarray([draw(st.integers(0, c - 1)) for _ in range(b)], dtype=np.int64)
-            kw = {"label_smoothing": draw(st.sampled_from((0.0, 0.1, 0.25)))}
+            kw = {"label_smoothing": draw(st.sampled_from((0.0, 0.1, 0.25, 1.0)))}   # s = 1: uniform targets
             if backward:
                 g = np.asarray(draw(st.sampled_from((1.0, 0.5, -2.0))), dtype=dtype)
                 return Case(op, (("g", g), ("logits", logits), ("labels", labels)), kw)

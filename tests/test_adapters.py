@@ -240,6 +240,14 @@ def test_whole_model_against_the_reference_model(example):
     report = check_torch_model(_torch_tiny(example), reference, missing, (2, 1, 8, 8), transposed=transposed,
                                raise_on_failure=False)
     assert not report.ok() and "12.bias" in report.results[0].message
+    # batch norm with momentum 0.01: output and gradients agree, the running statistics after the step do not
+    slow = _torch_tiny(example)
+    slow[1].momentum = 0.01
+    report = check_torch_model(slow, reference, names, (2, 1, 8, 8), transposed=transposed, schedule=schedule,
+                               raise_on_failure=False)
+    assert not report.ok() and "only buffers differ" in report.results[0].message
+    assert {d["output"] for d in report.results[0].diffs if not d["ok"]} == {
+        "buffer 1.running_mean (1.running_mean) after the step", "buffer 1.running_var (1.running_var) after the step"}
 
 
 def test_conform_cli_torch_layer(example, capsys):

@@ -219,8 +219,9 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                            seed: int = 0, prepare: Optional[Callable[[], None]] = None) -> CaseResult:
     """Copy the reference's parameters and buffers into ``torch_module`` (``names``: fdaref name -> (torch
     path, transposed)), run forward and backward of sum(out * r) on both, and compare the output, the input
-    gradient and every reference parameter's gradient. The reference runs in float64 on the values rounded
-    to ``dtype``."""
+    gradient, every reference parameter's gradient and every mapped float buffer after the step (batch
+    norm's running statistics; in eval also the output without autograd). The reference runs in float64 on
+    the values rounded to ``dtype``."""
     from fdaref.autodiff import Tensor
     from fdaref.reference import REFERENCE
     torch = _torch()
@@ -265,6 +266,12 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             # None is torch's "no gradient reached it" (a module not evaluated, in eval): zeros of its shape
             got = np.zeros_like(want) if g is None else _numpy(g.T if transposed else g)
             diffs.append(_compare(f"grad {key} ({path})", got, want, dtype))
+        parameters = {key for key, _ in reference.named_parameters()}
+        for key, value in reference.state_dict().items():   # buffers after the step: BN's running statistics
+            buffer = None if key in parameters or key not in names else resolve(torch_module, names[key][0])
+            if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
+                diffs.append(_compare(f"buffer {key} ({names[key][0]}) after the step",
+                                      _numpy(buffer.T if names[key][1] else buffer), value, dtype))
         if not torch_module.training:   # inference code may take another path without autograd (an XNOR kernel)
             with torch.no_grad():
                 diffs.append(_compare("output without autograd", _numpy(torch_module(_tensor(x.astype(dtype)))),
@@ -275,8 +282,14 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
     res.diffs = [d.to_dict() for d in diffs]
     bad = [d for d in diffs if not d.ok]
     if bad:
-        hint = ["the forward matches; only gradients differ (the surrogate, the noise module's chain rule "
-                "or the weight scale's gradient)"] if diffs[0].ok else []
+        if all(d.output.startswith("buffer ") for d in bad):
+            hint = ["output and gradients match; only buffers differ after the step (batch norm's running "
+                    "statistics: its momentum, the unbiased variance of the update)"]
+        elif diffs[0].ok:
+            hint = ["the forward matches; only gradients differ (the surrogate, the noise module's chain rule "
+                    "or the weight scale's gradient)"]
+        else:
+            hint = []
         res.outcome, res.message = FAIL, "\n".join(hint + [d.summary() for d in bad])
     res.seconds = time.perf_counter() - t0
     return res
