@@ -610,6 +610,19 @@ def test_xnor_ops_ignore_stray_bits(rng, count):
     np.testing.assert_array_equal(TB.to_numpy(got), (x[:, :, 0, 0] @ w[:, :, 0, 0].T).astype(np.int32))
 
 
+def test_conv_and_linear_refuse_what_semantics_calls_errors(rng):
+    """SEMANTICS 11: a kernel larger than the padded input is a ValueError (not torch's RuntimeError); a bias
+    has one value per output (torch would broadcast a (1,) bias)."""
+    x, w = TB.from_numpy(rng.standard_normal((1, 3, 2, 2))), TB.from_numpy(rng.standard_normal((2, 3, 3, 3)))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        TB.conv2d_forward(x, w, None, stride=(1, 1), padding=(1, 1), dilation=(2, 2))
+    with pytest.raises(ValueError, match=r"b: expected shape \(2,\)"):
+        TB.conv2d_forward(x, w, TB.from_numpy(np.ones(1)), stride=(1, 1), padding=(1, 1), dilation=(1, 1))
+    xl, wl = TB.from_numpy(rng.standard_normal((2, 5))), TB.from_numpy(rng.standard_normal((3, 5)))
+    with pytest.raises(ValueError, match=r"b: expected shape \(3,\)"):
+        TB.linear_forward(xl, wl, TB.from_numpy(np.ones(1)))
+
+
 def test_every_op_is_covered():
     """Each op of the table appears in a test of this file (a new op must get one)."""
     import pathlib

@@ -53,6 +53,12 @@ def _check_float(x: Any, name: str, ndim: Optional[tuple[int, ...]] = None) -> T
     return x
 
 
+def _check_bias(b: Optional[Tensor], outputs: int) -> None:
+    """A bias is None or of shape (outputs,): torch would broadcast a (1,) bias silently."""
+    if b is not None and tuple(b.shape) != (outputs,):
+        raise ValueError(f"b: expected shape ({outputs},) (one per output), got {tuple(b.shape)}")
+
+
 def _check_features(x: Tensor, w: Tensor) -> None:
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"linear: x has {x.shape[1]} features, w expects {w.shape[1]}")
@@ -687,11 +693,17 @@ class TorchBackend:
         if x.shape[1] != w.shape[1]:
             raise ValueError(f"conv2d: x has {x.shape[1]} channels but w expects {w.shape[1]} (groups = 1)")
         _check_choice(pad_value, "pad_value", (0.0, -1.0, 1.0))
-        return _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+        for size, k, p, d in zip(x.shape[2:], w.shape[2:], padding, dilation):
+            if size + 2 * p < d * (k - 1) + 1:   # SEMANTICS 11: an error (torch raises a RuntimeError)
+                raise ValueError(f"conv2d: the kernel {tuple(w.shape[2:])} (dilation {dilation}) is larger than the "
+                                 f"padded input {tuple(x.shape[2:])} + 2 x {padding}")
+        return stride, padding, dilation
 
     def conv2d_forward(self, x: Tensor, w: Tensor, b: Optional[Tensor], *, stride: Pair, padding: Pair,
                        dilation: Pair, pad_value: float = 0.0) -> Tensor:
         stride, padding, dilation = self._conv_args(x, w, stride, padding, dilation, pad_value)
+        _check_bias(b, w.shape[0])
         _same_device(x, w, b)
         if pad_value != 0 and any(padding):
             x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]), value=float(pad_value))
@@ -722,6 +734,7 @@ class TorchBackend:
         _check_float(x, "x", (2,))
         _check_float(w, "w", (2,))
         _check_features(x, w)
+        _check_bias(b, w.shape[0])
         _same_device(x, w, b)
         with self._precise():
             return F.linear(x, w, b)
