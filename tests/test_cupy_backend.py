@@ -619,3 +619,19 @@ def test_bench_script_exits_cleanly_without_a_gpu(tmp_path, capsys):
     out = tmp_path / "cupy_cuda.json"
     assert mod.main(["--out", str(out)]) == 0
     assert "skipped" in capsys.readouterr().err and not out.exists()
+
+
+def test_every_error_input_of_the_suite_is_refused():
+    """The suite's error inputs (conformance/error_inputs.py) on the array backend over numpy: what `fdaref
+    conform --strict` asks of cupy on a GPU, checked here where there is none."""
+    import copy
+    from fdaref.conformance.records import RECORDS
+    accepted = []
+    for op, record in RECORDS.items():
+        for err in record.error_inputs("float32"):
+            try:
+                getattr(BE, op)(*[a for _, a in err.case.arrays], **copy.deepcopy(err.case.kwargs))
+            except err.expected:
+                continue
+            accepted.append(f"{op}: {err.label}")
+    assert not accepted, accepted

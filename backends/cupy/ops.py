@@ -395,11 +395,13 @@ class ArrayBackend:
             return xp.ones((1,) * w.ndim, dtype=w.dtype)
         raise ValueError(f"scale: expected one of 'channel', 'layer', 'none', got {mode!r}")
 
-    def _conv_window(self, x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Window:
+    def _conv_window(self, x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, pad_value: float) -> Window:
         self._arr(x, "x", (4,))
         self._arr(w, "w", (4,))
         if x.shape[1] != w.shape[1]:
             raise ValueError(f"conv2d: x has {x.shape[1]} channels but w expects {w.shape[1]} (groups = 1)")
+        if pad_value not in (0.0, -1.0, 1.0):
+            raise ValueError(f"conv2d: pad_value must be 0, -1 or +1 (SEMANTICS 5), got {pad_value!r}")
         if x.dtype != w.dtype:
             raise TypeError(f"conv2d: x is {x.dtype} but w is {w.dtype}")
         return Window(int(x.shape[2]), int(x.shape[3]), (int(w.shape[2]), int(w.shape[3])),
@@ -417,7 +419,7 @@ class ArrayBackend:
 
     def conv2d_forward(self, x: Any, w: Any, b: Optional[Any], *, stride: Pair = (1, 1),
                        padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0) -> Any:
-        win = self._conv_window(x, w, stride, padding, dilation)
+        win = self._conv_window(x, w, stride, padding, dilation, pad_value)
         cols = im2col(self.xp, self._pad(x, win.padding, float(pad_value)), win)   # (N, C k k, L)
         c_out = w.shape[0]
         out = self.xp.matmul(w.reshape(c_out, -1), cols)                           # (N, C_out, L)
@@ -430,7 +432,7 @@ class ArrayBackend:
     def conv2d_backward(self, g: Any, x: Any, w: Any, *, has_bias: bool, stride: Pair = (1, 1),
                         padding: Pair = (0, 0), dilation: Pair = (1, 1), pad_value: float = 0.0
                         ) -> tuple[Any, Any, Optional[Any]]:
-        win = self._conv_window(x, w, stride, padding, dilation)
+        win = self._conv_window(x, w, stride, padding, dilation, pad_value)
         n, c = x.shape[:2]
         c_out = w.shape[0]
         expect = (n, c_out) + win.out_shape
@@ -449,18 +451,24 @@ class ArrayBackend:
         db = g.sum(axis=(0, 2, 3)) if has_bias else None
         return dx, dw, db
 
-    def linear_forward(self, x: Any, w: Any, b: Optional[Any]) -> Any:
+    def _linear_args(self, x: Any, w: Any) -> None:
         self._arr(x, "x", (2,))
         self._arr(w, "w", (2,))
         if x.shape[1] != w.shape[1]:
             raise ValueError(f"linear: x has {x.shape[1]} features but w expects {w.shape[1]}")
+
+    def linear_forward(self, x: Any, w: Any, b: Optional[Any]) -> Any:
+        self._linear_args(x, w)
         out = x @ w.T
         if b is not None:
-            out = out + self._arr(b, "b", (1,))
+            if tuple(self._arr(b, "b", (1,)).shape) != (w.shape[0],):   # never broadcast a (1,) bias
+                raise ValueError(f"b: expected shape ({w.shape[0]},) (one per output), got {tuple(b.shape)}")
+            out = out + b
         return out
 
     def linear_backward(self, g: Any, x: Any, w: Any, *, has_bias: bool) -> tuple[Any, Any, Optional[Any]]:
         self._arr(g, "g", (2,))
+        self._linear_args(x, w)
         return g @ w, g.T @ x, (g.sum(axis=0) if has_bias else None)
 
     # ---- float layers -------------------------------------------------------------------------------
@@ -534,6 +542,8 @@ class ArrayBackend:
         self._arr(x, "x", (4,))
         k = as_pair(kernel, "kernel", minimum=1)
         p = as_pair(padding, "padding")
+        if p[0] > k[0] // 2 or p[1] > k[1] // 2:   # SEMANTICS 11: more gives windows of padding only
+            raise ValueError(f"pooling: padding {p} is more than half the kernel {k}")
         return Window(int(x.shape[2]), int(x.shape[3]), k, as_pair(stride, "stride", minimum=1), p)
 
     def _windows(self, padded: Any, win: Window) -> Any:
@@ -572,6 +582,8 @@ class ArrayBackend:
         return self._unpad_cols(self.xp.ascontiguousarray(cols), x, win)
 
     def _targets(self, logits: Any, labels: Any, s: float) -> Any:
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"label_smoothing: expected a number in [0, 1], got {s!r}")
         xp, T = self.xp, logits.dtype.type
         b, c = logits.shape
         labels = xp.asarray(labels)
@@ -606,6 +618,8 @@ class ArrayBackend:
         ax = axis + x.ndim if axis < 0 else axis
         if not 0 <= ax < x.ndim:
             raise ValueError(f"pack_signs: axis {axis} out of range for shape {tuple(x.shape)}")
+        if bool(xp.isnan(x).any()):   # an inference-time op: the device sync is affordable
+            raise ValueError("pack_signs: x contains NaN, which has no sign bit (SEMANTICS 9)")
         neg = (x < 0) | (x == 0) if zero < 0 else (x < 0)
         neg = xp.moveaxis(neg, ax, -1)
         c = neg.shape[-1]
