@@ -393,11 +393,15 @@ class AvgPoolWideKernel(_Wrapper):
 
     def avg_pool2d_forward(self, x, *, kernel, stride, padding):
         y = self._ref.avg_pool2d_forward(x, kernel=kernel, stride=stride, padding=padding)
-        if kernel[1] <= 3:
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        if kw <= 3:
             return y
-        cut = self._ref.avg_pool2d_forward(np.ascontiguousarray(x[..., :-1]), kernel=(kernel[0], kernel[1] - 1),
-                                           stride=stride, padding=padding)
-        return cut[..., :y.shape[3]] * (kernel[1] - 1) / kernel[1] if cut.shape[3] >= y.shape[3] else y
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        last = np.zeros(y.shape)
+        for i in range(y.shape[2]):
+            for j in range(y.shape[3]):   # the window's last column, taken back out of its mean
+                last[:, :, i, j] = xp[:, :, i * sh:i * sh + kh, j * sw + kw - 1].sum(axis=2)
+        return (y - last / (kh * kw)).astype(y.dtype)
 
 
 class MaxPoolZeroOrder(_Wrapper):
