@@ -381,8 +381,9 @@ class CrossEntropyRowLanes(_Wrapper):
     broken_op, bug = "cross_entropy_forward", "classes beyond 32 ignored"
 
     def cross_entropy_forward(self, logits, labels, *, label_smoothing=0.0):
-        if logits.shape[1] > 32 and np.all(labels < 32):
-            return self._ref.cross_entropy_forward(logits[:, :32].copy(), labels, label_smoothing=label_smoothing)
+        if logits.shape[1] > 32:   # a label past the lanes reads the last lane
+            return self._ref.cross_entropy_forward(np.ascontiguousarray(logits[:, :32]), np.minimum(labels, 31),
+                                                   label_smoothing=label_smoothing)
         return self._ref.cross_entropy_forward(logits, labels, label_smoothing=label_smoothing)
 
 
