@@ -185,6 +185,7 @@ CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1
               ((9, 3, 4, 19), (17, 3, 1, 3), (1, 1), (0, 0), (1, 1), "batch 9, 17 out channels, 17 output columns"),
               ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"),
               ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), "a 1x1 output (a GEMV path)"),
+              ((1, 2, 4, 5), (3, 2, 2, 2), (1, 1), (2, 2), (1, 1), "padding past the kernel's extent"),
               # float64 must be summed in float64: a float32 accumulator shows over a long reduction
               ((8, 3, 16, 16), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), "dw summed over 2048 positions"))
 
@@ -369,21 +370,22 @@ def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
 
 def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
-    for n, c, (h, w), k, pad, label in ((2, 64, (3, 3), 3, 1, "64 channels (one full word)"),
-                                        (2, 65, (2, 3), 3, 1, "65 channels, padding larger than the image"),
-                                        (2, 3, (4, 4), 2, 2, "3 channels, even kernel, padding 2"),
-                                        (3, 5, (4, 4), 3, 1, "an odd batch of 3 (past pairs of images)")):
+    for n, c, (h, w), k, pad, label, dil in ((2, 64, (3, 3), 3, 1, "64 channels (one full word)", 1),
+                                             (2, 65, (2, 3), 3, 1, "65 channels, padding larger than the image", 1),
+                                             (2, 3, (4, 4), 2, 2, "3 channels, even kernel, padding 2", 1),
+                                             (3, 5, (4, 4), 3, 1, "an odd batch of 3 (past pairs of images)", 1),
+                                             (1, 5, (5, 5), 3, 2, "dilation 2, padding 2", 2)):
         r = _rng(70 + c)
         x = np.where(r.random((n, c, h, w)) < 0.5, -1.0, 1.0)
         wt = np.where(r.random((2, c, k, k)) < 0.5, -1.0, 1.0)
         xp, wp = pack_signs_independent(x, 1), pack_signs_independent(wt, 1)
         for pv in o.pad_values:
             cases.append(Case("xnor_conv2d", (("x_packed", xp), ("w_packed", wp)),
-                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1), "pad_value": pv},
-                              f"{label}, pad value {pv:g}"))
+                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (dil, dil),
+                               "pad_value": pv}, f"{label}, pad value {pv:g}"))
         if c % 64:
             cases.append(Case("xnor_conv2d", (("x_packed", with_stray_bits(xp, c, r)), ("w_packed", with_stray_bits(wp, c, r))),
-                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (1, 1),
+                              {"channels": c, "stride": (1, 1), "padding": (pad, pad), "dilation": (dil, dil),
                                "pad_value": o.pad_values[0]}, f"{label}, stray bits beyond {c} channels"))
     return cases
 
