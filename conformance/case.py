@@ -57,18 +57,9 @@ class Case:
         return kwargs
 
     def strided(self) -> Optional["Case"]:
-        """The same case with every input of one or more elements as a non-C-contiguous array of the same
-        values: Fortran order from 2-D up, every other element of a buffer twice as long in 1-D (what the
-        engine's transposes and slices hand an op). None where no input changes (all 0-d or absent)."""
-        def relaid(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-            if not isinstance(a, np.ndarray) or a.size < 2:
-                return a
-            if a.ndim >= 2:
-                return np.asfortranarray(a)
-            buffer = np.zeros(2 * a.size, dtype=a.dtype)
-            buffer[::2] = a
-            return buffer[::2]
-        arrays = tuple((name, relaid(a)) for name, a in self.arrays)
+        """The same case with every input of two or more elements as :func:`noncontiguous` lays it out. None
+        where no input changes (all 0-d or absent)."""
+        arrays = tuple((name, noncontiguous(a)) for name, a in self.arrays)
         if all(new is old for (_, new), (_, old) in zip(arrays, self.arrays)):
             return None
         return Case(self.op, arrays, copy.deepcopy(self.kwargs), self.label)
@@ -81,6 +72,19 @@ class Case:
         parts = [f"{n}{'=None' if a is None else list(a.shape)}" for n, a in self.arrays]
         kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"{self.op}({', '.join(parts)}{', ' if kw else ''}{kw})"
+
+
+def noncontiguous(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """The values of ``a`` as a non-C-contiguous array (what the engine's transposes and slices hand an op):
+    Fortran order from 2-D up, every other element of a buffer twice as long in 1-D; ``a`` itself where it
+    has fewer than two elements (or is None)."""
+    if not isinstance(a, np.ndarray) or a.size < 2:
+        return a
+    if a.ndim >= 2:
+        return np.asfortranarray(a)
+    buffer = np.zeros(2 * a.size, dtype=a.dtype)
+    buffer[::2] = a
+    return buffer[::2]
 
 
 def to_f64(a: Optional[np.ndarray]) -> Optional[np.ndarray]:

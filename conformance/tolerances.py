@@ -84,10 +84,6 @@ Magnitudes = list[Optional[Any]]
 Rule = Callable[[Case, list, list], Magnitudes]
 
 
-def _abs(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    return None if a is None else np.abs(a)
-
-
 def _each(outputs: Sequence[Any], value: Any) -> Magnitudes:
     return [None if o is None else value for o in outputs]
 
