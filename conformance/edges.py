@@ -100,6 +100,11 @@ def _one_image(dtype: str, o: OptionSpace, seed: int) -> dict[str, np.ndarray]:
             "w2": r.uniform(-1, 1, (1, 3)).astype(dtype), "g": r.standard_normal((1, 3, 2, 2)).astype(dtype)}
 
 
+def _module_alphas(o: OptionSpace) -> list[float]:
+    """0.1 and the negative alphas under test (alpha is any real: a port testing `alpha > 0` differs there)."""
+    return sorted({0.1} | {alpha for alpha in o.alphas if alpha < 0}, reverse=True)
+
+
 def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     layout = o.layouts[0]
     a = _noise_arrays((2, 3, 3, 3), layout, 64, dtype, 7)
@@ -120,7 +125,7 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
                           {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
         if o.noise:
-            for alpha in sorted({0.1} | {al for al in o.alphas if al < 0}, reverse=True):   # alpha is any real
+            for alpha in _module_alphas(o):
                 cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                                   {**kw, "alpha": alpha, "training": True},
                                   f"training with the module, alpha = {alpha:g} (zero={zero:g})"))
@@ -163,7 +168,7 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
         cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
                           {**kw, "alpha": 0.0}, f"{est}, alpha == 0: zero module gradients"))
         if o.noise:
-            for alpha in sorted({0.1} | {al for al in o.alphas if al < 0}, reverse=True):
+            for alpha in _module_alphas(o):
                 cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
                                   {**kw, "alpha": alpha}, f"{est}, module with alpha = {alpha:g}"))
     return cases
