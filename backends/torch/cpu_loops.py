@@ -402,20 +402,34 @@ if njit is not None:
 
     @_sums
     def _noise_rows_backward(xb, gb, hb, db, w1t, w2, alpha, a1, a2):  # pragma: no cover - compiled
-        """NHWC image: dh = (gb W2^T) [hb > 0]; db += alpha dh W1^T; a1 += dh^T xb; a2 += hb^T gb."""
-        for p in range(xb.shape[0]):
-            for j in range(w2.shape[0]):
-                hj = hb[p, j]
+        """NHWC image: dh = (gb W2^T) [hb > 0]; db += alpha dh W1^T; a1 += dh^T xb; a2 += hb^T gb.
+
+        Pixel by pixel over flat rows, with the column sums in arrays of the kernel's own: summing into
+        a1 / a2 in place through 2-D indexing ran 2x slower for C = 16 (measured on a Zen 3 core; the
+        caller's arrays may alias the image, which is presumably what kept LLVM from vectorising)."""
+        pixels, c = xb.shape
+        x, g, d = xb.reshape(-1), gb.reshape(-1), db.reshape(-1)
+        s1, s2, wa = np.empty(c, np.float32), np.empty(c, np.float32), np.empty(c, np.float32)
+        for j in range(w2.shape[0]):
+            w2j = w2[j]
+            s1[:] = 0.0
+            s2[:] = 0.0
+            for ch in range(c):
+                wa[ch] = np.float32(alpha) * w1t[j, ch]
+            for p in range(pixels):
+                base = p * c
                 dh = np.float32(0.0)
-                for ch in range(xb.shape[1]):
-                    dh += gb[p, ch] * w2[j, ch]
+                for ch in range(c):
+                    dh += g[base + ch] * w2j[ch]
+                hj = hb[p, j]
                 if hj <= 0:
                     dh = np.float32(0.0)
-                ad = np.float32(alpha) * dh
-                for ch in range(xb.shape[1]):
-                    db[p, ch] += ad * w1t[j, ch]
-                    a1[j, ch] += xb[p, ch] * dh
-                    a2[j, ch] += hj * gb[p, ch]
+                for ch in range(c):
+                    d[base + ch] += dh * wa[ch]
+                    s1[ch] += x[base + ch] * dh
+                    s2[ch] += hj * g[base + ch]
+            a1[j] += s1
+            a2[j] += s2
 
     @_kernel
     def _forward_nhwc(x, w1t, w2, z, h, zero, alpha, coef, bound, b0, b1):  # pragma: no cover - compiled
