@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "with those keys); exit 1 if anything checked fails")
     c.add_argument("dir", type=non_empty)
     c.add_argument("results", type=non_empty)
-    c.add_argument("--ops", type=non_empty, default=None, help=ops_help)
+    c.add_argument("--ops", type=non_empty, default=None,
+                   help=ops_help + "; 'schedules' names the schedule results (schedules/<preset>/<E>/{n,alpha})")
     c.add_argument("--require-all", action="store_true", help="missing outputs fail too (completeness)")
     r = vs.add_parser("compute", help="run a backend on the vectors and write RESULTS (an example producer; "
                                       "a path ending in .npz writes an NPZ, anything else a directory)")

@@ -34,7 +34,7 @@ from .strategies import ALL_OPTIONS
 from .tolerances import Tol, magnitudes
 from .vector_contracts import CONTRACTS, CONVENTIONS
 
-FORMAT = "fdaref-golden-vectors/2"
+FORMAT = "fdaref-golden-vectors/3"
 FORMATS = ("bin", "npz")
 BLOB, NPZ, MANIFEST = "vectors.bin", "vectors.npz", "manifest.json"
 ALIGN = 8  # every array starts at a multiple of 8 bytes in vectors.bin
@@ -43,7 +43,9 @@ COMPARISON = ("elementwise |result - expected| <= allowed + rtol * |expected| (a
               "a result must have its output's result_dtype and shape")
 RESULTS_LAYOUT = ("RESULTS is a directory with one file per output, RESULTS/<key>.bin, <key> = the output's key "
                   "'<case id>/out/<name>': raw little-endian C-order values of result_dtype and shape (nothing "
-                  "else in the file); or an NPZ file with those keys")
+                  "else in the file); or an NPZ file with those keys. A training loop's schedules go under "
+                  "'schedules/<preset>/<E>/n' (int64) and 'schedules/<preset>/<E>/alpha' (float64), E values each")
+SCHEDULES = "schedules"   # the schedule tables' entry in check_results' tally, beside the ops
 
 
 # The vectors cover SEMANTICS 2's six estimators only: an estimator someone registered in this process (or
@@ -171,7 +173,7 @@ def export_vectors(directory: str, dtype: str = "float32", random_cases: int = 5
                             "kwargs": plain(case.kwargs), "outputs": outputs})
     data_file = store.write(out_dir)
     manifest = {"format": FORMAT, "suite_version": SUITE_VERSION, "dtype": dtype,
-                "schedules": schedule_tables(),
+                "schedules": schedule_tables(), "schedule_tolerance": schedule_tolerance(),
                 "storage": {"kind": fmt, "file": data_file, "byte_order": "little", "array_order": "C",
                             "alignment": ALIGN if fmt == "bin" else None},
                 "comparison": COMPARISON, "results": RESULTS_LAYOUT, "conventions": CONVENTIONS,
@@ -193,6 +195,31 @@ def schedule_tables() -> dict[str, dict[str, dict[str, list]]]:
         tables[name] = {str(e): {**({"n": [p.n_at(i, e) for i in range(e)]} if p.uses_n else {}),
                                  "alpha": [p.alpha_at(i, e) for i in range(e)]} for e in SCHEDULE_EPOCHS}
     return tables
+
+
+def schedule_tolerance() -> dict[str, Any]:
+    """How a port's schedules are compared: n exactly, alpha to ALPHA_RTOL of the preset's alpha_0 (absolute,
+    per preset), as :func:`.adapters.check_schedule` compares them."""
+    from fdaref.presets import PRESETS, get_preset
+
+    from .adapters.schedules import ALPHA_RTOL
+    return {"n": 0.0, "alpha": {name: ALPHA_RTOL * abs(get_preset(name).alpha0) for name in PRESETS}}
+
+
+def schedule_outputs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], np.ndarray, Optional[np.ndarray]]]:
+    """The manifest's schedule tables as outputs to check: (spec like a case output's, expected values,
+    allowed absolute error per element or None for the exact n)."""
+    out = []
+    atol = manifest.get("schedule_tolerance", {}).get("alpha", {})
+    for preset, runs in manifest.get("schedules", {}).items():
+        for epochs, table in runs.items():
+            for name, values in table.items():
+                exact = name == "n"
+                spec = {"key": f"{SCHEDULES}/{preset}/{epochs}/{name}", "name": f"{name}_e", "shape": [len(values)],
+                        "result_dtype": "int64" if exact else "float64", "exact": exact, "rtol": 0.0}
+                expected = np.asarray(values, np.int64 if exact else np.float64)
+                out.append((spec, expected, None if exact else np.full(expected.shape, float(atol[preset]))))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,6 +294,14 @@ def _check_manifest(manifest: dict[str, Any], mpath: Path) -> None:
 
     if not isinstance(manifest.get("storage"), dict):
         raise bad('"storage"', "an object with kind and file")
+    schedules, atol = manifest.get("schedules", {}), manifest.get("schedule_tolerance", {}).get("alpha")
+    if not isinstance(schedules, dict) or not all(
+            isinstance(runs, dict) and all(isinstance(t, dict) and all(
+                isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in t.values())
+                for t in runs.values()) for runs in schedules.values()):
+        raise bad('"schedules"', "an object of presets, of run lengths, of lists of numbers")
+    if schedules and not (isinstance(atol, dict) and all(isinstance(atol.get(p), (int, float)) for p in schedules)):
+        raise bad('"schedule_tolerance"', "an object with alpha: a number per preset of the schedules")
     cases = manifest.get("cases")
     if not isinstance(cases, list):
         raise bad('"cases"', "a list of cases")
@@ -402,46 +437,48 @@ class CheckReport:
 
 def check_results(directory: str, results_path: str, ops: Optional[Iterable[str]] = None,
                   require_all: bool = False) -> CheckReport:
-    """Compare the RESULTS at ``results_path`` with the vectors in ``directory`` (only ``ops`` if given)."""
+    """Compare the RESULTS at ``results_path`` with the vectors in ``directory`` (only ``ops`` if given;
+    ``schedules`` names the schedule tables)."""
     vec = Vectors(directory)
-    present = list(dict.fromkeys(c["op"] for c in vec.cases))
-    chosen = check_ops(ops, present)
+    wanted = [(case["op"], case["label"] or "random", spec, None) for case in vec.cases
+              for spec in case["outputs"] if spec["key"] is not None]
+    wanted += [(SCHEDULES, "SEMANTICS 6", spec, (expected, allowed))
+               for spec, expected, allowed in schedule_outputs(vec.manifest)]
+    chosen = check_ops(ops, list(dict.fromkeys(op for op, *_ in wanted)))
     results = _load_results(results_path)
     report = CheckReport(per_op={op: OpTally() for op in chosen}, require_all=require_all)
-    valid = {o["key"] for c in vec.cases for o in c["outputs"] if o["key"] is not None}
-    for case in vec.cases:
-        if case["op"] not in report.per_op:
+    for op, label, spec, values in wanted:
+        if op not in report.per_op:
             continue
-        tally = report.per_op[case["op"]]
-        for spec in case["outputs"]:
-            if spec["key"] is None:
-                continue
-            if spec["key"] not in results:
-                tally.missing += 1
-                continue
-            problem = _check_one(vec, spec, results[spec["key"]])
-            if problem:
-                tally.failed += 1
-                report.failures.append(f"FAIL {spec['key']} ({case['op']}: {case['label'] or 'random'})\n  "
-                                       + problem.replace("\n", "\n  "))
-            else:
-                tally.ok += 1
+        tally = report.per_op[op]
+        if spec["key"] not in results:
+            tally.missing += 1
+            continue
+        if values is None:   # a case output: expected values and allowed errors are arrays of the vectors
+            values = vec.array(spec), None if spec["exact"] else vec.array(spec["allowed"])
+        problem = _check_one(spec, results[spec["key"]], *values)
+        if problem:
+            tally.failed += 1
+            report.failures.append(f"FAIL {spec['key']} ({op}: {label})\n  " + problem.replace("\n", "\n  "))
+        else:
+            tally.ok += 1
+    valid = {spec["key"] for _, _, spec, _ in wanted}
     _unknown_keys(report, [k for k in results if k not in valid], sorted(valid))
     return report
 
 
-def _check_one(vec: Vectors, spec: dict[str, Any], value: Any) -> str:
-    """"" if the result is within tolerance, else what is wrong."""
+def _check_one(spec: dict[str, Any], value: Any, expected: np.ndarray, allowed: Optional[np.ndarray]) -> str:
+    """"" if the result is within ``allowed`` (absolute, per element; None: exact) of ``expected``, else what
+    is wrong."""
     got, problem = _raw_result(value, spec)
     if problem:
         return problem
-    expected = vec.array(spec)
     if spec["exact"] and expected.dtype.kind == "u" and got.shape == expected.shape and got.dtype == expected.dtype:
         return "" if np.array_equal(got, expected) else "\n".join(bit_differences(got, expected))
     if spec["exact"]:
         tol, mag = Tol(0.0, 0.0, "exact"), None
     else:
-        tol, mag = Tol(1.0, float(spec["rtol"]), "allowed"), vec.array(spec["allowed"])
+        tol, mag = Tol(1.0, float(spec["rtol"]), "allowed"), allowed
     d = compare_output(spec["name"], got, expected, tol, mag, spec["result_dtype"])
     return "" if d.ok else d.summary()
 

@@ -32,6 +32,37 @@ def _manifest(d):
     return json.loads((d / "manifest.json").read_text())
 
 
+# A port's training-loop schedules, written here from SEMANTICS 6 literally (not from fdaref.presets).
+def paper_n(e, E):
+    return 18 if E == 1 else 9 + (9 * e) // (E - 1)
+
+
+def bibench_n(e, E):
+    return 9 + (9 * e) // E
+
+
+def cosine_alpha(e, E):
+    return 0.05 * (1 + math.cos(math.pi * (e + 1) / E))
+
+
+PORT = {"paper": (paper_n, cosine_alpha), "bibench": (bibench_n, cosine_alpha), "release": (None, lambda e, E: 0.0)}
+
+
+def write_schedules(res, manifest, port=PORT, n_dtype="<i8", alpha_precision=np.float64):
+    """RESULTS/schedules/<preset>/<E>/{n,alpha}.bin as a port writes them: raw little-endian n as ``n_dtype``,
+    alpha as float64 after rounding to ``alpha_precision`` (a port computing in float32)."""
+    for preset, runs in manifest["schedules"].items():
+        n_fn, alpha_fn = port[preset]
+        for E in runs:
+            d = res / "schedules" / preset / E
+            d.mkdir(parents=True, exist_ok=True)
+            E = int(E)
+            if n_fn is not None:
+                (d / "n.bin").write_bytes(np.array([n_fn(e, E) for e in range(E)], n_dtype).tobytes())
+            alpha = np.array([alpha_fn(e, E) for e in range(E)], alpha_precision).astype("<f8")
+            (d / "alpha.bin").write_bytes(alpha.tobytes())
+
+
 def test_blob_is_raw_little_endian_c_order(golden):
     m = _manifest(golden)
     blob = (golden / "vectors.bin").read_bytes()
@@ -76,6 +107,8 @@ def test_roundtrip_and_a_broken_backend(golden, tmp_path, capsys):
     good, bad = tmp_path / "good", tmp_path / "bad"
     assert main(["vectors", "compute", str(golden), str(good), "--backend", "numpy"]) == 0
     assert (good / "sign-000" / "out" / "y.bin").stat().st_size == 4 * _manifest(golden)["cases"][0]["outputs"][0]["shape"][0]
+    assert main(["vectors", "check", str(golden), str(good), "--require-all"]) == 1   # no schedules yet
+    write_schedules(good, _manifest(golden))
     assert main(["vectors", "check", str(golden), str(good), "--require-all"]) == 0
     assert main(["vectors", "compute", str(golden), str(bad), "--backend", "fdaref.conformance.broken:FdaNTerms"]) == 0
     capsys.readouterr()
@@ -89,7 +122,7 @@ def test_npz_format_and_npz_results(tmp_path):
     assert main(["vectors", "export", str(d), "--random", "1", "--ops", "sign,xnor_linear", "--format", "npz"]) == 0
     assert (d / "vectors.npz").exists() and not (d / "vectors.bin").exists()
     assert main(["vectors", "compute", str(d), str(res)]) == 0
-    assert main(["vectors", "check", str(d), str(res), "--require-all"]) == 0
+    assert main(["vectors", "check", str(d), str(res), "--ops", "sign,xnor_linear", "--require-all"]) == 0
 
 
 def test_partial_results_select_ops_and_require_all(golden, tmp_path, capsys):
@@ -157,7 +190,8 @@ C_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "c_vectors"
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_c_consumer_passes_its_ops(tmp_path, capsys, dtype):
     """examples/c_vectors (C11 + libc + libm) reads the default format and passes sign, the six
-    surrogates, pack_signs and quantize_forward, checked by `fdaref vectors check --ops ... --require-all`."""
+    surrogates, pack_signs and quantize_forward, and the schedules, checked by `fdaref vectors check --ops ...
+    --require-all`."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         pytest.skip("no C compiler (cc, gcc or clang) on PATH: the C golden-vector consumer is not checked")
@@ -169,7 +203,8 @@ def test_c_consumer_passes_its_ops(tmp_path, capsys, dtype):
     run = subprocess.run([str(exe), str(vec), str(res)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     capsys.readouterr()
-    assert main(["vectors", "check", str(vec), str(res), "--ops", OPS, "--require-all"]) == 0, capsys.readouterr().out
+    assert main(["vectors", "check", str(vec), str(res), "--ops", OPS + ",schedules", "--require-all"]) == 0, \
+        capsys.readouterr().out
     estimators = {c["kwargs"]["estimator"] for c in _manifest(vec)["cases"] if c["op"] == "surrogate"}
     assert estimators == {"ste", "clipped_ste", "approx_sign", "sign_swish", "tanh", "fda"}
 
@@ -189,3 +224,48 @@ def test_the_manifest_holds_the_schedules_of_semantics_6(golden):
                                                rel=1e-15)
     assert tables["bibench"]["3"]["n"] == [9, 12, 15] and tables["paper"]["1"]["n"] == [18]
     assert "n" not in tables["release"]["2"] and tables["release"]["2"]["alpha"] == [0.0, 0.0]
+
+
+def test_a_ports_schedules_are_checked_from_the_results(golden, tmp_path, capsys):
+    """schedules/<preset>/<E>/{n,alpha}: an independent literal SEMANTICS 6 passes; each classic slip of a
+    training loop fails at its preset and run length; alpha in float32 precision is within the tolerance."""
+    m = _manifest(golden)
+    res = tmp_path / "ok"
+    write_schedules(res, m, alpha_precision=np.float32)   # within 1e-7: 1e-6 of alpha_0
+    assert main(["vectors", "check", str(golden), str(res), "--ops", "schedules", "--require-all"]) == 0
+    tables = [t for runs in m["schedules"].values() for table in runs.values() for t in table]   # n and alpha
+    assert ["schedules", "ok", str(len(tables))] in [l.split()[:3] for l in capsys.readouterr().out.splitlines()]
+    slips = {
+        "paper n as BiBench's (never reaches n_p)": (dict(PORT, paper=(bibench_n, cosine_alpha)), "schedules/paper/10/n"),
+        "bibench n as the paper's": (dict(PORT, bibench=(paper_n, cosine_alpha)), "schedules/bibench/10/n"),
+        "cos(pi e / E) for cos(pi (e + 1) / E)": (
+            dict(PORT, paper=(paper_n, lambda e, E: 0.05 * (1 + math.cos(math.pi * e / E)))), "schedules/paper/10/alpha"),
+        "alpha_0 for alpha_0 / 2": (
+            dict(PORT, bibench=(bibench_n, lambda e, E: 2 * cosine_alpha(e, E))), "schedules/bibench/2/alpha"),
+        "release keeps a noise alpha": (dict(PORT, release=(None, cosine_alpha)), "schedules/release/2/alpha"),
+    }
+    for name, (port, key) in slips.items():
+        bad = tmp_path / name.replace(" ", "_").replace("/", "")
+        write_schedules(bad, m, port=port)
+        assert main(["vectors", "check", str(golden), str(bad)]) == 1, name
+        assert f"FAIL {key} (schedules: SEMANTICS 6)" in capsys.readouterr().out, name
+    wrong = tmp_path / "int32"
+    write_schedules(wrong, m, n_dtype="<i4")
+    assert main(["vectors", "check", str(golden), str(wrong), "--ops", "schedules"]) == 1
+    assert "expected shape [10] of int64 = 80 bytes" in capsys.readouterr().out
+
+
+def test_missing_schedules_fail_only_with_require_all_and_a_corrupt_table_is_one_line(golden, tmp_path, capsys):
+    res = tmp_path / "res"
+    assert main(["vectors", "compute", str(golden), str(res), "--ops", "sign"]) == 0
+    assert main(["vectors", "check", str(golden), str(res), "--ops", "sign,schedules"]) == 0
+    assert main(["vectors", "check", str(golden), str(res), "--ops", "sign,schedules", "--require-all"]) == 1
+    assert any(l.split()[:2] == ["schedules", "missing"] for l in capsys.readouterr().out.splitlines())
+    bad = tmp_path / "bad"
+    shutil.copytree(golden, bad)
+    m = _manifest(bad)
+    m["schedules"]["paper"]["10"]["n"] = "nine"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    assert main(["vectors", "check", str(bad), str(res)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and '"schedules"' in err and "Traceback" not in err

@@ -1,7 +1,7 @@
-/* A C11 implementation of five fdaref ops, checked with fdaref's golden vectors:
+/* A C11 implementation of four fdaref ops, checked with fdaref's golden vectors:
  *     c_vectors VECTORS_DIR RESULTS_DIR      then     fdaref vectors check VECTORS_DIR RESULTS_DIR --ops ...
  * sign (SPEC 1), surrogate with the six estimators (SPEC 2), pack_signs (SPEC 9) and quantize_forward
- * (Eq. 13-14). Cases of other ops are skipped. Everything is computed in double and written in the
+ * (Eq. 13-14), and a training loop's schedules (SPEC 6). Cases of other ops are skipped. Everything is computed in double and written in the
  * output's result_dtype; a double argument omega*x keeps its phase, so fda needs no extra range reduction
  * here (a float32 closed form would: reduce omega*x modulo pi first). */
 #include <math.h>
@@ -119,6 +119,40 @@ static int run_case(const Vectors *v, const Json *c, const char *outdir) {
     return rc;
 }
 
+/* SPEC 6 per preset: n_e (paper reaches n_p = 18 at the last epoch; bibench: 9 + floor(9 e / E); release
+   has no n) and alpha_e, the cosine from alpha_0 = 0.1 to 0 (release has no noise module: 0). */
+static long n_of(const char *preset, long e, long E) {
+    if (!strcmp(preset, "paper")) return E == 1 ? 18 : 9 + 9 * e / (E - 1);
+    return 9 + 9 * e / E;
+}
+
+static double alpha_of(const char *preset, long e, long E) {
+    return strcmp(preset, "release") ? 0.05 * (1.0 + cos(PI * (double)(e + 1) / (double)E)) : 0.0;
+}
+
+/* RESULTS/schedules/<preset>/<E>/{n,alpha}.bin (int64, float64) for each run length E the manifest lists. */
+static int write_schedules(const Json *schedules, const char *outdir) {
+    int rc = 0;
+    for (const Json *p = schedules ? schedules->child : NULL; p; p = p->next) {
+        int has_n = !strcmp(p->key, "paper") || !strcmp(p->key, "bibench");
+        if (!has_n && strcmp(p->key, "release")) continue;           /* a preset this port does not know */
+        for (const Json *run = p->child; run; run = run->next) {
+            long E = strtol(run->key, NULL, 10);
+            int64_t *n = malloc(E * sizeof *n);
+            double *alpha = malloc(E * sizeof *alpha);
+            for (long e = 0; e < E; e++) n[e] = n_of(p->key, e, E), alpha[e] = alpha_of(p->key, e, E);
+            char key[256];
+            snprintf(key, sizeof key, "schedules/%s/%ld/alpha", p->key, E);
+            rc |= result_write(outdir, key, "float64", alpha, (size_t)E);
+            snprintf(key, sizeof key, "schedules/%s/%ld/n", p->key, E);
+            if (has_n) rc |= result_write_raw(outdir, key, n, (size_t)E * sizeof *n);
+            free(n);
+            free(alpha);
+        }
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s VECTORS_DIR RESULTS_DIR\n", argv[0]);
@@ -137,6 +171,8 @@ int main(int argc, char **argv) {
                 failed += rc != 0, written += rc == 0;
             }
     }
-    printf("c_vectors: %d cases written, %d failed\n", written, failed);
-    return failed != 0;
+    int schedules_failed = write_schedules(json_get(v.manifest, "schedules"), argv[2]);
+    printf("c_vectors: %d cases written, %d failed; schedules %s\n", written, failed,
+           schedules_failed ? "not written" : "written");
+    return failed != 0 || schedules_failed;
 }
