@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from fdaref.atomic import nearest_existing
 from fdaref.errors import InputError
 
 class OutputExists(InputError):
@@ -104,14 +105,11 @@ def check_output_file(path: str | os.PathLike[str], option: str, *, overwrite: b
     if p.is_dir():
         raise InputError(f"{p}: cannot write (is a directory, expected a file path)")
     refuse_existing([p], overwrite, option)
-    for d in (p.parent, *p.parent.parents):
-        if not (d.exists() or d.is_symlink()):
-            continue
-        if not d.is_dir():
-            raise InputError(f"{p}: cannot create its directory {p.parent} ({d} is a file)")
-        if d != p.parent and not parents:
-            raise InputError(f"{p}: cannot write (no such directory {p.parent}; the {option} directory must exist)")
-        if not os.access(d, os.W_OK | os.X_OK):
-            raise InputError(f"{p}: cannot write ({d} is not writable)")
-        break
+    d = nearest_existing(p.parent)
+    if not d.is_dir():
+        raise InputError(f"{p}: cannot create its directory {p.parent} ({d} is a file)")
+    if d != p.parent and not parents:
+        raise InputError(f"{p}: cannot write (no such directory {p.parent}; the {option} directory must exist)")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise InputError(f"{p}: cannot write ({d} is not writable)")
     return p

@@ -76,6 +76,16 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself or its nearest ancestor that exists (a dangling symlink counts: it is not a
+    directory), the place whose kind and permissions decide whether ``path`` can be written."""
+    p = Path(path)
+    for candidate in (p, *p.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(".")   # a relative path with nothing of it present: the working directory
+
+
 def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files a killed writer left in ``directory``; returns what was removed."""
     d = Path(directory)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..atomic import remove_stale_temps, write_bytes_atomic
+from ..atomic import nearest_existing, remove_stale_temps, write_bytes_atomic
 from ..errors import InputError
 from .metrics import format_jsonl
 
@@ -56,14 +56,12 @@ def run_files(out: str | os.PathLike[str]) -> list[str]:
 def check_output_dir(out: str | os.PathLike[str], option: str = "--out") -> None:
     """RunDirError unless ``out`` is a directory (or can become one: no file in its path) that is writable."""
     d = Path(out)
-    for p in (d, *d.parents):
-        if p.exists() or p.is_symlink():
-            if not p.is_dir():
-                where = "is a file" if p == d else f"is under {p}, which is a file"
-                raise RunDirError(f"{option} {d}: {where}; expected a directory")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise RunDirError(f"{option} {d}: {p} is not writable")
-            return
+    p = nearest_existing(d)
+    if not p.is_dir():
+        where = "is a file" if p == d else f"is under {p}, which is a file"
+        raise RunDirError(f"{option} {d}: {where}; expected a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise RunDirError(f"{option} {d}: {p} is not writable")
 
 
 def check_run_dir(out: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> None:
