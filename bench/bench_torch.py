@@ -38,6 +38,9 @@ from fdaref.backends.torch import backend as TB
 from fdaref.backends.torch import cpu_loops
 from fdaref.backends.torch import modules as M
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_model  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -321,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:  # the benchmark measures the IEEE float32 path the conformance suite checks
         torch.backends.cudnn.benchmark = True
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()}, "
-                                                                 f"{args.threads} threads)",
+        "device": torch.cuda.get_device_name() if cuda else f"cpu ({cpu_model()}, {args.threads} threads)",
         "torch": torch.__version__, "python": platform.python_version(), "keep_freed_memory": kept,
         "command": " ".join(([f"FDAREF_TORCH_COMPILE={os.environ['FDAREF_TORCH_COMPILE']}"]
                              if "FDAREF_TORCH_COMPILE" in os.environ else [])
