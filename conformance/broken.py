@@ -532,6 +532,16 @@ class ExitingOp(_Wrapper):
         raise SystemExit(7)
 
 
+class AvgPoolNanSum(_Wrapper):
+    """Average pooling sums its windows with a NaN-skipping sum (np.nansum, a masked reduction), so a window
+    holding NaN averages the rest instead of giving NaN. Escaped while a NaN window's tolerance was NaN."""
+
+    broken_op, bug = "avg_pool2d_forward", "NaN skipped in the window's sum"
+
+    def avg_pool2d_forward(self, x, **kw):
+        return self._ref.avg_pool2d_forward(np.where(np.isnan(x), 0, x).astype(x.dtype), **kw)
+
+
 class HangingOp(_Wrapper):
     """relu_backward never returns: the case's time limit makes it a failure and the run goes on."""
 
@@ -561,4 +571,4 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
                             MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
                             ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
-                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity)
+                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum)

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .tolerances import Tol
+from .tolerances import Tol, finite_magnitude
 
 
 @dataclass
@@ -110,7 +110,7 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
         if tol.exact:
             allowed = np.zeros_like(diff)
         else:
-            mag = np.broadcast_to(np.asarray(magnitude, np.float64), diff.shape)
+            mag = np.broadcast_to(finite_magnitude(magnitude, r64), diff.shape)   # a NaN would allow anything
             with np.errstate(invalid="ignore", over="ignore"):
                 allowed = tol.atol * mag + tol.rtol * np.where(np.isfinite(r64), np.abs(r64), 0.0)
                 allowed = np.maximum(allowed, tolerance_floor(got.dtype, mag))

@@ -234,11 +234,25 @@ MAGNITUDE_RULES: dict[str, Rule] = {
 }
 
 
+def finite_magnitude(mag: Any, ref: Any) -> Any:
+    """``mag`` where it is finite; elsewhere (inf or NaN inputs made the sum of |terms| inf or NaN, which
+    would allow any value) the expected value's own size: a special value must then match exactly (NaN with
+    NaN, inf with the same inf), a finite one relative to itself."""
+    if mag is None or ref is None:
+        return mag
+    m = np.asarray(mag, np.float64)
+    r = np.broadcast_to(np.asarray(ref, np.float64), np.broadcast_shapes(m.shape, np.shape(ref)))
+    m = np.broadcast_to(m, r.shape)
+    return np.where(np.isfinite(m), m, np.where(np.isfinite(r), np.abs(r), 0.0))
+
+
 def magnitudes(tol: Tol, case: Case, ref_args: list, ref_outputs: list) -> Magnitudes:
-    """The magnitude of each output under ``tol.rule`` (None everywhere for exact ops)."""
+    """The magnitude of each output under ``tol.rule`` (None everywhere for exact ops), finite everywhere
+    (:func:`finite_magnitude`)."""
     if tol.exact:
         return [None] * len(ref_outputs)
-    return MAGNITUDE_RULES[tol.rule](case, ref_args, ref_outputs)
+    mags = MAGNITUDE_RULES[tol.rule](case, ref_args, ref_outputs)
+    return [finite_magnitude(m, r) for m, r in zip(mags, ref_outputs)]
 
 
 def policy_table() -> dict[str, dict[str, dict[str, Any]]]:

@@ -269,3 +269,17 @@ def test_missing_schedules_fail_only_with_require_all_and_a_corrupt_table_is_one
     assert main(["vectors", "check", str(bad), str(res)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and '"schedules"' in err and "Traceback" not in err
+
+
+def test_a_nan_window_must_stay_nan_in_the_vectors(tmp_path, capsys):
+    """The allowed error of an avg-pool window holding NaN was NaN, which let any value pass; it is finite
+    now, so a NaN-skipping sum fails (the op table's suite has the same bug planted: AvgPoolNanSum)."""
+    vec, res = tmp_path / "v", tmp_path / "r"
+    assert main(["vectors", "export", str(vec), "--random", "0", "--ops", "avg_pool2d_forward"]) == 0
+    allowed = [o["allowed"] for c in _manifest(vec)["cases"] for o in c["outputs"]]
+    blob = (vec / "vectors.bin").read_bytes()
+    assert all(np.isfinite(np.frombuffer(blob, "<f8", a["nbytes"] // 8, a["offset"])).all() for a in allowed)
+    assert main(["vectors", "compute", str(vec), str(res), "--backend", "fdaref.conformance.broken:AvgPoolNanSum"]) == 0
+    capsys.readouterr()
+    assert main(["vectors", "check", str(vec), str(res)]) == 1
+    assert "FAIL avg_pool2d_forward-" in capsys.readouterr().out
