@@ -199,7 +199,8 @@ def schedule_tables() -> dict[str, dict[str, dict[str, list]]]:
 
 def schedule_tolerance() -> dict[str, Any]:
     """How a port's schedules are compared: n exactly, alpha to ALPHA_RTOL of the preset's alpha_0 (absolute,
-    per preset), as :func:`.adapters.check_schedule` compares them."""
+    per preset) and exactly 0 where the table's is 0 (alpha == 0 turns the module off), as
+    :func:`.adapters.check_schedule` compares them."""
     from fdaref.presets import PRESETS, get_preset
 
     from .adapters.schedules import ALPHA_RTOL
@@ -218,7 +219,8 @@ def schedule_outputs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], np.
                 spec = {"key": f"{SCHEDULES}/{preset}/{epochs}/{name}", "name": f"{name}_e", "shape": [len(values)],
                         "result_dtype": "int64" if exact else "float64", "exact": exact, "rtol": 0.0}
                 expected = np.asarray(values, np.int64 if exact else np.float64)
-                out.append((spec, expected, None if exact else np.full(expected.shape, float(atol[preset]))))
+                allowed = None if exact else np.where(expected == 0, 0.0, float(atol[preset]))
+                out.append((spec, expected, allowed))
     return out
 
 

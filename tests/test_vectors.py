@@ -243,6 +243,11 @@ def test_a_ports_schedules_are_checked_from_the_results(golden, tmp_path, capsys
         "alpha_0 for alpha_0 / 2": (
             dict(PORT, bibench=(bibench_n, lambda e, E: 2 * cosine_alpha(e, E))), "schedules/bibench/2/alpha"),
         "release keeps a noise alpha": (dict(PORT, release=(None, cosine_alpha)), "schedules/release/2/alpha"),
+        "n in floating point, e (9 / (E - 1))": (
+            dict(PORT, paper=(lambda e, E: 18 if E == 1 else 9 + int(e * (9 / (E - 1))), cosine_alpha)),
+            "schedules/paper/142/n"),
+        "alpha floored at 5e-8": (dict(PORT, paper=(paper_n, lambda e, E: max(cosine_alpha(e, E), 5e-8))),
+                                  "schedules/paper/2/alpha"),
     }
     for name, (port, key) in slips.items():
         bad = tmp_path / name.replace(" ", "_").replace("/", "")

@@ -4,18 +4,24 @@ The schedules are the engine's, not an op's, so the op-table suite never sees th
 computes n_e and alpha_e itself, and the classic slips live there: BiBench's floor((n_p - n_s) e / E), which
 never reaches n_p; cos(pi e / E) for cos(pi (e + 1) / E); a division by E - 1 at E = 1; alpha not 0 at the
 last epoch. :func:`check_schedule` compares ``n_fn(epoch, epochs)`` and ``alpha_fn(epoch, epochs)`` with the
-preset's, at every epoch of runs of SCHEDULE_EPOCHS epochs: n exactly, alpha to ALPHA_RTOL of alpha_0.
+preset's, at every epoch of runs of SCHEDULE_EPOCHS epochs and of every run length up to SWEEP_EPOCHS: n
+exactly (an integer), alpha to ALPHA_RTOL of alpha_0, and exactly 0 where the preset's is 0 (alpha == 0 turns
+the noise module off, SEMANTICS 4, so 1e-34 is not 0).
 """
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Any, Callable, Optional
 
 from ..report import FAIL, PASS, CaseResult, SuiteReport
 
 Schedule = Callable[[int, int], Any]
-SCHEDULE_EPOCHS = (1, 2, 3, 7, 10, 12, 100, 400)   # E = 1 and 2 are the edges of (E - 1) and of the cosine
+# E = 1 and 2 are the edges of (E - 1) and of the cosine; 141 and 142 the first run lengths where a step written
+# in floating point, e * (9 / E) (bibench) or e * (9 / (E - 1)) (paper), truncates below the exact quotient.
+SCHEDULE_EPOCHS = (1, 2, 3, 7, 10, 12, 100, 141, 142, 400)
+SWEEP_EPOCHS = 300   # check_schedule also runs every E = 1 .. 300 (45,150 calls a function)
 ALPHA_RTOL = 1e-6   # of alpha_0: a float32 cosine is well inside it, an epoch off by one is far outside
 
 
@@ -23,22 +29,32 @@ def _label(fn: Any) -> str:
     return getattr(fn, "__qualname__", type(fn).__name__)
 
 
-def _compare(name: str, fn: Schedule, want: Schedule, epochs: int, tol: float) -> tuple[int, str]:
-    """(number of epochs that differ, the first difference described)."""
-    bad, first = 0, ""
-    for epoch in range(epochs):
-        expected = want(epoch, epochs)
-        try:
-            got = fn(epoch, epochs)
-        except Exception as exc:  # noqa: BLE001 - a crash at some epoch is a failure of that epoch
-            got, ok = f"{type(exc).__name__}: {exc}", False
-        else:
-            ok = (isinstance(got, (int, float)) and not isinstance(got, bool) and math.isfinite(got)
-                  and abs(got - expected) <= tol)
-        if not ok:
-            bad += 1
-            first = first or f"{name}({epoch}, {epochs}) = {got!r}, expected {expected!r}"
-    return bad, first
+def _agrees(got: Any, expected: float, tol: float, integral: bool) -> bool:
+    """``got`` a number (a Python or NumPy scalar; an integer for n) within ``tol`` of ``expected``, and
+    exactly ``expected`` where that is 0 and the tolerance is not already exact."""
+    kind = numbers.Integral if integral else numbers.Real
+    if not isinstance(got, kind) or isinstance(got, bool) or not math.isfinite(got):
+        return False
+    return got == expected if expected == 0 else abs(float(got) - expected) <= tol
+
+
+def _compare(name: str, fn: Schedule, want: Schedule, runs: Any, tol: float) -> tuple[int, int, str]:
+    """(epochs checked, epochs that differ, the first difference described) over every run length in ``runs``."""
+    checked, bad, first = 0, 0, ""
+    for epochs in runs:
+        for epoch in range(epochs):
+            expected = want(epoch, epochs)
+            try:
+                got = fn(epoch, epochs)
+            except Exception as exc:  # noqa: BLE001 - a crash at some epoch is a failure of that epoch
+                got, ok = f"{type(exc).__name__}: {exc}", False
+            else:
+                ok = _agrees(got, expected, tol, integral=name == "n_e")
+            checked += 1
+            if not ok:
+                bad += 1
+                first = first or f"{name}({epoch}, {epochs}) = {got!r}, expected {expected!r}"
+    return checked, bad, first
 
 
 def check_schedule(n_fn: Optional[Schedule] = None, alpha_fn: Optional[Schedule] = None, *,
@@ -61,15 +77,17 @@ def check_schedule(n_fn: Optional[Schedule] = None, alpha_fn: Optional[Schedule]
         checks.append(("n_e", n_fn, options.n_at, 0.0))
     if alpha_fn is not None:
         checks.append(("alpha_e", alpha_fn, options.alpha_at, ALPHA_RTOL * abs(options.alpha0)))
+    sweep = [e for e in range(1, SWEEP_EPOCHS + 1) if e not in SCHEDULE_EPOCHS]
     for name, fn, want, tol in checks:
-        for epochs in SCHEDULE_EPOCHS:
+        for label, runs in [(f"{e} epochs", [e]) for e in SCHEDULE_EPOCHS] + [(f"1 .. {SWEEP_EPOCHS} epochs", sweep)]:
             start = time.perf_counter()
-            bad, first = _compare(name, fn, want, epochs, tol)
-            res = CaseResult(f"schedule {name}", f"{epochs} epochs", _label(fn), "host", "float64",
-                             FAIL if bad else PASS, examples=epochs, kwargs={"preset": preset, "epochs": epochs},
+            checked, bad, first = _compare(name, fn, want, runs, tol)
+            res = CaseResult(f"schedule {name}", label, _label(fn), "host", "float64", FAIL if bad else PASS,
+                             examples=checked, kwargs={"preset": preset, "epochs": runs[0] if len(runs) == 1 else None},
                              seconds=time.perf_counter() - start)
             if bad:
-                res.message = (f"{bad} of {epochs} epochs differ (tolerance {tol:g}); first: {first}")
+                res.message = (f"{bad} of {checked} epochs differ (tolerance {tol:g}; exactly 0 where alpha_e is); "
+                               f"first: {first}")
             report.add(res)
     report.seconds = time.perf_counter() - t0
     if raise_on_failure and not report.ok():
