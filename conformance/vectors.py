@@ -353,8 +353,9 @@ def _load_results(path: str) -> dict[str, Any]:
 
 def _raw_result(value: Any, spec: dict[str, Any]) -> tuple[Optional[np.ndarray], str]:
     """A result from a .bin file as an array of the output's result_dtype and shape, or the problem."""
-    if not isinstance(value, Path):
-        return np.asarray(value), ""
+    if not isinstance(value, Path):   # an NPZ member: its own dtype, in either byte order
+        a = np.asarray(value)
+        return (a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in "=|" else a), ""
     dt, shape = np.dtype(spec["result_dtype"]).newbyteorder("<"), tuple(spec["shape"])
     try:
         data = value.read_bytes()

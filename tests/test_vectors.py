@@ -288,3 +288,14 @@ def test_a_nan_window_must_stay_nan_in_the_vectors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["vectors", "check", str(vec), str(res)]) == 1
     assert "FAIL avg_pool2d_forward-" in capsys.readouterr().out
+
+
+def test_a_big_endian_npz_is_read_by_its_values(golden, tmp_path, capsys):
+    res, swapped = tmp_path / "r.npz", tmp_path / "big.npz"
+    assert main(["vectors", "compute", str(golden), str(res), "--ops", "sign"]) == 0
+    with np.load(res) as z:
+        np.savez(swapped, **{k: z[k].astype(z[k].dtype.newbyteorder(">")) for k in z.files})
+    assert main(["vectors", "check", str(golden), str(swapped), "--ops", "sign"]) == 0
+    with np.load(res) as z:   # and a wrong value in big-endian form still fails
+        np.savez(swapped, **{k: (-z[k]).astype(z[k].dtype.newbyteorder(">")) for k in z.files})
+    assert main(["vectors", "check", str(golden), str(swapped), "--ops", "sign"]) == 1
