@@ -8,8 +8,9 @@
         check_surrogate(my_fda_grad, estimator="fda", params={"omega": 0.1, "clip": 1.0}, n_arg="n")
 
 Each wraps the callables as a minimal op table (:class:`CallableOps`: the ops given, host plumbing and
-``supports``), runs the standard runner on those ops with only the declared option values drawn, and returns
-the :class:`~fdaref.conformance.report.SuiteReport`; by default it raises AssertionError with the failure
+``supports``), runs the standard runner on those ops with only the declared option values drawn, in float32
+and float64 (``dtype=`` picks one: a callable that computes in float32 whatever it is given passes float32
+alone), and returns the :class:`~fdaref.conformance.report.SuiteReport`; by default it raises AssertionError with the failure
 reports (op, dtype, shapes, worst error with index and tolerance, reproduction inputs) when a case fails.
 """
 from __future__ import annotations
@@ -91,6 +92,24 @@ def run_wrapped(table: Any, ops: Iterable[str], *, dtype: str = "float32", profi
     return report
 
 
+DTYPES = ("float32", "float64")
+
+
+def run_dtypes(table: Any, ops: Iterable[str], dtype: Optional[str], profile: str, raise_on_failure: bool
+               ) -> SuiteReport:
+    """:func:`run_wrapped` in ``dtype``, or in both DTYPES when None, as one report."""
+    dtypes = DTYPES if dtype is None else (dtype,)
+    reports = [run_wrapped(table, ops, dtype=d, profile=profile, raise_on_failure=False) for d in dtypes]
+    report = reports[0]
+    report.dtype = ", ".join(dtypes)
+    for other in reports[1:]:
+        report.results += other.results
+        report.seconds += other.seconds
+    if raise_on_failure and not report.ok():
+        raise AssertionError(report.render())
+    return report
+
+
 def _label(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
 
@@ -112,23 +131,22 @@ def sign_table(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0) -> Callab
                        rebuild_source("sign_table", fn, zero=zero))
 
 
-def check_sign(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0, dtype: str = "float32",
+def check_sign(fn: Callable[[np.ndarray], Any], *, zero: float = -1.0, dtype: Optional[str] = None,
                profile: str = "quick", raise_on_failure: bool = True) -> SuiteReport:
     """``fn(x) -> sign(x)`` with sign(0) = ``zero`` (SEMANTICS 1), checked exactly on the suite's inputs."""
-    return run_wrapped(sign_table(fn, zero=zero), ["sign"], dtype=dtype, profile=profile,
-                       raise_on_failure=raise_on_failure)
+    return run_dtypes(sign_table(fn, zero=zero), ["sign"], dtype, profile, raise_on_failure)
 
 
 def check_surrogate(fn: Callable[..., Any], *, estimator: str, params: Optional[Mapping[str, Any]] = None,
-                    n_arg: Optional[str] = None, dtype: str = "float32", profile: str = "quick",
+                    n_arg: Optional[str] = None, dtype: Optional[str] = None, profile: str = "quick",
                     raise_on_failure: bool = True) -> SuiteReport:
     """``fn(x) -> d sign/dx`` for ``estimator`` with the fixed ``params`` (SEMANTICS 2).
 
     For fda, name the argument that takes the number of terms with ``n_arg`` (``fn(x, n=...)``) to have every
     n of the suite drawn; otherwise give ``params["n"]`` and only that n is checked.
     """
-    return run_wrapped(surrogate_table(fn, estimator=estimator, params=params, n_arg=n_arg), ["surrogate"],
-                       dtype=dtype, profile=profile, raise_on_failure=raise_on_failure)
+    return run_dtypes(surrogate_table(fn, estimator=estimator, params=params, n_arg=n_arg), ["surrogate"], dtype,
+                      profile, raise_on_failure)
 
 
 def surrogate_table(fn: Callable[..., Any], *, estimator: str, params: Optional[Mapping[str, Any]] = None,
@@ -148,7 +166,7 @@ def surrogate_table(fn: Callable[..., Any], *, estimator: str, params: Optional[
 
 def check_quantizer(forward: Optional[Callable[..., Any]] = None, backward: Optional[Callable[..., Any]] = None, *,
                     zero: float = -1.0, estimator: str = "fda", params: Optional[Mapping[str, Any]] = None,
-                    eta_kind: str = "sin", a: float = 0.1, dtype: str = "float32", profile: str = "quick",
+                    eta_kind: str = "sin", a: float = 0.1, dtype: Optional[str] = None, profile: str = "quick",
                     raise_on_failure: bool = True) -> SuiteReport:
     """The quantizer of Eq. 14 as two callables with the fixed options given here:
 
@@ -168,4 +186,4 @@ def check_quantizer(forward: Optional[Callable[..., Any]] = None, backward: Opti
             g, t, w1, w2, alpha=alpha, layout=layout, n=params.get("n"))
     label = _label(forward or backward)
     table = CallableOps(label, ops, Declaration(label, declared))
-    return run_wrapped(table, list(ops), dtype=dtype, profile=profile, raise_on_failure=raise_on_failure)
+    return run_dtypes(table, list(ops), dtype, profile, raise_on_failure)
