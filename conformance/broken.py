@@ -352,12 +352,13 @@ class SumToShapeSlices(_Wrapper):
 
 class ConvIgnoresStrides(_Wrapper):
     """A C kernel that reads x's buffer as if it were C-contiguous: right for the C-order arrays most code
-    passes, wrong for a transposed or sliced view (the engine hands ops such views)."""
+    passes, wrong for a transposed or permuted view (the engine hands ops such views). The elements are
+    taken in memory order (what such a kernel reads where the buffer has no gaps)."""
 
     broken_op, bug = "conv2d_forward", "input strides ignored"
 
     def conv2d_forward(self, x, w, b, *, stride, padding, dilation, pad_value):
-        x = np.frombuffer(np.asarray(x).tobytes(order="A"), dtype=x.dtype).reshape(x.shape)
+        x = np.ravel(x, order="K").reshape(x.shape)
         return self._ref.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
 
 
@@ -542,6 +543,19 @@ class AvgPoolNanSum(_Wrapper):
         return self._ref.avg_pool2d_forward(np.where(np.isnan(x), 0, x).astype(x.dtype), **kw)
 
 
+class ConvBackwardCOrFOnly(_Wrapper):
+    """conv backward that handles a C- or Fortran-ordered upstream gradient (a contiguous copy, or the
+    transposed path) but reads any other layout in memory order, as if it were C-ordered: a permuted view
+    (a channels-last gradient viewed as NCHW) is misread."""
+
+    broken_op, bug = "conv2d_backward", "g in layouts other than C and F read in memory order"
+
+    def conv2d_backward(self, g, x, w, **kw):
+        if not (g.flags.c_contiguous or g.flags.f_contiguous):
+            g = np.ravel(g, order="K").reshape(g.shape)
+        return self._ref.conv2d_backward(g, x, w, **kw)
+
+
 class HangingOp(_Wrapper):
     """relu_backward never returns: the case's time limit makes it a failure and the run goes on."""
 
@@ -571,4 +585,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
                             MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
                             ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
-                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum)
+                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum,
+                            ConvBackwardCOrFOnly)

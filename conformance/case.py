@@ -75,16 +75,27 @@ class Case:
 
 
 def noncontiguous(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """The values of ``a`` as a non-C-contiguous array (what the engine's transposes and slices hand an op):
-    Fortran order from 2-D up, every other element of a buffer twice as long in 1-D; ``a`` itself where it
-    has fewer than two elements (or is None)."""
+    """The values of ``a`` as a non-C-contiguous array (what the engine's transposes, slices and a
+    channels-last buffer hand an op); ``a`` itself where it has fewer than two elements (or is None).
+
+    - 2-D: Fortran order, a transposed matrix (the engine's ``w.T``; BLAS takes another path for it);
+    - 3-D and up: axis 1 last in memory, an NHWC buffer viewed as NCHW. Neither C- nor Fortran-contiguous,
+      so a kernel that handles those two orders and reads any other layout in memory order differs;
+    - 1-D, and where the above is still C-contiguous (a size-1 axis): every other element of a buffer twice
+      as long (gaps between the elements: never contiguous)."""
     if not isinstance(a, np.ndarray) or a.size < 2:
         return a
-    if a.ndim >= 2:
-        return np.asfortranarray(a)
+    if a.ndim == 2:
+        view = np.asfortranarray(a)
+    elif a.ndim >= 3:
+        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+    else:
+        view = a
+    if not view.flags.c_contiguous:
+        return view
     buffer = np.zeros(2 * a.size, dtype=a.dtype)
-    buffer[::2] = a
-    return buffer[::2]
+    buffer[::2] = a.reshape(-1)
+    return buffer[::2].reshape(a.shape)
 
 
 def to_f64(a: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -118,3 +118,33 @@ def test_fd_check_allows_the_antiderivative_rounding_far_out():
     for seed in range(1, 40):  # the FD directions are random: every one of them must pass
         ev = evaluate(RECORDS["quantize_backward"], REFERENCE, "cpu", "float64", case, fd_seed=seed)
         assert ev.ok, ev.explain()
+
+
+# --- inputs that close the escapes of a mutation study (wrong kernels that passed the ci profile) ----------
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 6), (6, 1), (3, 4), (2, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (3, 2, 4)])
+def test_noncontiguous_rerun_layouts(shape):
+    from fdaref.conformance.case import noncontiguous
+    a = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    view = noncontiguous(a)
+    assert np.array_equal(view, a) and not np.shares_memory(view, a) and not view.flags.c_contiguous
+    if len(shape) >= 3:   # neither C nor Fortran order: a kernel handling only those two differs
+        assert not view.flags.f_contiguous
+    if shape == (3, 4):   # a transposed matrix
+        assert view.flags.f_contiguous
+    if shape == (2, 3, 4, 5):   # an NHWC buffer viewed as NCHW: the channel axis is the fastest in memory
+        assert view.strides[1] == a.itemsize
+
+
+def test_reproduction_rebuilds_the_permuted_layout():
+    import subprocess
+    import sys
+    from fdaref.conformance import broken
+    report = run_suite(broken.ConvBackwardCOrFOnly(), dtype="float64", profile="quick", ops=["conv2d_backward"],
+                       layers=False)
+    failure = report.failures()[0]
+    assert "non-contiguous" in failure.render()
+    out = subprocess.run([sys.executable, "-c", failure.reproduction], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "max |got - ref| =" in out.stdout and "max |got - ref| = 0.0 " not in out.stdout
