@@ -543,6 +543,18 @@ class AvgPoolNanSum(_Wrapper):
         return self._ref.avg_pool2d_forward(np.where(np.isnan(x), 0, x).astype(x.dtype), **kw)
 
 
+class CrossEntropyGradBlocks64(_Wrapper):
+    """cross entropy backward as one GPU block per row, launched on min(B, 64) blocks without a grid-stride
+    loop: rows past the 64th get no gradient (the models train on batches of 128)."""
+
+    broken_op, bug = "cross_entropy_backward", "rows past 64 get no gradient"
+
+    def cross_entropy_backward(self, g, logits, labels, *, label_smoothing=0.0):
+        d = np.array(self._ref.cross_entropy_backward(g, logits, labels, label_smoothing=label_smoothing))
+        d[64:] = 0
+        return d
+
+
 class ConvBackwardCOrFOnly(_Wrapper):
     """conv backward that handles a C- or Fortran-ordered upstream gradient (a contiguous copy, or the
     transposed path) but reads any other layout in memory order, as if it were C-ordered: a permuted view
@@ -585,5 +597,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
                             MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
                             ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
-                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum,
+                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum, CrossEntropyGradBlocks64,
                             ConvBackwardCOrFOnly)

@@ -191,6 +191,8 @@ CONV_EDGES = (((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (2, 2), (1, 1), "1x1 image, 1
               ((1, 2, 9, 9), (3, 2, 7, 7), (2, 1), (3, 3), (1, 1), "7x7 kernel, padding 3, stride (2, 1)"),
               ((1, 2, 3, 3), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), "a 1x1 output (a GEMV path)"),
               ((1, 2, 4, 5), (3, 2, 2, 2), (1, 1), (2, 2), (1, 1), "padding past the kernel's extent"),
+              # the models' 128-512 channel layers: a GEMM-tiled path taken for C_out >= 128 only
+              ((1, 2, 3, 3), (129, 2, 3, 3), (1, 1), (1, 1), (1, 1), "129 output channels, padding 1"),
               # float64 must be summed in float64: a float32 accumulator shows over a long reduction
               ((8, 3, 16, 16), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), "dw summed over 2048 positions"))
 
@@ -242,10 +244,15 @@ def bn_edges(backward: bool) -> Builder:
         long = 100.0 + 3.0 * r.standard_normal((8, 2, 16, 16))   # 2048 values a channel around 100: float64 sums
         gamma, beta = _arr([1.0, 2.0, 0.0], dtype), _arr([0.0, 0.5, -1.0], dtype)
         rm, rv = _arr([0.1, -0.2, 0.3], dtype), _arr([1.0, 0.5, 2.0], dtype)
+        wide = r.standard_normal((3, 129)) + r.uniform(-2, 2, 129)   # the models' 128-512 channels: per-channel
+        wide_params = (r.standard_normal(129), r.standard_normal(129),   # loops of 64 or 128 threads stop short
+                       r.standard_normal(129), r.uniform(0.5, 2.0, 129))
         cases = []
         for x, (gm, bt, m0, v0), what in ((x.astype(dtype), (gamma, beta, rm, rv), "a constant channel"),
                                           (long.astype(dtype), (gamma[:2], beta[:2], rm[:2], rv[:2]),
-                                           "2048 values a channel, mean 100")):
+                                           "2048 values a channel, mean 100"),
+                                          (wide.astype(dtype), tuple(p.astype(dtype) for p in wide_params),
+                                           "129 channels")):
             for training in (True, False):
                 label = f"{what} ({'training' if training else 'eval'})"
                 if backward:
@@ -346,7 +353,11 @@ def cross_entropy_edges(backward: bool) -> Builder:
                                          (_rng(45).standard_normal((9, 40)).astype(dtype) * 5, list(range(0, 36, 4)), 0.1,
                                           "9 rows (past a block of 8), 40 classes (past 32 lanes)"),
                                          (_arr([[5.0, 0.0], [1.0, -2.0]], dtype), [0, 1], 1.0,
-                                          "smoothing 1: uniform targets, the labels do not matter")):
+                                          "smoothing 1: uniform targets, the labels do not matter"),
+                                         # the models' batch of 128 and more: a kernel on 64 row blocks
+                                         # without a stride loop drops the rest
+                                         (_rng(46).standard_normal((130, 10)).astype(dtype) * 3,
+                                          [i % 10 for i in range(130)], 0.1, "130 rows, 10 classes")):
             lab = np.asarray(labels, np.int64)
             if backward:
                 cases.append(Case(op, (("g", np.asarray(1.0, dtype)), ("logits", logits), ("labels", lab)),
@@ -359,7 +370,7 @@ def cross_entropy_edges(backward: bool) -> Builder:
 
 def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
-    for c in (1, 63, 64, 65, 128, 130):
+    for c in (1, 63, 64, 65, 128, 130, 300):   # 300: five words (a tile of 4 words stops short; 512-channel layers)
         x = np.where(_rng(c).random((2, c)) < 0.5, -1.0, 1.0)
         x[:, ::7] = 0.0
         for zero in o.pack_zeros:
@@ -379,7 +390,9 @@ def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
                                              (2, 65, (2, 3), 3, 1, "65 channels, padding larger than the image", 1),
                                              (2, 3, (4, 4), 2, 2, "3 channels, even kernel, padding 2", 1),
                                              (3, 5, (4, 4), 3, 1, "an odd batch of 3 (past pairs of images)", 1),
-                                             (1, 5, (5, 5), 3, 2, "dilation 2, padding 2", 2)):
+                                             (1, 5, (5, 5), 3, 2, "dilation 2, padding 2", 2),
+                                             # five words: a register tile of 4 words (256 channels) stops short
+                                             (1, 300, (2, 2), 2, 1, "300 channels (five words)", 1)):
         r = _rng(70 + c)
         x = np.where(r.random((n, c, h, w)) < 0.5, -1.0, 1.0)
         wt = np.where(r.random((2, c, k, k)) < 0.5, -1.0, 1.0)
@@ -397,7 +410,7 @@ def xnor_conv2d_edges(dtype: str, o: OptionSpace) -> list[Case]:
 
 def xnor_linear_edges(dtype: str, o: OptionSpace) -> list[Case]:
     cases = []
-    for f in (1, 64, 65, 130):
+    for f in (1, 64, 65, 130, 300):   # 300: five words (a register tile of 4 words stops short)
         r = _rng(80 + f)
         x, w = np.where(r.random((3, f)) < 0.5, -1.0, 1.0), np.where(r.random((2, f)) < 0.5, -1.0, 1.0)
         xp, wp = pack_signs_independent(x, 1), pack_signs_independent(w, 1)

@@ -123,6 +123,18 @@ def test_fd_check_allows_the_antiderivative_rounding_far_out():
 # --- inputs that close the escapes of a mutation study (wrong kernels that passed the ci profile) ----------
 
 
+def test_the_models_sizes_are_in_the_edges():
+    assert any(c.get("x").shape[1] > 256 for c in RECORDS["pack_signs"].edges("float32"))
+    for op in ("xnor_linear", "xnor_conv2d"):   # the last axis holds the uint64 words
+        assert any(c.get("x_packed").shape[-1] > 4 for c in RECORDS[op].edges("float32")), op
+    for op in ("cross_entropy_forward", "cross_entropy_backward"):
+        assert any(c.get("logits").shape[0] > 128 for c in RECORDS[op].edges("float32")), op
+    pads = {c.kwargs["pad_value"] for c in RECORDS["conv2d_forward"].edges("float32") if c.get("w").shape[0] > 128}
+    assert {-1.0, 1.0} <= pads
+    bn = [c for c in RECORDS["batch_norm_forward"].edges("float32") if c.get("x").shape[1] > 128]
+    assert {c.kwargs["training"] for c in bn} == {True, False}
+
+
 @pytest.mark.parametrize("shape", [(5,), (1, 6), (6, 1), (3, 4), (2, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (3, 2, 4)])
 def test_noncontiguous_rerun_layouts(shape):
     from fdaref.conformance.case import noncontiguous
