@@ -543,6 +543,44 @@ class AvgPoolNanSum(_Wrapper):
         return self._ref.avg_pool2d_forward(np.where(np.isnan(x), 0, x).astype(x.dtype), **kw)
 
 
+class SignbitNegative(_Wrapper):
+    """sign with its negative test written `signbit(x) && x != 0` (so that -0.0 keeps the zero convention),
+    NaN falling through to itself: a NaN with the sign bit set, x86's default NaN (inf - inf, 0 * inf),
+    gives -1 instead of NaN. A positive NaN is right."""
+
+    broken_op, bug = "sign", "-NaN -> -1"
+
+    def sign(self, x: np.ndarray, zero: float = -1.0) -> np.ndarray:
+        negative = np.signbit(x) & (x != 0)
+        return np.where(negative, x.dtype.type(-1), self._ref.sign(x, zero)).astype(x.dtype)
+
+
+class ReluGradDenormalsAreZero(_Wrapper):
+    """relu backward built with denormals-are-zero (-ffast-math, MXCSR DAZ, nvcc -ftz=true): a positive
+    subnormal x reads as 0 in the mask x > 0, so its gradient is dropped (SEMANTICS 10: subnormals are
+    ordinary numbers). DAZ applies to float64 as well."""
+
+    broken_op, bug = "relu_backward", "subnormal x read as 0"
+
+    def relu_backward(self, g, x):
+        flushed = np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x).astype(x.dtype)
+        return self._ref.relu_backward(g, flushed)
+
+
+class SignSwishTailCutoff(_Wrapper):
+    """sign_swish with a cheap tail: 0 where |beta x| > 10 (float32's exp(-|beta x|) is still ~1e-3 of the
+    peak just past it), NaN and inf still handled as SEMANTICS 10 says."""
+
+    broken_op, bug = "surrogate", "sign_swish = 0 for finite |beta x| > 10"
+
+    def surrogate(self, x: np.ndarray, estimator: str, params: Mapping[str, Any]) -> np.ndarray:
+        out = self._ref.surrogate(x, estimator, params)
+        if estimator != "sign_swish":
+            return out
+        bx = float(get_estimator("sign_swish").resolve(params)["beta"]) * x.astype(np.float64)
+        return np.where(np.isfinite(bx) & (np.abs(bx) > 10), 0, out).astype(x.dtype)
+
+
 class CrossEntropyGradBlocks64(_Wrapper):
     """cross entropy backward as one GPU block per row, launched on min(B, 64) blocks without a grid-stride
     loop: rows past the 64th get no gradient (the models train on batches of 128)."""
@@ -597,5 +635,6 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvIgnoresStrides, ParamsChangedInPlace, CrossEntropyRowLanes, AvgPoolWideKernel,
                             MaxPoolZeroOrder, XnorConvOddBatch, ConvOnePixelBias, NoiseOnlyForPositiveAlpha,
                             ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
-                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum, CrossEntropyGradBlocks64,
+                            SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum, SignbitNegative,
+                            ReluGradDenormalsAreZero, SignSwishTailCutoff, CrossEntropyGradBlocks64,
                             ConvBackwardCOrFOnly)

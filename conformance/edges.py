@@ -12,7 +12,7 @@ import numpy as np
 
 from .bits import pack_signs_independent, with_stray_bits
 from .case import Case
-from .probes import NON_FINITE, fda_argument_limit, surrogate_probes, tiny_values
+from .probes import NANS, NEGATIVE_NAN, NON_FINITE, fda_argument_limit, surrogate_probes, tiny_values
 from .strategies import OptionSpace, bn_statistics
 
 Builder = Callable[[str, OptionSpace], list[Case]]
@@ -29,8 +29,9 @@ def _arr(values, dtype: str) -> np.ndarray:
 def sign_edges(dtype: str, o: OptionSpace) -> list[Case]:
     fi = np.finfo(dtype)
     x = _arr([0.0, -0.0, 1.0, -1.0, fi.tiny, -fi.tiny, fi.smallest_subnormal, -fi.smallest_subnormal,
-              np.nan, np.inf, -np.inf, fi.max, -fi.max], dtype)
-    return [Case("sign", (("x", x),), {"zero": z}, f"zeros, subnormals, nan, inf (zero={z:g})") for z in o.zeros]
+              np.nan, NEGATIVE_NAN, np.inf, -np.inf, fi.max, -fi.max], dtype)
+    return [Case("sign", (("x", x),), {"zero": z}, f"zeros, subnormals, NaN of both signs, inf (zero={z:g})")
+            for z in o.zeros]
 
 
 def surrogate_edges(dtype: str, o: OptionSpace) -> list[Case]:
@@ -86,6 +87,14 @@ def noise_edges(backward: bool) -> Builder:
                 cases.append(Case("noise_backward", (("g", a["g"]), ("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])), kw, label))
             else:
                 cases.append(Case("noise_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])), kw, label))
+        if not backward:   # relu(NaN) = NaN (SEMANTICS 10): a NaN entry makes its whole row of e NaN, where a
+            # module relu written `h > 0 ? h : 0` leaves every other element of that row finite
+            layout = o.layouts[0]
+            a = _noise_arrays((3, 8), layout, 4, dtype, 105)
+            a["t"][1, 2], a["t"][2, 5] = NANS
+            cases.append(Case("noise_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {"layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]},
+                              "NaN and -NaN entries: their rows are NaN"))
         return cases
     return build
 
@@ -109,6 +118,10 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
     layout = o.layouts[0]
     a = _noise_arrays((2, 3, 3, 3), layout, 64, dtype, 7)
     a["t"].flat[[1, 2]] = (0.0, -0.0)
+    # where z is exactly sign(t) (no module, alpha == 0, eval), NaN stays NaN and inf is +-1: a quantizer
+    # with a sign of its own (`t > 0 ? 1 : t < 0 ? -1 : zero`) sends NaN to the zero convention
+    exact = a["t"].copy()
+    exact.flat[[3, 4, 5, 6]] = (np.nan, NEGATIVE_NAN, np.inf, -np.inf)
     cases = []
     one = _one_image(dtype, o, 17)
     if one:
@@ -117,13 +130,16 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
                            "alpha": 0.1, "training": True}, "one image (1, C, H, W) with the module"))
     for zero in o.zeros:
         kw = {"zero": zero, "layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]}
-        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
-                          {**kw, "alpha": 0.0, "training": True}, f"alpha == 0: exactly sign (zero={zero:g})"))
+        cases.append(Case("quantize_forward", (("t", exact), ("w1", a["w1"]), ("w2", a["w2"])),
+                          {**kw, "alpha": 0.0, "training": True},
+                          f"alpha == 0: exactly sign, NaN and inf too (zero={zero:g})"))
         if o.eval_is_sign:
-            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
-                              {**kw, "alpha": 0.1, "training": False}, f"eval: exactly sign (zero={zero:g})"))
-        cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", None), ("w2", None)),
-                          {**kw, "alpha": 0.1, "training": True}, f"no module: exactly sign (zero={zero:g})"))
+            cases.append(Case("quantize_forward", (("t", exact), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1, "training": False},
+                              f"eval: exactly sign, NaN and inf too (zero={zero:g})"))
+        cases.append(Case("quantize_forward", (("t", exact), ("w1", None), ("w2", None)),
+                          {**kw, "alpha": 0.1, "training": True},
+                          f"no module: exactly sign, NaN and inf too (zero={zero:g})"))
         if o.noise:
             for alpha in _module_alphas(o):
                 cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
@@ -215,6 +231,16 @@ def conv_edges(backward: bool) -> Builder:
                 else:
                     b = r.standard_normal(ws[0]).astype(dtype)
                     cases.append(Case("conv2d_forward", (("x", x), ("w", w), ("b", b)), kw, f"{label}, pad value {pv:g}"))
+        if not backward:   # IEEE: 0 * NaN = 0 * inf = NaN, so a kernel that skips zero weights differs
+            r = _rng(29)
+            x = np.where(r.random((1, 2, 4, 4)) < 0.5, -1.0, 1.0).astype(dtype)
+            x[0, 0, 1, 1], x[0, 0, 2, 3], x[0, 1, 0, 2] = np.nan, np.inf, NEGATIVE_NAN
+            w = r.standard_normal((3, 2, 3, 3)).astype(dtype)
+            w[:, 0] = 0.0        # input channel 0 (NaN, inf) reaches the outputs through zero weights only
+            w[:, 1, 1, 1] = 0.0  # and the -NaN through a zero centre tap (and nonzero others)
+            kw = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "pad_value": o.pad_values[0]}
+            cases.append(Case("conv2d_forward", (("x", x), ("w", w), ("b", r.standard_normal(3).astype(dtype))), kw,
+                              "NaN and inf inputs against zero weights (0 * NaN = 0 * inf = NaN)"))
         return cases
     return build
 
@@ -232,6 +258,13 @@ def linear_edges(backward: bool) -> Builder:
             else:
                 cases += [Case("linear_forward", (("x", x), ("w", w), ("b", bb)), {}, f"B={b}, in={fin}, out={fout}, "
                                f"bias={bb is not None}") for bb in (r.standard_normal(fout).astype(dtype), None)]
+        if not backward:   # IEEE: 0 * NaN = 0 * inf = NaN, so a kernel that skips zero weights differs
+            x = r.standard_normal((3, 4)).astype(dtype)
+            x[0, 1], x[1, 2], x[2, 1] = np.nan, np.inf, NEGATIVE_NAN
+            w = r.standard_normal((3, 4)).astype(dtype)
+            w[:, 1:3] = 0.0   # every output meets the non-finite inputs through zero weights only
+            cases.append(Case("linear_forward", (("x", x), ("w", w), ("b", r.standard_normal(3).astype(dtype))), {},
+                              "NaN and inf inputs against zero weights (0 * NaN = 0 * inf = NaN)"))
         return cases
     return build
 
@@ -270,25 +303,33 @@ def bn_edges(backward: bool) -> Builder:
 
 def relu_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
-        x = _arr([[0.0, -0.0, 1.0, -1.0, np.finfo(dtype).tiny, -np.finfo(dtype).tiny]], dtype)
-        if backward:
-            return [Case("relu_backward", (("g", _arr([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], dtype)), ("x", x)), {}, "relu'(0) = 0")]
-        special = _arr([[np.nan, np.inf, -np.inf, -np.nan]], dtype)
-        return [Case("relu_forward", (("x", x),), {}, "zeros of both signs"),
-                Case("relu_forward", (("x", special),), {}, "NaN stays NaN, +-inf")]
+        # subnormals are ordinary numbers (SEMANTICS 10): a kernel built with flush-to-zero returns 0 for a
+        # positive subnormal and drops its gradient
+        x = _arr([[1.0, -1.0] + tiny_values(dtype)], dtype)
+        if backward:   # never a NaN x: where x is NaN, relu' is not decided (frameworks mask by x > 0)
+            g = _arr([np.arange(1.0, x.size + 1.0)], dtype)
+            return [Case("relu_backward", (("g", g), ("x", x)), {}, "relu'(0) = 0, subnormals")]
+        special = _arr([[np.nan, np.inf, -np.inf, NEGATIVE_NAN]], dtype)
+        return [Case("relu_forward", (("x", x),), {}, "zeros of both signs, subnormals"),
+                Case("relu_forward", (("x", special),), {}, "NaN of both signs stays NaN, +-inf")]
     return build
 
 
 def prelu_edges(backward: bool) -> Builder:
     def build(dtype: str, o: OptionSpace) -> list[Case]:
         x = _arr([[[[0.0, -0.0], [2.0, -2.0]]], [[[-1.0, 1.0], [0.0, -3.0]]]], dtype)  # (2, 1, 2, 2)
-        x3 = np.concatenate([x, -x, x * 0.5], axis=1)  # (2, 3, 2, 2)
+        x4 = np.concatenate([x, -x, x * 0.5, -x], axis=1)  # (2, 4, 2, 2)
+        tiny = _arr([[[[1.0, -1.0] + tiny_values(dtype)]]], dtype)   # (1, 1, 1, 14)
         cases = []
         if not backward:   # fmax(0, x) + slope fmin(0, x) turns NaN into 0
-            nan = _arr([[[[np.nan, np.inf], [-np.inf, 1.0]]]], dtype)
-            cases.append(Case("prelu_forward", (("x", nan), ("slope", _arr([0.25], dtype))), {}, "NaN stays NaN, +-inf"))
+            nan = _arr([[[[np.nan, np.inf], [-np.inf, NEGATIVE_NAN]]]], dtype)
+            cases.append(Case("prelu_forward", (("x", nan), ("slope", _arr([0.25], dtype))), {},
+                              "NaN of both signs stays NaN, +-inf"))
+        # a slope above 1: max(x, slope x), the leaky-relu trick, is prelu only for 0 <= slope <= 1. The
+        # subnormals take x > 0's branch (a flush-to-zero kernel gives them the slope's)
         for xx, slope, label in ((x, _arr([0.25], dtype), "one slope, zeros"),
-                                 (x3, _arr([0.25, -0.5, 0.0], dtype), "per-channel slopes incl. 0")):
+                                 (x4, _arr([0.25, -0.5, 0.0, 1.5], dtype), "per-channel slopes incl. 0 and 1.5"),
+                                 (tiny, _arr([0.25], dtype), "subnormals, signed zeros")):
             if backward:
                 g = _rng(50).standard_normal(xx.shape).astype(dtype)
                 cases.append(Case("prelu_backward", (("g", g), ("x", xx), ("slope", slope)), {}, label))
@@ -310,7 +351,9 @@ def pool_edges(kind: str, backward: bool) -> Builder:
                 ((2, 16, 3, 19), (2, 2), (1, 1), (1, 1), "16 channels, 19 columns", "normal"),
                 ((2, 3, 8, 8), (8, 8), (8, 8), (0, 0), "a global 8x8 pool", "normal"),
                 ((1, 2, 8, 8), (4, 4), (4, 4), (0, 0), "4x4 windows", "ties"),
-                ((1, 1, 1, 4), (1, 2), (1, 2), (0, 0), "-0.0 before +0.0, a tie at the maximum 0", "negzero"))
+                ((1, 1, 1, 4), (1, 2), (1, 2), (0, 0), "-0.0 before +0.0, a tie at the maximum 0", "negzero"),
+                ((1, 1, 1, 48), (1, 2), (1, 2), (0, 0), "subnormal maxima (windows of 0 or -1 and one tiny value)",
+                 "tiny"))
         if not backward:   # SEMANTICS 10: a window holding a NaN is NaN (a `v > best` scan skips it)
             geos += (((1, 1, 4, 4), (2, 2), (1, 1), (1, 1), "NaN first, last and alone in windows, +-inf", "nan"),)
         if kind == "max":   # an all -inf window (no padding) still sends its gradient to its first element
@@ -327,7 +370,10 @@ def pool_edges(kind: str, backward: bool) -> Builder:
             if fill == "negzero":   # +-0 compare equal: the first, -0.0, is the maximal element (not +0.0)
                 x = np.array([[[[-0.0, 0.0, -1.0, -2.0]]]])
             if fill == "nan":   # NaN first, last and alone in a window (with padding), beside -inf and +inf
-                x[0, 0, 0, 0], x[0, 0, 1, 3], x[0, 0, 3, 0], x[0, 0, 3, 3] = np.nan, np.nan, -np.inf, np.inf
+                x[0, 0, 0, 0], x[0, 0, 1, 3], x[0, 0, 3, 0], x[0, 0, 3, 3] = np.nan, NEGATIVE_NAN, -np.inf, np.inf
+            if fill == "tiny":   # subnormals are ordinary numbers: a flush-to-zero kernel returns 0 for a subnormal
+                # maximum and, beside a 0, sends its gradient to the 0
+                x = np.array([[[[w, v] for v in tiny_values(dtype) for w in (0.0, -1.0)]]]).reshape(shape)
             x = x.astype(dtype)
             kw = {"kernel": k, "stride": s, "padding": p}
             if backward:

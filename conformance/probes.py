@@ -77,9 +77,21 @@ def tiny_values(dtype: str) -> list[float]:
     return [0.0, -0.0] + mids + [-v for v in mids]
 
 
+# A NaN with its sign bit set: x86's default NaN (what inf - inf and 0 * inf give there) is negative, so a
+# kernel whose negative test is `signbit(x)` turns it into -1 or takes x < 0's branch; the positive NaN
+# alone never shows that.
+NEGATIVE_NAN = math.copysign(math.nan, -1.0)
+
 # SEMANTICS 10 for every surrogate: fda and sign_swish give NaN at +-inf and NaN, the clipped ones 0 at +-inf,
 # every one NaN at NaN (where a port's clip mask or cosh guard often returns 0 instead).
-NON_FINITE = (math.inf, -math.inf, math.nan)
+NON_FINITE = (math.inf, -math.inf, math.nan, NEGATIVE_NAN)
+NANS = (math.nan, NEGATIVE_NAN)
+
+# |beta x| where the beta estimators' tails are probed: sign_swish and tanh decay like e^(-|beta x|) and
+# e^(-2 |beta x|), so a port that returns 0 past a cutoff (|beta x| > 10 or 20, where float32 would
+# saturate) is off by ~1e-3 .. 1e-10 of the peak just past it; fixed x (3, 40) miss the cutoff for most
+# betas. Up to 30: a sign_swish cut below ~26 still exceeds float64's 1e-11 of the peak there.
+BETA_TAIL = (8.0, 11.0, 12.0, 16.0, 22.0, 26.0, 30.0)
 
 
 def boundary_values(bound: float, dtype: str) -> list[float]:
@@ -101,6 +113,9 @@ def surrogate_probes(estimator: str, params: dict, dtype: str, rng: np.random.Ge
             out += kpi_points(k, float(params["omega"]), dtype)
     else:
         out += [0.5, -0.5, 3.0, -3.0, 40.0, -40.0, 1e4, -1e4]
+    if "beta" in params:   # the tails sit at fixed beta |x|, not at fixed x
+        beta = float(params["beta"])
+        out += [s * v / beta for v in BETA_TAIL for s in (1.0, -1.0)]
     finite_max = float(np.finfo(dtype).max)
     return [v for v in out if abs(v) <= finite_max]
 

@@ -3,8 +3,9 @@
 Shapes include odd and 1-sized dimensions and channel counts that are not multiples of 8 or 64; geometry
 is built backwards from a valid output size, so every drawn conv / pool call is legal. Values come from a
 seeded numpy generator (fast, and shrinks to seed 0) with *specials* planted at drawn positions, built by
-probes.py: signed zeros, subnormals, a clip boundary and 1-3 ulps either side (in the dtype under test),
-omega x = k pi at every distance from 1 ulp to 0.5 for small and large k, ties for max pool; fda inputs
+probes.py: signed zeros, subnormals, NaN of both signs, a clip boundary and 1-3 ulps either side (in the
+dtype under test), omega x = k pi at every distance from 1 ulp to 0.5 for small and large k, the beta
+estimators' tails at fixed beta |x|, ties for max pool; fda inputs
 also span the whole argument range. Every option of SEMANTICS 1-7 is drawn from an :class:`OptionSpace`: all
 values by default, only a preset's (``OptionSpace.from_preset``), or what a backend supports
 (capabilities.py). Each op's record (records.py) names its strategy here.
@@ -22,7 +23,7 @@ from fdaref.noise import noise_width
 
 from .bits import pack_signs_independent, with_stray_bits
 from .case import Case
-from .probes import NON_FINITE, fda_scale_choices, surrogate_probes, tiny_values
+from .probes import NANS, NON_FINITE, fda_scale_choices, surrogate_probes, tiny_values
 
 Draw = Callable[[st.SearchStrategy], Any]
 
@@ -261,8 +262,7 @@ def sign_cases(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
     @st.composite
     def build(draw: Draw) -> Case:
         shape = general_shape(draw)
-        tiny = float(np.finfo(dtype).tiny)
-        x = fill(draw, shape, dtype, specials=(0.0, -0.0, tiny, -tiny, 1.0, -1.0, np.nan), max_specials=8)
+        x = fill(draw, shape, dtype, specials=tiny_values(dtype) + [1.0, -1.0, *NANS], max_specials=8)
         return Case("sign", (("x", x),), {"zero": draw(st.sampled_from(opts.zeros))})
     return build()
 
@@ -326,18 +326,23 @@ def quantize_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStra
         def build(draw: Draw) -> Case:
             arr, kw = noise_inputs(draw, dtype, opts, backward)
             est, params = opts.estimator(draw)
-            t = arr["t"]
-            specials = surrogate_specials(draw, est, params, dtype) if backward else tiny_values(dtype)
-            for _ in range(draw(st.integers(0, min(4, t.size)))):
-                t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from(specials))
             has_module = opts.noise and draw(st.booleans())
             w1, w2 = (arr["w1"], arr["w2"]) if has_module else (None, None)
             kw["alpha"] = draw(st.sampled_from(opts.alphas))
+            live = has_module and kw["alpha"] != 0  # eval with a live module: only where eval is sign(t)
+            training = True
+            if not backward and (opts.eval_is_sign or not live):
+                training = draw(st.booleans())
+            if backward:
+                specials = surrogate_specials(draw, est, params, dtype)
+            else:   # where z is exactly sign(t), NaN stays NaN and inf is +-1 (a sign of its own may differ)
+                specials = tiny_values(dtype) + (list(NON_FINITE) if not (live and training) else [])
+            t = arr["t"]
+            for _ in range(draw(st.integers(0, min(4, t.size)))):
+                t.flat[draw(st.integers(0, t.size - 1))] = draw(st.sampled_from(specials))
             if backward:
                 kw.update(estimator=est, params=params)
                 return Case("quantize_backward", (("g", arr["g"]), ("t", t), ("w1", w1), ("w2", w2)), kw)
-            live = has_module and kw["alpha"] != 0  # eval with a live module: only where eval is sign(t)
-            training = draw(st.booleans()) if (opts.eval_is_sign or not live) else True
             kw.update(zero=draw(st.sampled_from(opts.zeros)), training=training)
             return Case("quantize_forward", (("t", t), ("w1", w1), ("w2", w2)), kw)
         return build()
@@ -456,13 +461,20 @@ def image_or_matrix(draw: Draw) -> tuple[int, ...]:
     return (dim(draw, 1, 5), channels(draw))
 
 
+def activation_specials(dtype: str, backward: bool) -> list[float]:
+    """Values planted in relu, prelu and pooling inputs: signed zeros and subnormals (ordinary numbers,
+    SEMANTICS 10: a flush-to-zero kernel zeroes them), and forward NaN of both signs (it stays NaN, where
+    where(x > 0, x, 0), fmax(x, 0) or a `v > best` scan drop it). Never NaN backward: the derivative at a NaN
+    x is not decided (frameworks mask by x > 0; a kernel testing x <= 0 differs)."""
+    return tiny_values(dtype) + ([] if backward else list(NANS))
+
+
 def relu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrategy[Case]]:
     def strategy(dtype: str, opts: OptionSpace) -> st.SearchStrategy[Case]:
         @st.composite
         def build(draw: Draw) -> Case:
             shape = general_shape(draw)
-            # NaN stays NaN forward (SEMANTICS 10: where(x > 0, x, 0) or fmax(x, 0) drop it)
-            x = fill(draw, shape, dtype, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
+            x = fill(draw, shape, dtype, specials=activation_specials(dtype, backward))
             if backward:
                 return Case("relu_backward", (("g", fill(draw, shape, dtype)), ("x", x)), {})
             return Case("relu_forward", (("x", x),), {})
@@ -475,9 +487,10 @@ def prelu_cases(backward: bool) -> Callable[[str, OptionSpace], st.SearchStrateg
         @st.composite
         def build(draw: Draw) -> Case:
             shape = image_or_matrix(draw)
-            x = fill(draw, shape, dtype, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
+            x = fill(draw, shape, dtype, specials=activation_specials(dtype, backward))
             slope_shape = (1,) if draw(st.booleans()) else (shape[1],)
-            slope = fill(draw, slope_shape, dtype, kind="uniform", scale=0.5, specials=(0.25, 0.0))
+            # slopes of either sign and above 1, where max(x, slope x) (the leaky-relu trick) is not prelu
+            slope = fill(draw, slope_shape, dtype, kind="uniform", scale=1.5, specials=(0.25, 0.0, 1.0, 1.5))
             if backward:
                 return Case("prelu_backward", (("g", fill(draw, shape, dtype)), ("x", x), ("slope", slope)), {})
             return Case("prelu_forward", (("x", x), ("slope", slope)), {})
@@ -496,7 +509,7 @@ def pool_cases(kind: str, backward: bool) -> Callable[[str, OptionSpace], st.Sea
             shape = (dim(draw, 1, 3), extent(draw, 1, 9, "c_in" in wide), geo["H"], geo["W"])
             fill_kind = draw(st.sampled_from(("ties", "normal"))) if kind == "max" else "normal"
             # forward, a window holding a NaN is NaN (SEMANTICS 10), whichever of its elements comes first
-            x = fill(draw, shape, dtype, kind=fill_kind, specials=(0.0, -0.0) if backward else (0.0, -0.0, math.nan))
+            x = fill(draw, shape, dtype, kind=fill_kind, specials=activation_specials(dtype, backward))
             kw = {"kernel": geo["kernel"], "stride": geo["stride"], "padding": geo["padding"]}
             if backward:
                 ho = conv_out(geo["H"], geo["kernel"][0], geo["stride"][0], 1, geo["padding"][0])

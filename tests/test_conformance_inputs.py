@@ -122,6 +122,89 @@ def test_fd_check_allows_the_antiderivative_rounding_far_out():
 
 # --- inputs that close the escapes of a mutation study (wrong kernels that passed the ci profile) ----------
 
+def _edge_values(op, dtype, name="x"):
+    return [c.get(name) for c in RECORDS[op].edges(dtype)]
+
+
+def _has_negative_nan(arrays):
+    return any(np.any(np.isnan(a) & np.signbit(a)) for a in arrays if a is not None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_negative_nan_is_planted_where_nan_is(dtype):
+    # x86's default NaN (inf - inf) has its sign bit set: a `signbit(x)` test sends it to x < 0's branch
+    assert np.signbit(np.float32(probes.NEGATIVE_NAN)) and np.signbit(np.float64(probes.NEGATIVE_NAN))
+    for op in ("sign", "relu_forward", "prelu_forward", "max_pool2d_forward", "avg_pool2d_forward", "surrogate"):
+        assert _has_negative_nan(_edge_values(op, dtype)), op
+    exact = [c for c in RECORDS["quantize_forward"].edges(dtype)
+             if c.kwargs["alpha"] == 0 or c.get("w1") is None or not c.kwargs["training"]]
+    t = [c.get("t") for c in exact]
+    assert exact and all(np.isnan(a).any() and np.isposinf(a).any() and np.isneginf(a).any() for a in t)
+    assert _has_negative_nan(t)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_reaches_zero_weights_and_the_noise_module(dtype):
+    linear = [c for c in RECORDS["linear_forward"].edges(dtype) if np.isnan(c.get("x")).any()]
+    conv = [c for c in RECORDS["conv2d_forward"].edges(dtype) if np.isnan(c.get("x")).any()]
+    assert linear and conv
+    for case in linear:   # every output meets the non-finite inputs through zero weights only
+        x, w = case.get("x"), case.get("w")
+        assert np.all(w[:, ~np.isfinite(x).all(axis=0)] == 0)
+    for case in conv:     # each input channel holding one meets every output channel through a zero tap
+        x, w = case.get("x"), case.get("w")
+        channels = ~np.isfinite(x).all(axis=(0, 2, 3))
+        assert channels.any() and np.all((w[:, channels] == 0).any(axis=(2, 3)))
+    noise = [c.get("t") for c in RECORDS["noise_forward"].edges(dtype)]
+    assert any(np.isnan(t).any() and t.shape[1] > 1 for t in noise)   # d > 1: the rest of the row shows it
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_subnormals_reach_relu_prelu_and_pooling(dtype):
+    tiny = float(np.finfo(dtype).tiny)
+    for op in ("relu_forward", "relu_backward", "prelu_forward", "prelu_backward", "max_pool2d_forward",
+               "max_pool2d_backward"):
+        x = np.concatenate([a.ravel() for a in _edge_values(op, dtype)])
+        sub = (x != 0) & (np.abs(x) < tiny)
+        assert np.any(sub & (x > 0)) and np.any(sub & (x < 0)), op
+
+
+def test_backward_relu_and_prelu_never_see_a_nan_x():
+    # SEMANTICS leaves relu'(NaN) undecided (frameworks mask by x > 0, a kernel testing x <= 0 differs)
+    from hypothesis import given, settings
+    for op in ("relu_backward", "prelu_backward"):
+        for dtype in ("float32", "float64"):
+            assert not any(np.isnan(x).any() for x in _edge_values(op, dtype)), op
+
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+        @given(RECORDS[op].strategy("float32"))
+        def no_nan(case):
+            assert not np.isnan(case.get("x")).any()
+        no_nan()
+
+
+def test_prelu_slopes_above_one_in_edges_and_draws():
+    from hypothesis import given, settings
+    for op in ("prelu_forward", "prelu_backward"):
+        assert any(np.any(s > 1) for s in _edge_values(op, "float32", "slope")), op
+    seen = []
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @given(RECORDS["prelu_forward"].strategy("float32"))
+    def collect(case):
+        seen.append(float(case.get("slope").max()))
+    collect()
+    assert max(seen) > 1
+
+
+@pytest.mark.parametrize("estimator", ["sign_swish", "tanh"])
+def test_beta_tails_probed_at_fixed_beta_x(estimator):
+    # a cutoff at |beta x| > 10 or 20 shows just past it, for every beta drawn
+    for case in [c for c in RECORDS["surrogate"].edges("float64") if c.kwargs["estimator"] == estimator]:
+        bx = np.abs(case.get("x") * case.kwargs["params"]["beta"])
+        for lo, hi in ((10, 12.5), (20, 26.5)):
+            assert np.any((bx > lo) & (bx <= hi)), (case.kwargs, lo)
+
 
 def test_the_models_sizes_are_in_the_edges():
     assert any(c.get("x").shape[1] > 256 for c in RECORDS["pack_signs"].edges("float32"))
