@@ -10,7 +10,9 @@ reference layer / model of :mod:`fdaref.nn` in float64 with identical weights).
 - :func:`check_torch_layer`: a binary Conv2d / Linear module described by a :class:`TorchLayerMapping`;
 - :func:`check_torch_model`: a whole model given a name mapping to an fdaref reference model.
 Layer and model checks compare the output, the input gradient and every parameter gradient, with the
-layer tolerance of the suite (``LAYER_TOL``: relative to the largest reference value of each tensor).
+layer tolerance of the suite (``LAYER_TOL``: relative to the largest finite reference value of each tensor),
+and the output of a second forward without autograd on a non-contiguous input; no forward may change the
+module's parameters, buffers or attributes, or its input.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 from fdaref.errors import InputError
 
 from ..compare import OutputDiff, compare_output
-from ..report import DECLINED, ERROR, FAIL, PASS, CaseResult, SuiteReport
+from ..report import DECLINED, ERROR, FAIL, PASS, WARN, CaseResult, SuiteReport
 from ..tolerances import LAYER_TOL
 from .callables import CallableOps, run_wrapped
 from .declared import Declaration
@@ -210,18 +212,79 @@ class TorchLayerMapping:
 
 def _compare(name: str, got: Optional[np.ndarray], ref: Any, dtype: str) -> OutputDiff:
     ref = np.asarray(ref, np.float64)
-    mag = max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-30)
+    finite = np.abs(ref[np.isfinite(ref)])
+    mag = max(float(np.max(finite)) if finite.size else 0.0, 1e-30)
     return compare_output(name, got, ref, LAYER_TOL[dtype], mag, dtype)
+
+
+# torch's own batch norm counts its training batches in this buffer; fdaref's reference has no counterpart
+_TORCH_COUNTERS = ("num_batches_tracked",)
+
+
+def _snapshot(module: Any) -> dict[str, Any]:
+    """Copies of every parameter and buffer of ``module`` and of the public number and tensor attributes of
+    it and its submodules (n, alpha, a step counter): what a forward must leave as it was."""
+    torch = _torch()
+    out = {key: value.detach().clone() for key, value in module.state_dict(keep_vars=True).items()}
+    for prefix, sub in module.named_modules():
+        for key, value in vars(sub).items():
+            if not key.startswith("_") and isinstance(value, (bool, int, float, torch.Tensor)):
+                out[f"{prefix}.{key}" if prefix else key] = (value.detach().clone() if isinstance(value, torch.Tensor)
+                                                             else value)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN (tensors: also the same shape and dtype)."""
+    torch = _torch()
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape \
+                or a.dtype != b.dtype:
+            return False
+        return bool(((a == b) | (a.isnan() & b.isnan()) if a.is_floating_point() else a == b).all())
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: Any, x: np.ndarray,
+               call: str) -> list[OutputDiff]:
+    """A failure for each entry of ``before`` (:func:`_snapshot`) that the forward ``call`` changed, except those
+    in ``skip`` (buffers the reference updates too, compared with it) and torch's batch counters; and one if
+    it wrote to its input ``xt``, which held ``x``."""
+    skip = set(skip)
+    after = _snapshot(module)
+    diffs = [OutputDiff(f"{key} after the forward {call}", False,
+                        problem="changed by the forward (it must leave parameters, buffers and attributes as "
+                                "they were; the schedule and the optimizer set them)")
+             for key, value in before.items()
+             if key not in skip and key.rpartition(".")[2] not in _TORCH_COUNTERS
+             and not _same(value, after.get(key))]
+    if not _same(xt.detach(), _torch().from_numpy(x)):
+        diffs.append(OutputDiff(f"input after the forward {call}", False,
+                                problem="changed in place (a layer must not write to its caller's input)"))
+    return diffs
+
+
+def _non_contiguous(a: np.ndarray) -> Any:
+    """``a`` as a tensor that is not C-contiguous: channels-last for 4-d (B, C, H, W), column-major otherwise."""
+    torch = _torch()
+    if a.ndim == 4:
+        return _tensor(a).contiguous(memory_format=torch.channels_last)
+    return torch.from_numpy(np.asfortranarray(a))
 
 
 def compare_with_reference(label: str, op: str, torch_module: Any, reference: Any,
                            names: Mapping[str, tuple[str, bool]], x: np.ndarray, dtype: str, *,
-                           seed: int = 0, prepare: Optional[Callable[[], None]] = None) -> CaseResult:
+                           seed: int = 0, prepare: Optional[Callable[[], None]] = None,
+                           parameters: bool = True) -> CaseResult:
     """Copy the reference's parameters and buffers into ``torch_module`` (``names``: fdaref name -> (torch
     path, transposed)), run forward and backward of sum(out * r) on both, and compare the output, the input
     gradient, every reference parameter's gradient and every mapped float buffer after the step (batch
-    norm's running statistics; in eval also the output without autograd). The reference runs in float64 on
-    the values rounded to ``dtype``."""
+    norm's running statistics). A second forward, without autograd, in the same mode, on a non-contiguous
+    copy of the input (channels-last for 4-d), must give the same output. Neither forward may change the
+    module's parameters, buffers (but those the reference updates) or public number / tensor attributes, or
+    write to its input. ``parameters=False`` leaves out the parameter gradients and the buffers (an input
+    with a NaN: a noise module multiplied by alpha = 0 spreads it there, where the reference skips the
+    module). The reference runs in float64 on the values rounded to ``dtype``."""
     from fdaref.autodiff import Tensor
     from fdaref.reference import REFERENCE
     torch = _torch()
@@ -248,34 +311,41 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             assign(torch_module, path, value)
         if prepare is not None:
             prepare()
+        x = x.astype(dtype)
         rng = np.random.default_rng(seed)
         torch_module.zero_grad(set_to_none=True)
-        xt = _tensor(x.astype(dtype), requires_grad=True)
+        param_keys = {key for key, _ in reference.named_parameters()}
+        updated = [names[key][0] for key in state if key not in param_keys]   # buffers: compared with the reference
+        before = _snapshot(torch_module)
+        xt = _tensor(x, requires_grad=True)
         out = torch_module(xt)
         r = rng.standard_normal(tuple(out.shape))
         (out * torch.from_numpy(r.astype(dtype))).sum().backward()
-        xr = Tensor.from_numpy(x.astype(dtype).astype(np.float64), REFERENCE, requires_grad=True)
+        xr = Tensor.from_numpy(x.astype(np.float64), REFERENCE, requires_grad=True)
         reference.zero_grad()
         out_r = reference(xr)
         (out_r * REFERENCE.from_numpy(r)).sum().backward()
         diffs = [_compare("output", _numpy(out), out_r.numpy(), dtype),
                  _compare("grad input", _numpy(xt.grad), REFERENCE.to_numpy(xr.grad), dtype)]
-        for key, p in reference.named_parameters():
+        for key, p in reference.named_parameters() if parameters else ():
             path, transposed = names[key]
             g, want = resolve(torch_module, path).grad, REFERENCE.to_numpy(p.grad)
             # None is torch's "no gradient reached it" (a module not evaluated, in eval): zeros of its shape
-            got = np.zeros_like(want) if g is None else _numpy(g.T if transposed else g)
+            got = np.zeros(want.shape, dtype) if g is None else _numpy(g.T if transposed else g)
             diffs.append(_compare(f"grad {key} ({path})", got, want, dtype))
-        parameters = {key for key, _ in reference.named_parameters()}
-        for key, value in reference.state_dict().items():   # buffers after the step: BN's running statistics
-            buffer = None if key in parameters or key not in names else resolve(torch_module, names[key][0])
+        for key, value in reference.state_dict().items() if parameters else ():   # BN's running statistics
+            buffer = None if key in param_keys else resolve(torch_module, names[key][0])
             if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
                 diffs.append(_compare(f"buffer {key} ({names[key][0]}) after the step",
                                       _numpy(buffer.T if names[key][1] else buffer), value, dtype))
-        if not torch_module.training:   # inference code may take another path without autograd (an XNOR kernel)
-            with torch.no_grad():
-                diffs.append(_compare("output without autograd", _numpy(torch_module(_tensor(x.astype(dtype)))),
-                                      out_r.numpy(), dtype))
+        diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
+        # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
+        xn = _non_contiguous(x)
+        with torch.no_grad():
+            out_n = torch_module(xn)
+        diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
+                              f"input", _numpy(out_n), out_r.numpy(), dtype))
+        diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd")
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
@@ -285,7 +355,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         if all(d.output.startswith("buffer ") for d in bad):
             hint = ["output and gradients match; only buffers differ after the step (batch norm's running "
                     "statistics: its momentum, the unbiased variance of the update)"]
-        elif diffs[0].ok:
+        elif all(d.output.startswith("grad ") for d in bad):
             hint = ["the forward matches; only gradients differ (the surrogate, the noise module's chain rule "
                     "or the weight scale's gradient)"]
         else:
@@ -303,8 +373,17 @@ CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, 
                    (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)),
                    (130, 4, 3, 1, 1, False, (1, 130, 4, 4)))   # C_in 130: the activation module's m = 2
 LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)))
-# (epoch, epochs, training): alpha > 0 early, the middle, alpha = 0 at the last epoch; eval at both ends.
-SCHEDULE_POINTS = ((0, 10, True), (5, 10, True), (9, 10, True), (0, 10, False), (9, 10, False))
+# The schedule of the layer checks runs over EPOCHS epochs, so that n = 9 + e at epoch e (SEMANTICS 6).
+EPOCHS = 10
+
+
+def schedule_points(geometry: int, geometries: int) -> list[tuple[int, bool]]:
+    """(epoch, training) of the layer cases of one geometry: training at the first epoch (alpha > 0, n = 9)
+    and at the last (alpha = 0, n = 18), eval at both, and training at its share of the epochs in between,
+    so that the geometries of a kind together train with every n from 9 to 18."""
+    middle = [e for e in range(1, EPOCHS - 1) if (e - 1) % geometries == geometry]
+    return [(0, True)] + [(e, True) for e in middle] + [(EPOCHS - 1, True), (0, False), (EPOCHS - 1, False)]
+
 
 _OPTION_FIELDS = (("zero", "zero"), ("estimator", "estimator"), ("omega", "omega"), ("clip", "clip"),
                   ("eta_kind", "eta"), ("a", "a"), ("k", "k"), ("mode", "scale"), ("pad_value", "pad_value"),
@@ -321,6 +400,8 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     ``fdaref_mapping`` attribute. Options the mapping declares and the preset needs otherwise are reported as
     declined (with the reason) instead of being run; eval with alpha > 0 is declined for a layer declaring
     ``eval_noise=True``. ``options`` (a :class:`fdaref.presets.BinaryOptions`) replaces the preset's.
+    Per dtype and geometry: the cases of :func:`schedule_points`, and eval at the last epoch with a NaN in
+    the input; with ``mapping.sign`` also that Function's ``sign`` and ``surrogate`` op by op.
     Returns the report; raises AssertionError with it on a failure by default.
     """
     from fdaref import nn
@@ -340,18 +421,22 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     else:
         geometries = CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES
         for dtype in dtypes:
-            for gi, (cin, cout, k, stride, padding, bias, x_shape) in enumerate(geometries):
-                for epoch, epochs, training in SCHEDULE_POINTS:
-                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout, k,
-                                           stride, padding, bias, x_shape, epoch, epochs, training, nn))
+            for gi, geometry in enumerate(geometries):
+                for epoch, training in schedule_points(gi, len(geometries)):
+                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch,
+                                           training, nn))
+                # sign(NaN) = NaN, seen where the noise module is not evaluated: eval, alpha = 0
+                report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, EPOCHS - 1,
+                                       False, nn, nan=True))
     if mapping.sign is not None and options.estimator == "fda" and not declined:
         table = torch_sign_table(mapping.sign, zero=options.zero, estimator="fda",
                                  params={"omega": options.omega, "clip": options.clip}, label=f"{label} sign")
         for dtype in dtypes:
-            # the sign Function is asked only what the layer runs, so its declined alternatives are not listed
-            for res in run_wrapped(table, ["surrogate"], dtype=dtype, profile=profile, preset=preset,
+            # the sign Function is asked only what the layer runs, so its declined alternatives are not listed,
+            # nor the error inputs the table's wrapper, not the Function, accepts (warnings)
+            for res in run_wrapped(table, ["sign", "surrogate"], dtype=dtype, profile=profile, preset=preset,
                                    raise_on_failure=False).results:
-                if res.outcome != DECLINED:
+                if res.outcome not in (DECLINED, WARN):
                     report.add(res)
     report.seconds = time.perf_counter() - t0
     if raise_on_failure and not report.ok():
@@ -359,8 +444,13 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     return report
 
 
-def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout, k, stride, padding, bias, x_shape,
-                epoch, epochs, training, nn) -> CaseResult:
+def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
+                nan: bool = False) -> CaseResult:
+    """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
+    subnormals, the clip and its neighbours, |omega x| near pi) and, with ``nan``, one NaN; a NaN case
+    compares the output and the input gradient only."""
+    from ..layers import plant_probes
+    cin, cout, k, stride, padding, bias, x_shape = geometry
     rng = np.random.default_rng(100 + gi)
     if kind == "conv2d":
         ref = nn.BinaryConv2d(cin, cout, k, stride, padding, bias=bias, options=options, rng=rng)
@@ -370,9 +460,10 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout,
         ref = nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng)
         mod = factory(cin, cout, bias)
         desc = f"{cin} -> {cout}{', bias' if bias else ''}"
-    ref.set_schedule(epoch, epochs)
+    ref.set_schedule(epoch, EPOCHS)
     n, alpha = ref.params.get("n"), ref.alpha
-    label = f"layer: {desc}; epoch {epoch}/{epochs} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
+    label = (f"layer: {desc}; epoch {epoch}/{EPOCHS} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
+             f"{', input with a NaN' if nan else ''}")
     if not training and alpha != 0:
         reason = decl.supports(op, "eval_noise", False)
         if reason:
@@ -381,8 +472,12 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout,
     w = ref.weight.numpy().copy()
     w.flat[0] = 0.0                      # sign(0) of a weight, and of input zeros below
     ref.weight.data = w
-    x = np.random.default_rng(200 + gi).standard_normal(x_shape)
+    x_rng = np.random.default_rng(200 + gi + 10 * epoch)
+    x = x_rng.standard_normal(x_shape).astype(dtype)
     x.flat[::7] = 0.0
+    plant_probes(x, x_rng, zero_clip=options.clip, omega=options.omega)
+    if nan:
+        x.flat[x_rng.integers(x.size)] = np.nan
     ref.train(training)
 
     def prepare() -> None:
@@ -391,7 +486,7 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, cin, cout,
             assign(mod, mapping.n, int(n))
         if mapping.alpha:
             assign(mod, mapping.alpha, float(alpha))
-    res = compare_with_reference(label, op, mod, ref, names, x, dtype, seed=gi, prepare=prepare)
+    res = compare_with_reference(label, op, mod, ref, names, x, dtype, seed=gi, prepare=prepare, parameters=not nan)
     if res.failed:
         res.reproduction = _layer_reproduction(factory, kind, options, dtype)
     return res
@@ -413,7 +508,7 @@ def check_torch_model(model: Any, reference: Any, names: Mapping[str, str], x_sh
 
     ``names`` maps every reference state name (parameters and buffers) to the torch model's dotted path;
     those in ``transposed`` are stored transposed there (``nn.Linear`` noise weights). ``schedule(model,
-    reference)`` may set n / alpha on both. Compares output, input gradient and every parameter gradient.
+    reference)`` may set n / alpha on both. Compares as :func:`compare_with_reference` does.
     """
     report = SuiteReport(type(model).__name__, f"torch {_torch().__version__}", "cpu", ",".join(dtypes), "adapter", None)
     mapped = {k: (v, k in set(transposed)) for k, v in names.items()}

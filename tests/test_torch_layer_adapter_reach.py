@@ -1,0 +1,251 @@
+"""What check_torch_layer reaches: wrong torch FDA layers it must fail, and a correct one it must pass.
+
+``Good`` is a paper-preset FDA binary conv layer written here, independent of fdaref: sign(0) = -1 and
+sign(NaN) = NaN, n + 1 cosines without a clip, both noise modules added with weight alpha in training only
+(SEMANTICS 4: in eval the module is not evaluated, so its weights get no gradient at all). Each wrong layer
+changes one thing of it, as ports and deployment code do.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from fdaref.conformance.adapters import TorchLayerMapping, check_torch_layer  # noqa: E402
+
+OMEGA = 0.1
+PAPER = {"zero": -1.0, "estimator": "fda", "omega": OMEGA, "eta_kind": "sin", "a": 0.1, "k": 64,
+         "scale": "channel", "pad_value": 0.0, "eval_noise": False}
+
+
+def fda(x, n, terms=None):
+    """Eq. 10 with ``terms`` cosines (n + 1 by default), summed in float64."""
+    x64 = x.double()
+    s = sum(torch.cos((2 * i + 1) * OMEGA * x64) for i in range((n + 1) if terms is None else terms))
+    return ((4 * OMEGA / math.pi) * s).to(x.dtype)
+
+
+class Sign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, n):
+        ctx.save_for_backward(x)
+        ctx.n = int(n)
+        return torch.where(x > 0, 1.0, -1.0).to(x.dtype).where(~x.isnan(), x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * fda(x, ctx.n), None
+
+
+class Noise(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(d, max(1, d // 64), bias=False)
+        self.fc2 = torch.nn.Linear(max(1, d // 64), d, bias=False)
+
+    def forward(self, rows):
+        return self.fc2(F.relu(self.fc1(rows))) + 0.1 * torch.sin(rows)
+
+
+class Good(torch.nn.Module):
+    sign = Sign
+
+    def __init__(self, cin, cout, k, stride, padding, bias):
+        super().__init__()
+        self.stride, self.padding = stride, padding
+        self.weight = torch.nn.Parameter(torch.randn(cout, cin, k, k))
+        self.bias = torch.nn.Parameter(torch.zeros(cout)) if bias else None
+        self.noise_w, self.noise_a = Noise(cin * k * k), Noise(cin)
+        self.n, self.alpha = 9, 0.1
+
+    def noise(self, t, module, rows, unrows):
+        return self.alpha * unrows(module(rows(t)))
+
+    def quantize(self, t, module, rows, unrows):
+        q = self.sign.apply(t, self.n)
+        return q + self.noise(t, module, rows, unrows) if self.training else q
+
+    def activation_rows(self, x):
+        return x.movedim(1, -1)
+
+    def forward(self, x):
+        w = self.weight
+        qw = self.quantize(w, self.noise_w, lambda t: t.reshape(len(t), -1), lambda r: r.reshape(w.shape))
+        qx = self.quantize(x, self.noise_a, self.activation_rows, lambda r: r.movedim(-1, 1))
+        scale = w.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
+        return F.conv2d(qx, qw * scale, self.bias, self.stride, self.padding)
+
+
+class GoodLinear(Good):
+    def __init__(self, cin, cout, bias):
+        torch.nn.Module.__init__(self)
+        self.weight = torch.nn.Parameter(torch.randn(cout, cin))
+        self.bias = torch.nn.Parameter(torch.zeros(cout)) if bias else None
+        self.noise_w, self.noise_a = Noise(cin), Noise(cin)
+        self.n, self.alpha = 9, 0.1
+
+    def forward(self, x):
+        w = self.weight
+        qw, qx = (self.quantize(t, m, lambda r: r, lambda r: r) for t, m in ((w, self.noise_w), (x, self.noise_a)))
+        return F.linear(qx, qw * w.abs().mean(dim=1, keepdim=True).detach(), self.bias)
+
+
+def factory(cls, sign=None):
+    mapping = TorchLayerMapping(weight_noise=("noise_w.fc1.weight", "noise_w.fc2.weight"),
+                                activation_noise=("noise_a.fc1.weight", "noise_a.fc2.weight"), sign=sign,
+                                implements=PAPER)
+    if issubclass(cls, GoodLinear):
+        def make(cin, cout, bias):
+            return cls(cin, cout, bias)
+    else:
+        def make(cin, cout, k, stride, padding, bias):
+            return cls(cin, cout, k, stride, padding, bias)
+    make.fdaref_mapping, make.__qualname__ = mapping, cls.__name__
+    return make
+
+
+def check(cls, dtypes=("float64",), sign=None):
+    kind = "linear" if issubclass(cls, GoodLinear) else "conv2d"
+    return check_torch_layer(factory(cls, sign), kind=kind, preset="paper", dtypes=dtypes, raise_on_failure=False)
+
+
+def failed_outputs(report):
+    """The names of the failing comparisons over the report's layer cases."""
+    return {d["output"] for r in report.failures() for d in r.diffs if not d["ok"]}
+
+
+def test_a_correct_layer_passes_in_both_dtypes_with_no_gradient_reaching_the_module_in_eval():
+    for cls in (Good, GoodLinear):
+        report = check(cls, dtypes=("float64", "float32"))
+        assert report.ok(), report.render()
+        evals = [r for r in report.results if ", eval" in r.check]
+        assert evals and all(r.outcome == "pass" for r in evals)
+    # and its sign Function passes the sign table's sign and surrogate
+    report = check(Good, sign=Sign.apply)
+    assert report.ok() and {"sign", "surrogate"} <= {r.op for r in report.results if r.outcome == "pass"}
+
+
+# --- the sign forward: NaN, tiny values ------------------------------------------------------------------
+
+class WhereSign(Sign):   # torch.where(x > 0, 1, -1): NaN -> -1, the most common sign in the wild
+    @staticmethod
+    def forward(ctx, x, n):
+        ctx.save_for_backward(x)
+        ctx.n = int(n)
+        return torch.where(x > 0, 1.0, -1.0).to(x.dtype)
+
+
+class EpsSign(Sign):     # a threshold: subnormals and tiny normals -> -1
+    @staticmethod
+    def forward(ctx, x, n):
+        ctx.save_for_backward(x)
+        ctx.n = int(n)
+        return torch.where(x > 1e-20, 1.0, -1.0).to(x.dtype).where(~x.isnan(), x)
+
+
+class NanToMinusOne(Good):
+    sign = WhereSign
+
+
+class TinyToMinusOne(Good):
+    sign = EpsSign
+
+
+def test_sign_of_nan_is_checked_in_eval_where_the_module_is_not_evaluated():
+    report = check(NanToMinusOne)
+    assert not report.ok()
+    assert all("input with a NaN" in r.check and ", eval" in r.check for r in report.failures())
+    assert "output" in failed_outputs(report)
+    # given the sign Function, the sign table sees it op by op too
+    assert any(r.op == "sign" for r in check(NanToMinusOne, sign=WhereSign.apply).failures())
+
+
+def test_tiny_and_subnormal_inputs_reach_the_sign():
+    report = check(TinyToMinusOne)
+    assert not report.ok() and "output" in failed_outputs(report)
+    assert any(r.op == "sign" for r in check(TinyToMinusOne, sign=EpsSign.apply).failures())
+
+
+# --- state and inputs survive a call -----------------------------------------------------------------------
+
+class FoldsWeights(Good):     # deployment code: the binarized, scaled weight written over self.weight
+    def forward(self, x):
+        if not self.training and not torch.is_grad_enabled():
+            with torch.no_grad():
+                w = self.weight
+                w.copy_(torch.where(w > 0, 1.0, -1.0) * w.abs().mean(dim=(1, 2, 3), keepdim=True))
+            return F.conv2d(self.sign.apply(x, self.n), self.weight, self.bias, self.stride, self.padding)
+        return super().forward(x)
+
+
+class BinarizesItsInput(Good):   # "saves memory" in inference: the caller's input binarized in place
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x.copy_(self.sign.apply(x, self.n))
+        return super().forward(x)
+
+
+class AnnealsPerCall(Good):      # a per-iteration schedule inside forward
+    def forward(self, x):
+        out = super().forward(x)
+        self.alpha, self.n = self.alpha * 0.5, self.n + 1
+        return out
+
+
+def test_a_forward_must_leave_parameters_attributes_and_its_input_as_they_were():
+    assert "weight after the forward without autograd" in failed_outputs(check(FoldsWeights))
+    assert "input after the forward without autograd" in failed_outputs(check(BinarizesItsInput))
+    annealed = failed_outputs(check(AnnealsPerCall))
+    assert {"alpha after the forward with autograd", "n after the forward with autograd"} <= annealed
+
+
+# --- the no-grad forward in training, and a non-contiguous input -------------------------------------------
+
+class NoGradDropsNoise(Good):    # "no gradient needed, skip the module": wrong in training mode
+    def quantize(self, t, module, rows, unrows):
+        q = self.sign.apply(t, self.n)
+        return q + self.noise(t, module, rows, unrows) if self.training and torch.is_grad_enabled() else q
+
+
+class AssumesContiguous(Good):   # a custom kernel's rows: as_strided over a contiguous NCHW input
+    def activation_rows(self, x):
+        b, c, h, w = x.shape
+        return torch.as_strided(x, (b, h, w, c), (c * h * w, w, 1, h * w))
+
+
+def test_the_forward_without_autograd_runs_in_training_on_a_channels_last_input():
+    for cls in (NoGradDropsNoise, AssumesContiguous):
+        report = check(cls)
+        assert not report.ok()
+        assert failed_outputs(report) == {"output without autograd, channels-last input"}, cls
+        assert all(", train" in r.check and "alpha=0)" not in r.check for r in report.failures())
+
+
+# --- the schedule: every n from 9 to 18, and large |x| --------------------------------------------------------
+
+class OddNMissesATerm(Good):     # a kernel unrolled by two: n terms instead of n + 1 for odd n > 9
+    class sign(Sign):
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            n = ctx.n
+            return g * fda(x, n, terms=n if n > 9 and n % 2 else n + 1), None
+
+
+class ClipsLargeX(Good):         # a hard-coded "safety" clip: no gradient where |x| > 4 (the paper has none)
+    class sign(Sign):
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * fda(x, ctx.n) * (x.abs() <= 4).to(x.dtype), None
+
+
+def test_every_n_of_the_schedule_and_large_inputs_reach_the_backward():
+    report = check(OddNMissesATerm)
+    odd = {int(r.check.split("(n=")[1].split(",")[0]) for r in report.failures()}
+    assert odd == {11, 13, 15, 17}
+    assert failed_outputs(check(ClipsLargeX)) >= {"grad input"}
