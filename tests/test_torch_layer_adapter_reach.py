@@ -261,18 +261,17 @@ class Noise32(Noise):
         return F.linear(hidden, self.fc2.weight.float()) + 0.1 * torch.sin(rows)
 
 
-class AlwaysFloat32(Good):       # right in float32, and in float32 whatever it is given
+class AlwaysFloat32(GoodLinear):  # right in float32, and in float32 whatever it is given
     def __init__(self, *args):
         super().__init__(*args)
         self.noise_w.__class__ = self.noise_a.__class__ = Noise32
 
     def forward(self, x):
         w = self.weight.float()
-        qw = self.quantize(w, self.noise_w, lambda t: t.reshape(len(t), -1), lambda r: r.reshape(w.shape))
-        qx = self.quantize(x.float(), self.noise_a, self.activation_rows, lambda r: r.movedim(-1, 1))
+        qw = self.quantize(w, self.noise_w, lambda r: r, lambda r: r)
+        qx = self.quantize(x.float(), self.noise_a, lambda r: r, lambda r: r)
         bias = None if self.bias is None else self.bias.float()
-        out = F.conv2d(qx, qw * w.abs().mean(dim=(1, 2, 3), keepdim=True).detach(), bias, self.stride, self.padding)
-        return out.to(x.dtype)
+        return F.linear(qx, qw * w.abs().mean(dim=1, keepdim=True).detach(), bias).to(x.dtype)
 
 
 make_always_float32 = factory(AlwaysFloat32)
@@ -282,10 +281,10 @@ def test_conform_cli_checks_float64_too_unless_a_dtype_is_given(monkeypatch, cap
     from fdaref.cli.main import main
     monkeypatch.syspath_prepend(os.path.dirname(__file__))
     module = os.path.splitext(os.path.basename(__file__))[0]
-    assert main(["conform", "--torch-layer", f"{module}:make_always_float32", "--preset", "paper",
-                 "--dtype", "float32"]) == 0
+    layer = ["conform", "--torch-layer", f"{module}:make_always_float32", "--layer-kind", "linear", "--preset", "paper"]
+    assert main(layer + ["--dtype", "float32"]) == 0
     capsys.readouterr()
-    assert main(["conform", "--torch-layer", f"{module}:make_always_float32", "--preset", "paper"]) == 1
+    assert main(layer) == 1
     out = capsys.readouterr().out
     assert "in float64,float32" in out
-    assert "[FAIL] binary_conv2d on AlwaysFloat32 (cpu, float64)" in out and "(cpu, float32)" not in out
+    assert "[FAIL] binary_linear on AlwaysFloat32 (cpu, float64)" in out and "(cpu, float32)" not in out
