@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"--ops: unknown op(s) {', '.join(map(repr, unknown))}; known: {', '.join(CHECKED_OPS)}")
     device = args.device if args.device is not None else "cpu"
+    dtype = args.dtype if args.dtype is not None else "float32"
     case_s, warmup_s, layer_s = (getattr(args, k) if getattr(args, k) is not None else v
                                  for k, v in LIMIT_DEFAULTS.items())
     limits = Limits(case=case_s, warmup=max(case_s, warmup_s), layer=max(case_s, layer_s))
@@ -93,18 +94,18 @@ def run(args: argparse.Namespace) -> int:
 
     def work(begin, done, skip) -> None:
         control = RunControl(limits=limits, seed=seed, strict=args.strict, skip=frozenset(skip), begin=begin)
-        run_suite(be, device=device, dtype=args.dtype, profile=prof, preset=args.preset, ops=ops,
+        run_suite(be, device=device, dtype=dtype, profile=prof, preset=args.preset, ops=ops,
                   control=control, progress=done)
 
     def failure(key: str, what: str) -> CaseResult:
         op = key.split("#")[0]
-        return CaseResult(op, f"check {key}", backend_label(be), device, args.dtype, ERROR, 1,
+        return CaseResult(op, f"check {key}", backend_label(be), device, dtype, ERROR, 1,
                           message=f"the worker running this check {what}; the run went on in a new worker")
 
-    report = SuiteReport(backend_label(be), str(getattr(be, "version", "?")), device, args.dtype, prof.name,
+    report = SuiteReport(backend_label(be), str(getattr(be, "version", "?")), device, dtype, prof.name,
                          args.preset, seed=seed, strict=args.strict)
     if args.no_isolation:
-        report.results = run_suite(be, device=device, dtype=args.dtype, profile=prof, preset=args.preset,
+        report.results = run_suite(be, device=device, dtype=dtype, profile=prof, preset=args.preset,
                                    ops=ops, control=RunControl(limits=limits, seed=seed, strict=args.strict),
                                    progress=progress).results
         fatal = None
@@ -132,7 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", type=non_empty, default=None,
                    help="a registered backend name or package.module:object")
     p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default cpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--dtype", default=None, choices=("float32", "float64"),
+                   help="default float32 for --backend; --torch-layer checks both unless given")
     p.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"),
                    help="Hypothesis examples per op: quick 10, ci 40 (default, derandomized), thorough 300 "
                         "(random seed, printed)")

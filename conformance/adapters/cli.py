@@ -13,15 +13,8 @@ from typing import Any, Callable
 from fdaref.errors import InputError
 
 
-class _DefaultDtype(str):
-    """``--dtype``'s default, told apart from the same dtype given on the command line: without ``--dtype``,
-    ``--torch-layer`` checks both dtypes (a layer that computes in float32 whatever it is given is right in
-    float32 only)."""
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The torch layer flags, after ``--dtype`` (whose default this marks as not given, see run)."""
-    p.set_defaults(dtype=_DefaultDtype(p.get_default("dtype")))
+    """The torch layer flags."""
     g = p.add_argument_group("torch layer adapter (instead of --backend)")
     g.add_argument("--torch-layer", default=None, metavar="PKG.MODULE:FACTORY",
                    help="check the binary torch layer FACTORY(in, out, kernel, stride, padding, bias) builds "
@@ -70,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         mapping = load_object(args.torch_mapping, "--torch-mapping", lambda m: isinstance(m, TorchLayerMapping),
                               "a fdaref.conformance.adapters.TorchLayerMapping")
     kind = args.layer_kind if args.layer_kind is not None else "conv2d"
-    dtypes = ("float64", "float32") if isinstance(args.dtype, _DefaultDtype) else (args.dtype,)
+    # both dtypes unless --dtype: a layer that computes in float32 whatever it is given is right there only
+    dtypes = ("float64", "float32") if args.dtype is None else (args.dtype,)
     report = check_torch_layer(factory, kind=kind, mapping=mapping, preset=args.preset,
                                dtypes=dtypes, profile=args.profile, raise_on_failure=False)
     print(report.render(verbose=args.verbose))
