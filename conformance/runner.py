@@ -158,7 +158,8 @@ def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case
     strided = case.strided() if ok else None
     if strided is not None:   # the same values as non-contiguous arrays: a kernel that ignores strides differs
         _, diffs_s, verdict = _compare_outputs(record, backend, device, dtype, strided, ref_out, mags, limits)
-        note = "with the same inputs as non-contiguous arrays (Fortran order; 1-D as strided views)"
+        note = ("with the same inputs as non-contiguous arrays (2-D in Fortran order, 3-D and up as an NHWC buffer "
+                "viewed as NCHW, 1-D as strided views)")
         if verdict is not None:
             verdict.message = f"{note}: {verdict.message}" if verdict.message else note
             verdict.strided = True
