@@ -131,6 +131,7 @@ def make_dir(path: Path) -> None:
         raise InputError(f"{path}: cannot create the directory ({exc.strerror or type(exc).__name__})") from None
 
 
+@np.errstate(all="ignore")   # the cases' NaN, inf and subnormals are deliberate (as in the runner)
 def export_vectors(directory: str, dtype: str = "float32", random_cases: int = 5,
                    ops: Optional[Iterable[str]] = None, fmt: str = "bin") -> dict[str, Any]:
     """Write ``directory/manifest.json`` and ``vectors.bin`` (or ``vectors.npz``); returns the manifest."""
@@ -501,6 +502,7 @@ def _unknown_keys(report: CheckReport, unknown: list[str], valid: list[str], lim
 # ---------------------------------------------------------------------------------------------------
 # A worked producer
 
+@np.errstate(all="ignore")   # as export_vectors
 def compute_results(directory: str, backend: Any, out_path: str, device: str = "cpu",
                     ops: Optional[Iterable[str]] = None) -> int:
     """Run ``backend`` on the vectors (only ``ops`` if given) and write RESULTS to ``out_path``: an NPZ file
