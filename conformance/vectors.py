@@ -202,10 +202,10 @@ def schedule_tolerance() -> dict[str, Any]:
     """How a port's schedules are compared: n exactly, alpha to ALPHA_RTOL of the preset's alpha_0 (absolute,
     per preset) and exactly 0 where the table's is 0 (alpha == 0 turns the module off), as
     :func:`.adapters.check_schedule` compares them."""
-    from fdaref.presets import PRESETS, get_preset
+    from fdaref.presets import PRESETS
 
-    from .adapters.schedules import ALPHA_RTOL
-    return {"n": 0.0, "alpha": {name: ALPHA_RTOL * abs(get_preset(name).alpha0) for name in PRESETS}}
+    from .adapters.schedules import alpha_atol
+    return {"n": 0.0, "alpha": {name: alpha_atol(name) for name in PRESETS}}
 
 
 def schedule_outputs(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], np.ndarray, Optional[np.ndarray]]]:

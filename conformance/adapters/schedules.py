@@ -25,6 +25,13 @@ SWEEP_EPOCHS = 300   # check_schedule also runs every E = 1 .. 300 (45,150 calls
 ALPHA_RTOL = 1e-6   # of alpha_0: a float32 cosine is well inside it, an epoch off by one is far outside
 
 
+def alpha_atol(preset: str) -> float:
+    """The absolute tolerance of alpha_e under ``preset``: ALPHA_RTOL of its alpha_0 (where the preset's alpha_e
+    is 0 the port's must be exactly 0; the callers compare that)."""
+    from fdaref.presets import get_preset
+    return ALPHA_RTOL * abs(get_preset(preset).alpha0)
+
+
 def _label(fn: Any) -> str:
     return getattr(fn, "__qualname__", type(fn).__name__)
 
@@ -76,7 +83,7 @@ def check_schedule(n_fn: Optional[Schedule] = None, alpha_fn: Optional[Schedule]
     if n_fn is not None:
         checks.append(("n_e", n_fn, options.n_at, 0.0))
     if alpha_fn is not None:
-        checks.append(("alpha_e", alpha_fn, options.alpha_at, ALPHA_RTOL * abs(options.alpha0)))
+        checks.append(("alpha_e", alpha_fn, options.alpha_at, alpha_atol(preset)))
     sweep = [e for e in range(1, SWEEP_EPOCHS + 1) if e not in SCHEDULE_EPOCHS]
     for name, fn, want, tol in checks:
         for label, runs in [(f"{e} epochs", [e]) for e in SCHEDULE_EPOCHS] + [(f"1 .. {SWEEP_EPOCHS} epochs", sweep)]:

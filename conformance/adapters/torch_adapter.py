@@ -25,6 +25,7 @@ import numpy as np
 
 from fdaref.errors import InputError
 
+from ..case import noncontiguous
 from ..compare import OutputDiff, compare_output
 from ..report import DECLINED, ERROR, FAIL, PASS, WARN, CaseResult, SuiteReport
 from ..tolerances import LAYER_TOL
@@ -264,14 +265,6 @@ def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: 
     return diffs
 
 
-def _non_contiguous(a: np.ndarray) -> Any:
-    """``a`` as a tensor that is not C-contiguous: channels-last for 4-d (B, C, H, W), column-major otherwise."""
-    torch = _torch()
-    if a.ndim == 4:
-        return _tensor(a).contiguous(memory_format=torch.channels_last)
-    return torch.from_numpy(np.asfortranarray(a))
-
-
 def compare_with_reference(label: str, op: str, torch_module: Any, reference: Any,
                            names: Mapping[str, tuple[str, bool]], x: np.ndarray, dtype: str, *,
                            seed: int = 0, prepare: Optional[Callable[[], None]] = None,
@@ -340,7 +333,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                                       _numpy(buffer.T if names[key][1] else buffer), value, dtype))
         diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
-        xn = _non_contiguous(x)
+        xn = _torch().from_numpy(noncontiguous(x))   # the op-table rerun's layout: channels-last for 4-d
         with torch.no_grad():
             out_n = torch_module(xn)
         diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
