@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("numba")
+pytestmark = pytest.mark.usefixtures("numba_precompiled")   # conftest.py: the kernels compile in the background
 
 ROOT = Path(__file__).resolve().parents[1]
 

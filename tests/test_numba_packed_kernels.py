@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+pytestmark = pytest.mark.usefixtures("numba_precompiled")   # conftest.py: the kernels compile in the background
 
 from fdaref.backends.numba import backend as NB  # noqa: E402
 from fdaref.reference import REFERENCE as REF  # noqa: E402

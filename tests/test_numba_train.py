@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+pytestmark = pytest.mark.usefixtures("numba_precompiled")   # conftest.py: the kernels compile in the background
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
