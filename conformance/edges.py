@@ -6,7 +6,7 @@ is outside the options under test (a preset) is not generated.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -110,8 +110,14 @@ def _one_image(dtype: str, o: OptionSpace, seed: int) -> dict[str, np.ndarray]:
 
 
 def _module_alphas(o: OptionSpace) -> list[float]:
-    """0.1 and the negative alphas under test (alpha is any real: a port testing `alpha > 0` differs there)."""
-    return sorted({0.1} | {alpha for alpha in o.alphas if alpha < 0}, reverse=True)
+    """0.1, the negative alphas under test (alpha is any real: a port testing `alpha > 0` differs there) and the
+    tiny ones (the schedule's last nonzero alpha: a port that skips the module below an epsilon differs)."""
+    return sorted({0.1} | {alpha for alpha in o.alphas if alpha < 0 or 0 < alpha < 1e-3}, reverse=True)
+
+
+def _noise_options(o: OptionSpace) -> list[dict[str, Any]]:
+    """Every (eta_kind, a) pair under test: a quantizer that calls the module with its defaults differs."""
+    return [{"eta_kind": eta, "a": a} for eta in o.etas for a in o.a_values]
 
 
 def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
@@ -145,6 +151,11 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
                 cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                                   {**kw, "alpha": alpha, "training": True},
                                   f"training with the module, alpha = {alpha:g} (zero={zero:g})"))
+    if o.noise:
+        for eta in _noise_options(o)[1:]:
+            cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {"zero": o.zeros[0], "layout": layout, **eta, "alpha": 0.1, "training": True},
+                              f"training with the module, eta {eta['eta_kind']}, a = {eta['a']:g}"))
     return cases
 
 
@@ -187,6 +198,11 @@ def quantize_backward_edges(dtype: str, o: OptionSpace) -> list[Case]:
             for alpha in _module_alphas(o):
                 cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
                                   {**kw, "alpha": alpha}, f"{est}, module with alpha = {alpha:g}"))
+            if est == o.values("estimators")[0]:
+                for eta in _noise_options(o)[1:]:
+                    cases.append(Case("quantize_backward", (("g", a["g"]), ("t", t), ("w1", a["w1"]), ("w2", a["w2"])),
+                                      {**kw, **eta, "alpha": 0.1},
+                                      f"{est}, module with eta {eta['eta_kind']}, a = {eta['a']:g}"))
     return cases
 
 
@@ -424,6 +440,11 @@ def pack_signs_edges(dtype: str, o: OptionSpace) -> list[Case]:
                               f"{c} channels, zeros (zero={zero:g})"))
     x4 = np.where(_rng(5).random((2, 70, 2, 3)) < 0.5, -1.0, 1.0).astype(dtype)
     cases.append(Case("pack_signs", (("x", x4),), {"axis": 1, "zero": -1.0}, "NCHW activations, 70 channels"))
+    # the packed axis given from the end or first: a port normalising a negative axis off by one, or packing
+    # along axis 1 whatever it is told, packs the wrong axis
+    x3 = np.where(_rng(6).random((3, 70, 2)) < 0.5, -1.0, 1.0).astype(dtype)
+    cases += [Case("pack_signs", (("x", x3),), {"axis": axis, "zero": -1.0}, f"(3, 70, 2) along axis {axis}")
+              for axis in (-2, -1, 0, -3)]
     tiny = np.asarray(tiny_values(dtype) + [-1.0, 1.0], np.float64).astype(dtype)[None, :]
     cases += [Case("pack_signs", (("x", tiny),), {"axis": 1, "zero": zero},
                    f"subnormals are nonzero, signed zeros (zero={zero:g})") for zero in o.pack_zeros]

@@ -28,6 +28,12 @@ from .probes import NANS, NON_FINITE, fda_scale_choices, surrogate_probes, tiny_
 Draw = Callable[[st.SearchStrategy], Any]
 
 
+def last_nonzero_alpha(alpha0: float, epochs: int = 400) -> float:
+    """The smallest nonzero alpha of the SEMANTICS 6 schedule over the paper's 400 epochs (1.5e-6 alpha0 / 0.1)."""
+    from fdaref.schedules import alpha_cosine
+    return alpha_cosine(epochs - 2, epochs, alpha0)
+
+
 def registered_estimators() -> tuple[str, ...]:
     """Every registered estimator that declares a peak (the scale of its tolerance), built-in or not."""
     from fdaref.estimators import estimator_names, get_estimator
@@ -48,7 +54,9 @@ class OptionSpace:
     etas: tuple[str, ...] = ("sin", "linear", "none")
     layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
-    alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0, -0.1)   # any real (SEMANTICS 4): `alpha > 0` tests differ at -0.1
+    # any real (SEMANTICS 4): `alpha > 0` tests differ at -0.1; a port that skips the module below some epsilon
+    # differs at the schedule's last nonzero alpha (1.5e-6 at E = 400)
+    alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0, -0.1, last_nonzero_alpha(0.1))
     ks: tuple[int, ...] = (64, 4, 1)
     scales: tuple[str, ...] = ("channel", "layer", "none")
     pad_values: tuple[float, ...] = (0.0, -1.0, 1.0)
@@ -73,7 +81,8 @@ class OptionSpace:
         return cls(zeros=(p.zero,), estimators=(p.estimator,),
                    n_range=(min(p.n_start, p.n_end), max(p.n_start, p.n_end)), omegas=(p.omega,),
                    clips=(p.clip,), etas=(p.eta,), a_values=(p.a,),
-                   alphas=(p.alpha0, p.alpha0 / 2, 0.0) if p.noise else (0.0,), ks=(p.k,),
+                   alphas=(p.alpha0, p.alpha0 / 2, last_nonzero_alpha(p.alpha0), 0.0) if p.noise else (0.0,),
+                   ks=(p.k,),
                    scales=(p.scale,), pad_values=(p.pad_value,), noise=p.noise,
                    betas=(betas,) if betas is not None else None)
 
