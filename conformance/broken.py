@@ -606,6 +606,38 @@ class ConvBackwardCOrFOnly(_Wrapper):
         return self._ref.conv2d_backward(g, x, w, **kw)
 
 
+class QuantizerSkipsTinyAlpha(_Wrapper):
+    """The quantizer's backward skips the module below an epsilon (a fast path for 'alpha is off'), where
+    SEMANTICS 4 turns it off only at alpha == 0: the schedule's last epochs (1.5e-6 at E = 400) lose it."""
+
+    broken_op, bug = "quantize_backward", "module dropped for |alpha| < 1e-5"
+
+    def quantize_backward(self, g, t, w1, w2, *, alpha, **kw):
+        return self._ref.quantize_backward(g, t, w1, w2, alpha=0.0 if abs(alpha) < 1e-5 else alpha, **kw)
+
+
+class QuantizerDefaultEta(_Wrapper):
+    """The fused quantizer calls its module with the default shortcut (a sin t, a = 0.1), whatever eta_kind
+    and a it is given (the standalone noise ops take them right)."""
+
+    broken_op, bug = "quantize_forward", "eta_kind and a ignored"
+
+    def quantize_forward(self, t, w1, w2, *, eta_kind, a, **kw):
+        return self._ref.quantize_forward(t, w1, w2, eta_kind="sin", a=0.1, **kw)
+
+
+class PackNegativeAxisOffByOne(_Wrapper):
+    """pack_signs normalises a negative axis as ndim + axis - 1 (where it is still an axis): it packs the
+    axis before the one asked for."""
+
+    broken_op, bug, reported_as = "pack_signs", "negative axis off by one", "words: shape"
+
+    def pack_signs(self, x, *, axis, zero):
+        if axis < -1 and x.ndim + axis - 1 >= 0:
+            axis = x.ndim + axis - 1
+        return self._ref.pack_signs(x, axis=axis, zero=zero)
+
+
 class HangingOp(_Wrapper):
     """relu_backward never returns: the case's time limit makes it a failure and the run goes on."""
 
@@ -637,4 +669,5 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             ConvFloat32Accumulator, ActivationRowsWithoutTranspose, TanhBetaHardCoded,
                             SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum, SignbitNegative,
                             ReluGradDenormalsAreZero, SignSwishTailCutoff, CrossEntropyGradBlocks64,
-                            ConvBackwardCOrFOnly)
+                            ConvBackwardCOrFOnly, QuantizerSkipsTinyAlpha, QuantizerDefaultEta,
+                            PackNegativeAxisOffByOne)
