@@ -608,7 +608,7 @@ class ConvBackwardCOrFOnly(_Wrapper):
 
 class QuantizerSkipsTinyAlpha(_Wrapper):
     """The quantizer's backward skips the module below an epsilon (a fast path for 'alpha is off'), where
-    SEMANTICS 4 turns it off only at alpha == 0: the schedule's last epochs (1.5e-6 at E = 400) lose it."""
+    SEMANTICS 4 turns it off only at alpha == 0: the schedule's last epochs (1.5e-6 at E = 400, 2.5e-9 at 10,000) lose it."""
 
     broken_op, bug = "quantize_backward", "module dropped for |alpha| < 1e-5"
 

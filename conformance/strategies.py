@@ -28,8 +28,9 @@ from .probes import NANS, NON_FINITE, fda_scale_choices, surrogate_probes, tiny_
 Draw = Callable[[st.SearchStrategy], Any]
 
 
-def last_nonzero_alpha(alpha0: float, epochs: int = 400) -> float:
-    """The smallest nonzero alpha of the SEMANTICS 6 schedule over the paper's 400 epochs (1.5e-6 alpha0 / 0.1)."""
+def last_nonzero_alpha(alpha0: float, epochs: int = 10_000) -> float:
+    """The smallest nonzero alpha of the SEMANTICS 6 schedule over ``epochs`` epochs (2.5e-9 at 10,000 with
+    alpha0 0.1; the paper's 400 epochs end at 1.5e-6): a port that skips the module below an epsilon differs."""
     from fdaref.schedules import alpha_cosine
     return alpha_cosine(epochs - 2, epochs, alpha0)
 
@@ -55,7 +56,7 @@ class OptionSpace:
     layouts: tuple[str, ...] = ("weight", "activation")
     a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
     # any real (SEMANTICS 4): `alpha > 0` tests differ at -0.1; a port that skips the module below some epsilon
-    # differs at the schedule's last nonzero alpha (1.5e-6 at E = 400)
+    # differs at the schedule's last nonzero alpha (2.5e-9 at E = 10,000)
     alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0, -0.1, last_nonzero_alpha(0.1))
     ks: tuple[int, ...] = (64, 4, 1)
     scales: tuple[str, ...] = ("channel", "layer", "none")

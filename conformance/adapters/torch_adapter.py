@@ -365,9 +365,14 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
 CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)),
                    (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)),
                    (130, 4, 3, 1, 1, False, (1, 130, 4, 4)))   # C_in 130: the activation module's m = 2
-LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)))
+# 96 features at batch 1: m = 96 // 64 = 1 where round(96 / 64) = 2, and a batch axis that x.squeeze() drops
+LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)),
+                     (96, 5, None, None, None, True, (1, 96)))
 # The schedule of the layer checks runs over EPOCHS epochs, so that n = 9 + e at epoch e (SEMANTICS 6).
 EPOCHS = 10
+# ... and the first geometry also trains at the last nonzero alpha of a 10,000-epoch run (2.5e-9; the paper's
+# 400 epochs end at 1.5e-6), where a layer that skips its module below an epsilon differs
+LONG_RUN = (9998, 10000)
 
 
 def schedule_points(geometry: int, geometries: int) -> list[tuple[int, bool]]:
@@ -394,7 +399,7 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     declined (with the reason) instead of being run; eval with alpha > 0 is declined for a layer declaring
     ``eval_noise=True``. ``options`` (a :class:`fdaref.presets.BinaryOptions`) replaces the preset's.
     Per dtype and geometry: the cases of :func:`schedule_points`, and eval at the last epoch with a NaN in
-    the input; with ``mapping.sign`` also that Function's ``sign`` and ``surrogate`` op by op.
+    the input; for the first geometry also training at ``LONG_RUN`` (alpha 2.5e-9); with ``mapping.sign`` also that Function's ``sign`` and ``surrogate`` op by op.
     Returns the report; raises AssertionError with it on a failure by default.
     """
     from fdaref import nn
@@ -418,6 +423,9 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
                 for epoch, training in schedule_points(gi, len(geometries)):
                     report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch,
                                            training, nn))
+                if gi == 0:
+                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry,
+                                           LONG_RUN[0], True, nn, epochs=LONG_RUN[1]))
                 # sign(NaN) = NaN, seen where the noise module is not evaluated: eval, alpha = 0
                 report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, EPOCHS - 1,
                                        False, nn, nan=True))
@@ -438,7 +446,7 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
 
 
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
-                nan: bool = False) -> CaseResult:
+                nan: bool = False, epochs: int = EPOCHS) -> CaseResult:
     """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
     subnormals, the clip and its neighbours, |omega x| near pi) and, with ``nan``, one NaN; a NaN case
     compares the output and the input gradient only."""
@@ -453,9 +461,9 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
         ref = nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng)
         mod = factory(cin, cout, bias)
         desc = f"{cin} -> {cout}{', bias' if bias else ''}"
-    ref.set_schedule(epoch, EPOCHS)
+    ref.set_schedule(epoch, epochs)
     n, alpha = ref.params.get("n"), ref.alpha
-    label = (f"layer: {desc}; epoch {epoch}/{EPOCHS} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
+    label = (f"layer: {desc}; epoch {epoch}/{epochs} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
              f"{', input with a NaN' if nan else ''}")
     if not training and alpha != 0:
         reason = decl.supports(op, "eval_noise", False)
