@@ -194,8 +194,9 @@ def test_an_inference_path_without_autograd_is_checked_too(bibench_layer):
                                dtypes=("float64",), raise_on_failure=False)
     failed = report.failures()
     assert {", eval" in r.check for r in failed} == {True, False}
-    assert all([d["output"] for d in r.diffs if not d["ok"]] == ["output without autograd, channels-last input"]
-               for r in failed)
+    no_grad = ["output without autograd, channels-last input",
+               "output without autograd after new parameters (written in place)"]
+    assert all([d["output"] for d in r.diffs if not d["ok"]] == no_grad for r in failed)
 
 
 def test_torch_quantizer_module_through_the_runner(nan_sign):
@@ -315,11 +316,34 @@ def test_a_binary_linear_layer_and_the_reproduction_of_a_failure(example):
                                 implements=example.BIBENCH)
     good = check_torch_layer(lambda i, o, b: FDALinear(i, o, b), kind="linear", mapping=mapping, preset="bibench")
     # 3 geometries x (first, last and 3, 3, 2 of the 8 middle epochs in training, last epoch in eval, NaN),
-    # plus the first geometry at the 10,000-epoch run's last nonzero alpha, x 2 dtypes
-    assert good.ok() and sum(r.outcome == "pass" for r in good.results) == 2 * (3 * 4 + 8 + 1)
+    # plus the first geometry at the 10,000-epoch run's last nonzero alpha, x 2 dtypes; and the initialisation
+    assert good.ok() and sum(r.outcome == "pass" for r in good.results) == 2 * (3 * 4 + 8 + 1) + 1
     bad = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, leak_scale=True), kind="linear", mapping=mapping,
                             preset="bibench", dtypes=("float64",), raise_on_failure=False)
     failure = bad.failures()[0]
     assert failure.op == "binary_linear" and "grad weight (weight)" in failure.message
     assert "grad input" not in failure.message   # only the weight's gradient sees the leaking scale
     assert "check_torch_layer(" in failure.reproduction and "kind='linear'" in failure.reproduction
+
+
+@pytest.mark.parametrize("preset", ["paper", "bibench", "release"])
+def test_fdarefs_own_torch_layers_pass_the_layer_check_through_their_set_schedule(preset):
+    """backends/torch/modules.py is checked like anyone's layer: its own set_schedule sets n and alpha (the
+    mapping's ``schedule``), its noise weights are stored (d, m) / (m, d), and its init is SEMANTICS 3's."""
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from fdaref.backends.torch.modules import FDAConv2d, FDALinear
+    from fdaref.conformance.adapters import TorchLayerMapping, check_torch_layer
+    from fdaref.presets import get_preset
+    options = get_preset(preset)
+    noise = {"weight_noise": ("w_quant.noise.w1", "w_quant.noise.w2"),
+             "activation_noise": ("a_quant.noise.w1", "a_quant.noise.w2")} if options.noise else {}
+    mapping = TorchLayerMapping(**noise, noise_as_linear=False, n=None, alpha=None, schedule="set_schedule")
+    conv = check_torch_layer(lambda i, o, k, s, p, b: FDAConv2d(i, o, k, s, p, bias=b, options=options),
+                             mapping=mapping, preset=preset, raise_on_failure=False)
+    linear = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, options=options), kind="linear",
+                               mapping=mapping, preset=preset, raise_on_failure=False)
+    for report in (conv, linear):
+        assert report.ok(), report.render()
+        checks = [r.check for r in report.results if r.outcome == "pass"]
+        assert any(c.startswith("initialisation") for c in checks) == bool(options.noise)
+        assert sum(c.startswith("layer:") for c in checks) >= 2 * 3 * 4

@@ -219,10 +219,13 @@ class AssumesContiguous(Good):   # a custom kernel's rows: as_strided over a con
 
 
 def test_the_forward_without_autograd_runs_in_training_on_a_channels_last_input():
-    for cls in (NoGradDropsNoise, AssumesContiguous):
+    channels_last = "output without autograd, channels-last input"
+    for cls, failing in ((NoGradDropsNoise, {channels_last, "output without autograd after new parameters (written "
+                                                            "in place)"}),
+                         (AssumesContiguous, {channels_last})):
         report = check(cls)
         assert not report.ok()
-        assert failed_outputs(report) == {"output without autograd, channels-last input"}, cls
+        assert failed_outputs(report) == failing, cls
         assert all(", train" in r.check and "alpha=0)" not in r.check for r in report.failures())
 
 
@@ -288,3 +291,102 @@ def test_conform_cli_checks_float64_too_unless_a_dtype_is_given(monkeypatch, cap
     out = capsys.readouterr().out
     assert "in float64,float32" in out
     assert "[FAIL] binary_linear on AlwaysFloat32 (cpu, float64)" in out and "(cpu, float32)" not in out
+
+
+# --- inference caches, registration, initialisation, relu'(0) --------------------------------------------------
+
+class CachesInferenceWeight(Good):   # the binarized, scaled weight cached on the first inference call
+    def forward(self, x):
+        if self.training or torch.is_grad_enabled():
+            return super().forward(x)
+        key = self.cache_key()
+        if getattr(self, "_cached", (None,))[0] != key:
+            w = self.weight
+            self._cached = (key, (self.sign.apply(w, self.n) * w.abs().mean(dim=(1, 2, 3), keepdim=True)).detach())
+        return F.conv2d(self.sign.apply(x, self.n), self._cached[1], self.bias, self.stride, self.padding)
+
+    def cache_key(self):             # never invalidated
+        return 0
+
+
+class CachesByStorage(CachesInferenceWeight):   # keyed by the storage, which an in-place update keeps
+    def cache_key(self):
+        return self.weight.data_ptr()
+
+
+class CachesByVersion(CachesInferenceWeight):   # keyed by the version counter: right
+    def cache_key(self):
+        return self.weight.data_ptr(), self.weight._version
+
+
+def test_an_inference_cache_must_see_parameters_updated_in_place():
+    stale = {"output without autograd after new parameters (written in place)"}
+    assert failed_outputs(check(CachesInferenceWeight)) == stale
+    assert failed_outputs(check(CachesByStorage)) == stale
+    assert check(CachesByVersion, dtypes=("float64", "float32")).ok()
+
+
+class UnregisteredNoise(Good):   # noise modules the optimizer never sees: kept outside nn.Module's registry
+    def __init__(self, *args):
+        super().__init__(*args)
+        noise_w, noise_a = self.noise_w, self.noise_a
+        del self.noise_w, self.noise_a
+        self.__dict__.update(noise_w=noise_w, noise_a=noise_a)
+
+    def to(self, *args, **kwargs):   # moved by hand, so that every comparison but the registry passes
+        for module in (self.noise_w, self.noise_a):
+            module.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
+
+def test_every_mapped_parameter_must_be_among_the_modules_parameters():
+    assert failed_outputs(check(UnregisteredNoise)) == {f"noise_{m}.fc{i}.weight registered" for m in "wa" for i in "12"}
+
+
+def _reinit(fill):
+    class Reinit(Good):
+        def __init__(self, *args):
+            super().__init__(*args)
+            with torch.no_grad():
+                for noise in (self.noise_w, self.noise_a):
+                    fill(noise.fc1.weight, noise.fc2.weight)
+    Reinit.__name__ = Reinit.__qualname__ = fill.__name__
+    return Reinit
+
+
+def zero_w2(w1, w2):
+    w2.zero_()
+
+
+def kaiming_relu(w1, w2):       # sqrt(6 / fan_in): values past the bound 1 / sqrt(fan_in)
+    for w in (w1, w2):
+        torch.nn.init.kaiming_uniform_(w, nonlinearity="relu")
+
+
+def w2_by_fan_out(w1, w2):      # W2 ~ U(+-1/sqrt(d)), within its bound but far too narrow
+    w2.uniform_(-w2.shape[0] ** -0.5, w2.shape[0] ** -0.5)
+
+
+def normal_w1(w1, w2):          # a normal draw of the uniform's standard deviation
+    w1.normal_(0.0, w1.shape[1] ** -0.5 / math.sqrt(3))
+
+
+@pytest.mark.parametrize("fill", [zero_w2, kaiming_relu, w2_by_fan_out, normal_w1])
+def test_the_noise_modules_initialisation_is_checked(fill):
+    report = check(_reinit(fill))
+    assert [r.check.split(":")[0] for r in report.failures()] == ["initialisation"]
+
+
+class ClampNoise(Noise):         # clamp(min=0) for relu: its gradient at 0 is 1, relu's is 0
+    def forward(self, rows):
+        return self.fc2(self.fc1(rows).clamp(min=0)) + 0.1 * torch.sin(rows)
+
+
+class ClampLinear(GoodLinear):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.noise_w.__class__ = self.noise_a.__class__ = ClampNoise
+
+
+def test_relu_gradient_at_zero_is_reached_in_a_linear_layer():
+    assert {"grad input", "grad w_noise1 (noise_w.fc1.weight)"} <= failed_outputs(check(ClampLinear))

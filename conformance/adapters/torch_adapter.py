@@ -186,6 +186,8 @@ class TorchLayerMapping:
     ``weight`` / ``bias``: the layer's weight and bias; ``weight_noise`` / ``activation_noise``: the paths of
     W1 and W2 of its two noise modules (None: it has none); ``noise_as_linear``: W1 / W2 are stored as
     ``nn.Linear`` weights, i.e. transposed; ``n`` / ``alpha``: the attributes the schedule sets (SEMANTICS 6);
+    ``schedule``: instead, the name of the layer's method ``(epoch, epochs)`` that sets them (its own
+    schedule then runs, so it must be SEMANTICS 6's; fdaref's torch modules have ``set_schedule``);
     ``sign``: optionally the layer's sign Function (``apply(x, n)``), whose surrogate is then checked op by
     op too; ``implements``: the option values it implements (``zero``, ``clip``, ``eval_noise``, ...).
     """
@@ -197,6 +199,7 @@ class TorchLayerMapping:
     noise_as_linear: bool = True
     n: Optional[str] = "n"
     alpha: Optional[str] = "alpha"
+    schedule: Optional[str] = None
     sign: Optional[Callable[..., Any]] = None
     implements: Mapping[str, Any] = field(default_factory=dict)
 
@@ -263,6 +266,47 @@ def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: 
         diffs.append(OutputDiff(f"input after the forward {call}", False,
                                 problem="changed in place (a layer must not write to its caller's input)"))
     return diffs
+
+
+def _registered(module: Any, names: Mapping[str, tuple[str, bool]], param_keys: Iterable[str],
+                state: Mapping[str, Any]) -> list[OutputDiff]:
+    """A failure for each mapped tensor the module does not own: a reference parameter whose counterpart is
+    not among ``module.parameters()`` (an optimizer built from them never updates it; ``.to()`` and
+    ``state_dict`` miss it, e.g. noise modules kept in a plain list), a buffer not in ``module.state_dict()``."""
+    params = {id(p) for p in module.parameters()}
+    stored = {id(t) for t in module.state_dict(keep_vars=True).values()}
+    out = []
+    for key in state:
+        path, is_param = names[key][0], key in param_keys
+        target = resolve(module, path)
+        if id(target) not in (params if is_param else stored):
+            where = "module.parameters()" if is_param else "module.state_dict()"
+            out.append(OutputDiff(f"{path} registered", False,
+                                  problem=f"not among {where} (an optimizer, .to() and checkpoints do not see it; "
+                                          f"register it, e.g. nn.ModuleList instead of a list)"))
+    return out
+
+
+def _after_new_parameters(module: Any, reference: Any, names: Mapping[str, tuple[str, bool]],
+                          param_keys: Iterable[str], x: np.ndarray, dtype: str, rng: np.random.Generator) -> OutputDiff:
+    """Give both sides new parameters (fresh draws, as an optimizer step changes them in place) and compare a
+    forward without autograd in the same mode: a binarized weight cached by inference code and never
+    invalidated (or keyed by the storage, which an in-place update keeps) gives the old output."""
+    from fdaref.autodiff import Tensor
+    from fdaref.reference import REFERENCE
+    torch = _torch()
+    state = reference.state_dict()
+    for key in [k for k in state if k in param_keys]:   # the state's order: the same draws every run
+        if state[key].dtype.kind == "f":
+            scale = float(np.max(np.abs(state[key]), initial=0.0)) or 1.0
+            state[key] = (rng.uniform(-scale, scale, state[key].shape)).astype(dtype).astype(np.float64)
+            path, transposed = names[key]
+            assign(module, path, state[key].T if transposed else state[key])
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        out = module(_tensor(x))
+    want = reference(Tensor.from_numpy(x.astype(np.float64), REFERENCE)).numpy()
+    return _compare("output without autograd after new parameters (written in place)", _numpy(out), want, dtype)
 
 
 def compare_with_reference(label: str, op: str, torch_module: Any, reference: Any,
@@ -339,6 +383,8 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
                               f"input", _numpy(out_n), out_r.numpy(), dtype))
         diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd")
+        diffs += _registered(torch_module, names, param_keys, state)
+        diffs.append(_after_new_parameters(torch_module, reference, names, param_keys, x, dtype, rng))
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
@@ -418,6 +464,9 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
         report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, DECLINED, message="; ".join(declined)))
     else:
         geometries = CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES
+        init = _init_case(factory, kind, mapping, options, op, geometries, nn)
+        if init is not None:
+            report.add(init)
         for dtype in dtypes:
             for gi, geometry in enumerate(geometries):
                 for epoch, training in schedule_points(gi, len(geometries)):
@@ -443,6 +492,72 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     if raise_on_failure and not report.ok():
         raise AssertionError(report.render())
     return report
+
+
+# a correct uniform initialisation fails the pooled Kolmogorov-Smirnov bound below with probability <= 1e-9
+_INIT_P = 1e-9
+
+
+def _init_draws(factory, kind, mapping, options, geometries, nn, paths, pools, diffs) -> None:
+    """Build the layer of each geometry; check each noise weight's bound into ``diffs`` and pool its scaled
+    values in ``pools`` (for :func:`_init_case`)."""
+    for geometry in geometries:
+        cin, cout, k, stride, padding, bias, _ = geometry
+        rng = np.random.default_rng(0)   # the reference layer only tells d and m
+        ref = (nn.BinaryConv2d(cin, cout, k, stride, padding, bias=bias, options=options, rng=rng) if kind == "conv2d"
+               else nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng))
+        mod = factory(cin, cout, k, stride, padding, bias) if kind == "conv2d" else factory(cin, cout, bias)
+        state = ref.state_dict()
+        for prefix, pair in paths.items():
+            if not pair or f"{prefix}1" not in state:
+                continue
+            d, m = state[f"{prefix}1"].shape
+            for index, (path, bound) in enumerate(zip(pair, (1 / np.sqrt(d), 1 / np.sqrt(m)))):
+                value = _numpy(resolve(mod, path)).astype(np.float64)
+                value = value.T if mapping.noise_as_linear else value
+                u = value / bound
+                worst = float(np.max(np.abs(u))) if u.size else 0.0
+                if not np.all(np.isfinite(u)) or worst > 1 + 2.0 ** -20:
+                    diffs.append(OutputDiff(f"{path} at construction ({cin} -> {cout})", False,
+                                            problem=f"|value| up to {worst:.4g} x the bound 1/sqrt({d if index == 0 else m})"))
+                pools.setdefault(f"{prefix}{index + 1} ({path})", []).append(u.ravel())
+
+
+def _init_case(factory: Callable[..., Any], kind: str, mapping: TorchLayerMapping, options: Any, op: str,
+               geometries: Iterable[tuple], nn: Any) -> Optional[CaseResult]:
+    """The noise modules as the factory builds them (SEMANTICS 3): W1 ~ U(-1/sqrt(d), 1/sqrt(d)) and
+    W2 ~ U(-1/sqrt(m), 1/sqrt(m)). Every value within its bound, and the values of each of the four weights,
+    scaled by their bounds and pooled over the geometries, uniform on [-1, 1] by the Kolmogorov-Smirnov
+    statistic (a zero or constant W2, a normal draw, kaiming's sqrt(6 / fan_in) or another fan-in differ).
+    None when the layer has no noise modules to map."""
+    paths = {"w_noise": mapping.weight_noise, "a_noise": mapping.activation_noise}
+    label = "initialisation: noise W1 ~ U(+-1/sqrt(d)), W2 ~ U(+-1/sqrt(m)), as built by the factory"
+    pools: dict[str, list[np.ndarray]] = {}
+    diffs: list[OutputDiff] = []
+    try:
+        _init_draws(factory, kind, mapping, options, geometries, nn, paths, pools, diffs)
+    except Exception:  # noqa: BLE001 - the user's factory raising, or a path missing at construction
+        return CaseResult(op, label, getattr(factory, "__qualname__", "layer"), "cpu", "-", ERROR, 1,
+                          message="building the layer or reading its noise weights raised",
+                          traceback=traceback.format_exc())
+    if not pools:
+        return None
+    for name, parts in pools.items():
+        u = np.sort(np.concatenate(parts))
+        cdf = np.clip((u + 1) / 2, 0, 1)
+        i = np.arange(1, u.size + 1)
+        ks = float(max(np.max(i / u.size - cdf), np.max(cdf - (i - 1) / u.size)))
+        allowed = float(np.sqrt(np.log(2 / _INIT_P) / (2 * u.size)))   # the Dvoretzky-Kiefer-Wolfowitz bound
+        diffs.append(OutputDiff(f"{name} / bound over {u.size} values: uniform on [-1, 1]", ks <= allowed,
+                                problem="" if ks <= allowed else
+                                f"Kolmogorov-Smirnov distance {ks:.3g} > {allowed:.3g} (mean {np.mean(u):.3g}, "
+                                f"std {np.std(u):.3g}; uniform: 0, 0.577)"))
+    res = CaseResult(op, label, getattr(factory, "__qualname__", "layer"), "cpu", "-", PASS, 1,
+                     diffs=[d.to_dict() for d in diffs])
+    bad = [d for d in diffs if not d.ok]
+    if bad:
+        res.outcome, res.message = FAIL, "\n".join(d.summary() for d in bad)
+    return res
 
 
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
@@ -472,17 +587,29 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
     names = {key: value for key, value in mapping.names().items() if key != "bias" or bias}
     w = ref.weight.numpy().copy()
     w.flat[0] = 0.0                      # sign(0) of a weight, and of input zeros below
+    w[1] = 0.0                           # a dead filter: scale 0 (a port dividing by it differs)
     ref.weight.data = w
+    for key in ("w_noise1", "a_noise1"):   # a hidden unit at exactly 0 for every row: relu'(0) = 0 matters
+        w1 = getattr(ref, key, None)
+        if w1 is not None and w1.shape[1] > 1:
+            w1.data = np.concatenate([w1.numpy()[:, :-1], np.zeros_like(w1.numpy()[:, -1:])], axis=1)
     x_rng = np.random.default_rng(200 + gi + 10 * epoch)
     x = x_rng.standard_normal(x_shape).astype(dtype)
     x.flat[::7] = 0.0
     plant_probes(x, x_rng, zero_clip=options.clip, omega=options.omega)
+    if kind == "conv2d":                 # a zero row of the activation module (relu'(0) again): one pixel's channels
+        x[0, :, 0, 0] = 0.0
+    elif len(x) > 1:                     # one sample's features
+        x[-1] = 0.0
     if nan:
         x.flat[x_rng.integers(x.size)] = np.nan
     ref.train(training)
 
     def prepare() -> None:
         mod.train(training)
+        if mapping.schedule:
+            getattr(mod, mapping.schedule)(epoch, epochs)
+            return
         if mapping.n and n is not None:
             assign(mod, mapping.n, int(n))
         if mapping.alpha:
