@@ -11,8 +11,10 @@ reference layer / model of :mod:`fdaref.nn` in float64 with identical weights).
 - :func:`check_torch_model`: a whole model given a name mapping to an fdaref reference model.
 Layer and model checks compare the output, the input gradient and every parameter gradient, with the
 layer tolerance of the suite (``LAYER_TOL``: relative to the largest finite reference value of each tensor),
-and the output of a second forward without autograd on a non-contiguous input; no forward may change the
-module's parameters, buffers or attributes, or its input.
+the output of a second forward without autograd on a non-contiguous input and of a third after new
+parameters are written in place; no forward may change the module's parameters, buffers or attributes, or
+its input, and every mapped tensor must be registered in the module. The layer check also checks the noise
+modules' initialisation as the factory builds them.
 """
 from __future__ import annotations
 
@@ -317,9 +319,11 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
     path, transposed)), run forward and backward of sum(out * r) on both, and compare the output, the input
     gradient, every reference parameter's gradient and every mapped float buffer after the step (batch
     norm's running statistics). A second forward, without autograd, in the same mode, on a non-contiguous
-    copy of the input (channels-last for 4-d), must give the same output. Neither forward may change the
-    module's parameters, buffers (but those the reference updates) or public number / tensor attributes, or
-    write to its input. ``parameters=False`` leaves out the parameter gradients and the buffers (an input
+    copy of the input (channels-last for 4-d), must give the same output, and a third without autograd after
+    new parameters are written in place on both sides (:func:`_after_new_parameters`). Neither of the first
+    two forwards may change the module's parameters, buffers (but those the reference updates) or public
+    number / tensor attributes, or write to its input; every mapped tensor must be registered
+    (:func:`_registered`). ``parameters=False`` leaves out the parameter gradients and the buffers (an input
     with a NaN: a noise module multiplied by alpha = 0 spreads it there, where the reference skips the
     module). The reference runs in float64 on the values rounded to ``dtype``."""
     from fdaref.autodiff import Tensor
@@ -444,8 +448,10 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     ``fdaref_mapping`` attribute. Options the mapping declares and the preset needs otherwise are reported as
     declined (with the reason) instead of being run; eval with alpha > 0 is declined for a layer declaring
     ``eval_noise=True``. ``options`` (a :class:`fdaref.presets.BinaryOptions`) replaces the preset's.
-    Per dtype and geometry: the cases of :func:`schedule_points`, and eval at the last epoch with a NaN in
-    the input; for the first geometry also training at ``LONG_RUN`` (alpha 2.5e-9); with ``mapping.sign`` also that Function's ``sign`` and ``surrogate`` op by op.
+    First the noise modules' initialisation (:func:`_init_case`), then per dtype and geometry: the cases of
+    :func:`schedule_points`, and eval at the last epoch with a NaN in the input; for the first geometry
+    also training at ``LONG_RUN`` (alpha 2.5e-9); with ``mapping.sign`` also that Function's ``sign`` and
+    ``surrogate`` op by op.
     Returns the report; raises AssertionError with it on a failure by default.
     """
     from fdaref import nn
@@ -563,8 +569,9 @@ def _init_case(factory: Callable[..., Any], kind: str, mapping: TorchLayerMappin
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
                 nan: bool = False, epochs: int = EPOCHS) -> CaseResult:
     """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
-    subnormals, the clip and its neighbours, |omega x| near pi) and, with ``nan``, one NaN; a NaN case
-    compares the output and the input gradient only."""
+    subnormals, the clip and its neighbours, |omega x| near pi), an all-zero row of the activation module
+    and, with ``nan``, one NaN; the weight a zero and an all-zero filter, W1 a zero column (m > 1). A NaN
+    case compares the output and the input gradient only."""
     from ..layers import plant_probes
     cin, cout, k, stride, padding, bias, x_shape = geometry
     rng = np.random.default_rng(100 + gi)
