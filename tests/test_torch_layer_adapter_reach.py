@@ -2,7 +2,8 @@
 
 ``Good`` is a paper-preset FDA binary conv layer written here, independent of fdaref: sign(0) = -1 and
 sign(NaN) = NaN, n + 1 cosines without a clip, both noise modules added with weight alpha in training only
-(SEMANTICS 4: in eval the module is not evaluated, so its weights get no gradient at all). Each wrong layer
+(SEMANTICS 4: in eval, and at alpha = 0, the module is not evaluated: its weights get no gradient, and an
+input of +-inf gives +-1, not 0 * e(inf) = NaN). Each wrong layer
 changes one thing of it, as ports and deployment code do.
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Good(torch.nn.Module):
 
     def quantize(self, t, module, rows, unrows):
         q = self.sign.apply(t, self.n)
-        return q + self.noise(t, module, rows, unrows) if self.training else q
+        return q + self.noise(t, module, rows, unrows) if self.training and self.alpha != 0 else q
 
     def activation_rows(self, x):
         return x.movedim(1, -1)

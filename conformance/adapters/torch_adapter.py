@@ -566,6 +566,27 @@ def _init_case(factory: Callable[..., Any], kind: str, mapping: TorchLayerMappin
     return res
 
 
+def _plant_weight_probes(w: np.ndarray, rng: np.random.Generator, options: Any) -> None:
+    """Weights past the clip and past 1 (a port clamping W, or sign(hardtanh(W)), loses their gradient; an
+    optimizer does move weights there), the clip's neighbours and tiny ones (a threshold for "zero")."""
+    from .. import probes
+    dtype = w.dtype.name
+    values = [3.0, -3.0, 1.5, -1.5, 1e-7, -1e-7] + probes.boundary_values(float(options.clip or 1.0), dtype) \
+        + probes.tiny_values(dtype)[2:]
+    picks = rng.choice(w.size, size=min(w.size // 4, len(values)), replace=False)
+    w.flat[picks] = np.asarray(values[:len(picks)], np.float64)
+
+
+def _plant_far_values(x: np.ndarray, rng: np.random.Generator, omega: float, inf: bool) -> None:
+    """omega x near 2 pi, 3 pi and 10 (past the first period: a port cutting the series off there differs)
+    and, with ``inf``, +-inf (where the module is not evaluated: z = sign(t) = +-1 there)."""
+    values = [2 * np.pi / omega * (1 + 1e-3), -3 * np.pi / omega * (1 - 1e-3), 10 / omega, -10 / omega]
+    values += [np.inf, -np.inf] if inf else []
+    free = np.flatnonzero(np.isfinite(x) & (np.abs(x) < 4))   # leave the probes planted before
+    count = min(free.size // 4, len(values))
+    x.flat[rng.choice(free, size=count, replace=False)] = values[:count]
+
+
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
                 nan: bool = False, epochs: int = EPOCHS) -> CaseResult:
     """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
@@ -593,6 +614,8 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
             return CaseResult(op, label, type(mod).__name__, "cpu", dtype, DECLINED, message=reason)
     names = {key: value for key, value in mapping.names().items() if key != "bias" or bias}
     w = ref.weight.numpy().copy()
+    w_rng = np.random.default_rng(300 + gi)
+    _plant_weight_probes(w, w_rng, options)
     w.flat[0] = 0.0                      # sign(0) of a weight, and of input zeros below
     w[1] = 0.0                           # a dead filter: scale 0 (a port dividing by it differs)
     ref.weight.data = w
@@ -604,6 +627,7 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
     x = x_rng.standard_normal(x_shape).astype(dtype)
     x.flat[::7] = 0.0
     plant_probes(x, x_rng, zero_clip=options.clip, omega=options.omega)
+    _plant_far_values(x, x_rng, options.omega, inf=nan)
     if kind == "conv2d":                 # a zero row of the activation module (relu'(0) again): one pixel's channels
         x[0, :, 0, 0] = 0.0
     elif len(x) > 1:                     # one sample's features

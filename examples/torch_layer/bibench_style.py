@@ -8,9 +8,10 @@ It follows the conventions BiBench's FDA layer uses (see paper-notes.md, section
   weight and one per pixel for the activation; both are added with weight alpha in the forward pass, in
   training AND in eval (BiBench has no eval branch);
 - the weight is scaled by its detached mean |W| per output channel, which multiplies the noise term too.
-Two deliberate departures from BiBench: the hidden width is max(1, d // 64) (BiBench's d // 64 is a
-zero-width layer for d < 64), and the activation module is built in __init__ (BiBench builds it lazily in
-the first forward, after the optimizer was made, so it is never trained).
+Three deliberate departures from BiBench: the hidden width is max(1, d // 64) (BiBench's d // 64 is a
+zero-width layer for d < 64), the activation module is built in __init__ (BiBench builds it lazily in
+the first forward, after the optimizer was made, so it is never trained), and the modules are skipped at
+alpha = 0, where fdaref wants sign(t) exactly (BiBench's 0 * e(t) is NaN for an input of +-inf).
 """
 from __future__ import annotations
 
@@ -68,9 +69,10 @@ class FDAConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        bw = self.sign.apply(w, self.n) + self.alpha * self.noise_w(w.reshape(w.shape[0], -1)).reshape(w.shape)
-        pixels = x.permute(0, 2, 3, 1)
-        ba = self.sign.apply(x, self.n) + self.alpha * self.noise_a(pixels).permute(0, 3, 1, 2)
+        bw, ba = self.sign.apply(w, self.n), self.sign.apply(x, self.n)
+        if self.alpha != 0:
+            bw = bw + self.alpha * self.noise_w(w.reshape(w.shape[0], -1)).reshape(w.shape)
+            ba = ba + self.alpha * self.noise_a(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         scale = w.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
         return F.conv2d(ba, bw * scale, self.bias, self.stride, self.padding)
 
