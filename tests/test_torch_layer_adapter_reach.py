@@ -221,7 +221,7 @@ class AssumesContiguous(Good):   # a custom kernel's rows: as_strided over a con
 
 def test_the_forward_without_autograd_runs_in_training_on_a_channels_last_input():
     channels_last = "output without autograd, channels-last input"
-    for cls, failing in ((NoGradDropsNoise, {channels_last, "output without autograd after new parameters (written "
+    for cls, failing in ((NoGradDropsNoise, {channels_last, "output in inference mode after new parameters (written "
                                                             "in place)"}),
                          (AssumesContiguous, {channels_last})):
         report = check(cls)
@@ -321,7 +321,7 @@ class CachesByVersion(CachesInferenceWeight):   # keyed by the version counter: 
 
 
 def test_an_inference_cache_must_see_parameters_updated_in_place():
-    stale = {"output without autograd after new parameters (written in place)"}
+    stale = {"output in inference mode after new parameters (written in place)"}
     assert failed_outputs(check(CachesInferenceWeight)) == stale
     assert failed_outputs(check(CachesByStorage)) == stale
     assert check(CachesByVersion, dtypes=("float64", "float32")).ok()

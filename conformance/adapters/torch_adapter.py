@@ -270,14 +270,48 @@ def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: 
     return diffs
 
 
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for n in shape if n != 1)
+
+
+def _fits(target: tuple[int, ...], value: tuple[int, ...]) -> bool:
+    """The same shape, or the same but for axes of size 1 (a 1x1 convolution's (m, C, 1, 1) noise weight)."""
+    return target == value or (int(np.prod(target)) == int(np.prod(value)) and _squeezed(target) == _squeezed(value))
+
+
+def _as_reference(t: Any, transposed: bool, shape: tuple[int, ...]) -> np.ndarray:
+    """A torch tensor mapped onto a reference array of ``shape`` (stored transposed: of ``shape[::-1]``)."""
+    a = _numpy(t)
+    return a.reshape(shape[::-1]).T if transposed else a.reshape(shape)
+
+
+def _warm_up(module: Any, x: np.ndarray, seed: int) -> None:
+    """Two training steps' forward and backward on other inputs of the same shape, before the parameters are
+    set: a layer keeping state between calls (a running average of its scale, a step counter) differs
+    afterwards, where a stateless one is as it was."""
+    mode = module.training
+    module.train(True)
+    rng = np.random.default_rng(seed + 7)
+    for _ in range(2):
+        out = module(_tensor(rng.standard_normal(x.shape).astype(x.dtype), requires_grad=True))
+        out.sum().backward()
+    module.zero_grad(set_to_none=True)
+    module.train(mode)
+
+
 def _registered(module: Any, names: Mapping[str, tuple[str, bool]], param_keys: Iterable[str],
                 state: Mapping[str, Any]) -> list[OutputDiff]:
-    """A failure for each mapped tensor the module does not own: a reference parameter whose counterpart is
-    not among ``module.parameters()`` (an optimizer built from them never updates it; ``.to()`` and
+    """A failure for each trainable parameter of the module that is not mapped, and for each mapped tensor
+    the module does not own: a reference parameter whose counterpart is not among ``module.parameters()`` (an optimizer built from them never updates it; ``.to()`` and
     ``state_dict`` miss it, e.g. noise modules kept in a plain list), a buffer not in ``module.state_dict()``."""
     params = {id(p) for p in module.parameters()}
     stored = {id(t) for t in module.state_dict(keep_vars=True).values()}
-    out = []
+    mapped = {id(resolve(module, path)) for path, _ in names.values()}
+    out = [OutputDiff(f"{name} (a parameter of the module)", False,
+                      problem="trainable, and the reference has no counterpart (an optimizer built from "
+                              "module.parameters() trains it; a learnable threshold, gain, eta amplitude or a noise "
+                              "bias is not SEMANTICS'); map it, or set requires_grad=False if it is a constant")
+           for name, p in module.named_parameters() if p.requires_grad and id(p) not in mapped]
     for key in state:
         path, is_param = names[key][0], key in param_keys
         target = resolve(module, path)
@@ -292,7 +326,7 @@ def _registered(module: Any, names: Mapping[str, tuple[str, bool]], param_keys: 
 def _after_new_parameters(module: Any, reference: Any, names: Mapping[str, tuple[str, bool]],
                           param_keys: Iterable[str], x: np.ndarray, dtype: str, rng: np.random.Generator) -> OutputDiff:
     """Give both sides new parameters (fresh draws, as an optimizer step changes them in place) and compare a
-    forward without autograd in the same mode: a binarized weight cached by inference code and never
+    forward in ``torch.inference_mode()`` in the same mode: a binarized weight cached by inference code and never
     invalidated (or keyed by the storage, which an in-place update keeps) gives the old output."""
     from fdaref.autodiff import Tensor
     from fdaref.reference import REFERENCE
@@ -305,10 +339,10 @@ def _after_new_parameters(module: Any, reference: Any, names: Mapping[str, tuple
             path, transposed = names[key]
             assign(module, path, state[key].T if transposed else state[key])
     reference.load_state_dict(state)
-    with torch.no_grad():
+    with torch.inference_mode():      # the other way to turn autograd off, which deployment code uses
         out = module(_tensor(x))
     want = reference(Tensor.from_numpy(x.astype(np.float64), REFERENCE)).numpy()
-    return _compare("output without autograd after new parameters (written in place)", _numpy(out), want, dtype)
+    return _compare("output in inference mode after new parameters (written in place)", _numpy(out), want, dtype)
 
 
 def compare_with_reference(label: str, op: str, torch_module: Any, reference: Any,
@@ -342,24 +376,29 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                                               f"{', '.join(unmapped)}, so they cannot be set or compared")
             return res
         torch_module.to(torch.float64 if dtype == "float64" else torch.float32)
+        x = x.astype(dtype)
+        _warm_up(torch_module, x, seed)
         for key, (path, transposed) in names.items():
             target = resolve(torch_module, path)
             value = state[key].T if transposed else state[key]
-            if tuple(target.shape) != value.shape:
+            if not _fits(tuple(target.shape), value.shape):
                 res.outcome, res.message = FAIL, (f"{path} has shape {tuple(target.shape)}; the reference's {key} "
                                                   f"needs {value.shape}{' (transposed)' if transposed else ''}")
                 return res
             assign(torch_module, path, value)
         if prepare is not None:
             prepare()
-        x = x.astype(dtype)
         rng = np.random.default_rng(seed)
         torch_module.zero_grad(set_to_none=True)
+        for path, _ in names.values():   # the warm-up's gradients, also on tensors the module does not register
+            resolve(torch_module, path).grad = None
         param_keys = {key for key, _ in reference.named_parameters()}
         updated = [names[key][0] for key in state if key not in param_keys]   # buffers: compared with the reference
         before = _snapshot(torch_module)
+        rng_state = torch.random.get_rng_state()
         xt = _tensor(x, requires_grad=True)
         out = torch_module(xt)
+        out_first = _numpy(out)
         r = rng.standard_normal(tuple(out.shape))
         (out * torch.from_numpy(r.astype(dtype))).sum().backward()
         xr = Tensor.from_numpy(x.astype(np.float64), REFERENCE, requires_grad=True)
@@ -372,23 +411,33 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             path, transposed = names[key]
             g, want = resolve(torch_module, path).grad, REFERENCE.to_numpy(p.grad)
             # None is torch's "no gradient reached it" (a module not evaluated, in eval): zeros of its shape
-            got = np.zeros(want.shape, dtype) if g is None else _numpy(g.T if transposed else g)
+            got = np.zeros(want.shape, dtype) if g is None else _as_reference(g, transposed, want.shape)
             diffs.append(_compare(f"grad {key} ({path})", got, want, dtype))
         for key, value in reference.state_dict().items() if parameters else ():   # BN's running statistics
             buffer = None if key in param_keys else resolve(torch_module, names[key][0])
             if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
                 diffs.append(_compare(f"buffer {key} ({names[key][0]}) after the step",
-                                      _numpy(buffer.T if names[key][1] else buffer), value, dtype))
+                                      _as_reference(buffer, names[key][1], value.shape), value, dtype))
         diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
         xn = _torch().from_numpy(noncontiguous(x))   # the op-table rerun's layout: channels-last for 4-d
         with torch.no_grad():
             out_n = torch_module(xn)
+        out_n_first = _numpy(out_n)
         diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
-                              f"input", _numpy(out_n), out_r.numpy(), dtype))
+                              f"input", out_n_first, out_r.numpy(), dtype))
         diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd")
         diffs += _registered(torch_module, names, param_keys, state)
         diffs.append(_after_new_parameters(torch_module, reference, names, param_keys, x, dtype, rng))
+        # results handed out earlier stay as they were (a reused output buffer changes under its caller)
+        for name, tensor, first in (("output", out, out_first), ("output without autograd", out_n, out_n_first)):
+            if not np.array_equal(_numpy(tensor), first, equal_nan=True):
+                diffs.append(OutputDiff(f"{name}, read again after the later calls", False,
+                                        problem="changed by a later forward (a reused output buffer)"))
+        if not torch.equal(torch.random.get_rng_state(), rng_state):
+            diffs.append(OutputDiff("torch's global random generator", False,
+                                    problem="drawn from or reseeded by a forward (SEMANTICS has no randomness in "
+                                            "a forward; a reseed also changes the caller's own draws)"))
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
@@ -411,12 +460,13 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
 # Geometries of the layer checks: (C_in, C_out, kernel, stride, padding, bias, input shape). C_in = 70 gives
 # the activation module m = 1 and d = 70 rows (BiBench's d // 64 would also be 1 there). Stride 2 with
 # padding 1 on an even input tells symmetric padding from a "SAME" port's (bottom / right only); the 5x5
-# kernel is past the 3x3 that hand-written layers special-case.
+# kernel is past the 3x3 that hand-written layers special-case. 33 output channels and a batch of 5 are
+# past the tiles of 16 / 32 channels and 4 samples a kernel may special-case its tail of.
 CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, (1, 70, 5, 5)),
-                   (3, 16, 3, 2, 1, True, (2, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)),
+                   (3, 33, 3, 2, 1, True, (5, 3, 8, 8)), (4, 8, 5, 1, 2, False, (1, 4, 7, 6)),
                    (130, 4, 3, 1, 1, False, (1, 130, 4, 4)))   # C_in 130: the activation module's m = 2
 # 96 features at batch 1: m = 96 // 64 = 1 where round(96 / 64) = 2, and a batch axis that x.squeeze() drops
-LINEAR_GEOMETRIES = ((20, 7, None, None, None, True, (3, 20)), (130, 3, None, None, None, False, (2, 130)),
+LINEAR_GEOMETRIES = ((20, 33, None, None, None, True, (5, 20)), (130, 3, None, None, None, False, (2, 130)),
                      (96, 5, None, None, None, True, (1, 96)))
 # The schedule of the layer checks runs over EPOCHS epochs, so that n = 9 + e at epoch e (SEMANTICS 6).
 EPOCHS = 10
@@ -519,8 +569,8 @@ def _init_draws(factory, kind, mapping, options, geometries, nn, paths, pools, d
                 continue
             d, m = state[f"{prefix}1"].shape
             for index, (path, bound) in enumerate(zip(pair, (1 / np.sqrt(d), 1 / np.sqrt(m)))):
-                value = _numpy(resolve(mod, path)).astype(np.float64)
-                value = value.T if mapping.noise_as_linear else value
+                shape = state[f"{prefix}{index + 1}"].shape
+                value = _as_reference(resolve(mod, path), mapping.noise_as_linear, shape).astype(np.float64)
                 u = value / bound
                 worst = float(np.max(np.abs(u))) if u.size else 0.0
                 if not np.all(np.isfinite(u)) or worst > 1 + 2.0 ** -20:
