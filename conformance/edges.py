@@ -88,13 +88,15 @@ def noise_edges(backward: bool) -> Builder:
             else:
                 cases.append(Case("noise_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])), kw, label))
         if not backward:   # relu(NaN) = NaN (SEMANTICS 10): a NaN entry makes its whole row of e NaN, where a
-            # module relu written `h > 0 ? h : 0` leaves every other element of that row finite
+            # module relu written `h > 0 ? h : 0` leaves every other element of that row finite; a sin(+-inf) is
+            # NaN too (a shortcut returning 0 there differs)
             layout = o.layouts[0]
-            a = _noise_arrays((3, 8), layout, 4, dtype, 105)
+            a = _noise_arrays((5, 8), layout, 4, dtype, 105)
             a["t"][1, 2], a["t"][2, 5] = NANS
+            a["t"][3, 1], a["t"][4, 6] = np.inf, -np.inf
             cases.append(Case("noise_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                               {"layout": layout, "eta_kind": o.etas[0], "a": o.a_values[0]},
-                              "NaN and -NaN entries: their rows are NaN"))
+                              "NaN, -NaN and +-inf entries: their rows are NaN"))
         return cases
     return build
 
@@ -151,6 +153,13 @@ def quantize_forward_edges(dtype: str, o: OptionSpace) -> list[Case]:
                 cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),
                                   {**kw, "alpha": alpha, "training": True},
                                   f"training with the module, alpha = {alpha:g} (zero={zero:g})"))
+            # with the module live, +-inf gives e = NaN (a sin(inf)), so z = NaN: not +-1, not a shortcut's 0;
+            # +inf and -inf in rows of their own (a NaN beside them would make the row NaN anyway)
+            infs = a["t"].copy()
+            infs.flat[[5, 40]] = (np.inf, -np.inf)
+            cases.append(Case("quantize_forward", (("t", infs), ("w1", a["w1"]), ("w2", a["w2"])),
+                              {**kw, "alpha": 0.1, "training": True},
+                              f"training with the module: +-inf make their rows NaN (zero={zero:g})"))
     if o.noise:
         for eta in _noise_options(o)[1:]:
             cases.append(Case("quantize_forward", (("t", a["t"]), ("w1", a["w1"]), ("w2", a["w2"])),

@@ -19,6 +19,7 @@ from fdaref.optable import CHECKED_OPS
 from . import edges as E
 from . import error_inputs as X
 from . import gradients as G
+from . import sizes as Z
 from . import strategies as S
 from .case import Case
 from .error_inputs import ErrorCase
@@ -41,6 +42,7 @@ class OpRecord:
     errors_fn: Callable[[str], list[ErrorCase]] = X.none
     output_dtypes: Optional[tuple[str, ...]] = None  # "same", "uint64" or "int32" per output; None: all same
     note: str = ""
+    sizes_fn: Callable[[str, OptionSpace], list[Case]] = Z.none   # large sizes (sizes.py), run with the edges
 
     def tolerance(self, dtype: str) -> Tol:
         return self.tol[dtype]
@@ -49,7 +51,7 @@ class OpRecord:
         return self.strategy_fn(dtype, options)
 
     def edges(self, dtype: str, options: OptionSpace = ALL_OPTIONS) -> list[Case]:
-        return self.edges_fn(dtype, options)
+        return self.edges_fn(dtype, options) + self.sizes_fn(dtype, options)
 
     def error_inputs(self, dtype: str) -> list[ErrorCase]:
         return self.errors_fn(dtype)
@@ -83,61 +85,63 @@ REDUCTION = _tol(1e-5, 1e-13, "abs_reduction")
 
 _LIST = (
     OpRecord("sign", ("y",), S.sign_cases, E.sign_edges, EXACT_BOTH, errors_fn=X.sign_errors,
-             note="exact on given inputs; sign(0) = zero; NaN stays NaN"),
+             note="exact on given inputs; sign(0) = zero; NaN stays NaN", sizes_fn=Z.sign),
     OpRecord("surrogate", ("grad",), S.surrogate_cases, E.surrogate_edges, _tol(1e-4, 1e-11, "estimator_peak"),
              G.SURROGATE_RULE, X.surrogate_errors,
-             note="vs the reference and the central difference of its antiderivative (s_n of Eq. 9 for fda)"),
+             note="vs the reference and the central difference of its antiderivative (s_n of Eq. 9 for fda)",
+             sizes_fn=Z.surrogate),
     OpRecord("noise_forward", ("e",), S.noise_forward_cases, E.noise_edges(False), _tol(1e-5, 1e-13, "noise"),
-             errors_fn=X.noise_errors("noise_forward")),
+             errors_fn=X.noise_errors("noise_forward"), sizes_fn=Z.noise(False)),
     OpRecord("noise_backward", ("dt", "dw1", "dw2"), S.noise_backward_cases, E.noise_edges(True),
-             _tol(1e-5, 1e-13, "noise"), G.NOISE_RULE, X.noise_errors("noise_backward")),
+             _tol(1e-5, 1e-13, "noise"), G.NOISE_RULE, X.noise_errors("noise_backward"), sizes_fn=Z.noise(True)),
     OpRecord("quantize_forward", ("z",), S.quantize_cases(False), E.quantize_forward_edges,
              _tol(1e-5, 1e-13, "quantizer"), errors_fn=X.quantize_forward_errors,
-             note="exactly sign(t) in eval, with alpha == 0 or without a module"),
+             note="exactly sign(t) in eval, with alpha == 0 or without a module", sizes_fn=Z.quantize(False)),
     OpRecord("quantize_backward", ("dt", "dw1", "dw2"), S.quantize_cases(True), E.quantize_backward_edges,
-             _tol(1e-4, 1e-11, "quantizer"), G.QUANTIZE_RULE, X.quantize_backward_errors),
+             _tol(1e-4, 1e-11, "quantizer"), G.QUANTIZE_RULE, X.quantize_backward_errors, sizes_fn=Z.quantize(True)),
     OpRecord("weight_scale", ("s",), S.weight_scale_cases, E.weight_scale_edges,
              both(Tol(0.0, 1e-5, "unit"), Tol(0.0, 1e-13, "unit")), errors_fn=X.weight_scale_errors,
-             note="no gradient flows through the scale (checked at layer level)"),
+             note="no gradient flows through the scale (checked at layer level)", sizes_fn=Z.weight_scale),
     OpRecord("conv2d_forward", ("y",), S.conv_cases(False), E.conv_edges(False), REDUCTION,
-             errors_fn=X.conv_errors("conv2d_forward")),
+             errors_fn=X.conv_errors("conv2d_forward"), sizes_fn=Z.conv(False)),
     OpRecord("conv2d_backward", ("dx", "dw", "db"), S.conv_cases(True), E.conv_edges(True), REDUCTION, G.CONV_RULE,
-             X.conv_errors("conv2d_backward")),
+             X.conv_errors("conv2d_backward"), sizes_fn=Z.conv(True)),
     OpRecord("linear_forward", ("y",), S.linear_cases(False), E.linear_edges(False), REDUCTION,
-             errors_fn=X.linear_errors("linear_forward")),
+             errors_fn=X.linear_errors("linear_forward"), sizes_fn=Z.linear(False)),
     OpRecord("linear_backward", ("dx", "dw", "db"), S.linear_cases(True), E.linear_edges(True), REDUCTION,
-             G.LINEAR_RULE, X.linear_errors("linear_backward")),
+             G.LINEAR_RULE, X.linear_errors("linear_backward"), sizes_fn=Z.linear(True)),
     OpRecord("batch_norm_forward", ("y", "mean", "invstd", "running_mean", "running_var"),
-             S.batch_norm_forward_cases, E.bn_edges(False), _tol(2e-5, 1e-12, "batch_norm")),
+             S.batch_norm_forward_cases, E.bn_edges(False), _tol(2e-5, 1e-12, "batch_norm"),
+             sizes_fn=Z.batch_norm(False)),
     OpRecord("batch_norm_backward", ("dx", "dgamma", "dbeta"), S.batch_norm_backward_cases, E.bn_edges(True),
-             _tol(2e-5, 1e-12, "batch_norm"), G.BATCH_NORM_RULE),
-    OpRecord("relu_forward", ("y",), S.relu_cases(False), E.relu_edges(False), EXACT_BOTH),
-    OpRecord("relu_backward", ("dx",), S.relu_cases(True), E.relu_edges(True), EXACT_BOTH, G.RELU_RULE),
+             _tol(2e-5, 1e-12, "batch_norm"), G.BATCH_NORM_RULE, sizes_fn=Z.batch_norm(True)),
+    OpRecord("relu_forward", ("y",), S.relu_cases(False), E.relu_edges(False), EXACT_BOTH, sizes_fn=Z.relu(False)),
+    OpRecord("relu_backward", ("dx",), S.relu_cases(True), E.relu_edges(True), EXACT_BOTH, G.RELU_RULE, sizes_fn=Z.relu(True)),
     OpRecord("prelu_forward", ("y",), S.prelu_cases(False), E.prelu_edges(False),
-             both(Tol(1e-37, 1e-6, "unit"), Tol(1e-300, 1e-14, "unit"))),
-    OpRecord("prelu_backward", ("dx", "dslope"), S.prelu_cases(True), E.prelu_edges(True), REDUCTION, G.PRELU_RULE),
+             both(Tol(1e-37, 1e-6, "unit"), Tol(1e-300, 1e-14, "unit")), sizes_fn=Z.prelu(False)),
+    OpRecord("prelu_backward", ("dx", "dslope"), S.prelu_cases(True), E.prelu_edges(True), REDUCTION, G.PRELU_RULE, sizes_fn=Z.prelu(True)),
     OpRecord("max_pool2d_forward", ("y",), S.pool_cases("max", False), E.pool_edges("max", False), EXACT_BOTH,
-             errors_fn=X.pool_errors("max_pool2d_forward")),
+             errors_fn=X.pool_errors("max_pool2d_forward"), sizes_fn=Z.pool("max", False)),
     OpRecord("max_pool2d_backward", ("dx",), S.pool_cases("max", True), E.pool_edges("max", True), REDUCTION,
              errors_fn=X.pool_errors("max_pool2d_backward"),
-             note="ties: first maximal element in window order (no finite differences: not differentiable there)"),
+             note="ties: first maximal element in window order (no finite differences: not differentiable there)", sizes_fn=Z.pool("max", True)),
     OpRecord("avg_pool2d_forward", ("y",), S.pool_cases("avg", False), E.pool_edges("avg", False), REDUCTION,
-             errors_fn=X.pool_errors("avg_pool2d_forward")),
+             errors_fn=X.pool_errors("avg_pool2d_forward"), sizes_fn=Z.pool("avg", False)),
     OpRecord("avg_pool2d_backward", ("dx",), S.pool_cases("avg", True), E.pool_edges("avg", True), REDUCTION,
-             G.AVG_POOL_RULE, X.pool_errors("avg_pool2d_backward")),
+             G.AVG_POOL_RULE, X.pool_errors("avg_pool2d_backward"), sizes_fn=Z.pool("avg", True)),
     OpRecord("cross_entropy_forward", ("loss",), S.cross_entropy_cases(False), E.cross_entropy_edges(False),
-             _tol(1e-5, 1e-13, "cross_entropy"), errors_fn=X.cross_entropy_errors("cross_entropy_forward")),
+             _tol(1e-5, 1e-13, "cross_entropy"), errors_fn=X.cross_entropy_errors("cross_entropy_forward"), sizes_fn=Z.cross_entropy(False)),
     OpRecord("cross_entropy_backward", ("dlogits",), S.cross_entropy_cases(True), E.cross_entropy_edges(True),
              _tol(1e-5, 1e-13, "cross_entropy"), G.CROSS_ENTROPY_RULE,
-             X.cross_entropy_errors("cross_entropy_backward")),
+             X.cross_entropy_errors("cross_entropy_backward"), sizes_fn=Z.cross_entropy(True)),
     OpRecord("pack_signs", ("words",), S.pack_signs_cases, E.pack_signs_edges, EXACT_BOTH, errors_fn=X.pack_signs_errors,
-             output_dtypes=("uint64",), note="bit-exact"),
+             output_dtypes=("uint64",), note="bit-exact", sizes_fn=Z.pack_signs),
     OpRecord("xnor_conv2d", ("y",), S.xnor_conv2d_cases, E.xnor_conv2d_edges, EXACT_BOTH, output_dtypes=("int32",),
-             note="exact"),
+             note="exact", sizes_fn=Z.xnor_conv2d),
     OpRecord("xnor_linear", ("y",), S.xnor_linear_cases, E.xnor_linear_edges, EXACT_BOTH,
-             errors_fn=X.xnor_linear_errors, output_dtypes=("int32",), note="exact"),
+             errors_fn=X.xnor_linear_errors, output_dtypes=("int32",), note="exact", sizes_fn=Z.xnor_linear),
     OpRecord("sum_to_shape", ("y",), S.sum_to_shape_cases, E.sum_to_shape_edges, REDUCTION,
-             note="undoes numpy broadcasting: sums the leading axes and the stretched size-1 axes"),
+             note="undoes numpy broadcasting: sums the leading axes and the stretched size-1 axes", sizes_fn=Z.sum_to_shape),
 )
 RECORDS: dict[str, OpRecord] = {r.op: r for r in _LIST}
 

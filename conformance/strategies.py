@@ -47,14 +47,14 @@ class OptionSpace:
 
     zeros: tuple[float, ...] = (-1.0, 0.0, 1.0)
     estimators: Optional[tuple[str, ...]] = None  # None: every registered estimator with a peak
-    n_range: tuple[int, int] = (0, 64)   # any n >= 0 is legal (SEMANTICS 2); past the presets' 18 on purpose
+    n_range: tuple[int, int] = (0, 130)  # any n >= 0 is legal (SEMANTICS 2); past the presets' 18 and past 128
     omegas: tuple[float, ...] = (0.1, 0.05, 0.25, 1.0)
     # 0.1 and 1/3 are not float32 numbers: a clip compared without rounding it to the input's dtype first
     # (SEMANTICS 10) differs at x = float32(clip); the edges take the first three
     clips: tuple[Optional[float], ...] = (None, 1.0, 0.1, 0.5, 2.0, 1.5, 1.0 / 3.0)
     etas: tuple[str, ...] = ("sin", "linear", "none")
     layouts: tuple[str, ...] = ("weight", "activation")
-    a_values: tuple[float, ...] = (0.1, 0.5, 0.0)
+    a_values: tuple[float, ...] = (0.1, 0.5, 0.0, -0.1)   # a is any real: a port testing `a > 0` differs at -0.1
     # any real (SEMANTICS 4): `alpha > 0` tests differ at -0.1; a port that skips the module below some epsilon
     # differs at the schedule's last nonzero alpha (2.5e-9 at E = 10,000)
     alphas: tuple[float, ...] = (0.1, 0.05, 1.0, 0.0, -0.1, last_nonzero_alpha(0.1))

@@ -193,7 +193,9 @@ def _batch_norm(case: Case, args: list, outs: list) -> Magnitudes:
         if y is None or mean is None or invstd is None:
             return _each(outs, 1.0)
         m, s = _channel_view(np.asarray(mean, np.float64), x.ndim), _channel_view(np.asarray(invstd, np.float64), x.ndim)
-        cond = 1.0 + (np.abs(m) * s) ** 2  # cancellation in the variance when |mean| >> std
+        # a two-pass variance: x - mean loses |mean| eps, so the error grows with |mean| s; a one-pass
+        # E[x^2] - E[x]^2 loses (|mean| s)^2 eps, and is not allowed that
+        cond = 1.0 + np.abs(m) * s
         xhat = np.abs(x - m) * s
         beta = np.abs(case.get("beta").astype(np.float64))
         mag_y = _channel_view(gamma, x.ndim) * (xhat + 1.0) * cond + _channel_view(beta, x.ndim)

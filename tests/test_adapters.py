@@ -44,7 +44,7 @@ def test_check_quantizer_forward_with_numpy_callables():
         if not training or w1 is None or alpha == 0:
             return z.astype(t.dtype)
         rows = np.moveaxis(t, 1, -1).reshape(-1, t.shape[1]) if layout == "activation" and t.ndim == 4 \
-            else t.reshape(t.shape[0] if layout == "weight" else -1, -1)
+            else t.reshape(t.shape[0], -1)   # weights (C_out, ...) and 2-d activations (B, C): a row each
         e = np.maximum(rows.astype(np.float64) @ w1, 0) @ w2 + 0.1 * np.sin(rows)
         if layout == "activation" and t.ndim == 4:
             e = np.moveaxis(e.reshape(t.shape[0], t.shape[2], t.shape[3], t.shape[1]), -1, 1)

@@ -37,9 +37,11 @@ def _label(fn: Any) -> str:
 
 
 def _agrees(got: Any, expected: float, tol: float, integral: bool) -> bool:
-    """``got`` a number (a Python or NumPy scalar; an integer for n) within ``tol`` of ``expected``, and
+    """``got`` a number (a Python or NumPy scalar, or a 0-d array or tensor; an integer for n) within ``tol`` of ``expected``, and
     exactly ``expected`` where that is 0 and the tolerance is not already exact."""
     kind = numbers.Integral if integral else numbers.Real
+    if getattr(got, "ndim", None) == 0 and hasattr(got, "item") and not isinstance(got, (bool, numbers.Number)):
+        got = got.item()   # a 0-d array or tensor (a buffer): its value, of its own kind (int64 -> int)
     if not isinstance(got, kind) or isinstance(got, bool) or not math.isfinite(got):
         return False
     return got == expected if expected == 0 else abs(float(got) - expected) <= tol

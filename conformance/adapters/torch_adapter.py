@@ -76,6 +76,16 @@ def assign(obj: Any, path: str, value: Any) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Op tables from a sign Function and from a quantizer module
 
+def _backward(y: Any, g: np.ndarray, name: str) -> None:
+    """``y.backward(g)``, and AssertionError if the backward wrote into its incoming gradient: autograd hands
+    that one tensor to every branch that uses it (``sign(x) + x``), so an in-place ``g.mul_`` corrupts them."""
+    gt = _tensor(g)
+    y.backward(gt)
+    if not np.array_equal(_numpy(gt), g, equal_nan=True):
+        raise AssertionError(f"{name}: the backward wrote into its incoming gradient (in place); autograd passes "
+                             f"that tensor to every other use of the output too")
+
+
 def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str = "fda",
                      params: Optional[Mapping[str, Any]] = None, arg_names: Iterable[str] = ("n",),
                      label: Optional[str] = None) -> CallableOps:
@@ -99,7 +109,7 @@ def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str =
         xt, y = run(x, params)
         rng = np.random.default_rng(x.size)
         g = (rng.choice((-1.0, 1.0), x.shape) * 2.0 ** rng.integers(-2, 3, x.shape)).astype(x.dtype)
-        y.backward(_tensor(g))
+        _backward(y, g, name)
         return _numpy(xt.grad) / g
 
     declared = {"zero": zero, "estimator": estimator, **{k: v for k, v in fixed.items() if k not in arg_names}}
@@ -107,6 +117,24 @@ def torch_sign_table(apply: Callable[..., Any], *, zero: float, estimator: str =
                f"be = torch_sign_table(YOUR_SIGN_FUNCTION.apply, zero={zero!r}, estimator={estimator!r}, "
                f"params={fixed!r}, arg_names={arg_names!r})  # {name}")
     return CallableOps(name, {"sign": sign, "surrogate": surrogate}, Declaration(name, declared), rebuild)
+
+
+def _eval_backward(build, t, g, w1, w2, alpha, layout, params, estimator, name) -> None:
+    """In eval the backward is that of sign (SEMANTICS 4): g * est'(t) whatever alpha, so AssertionError
+    where the module's eval backward differs from the reference surrogate (a straight-through identity, no
+    gradient at all) beyond the surrogate's tolerance."""
+    from fdaref.reference import REFERENCE
+    from ..records import RECORDS
+    module = build(t, w1, w2, alpha, layout, params, False)
+    tt = _tensor(t, requires_grad=True)
+    _backward(module(tt), g, name)
+    want = g.astype(np.float64) * REFERENCE.surrogate(t.astype(np.float64), estimator, dict(params or {}))
+    got = None if tt.grad is None else _numpy(tt.grad)
+    diff = compare_output("eval dt", got, want, RECORDS["quantize_backward"].tolerance(t.dtype.name),
+                          float(np.max(np.abs(want[np.isfinite(want)]), initial=1e-30)), t.dtype.name)
+    if not diff.ok:
+        raise AssertionError(f"{name}: in eval the backward must be that of sign, g * est'(t) (SEMANTICS 4): "
+                             + diff.summary())
 
 
 @dataclass(frozen=True)
@@ -166,7 +194,9 @@ def torch_quantizer_table(factory: Callable[[int, str], Any], mapping: TorchQuan
     def quantize_backward(g, t, w1, w2, *, alpha, estimator, params, layout, eta_kind, a):
         module = build(t, w1, w2, alpha, layout, params, True)
         tt = _tensor(t, requires_grad=True)
-        module(tt).backward(_tensor(g))
+        _backward(module(tt), g, name)
+        if not mapping.implements.get("eval_noise"):   # a BiBench-style eval adds the module: not sign's backward
+            _eval_backward(build, t, g, w1, w2, alpha, layout, params, estimator, name)
         if w1 is None:
             return _numpy(tt.grad), None, None
         grads = [resolve(module, p).grad for p in (mapping.w1, mapping.w2)]
@@ -395,6 +425,8 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         param_keys = {key for key, _ in reference.named_parameters()}
         updated = [names[key][0] for key in state if key not in param_keys]   # buffers: compared with the reference
         before = _snapshot(torch_module)
+        callers_rng = torch.random.get_rng_state()
+        torch.random.manual_seed(int(rng.integers(2 ** 31)))   # not a state a forward's own reseed restores
         rng_state = torch.random.get_rng_state()
         xt = _tensor(x, requires_grad=True)
         out = torch_module(xt)
@@ -438,6 +470,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             diffs.append(OutputDiff("torch's global random generator", False,
                                     problem="drawn from or reseeded by a forward (SEMANTICS has no randomness in "
                                             "a forward; a reseed also changes the caller's own draws)"))
+        torch.random.set_rng_state(callers_rng)
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
