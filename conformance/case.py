@@ -74,24 +74,30 @@ class Case:
         return f"{self.op}({', '.join(parts)}{', ' if kw else ''}{kw})"
 
 
-def noncontiguous(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+def noncontiguous(a: Optional[np.ndarray], layout: Optional[str] = None) -> Optional[np.ndarray]:
     """The values of ``a`` as a non-C-contiguous array (what the engine's transposes, slices and a
     channels-last buffer hand an op); ``a`` itself where it has fewer than two elements (or is None).
 
     - 2-D: Fortran order, a transposed matrix (the engine's ``w.T``; BLAS takes another path for it);
-    - 3-D and up: axis 1 last in memory, an NHWC buffer viewed as NCHW. Neither C- nor Fortran-contiguous,
-      so a kernel that handles those two orders and reads any other layout in memory order differs;
-    - 1-D, and where the above is still C-contiguous (a size-1 axis): every other element of a buffer twice
-      as long (gaps between the elements: never contiguous)."""
+    - 3-D and up: ``layout="channels_last"``, axis 1 last in memory (an NHWC buffer viewed as NCHW), or
+      ``"batch_last"``, axis 0 last in memory (a CHWN buffer, as some GPU kernels keep). Neither is C- or
+      Fortran-contiguous, so a kernel that handles those two orders, or NCHW and NHWC, and reads any other
+      layout in memory order differs. By default the shape chooses (an even sum of its sizes:
+      channels-last), so the cases of an op see both and a reproduction of ``a`` gets the same;
+    - 1-D, and where the above is still C-contiguous, or for 3-D and up Fortran-contiguous (size-1 axes):
+      every other element of a buffer twice as long (gaps between the elements: never contiguous)."""
     if not isinstance(a, np.ndarray) or a.size < 2:
         return a
+    if layout is None:
+        layout = "channels_last" if sum(a.shape) % 2 == 0 else "batch_last"
     if a.ndim == 2:
         view = np.asfortranarray(a)
     elif a.ndim >= 3:
-        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+        axis = 1 if layout == "channels_last" else 0
+        view = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, axis, -1)), -1, axis)
     else:
         view = a
-    if not view.flags.c_contiguous:
+    if not view.flags.c_contiguous and (a.ndim < 3 or not view.flags.f_contiguous):
         return view
     buffer = np.zeros(2 * a.size, dtype=a.dtype)
     buffer[::2] = a.reshape(-1)

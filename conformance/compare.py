@@ -113,7 +113,8 @@ def compare_output(name: str, got: Any, ref: Any, tol: Tol, magnitude: Any, expe
             mag = np.broadcast_to(finite_magnitude(magnitude, r64), diff.shape)   # a NaN would allow anything
             with np.errstate(invalid="ignore", over="ignore"):
                 allowed = tol.atol * mag + tol.rtol * np.where(np.isfinite(r64), np.abs(r64), 0.0)
-                allowed = np.maximum(allowed, tolerance_floor(got.dtype, mag))
+                if tol.floor:
+                    allowed = np.maximum(allowed, tolerance_floor(got.dtype, mag))
         bad = diff > allowed
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # diff / a subnormal reference
         rel = np.where(np.abs(r64) > 0, diff / np.abs(r64), np.where(diff > 0, np.inf, 0.0))

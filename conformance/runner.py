@@ -162,7 +162,7 @@ def evaluate(record: OpRecord, backend: Any, device: str, dtype: str, case: Case
     if strided is not None:   # the same values as non-contiguous arrays: a kernel that ignores strides differs
         _, diffs_s, verdict = _compare_outputs(record, backend, device, dtype, strided, ref_out, mags, limits)
         note = ("with the same inputs as non-contiguous arrays (2-D in Fortran order, 3-D and up as an NHWC buffer "
-                "viewed as NCHW, 1-D as strided views)")
+                "viewed as NCHW or a CHWN one, by the shape, 1-D as strided views)")
         if verdict is not None:
             verdict.message = f"{note}: {verdict.message}" if verdict.message else note
             verdict.strided = True

@@ -36,11 +36,13 @@ from .case import Case
 
 @dataclass(frozen=True)
 class Tol:
-    """atol (times the magnitude of the rule) and rtol (times |reference|); ``rule`` names the magnitude."""
+    """atol (times the magnitude of the rule) and rtol (times |reference|); ``rule`` names the magnitude;
+    ``floor``: whether the dtype's smallest normal times the magnitude is the least error allowed."""
 
     atol: float
     rtol: float
     rule: str
+    floor: bool = True   # SEMANTICS 9's floor (an underflow is not a failure); off where one rounding is all
 
     @property
     def exact(self) -> bool:

@@ -218,7 +218,8 @@ def test_the_models_sizes_are_in_the_edges():
     assert {c.kwargs["training"] for c in bn} == {True, False}
 
 
-@pytest.mark.parametrize("shape", [(5,), (1, 6), (6, 1), (3, 4), (2, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (3, 2, 4)])
+@pytest.mark.parametrize("shape", [(5,), (1, 6), (6, 1), (3, 4), (2, 3, 4, 5), (2, 3, 4, 6), (2, 1, 4, 5), (2, 3, 1, 1),
+                                   (3, 2, 4)])
 def test_noncontiguous_rerun_layouts(shape):
     from fdaref.conformance.case import noncontiguous
     a = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
@@ -228,8 +229,10 @@ def test_noncontiguous_rerun_layouts(shape):
         assert not view.flags.f_contiguous
     if shape == (3, 4):   # a transposed matrix
         assert view.flags.f_contiguous
-    if shape == (2, 3, 4, 5):   # an NHWC buffer viewed as NCHW: the channel axis is the fastest in memory
+    if shape == (2, 3, 4, 5):   # an even sum of sizes: an NHWC buffer viewed as NCHW, the channel axis fastest
         assert view.strides[1] == a.itemsize
+    if shape == (2, 3, 4, 6):   # an odd one: a CHWN buffer, the batch axis fastest
+        assert view.strides[0] == a.itemsize
 
 
 def test_reproduction_rebuilds_the_permuted_layout():

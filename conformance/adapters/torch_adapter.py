@@ -452,7 +452,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                                       _as_reference(buffer, names[key][1], value.shape), value, dtype))
         diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
-        xn = _torch().from_numpy(noncontiguous(x))   # the op-table rerun's layout: channels-last for 4-d
+        xn = _torch().from_numpy(noncontiguous(x, "channels_last"))   # torch's other memory format for 4-d
         with torch.no_grad():
             out_n = torch_module(xn)
         out_n_first = _numpy(out_n)

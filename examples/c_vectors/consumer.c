@@ -60,7 +60,7 @@ static void add_noise(double *z, const Array *t, const Array *w1, const Array *w
         for (size_t k = 0; k < m; k++) {
             double s = 0.0;
             for (size_t j = 0; j < d; j++) s += row[j] * w1->data[j * m + k];
-            h[k] = s > 0.0 ? s : 0.0;
+            h[k] = s > 0.0 || isnan(s) ? s : 0.0;   /* relu(NaN) = NaN (SEMANTICS 10): the whole row is NaN */
         }
         for (size_t j = 0; j < d; j++) {
             double e = !strcmp(eta, "sin") ? a * sin(row[j]) : !strcmp(eta, "linear") ? a * row[j] : 0.0;
