@@ -638,6 +638,135 @@ class PackNegativeAxisOffByOne(_Wrapper):
         return self._ref.pack_signs(x, axis=axis, zero=zero)
 
 
+# --- the seventh round: past the first block, special values in the module, layouts, underflow ---------------
+
+class SignZeroFirstBlock(_Wrapper):
+    """sign applies the zero convention in its first block of 256 elements only; past it the vector path's
+    0 stays 0 (torch.sign's) whatever ``zero`` says."""
+
+    broken_op, bug = "sign", "zero convention in the first 256 elements only"
+
+    def sign(self, x, zero=-1.0):
+        out = self._ref.sign(x, zero)
+        flat = out.reshape(-1)
+        tail = flat[256:]
+        tail[x.reshape(-1)[256:] == 0] = 0.0
+        return out
+
+
+class NoiseGradFirst64Rows(_Wrapper):
+    """The noise module's weight gradients sum over the first 64 rows only (one block, no loop over the rest)."""
+
+    broken_op, bug = "noise_backward", "dW1, dW2 over the first 64 rows"
+
+    def noise_backward(self, g, t, w1, w2, *, layout, eta_kind, a):
+        from fdaref.noise import to_rows
+        rows = to_rows(t, layout).shape[0]
+        dt, dw1, dw2 = self._ref.noise_backward(g, t, w1, w2, layout=layout, eta_kind=eta_kind, a=a)
+        if rows <= 64:
+            return dt, dw1, dw2
+        keep = np.zeros(rows)
+        keep[:64] = 1.0
+        from fdaref.noise import from_rows
+        mask = from_rows(np.repeat(keep[:, None], to_rows(t, layout).shape[1], axis=1), t.shape, layout)
+        _, dw1, dw2 = self._ref.noise_backward(g * mask.astype(g.dtype), t, w1, w2, layout=layout, eta_kind=eta_kind,
+                                               a=a)
+        return dt, dw1, dw2
+
+
+class NoiseShortcutZeroAtInfinity(_Wrapper):
+    """The shortcut a sin(t) from a fast sine that returns 0 at +-inf (a range reduction that maps inf to 0),
+    where sin(inf) is NaN: rows holding +-inf come out finite."""
+
+    broken_op, bug = "noise_forward", "a sin(+-inf) = 0"
+
+    def noise_forward(self, t, w1, w2, *, layout, eta_kind, a):
+        e = self._ref.noise_forward(t, w1, w2, layout=layout, eta_kind=eta_kind, a=a)
+        if eta_kind != "sin" or not np.isinf(t).any():
+            return e
+        module = self._ref.noise_forward(t, w1, w2, layout=layout, eta_kind="none", a=a)
+        return (module + a * np.sin(np.where(np.isinf(t), 0.0, t))).astype(t.dtype)
+
+
+class NoiseShortcutForPositiveA(_Wrapper):
+    """The shortcut is added only when a > 0 (an 'is eta on' test), where a is any real."""
+
+    broken_op, bug = "noise_forward", "eta skipped for a <= 0"
+
+    def noise_forward(self, t, w1, w2, *, layout, eta_kind, a):
+        return self._ref.noise_forward(t, w1, w2, layout=layout, eta_kind=eta_kind if a > 0 else "none", a=a)
+
+
+class BatchNormOnePassVariance(_Wrapper):
+    """float32 batch norm with the one-pass variance E[x^2] - E[x]^2 (clamped at 0): it cancels where
+    |mean| is large against the standard deviation."""
+
+    broken_op, bug, wrong_in = "batch_norm_forward", "one-pass float32 variance", ("float32",)
+
+    def batch_norm_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
+        out = self._ref.batch_norm_forward(x, gamma, beta, running_mean, running_var, training=training,
+                                           momentum=momentum, eps=eps)
+        if not training or x.dtype != np.float32:
+            return out
+        axes = (0,) + tuple(range(2, x.ndim))
+        mean = x.mean(axis=axes, dtype=np.float32)
+        var = np.maximum((x * x).mean(axis=axes, dtype=np.float32) - mean * mean, np.float32(0))
+        invstd = (np.float32(1) / np.sqrt(var + np.float32(eps))).astype(np.float32)
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        y = ((x - mean.reshape(view)) * invstd.reshape(view) * gamma.reshape(view) + beta.reshape(view))
+        return (y.astype(np.float32), mean, invstd) + tuple(out[3:])
+
+
+class ConvNchwOrNhwcOnly(_Wrapper):
+    """conv forward with an NCHW and an NHWC path; any other layout (a CHWN buffer viewed as NCHW) is read
+    in memory order as if it were NCHW."""
+
+    broken_op, bug = "conv2d_forward", "x in layouts other than NCHW and NHWC read in memory order"
+
+    def conv2d_forward(self, x, w, b, **kw):
+        nhwc = x.ndim == 4 and x.strides[1] == x.itemsize
+        if not (x.flags.c_contiguous or nhwc):
+            x = np.ravel(x, order="K").reshape(x.shape)
+        return self._ref.conv2d_forward(x, w, b, **kw)
+
+
+class PreluSubnormalSlope(_Wrapper):
+    """prelu's forward built with denormals-are-zero: a positive subnormal x takes the slope's branch."""
+
+    broken_op, bug = "prelu_forward", "positive subnormals times the slope"
+
+    def prelu_forward(self, x, slope):
+        out = self._ref.prelu_forward(x, slope)
+        tiny = (x > 0) & (x < np.finfo(x.dtype).tiny)
+        if tiny.any():
+            s = np.broadcast_to(slope.reshape((1, -1) + (1,) * (x.ndim - 2)) if slope.size > 1 else slope, x.shape)
+            out = np.where(tiny, (s * x).astype(x.dtype), out)
+        return out
+
+
+class XnorConvStrideShift(_Wrapper):
+    """The XNOR conv steps its windows by ``1 << (stride - 1)``: right for strides 1 and 2, 4 for 3."""
+
+    broken_op, bug, reported_as = "xnor_conv2d", "stride 3 stepped as 4", "y: shape"
+
+    def xnor_conv2d(self, x_packed, w_packed, *, stride, **kw):
+        return self._ref.xnor_conv2d(x_packed, w_packed, stride=tuple(1 << (s - 1) for s in stride), **kw)
+
+
+class CrossEntropyFirst64Classes(_Wrapper):
+    """The log-sum-exp runs over the first 64 classes (one warp of lanes, no loop over the rest)."""
+
+    broken_op, bug = "cross_entropy_forward", "log-sum-exp over the first 64 classes"
+
+    def cross_entropy_forward(self, logits, labels, *, label_smoothing):
+        z = logits.astype(np.float64)
+        top = z[:, :64].max(axis=1, keepdims=True)
+        lse = top + np.log(np.exp(z[:, :64] - top).sum(axis=1, keepdims=True))
+        q = np.full(z.shape, label_smoothing / z.shape[1])
+        q[np.arange(len(z)), labels] += 1.0 - label_smoothing
+        return np.asarray(-(q * (z - lse)).sum(axis=1).mean(), logits.dtype)
+
+
 class HangingOp(_Wrapper):
     """relu_backward never returns: the case's time limit makes it a failure and the run goes on."""
 
@@ -670,4 +799,6 @@ BROKEN: tuple[type, ...] = (FdaNTerms, FdaOmegaOff, ClipExclusive, SignZeroIsZer
                             SmoothingOneShortcut, MaxPoolDropsMinusInfinity, AvgPoolNanSum, SignbitNegative,
                             ReluGradDenormalsAreZero, SignSwishTailCutoff, CrossEntropyGradBlocks64,
                             ConvBackwardCOrFOnly, QuantizerSkipsTinyAlpha, QuantizerDefaultEta,
-                            PackNegativeAxisOffByOne)
+                            PackNegativeAxisOffByOne, SignZeroFirstBlock, NoiseGradFirst64Rows,
+                            NoiseShortcutZeroAtInfinity, NoiseShortcutForPositiveA, BatchNormOnePassVariance,
+                            ConvNchwOrNhwcOnly, PreluSubnormalSlope, XnorConvStrideShift, CrossEntropyFirst64Classes)
