@@ -201,7 +201,7 @@ def test_an_inference_path_without_autograd_is_checked_too(bibench_layer):
 
 
 def test_torch_quantizer_module_through_the_runner(nan_sign):
-    from fdaref.conformance.adapters import TorchQuantizerMapping, run_wrapped, torch_quantizer_table
+    from fdaref.conformance.adapters import TorchQuantizerMapping, run_wrapped, torch_quantizer_table, torch_sign_table
     from bibench_style import Noise
     FDASign = nan_sign
 
@@ -226,6 +226,21 @@ def test_torch_quantizer_module_through_the_runner(nan_sign):
     bad = torch_quantizer_table(lambda d, layout: Quantizer(d, layout, bug=True), mapping, label="alpha ignored")
     report = run_wrapped(bad, ["quantize_backward"], dtype="float64", preset="bibench", raise_on_failure=False)
     assert not report.ok() and report.failures()[0].op == "quantize_backward"
+
+    class EvalStraightThrough(Quantizer):   # deployment: in eval, sign with an identity backward
+        def forward(self, t):
+            return super().forward(t) if self.training else t + (FDASign.apply(t, self.n) - t).detach()
+    ste = torch_quantizer_table(lambda d, layout: EvalStraightThrough(d, layout), mapping, label="eval ste")
+    report = run_wrapped(ste, ["quantize_backward"], dtype="float64", preset="bibench", raise_on_failure=False)
+    assert not report.ok() and all("in eval the backward must be that of sign" in f.message for f in report.failures())
+
+    class InPlaceSign(FDASign):            # the backward multiplies its incoming gradient in place
+        @staticmethod
+        def backward(ctx, g):
+            return g.mul_(FDASign.backward(ctx, torch.ones_like(g))[0]), None
+    table = torch_sign_table(InPlaceSign.apply, zero=0.0, params={"omega": 0.1, "clip": 1.0})
+    report = run_wrapped(table, ["surrogate"], dtype="float64", preset="bibench", raise_on_failure=False)
+    assert not report.ok() and all("wrote into its incoming gradient" in f.message for f in report.failures())
 
 
 def _torch_tiny(example, width=4, classes=3):
@@ -282,6 +297,13 @@ def test_whole_model_against_the_reference_model(example):
     assert not report.ok() and "only buffers differ" in report.results[0].message
     assert {d["output"] for d in report.results[0].diffs if not d["ok"]} == {
         "buffer 1.running_mean (1.running_mean) after the step", "buffer 1.running_var (1.running_var) after the step"}
+    # a batch norm that stays in training mode after model.eval() updates its statistics in eval
+    frozen = _torch_tiny(example)
+    frozen[6].train = lambda mode=True: frozen[6]
+    report = check_torch_model(frozen, reference, names, (2, 1, 8, 8), transposed=transposed, schedule=schedule,
+                               raise_on_failure=False)
+    assert [r.check for r in report.failures()] == ["eval: a forward leaves parameters and buffers as they were"]
+    assert "6.running_mean" in report.failures()[0].message
 
 
 def test_conform_cli_torch_layer(example, capsys):
@@ -339,7 +361,8 @@ def test_fdarefs_own_torch_layers_pass_the_layer_check_through_their_set_schedul
     options = get_preset(preset)
     noise = {"weight_noise": ("w_quant.noise.w1", "w_quant.noise.w2"),
              "activation_noise": ("a_quant.noise.w1", "a_quant.noise.w2")} if options.noise else {}
-    mapping = TorchLayerMapping(**noise, noise_as_linear=False, n=None, alpha=None, schedule="set_schedule")
+    mapping = TorchLayerMapping(**noise, noise_as_linear=False, n="w_quant.n", alpha="w_quant.alpha",
+                                schedule="set_schedule")
     conv = check_torch_layer(lambda i, o, k, s, p, b: FDAConv2d(i, o, k, s, p, bias=b, options=options),
                              mapping=mapping, preset=preset, raise_on_failure=False)
     linear = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, options=options), kind="linear",
@@ -349,3 +372,5 @@ def test_fdarefs_own_torch_layers_pass_the_layer_check_through_their_set_schedul
         checks = [r.check for r in report.results if r.outcome == "pass"]
         assert any(c.startswith("initialisation") for c in checks) == bool(options.noise)
         assert sum(c.startswith("layer:") for c in checks) >= 2 * 3 * 4
+        wanted = {"schedule n_e", "schedule alpha_e"} if options.uses_n else {"schedule alpha_e"}
+        assert {r.op for r in report.results if r.outcome == "pass"} >= wanted

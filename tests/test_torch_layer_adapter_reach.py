@@ -391,3 +391,113 @@ class ClampLinear(GoodLinear):
 
 def test_relu_gradient_at_zero_is_reached_in_a_linear_layer():
     assert {"grad input", "grad w_noise1 (noise_w.fc1.weight)"} <= failed_outputs(check(ClampLinear))
+
+
+# --- the seventh round: tails, weights past 1, state between calls, other ways to turn autograd off ------------
+
+class NoiseOnFirst16Filters(Good):   # one block of 16 output channels gets the weight module, the rest none
+    def quantize(self, t, module, rows, unrows):
+        out = super().quantize(t, module, rows, unrows)
+        if t is self.weight and self.training and self.alpha != 0 and len(t) > 16:
+            out = torch.cat([out[:16], self.sign.apply(t[16:], self.n)])
+        return out
+
+
+class NoiseOnFullBatchTiles(Good):   # batches in tiles of 4 samples; a partial last tile gets no module
+    def quantize(self, t, module, rows, unrows):
+        out = super().quantize(t, module, rows, unrows)
+        if t is not self.weight and len(t) % 4:
+            keep = len(t) - len(t) % 4
+            out = torch.cat([out[:keep], self.sign.apply(t[keep:], self.n)])
+        return out
+
+
+class ClampsWeights(Good):          # BinaryConnect's habit: weights clamped to [-1, 1] in every forward
+    def forward(self, x):
+        with torch.no_grad():
+            self.weight.clamp_(-1, 1)
+        return super().forward(x)
+
+
+class NoGradientPastTwoPi(Good):    # "spurious lobes": no gradient where |omega x| > 2 pi
+    class sign(Sign):
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * fda(x, ctx.n) * ((OMEGA * x).abs() <= 2 * math.pi).to(x.dtype), None
+
+
+class RunningScaleForEval(Good):    # a moving average of the scale kept in training, used in eval
+    def forward(self, x):
+        s = self.weight.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
+        if self.training:
+            self._running = s if getattr(self, "_running", None) is None else 0.9 * self._running + 0.1 * s
+            return super().forward(x)
+        qx, qw = self.sign.apply(x, self.n), self.sign.apply(self.weight, self.n)
+        return F.conv2d(qx, qw * getattr(self, "_running", s), self.bias, self.stride, self.padding)
+
+
+class ReusesOutputBuffer(Good):     # inference writes every result into one preallocated tensor
+    def forward(self, x):
+        out = super().forward(x)
+        if torch.is_grad_enabled():
+            return out
+        if getattr(self, "_out", None) is None or self._out.shape != out.shape or self._out.dtype != out.dtype:
+            self._out = torch.empty_like(out)
+        return self._out.copy_(out)
+
+
+class SeedsTheGlobalGenerator(Good):   # torch.manual_seed(0) "for reproducible noise"
+    def forward(self, x):
+        torch.manual_seed(0)
+        return super().forward(x)
+
+
+class InferenceModeDropsScale(Good):   # a deployment path under torch.inference_mode() forgets the scale
+    def forward(self, x):
+        if torch.is_inference_mode_enabled():
+            return F.conv2d(self.sign.apply(x, self.n), self.sign.apply(self.weight, self.n), self.bias,
+                            self.stride, self.padding)
+        return super().forward(x)
+
+
+class LearnableEta(Good):           # the shortcut's a made a parameter (trained; the paper's a is fixed)
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.eta_a = torch.nn.Parameter(torch.tensor(0.0))
+
+    def noise(self, t, module, rows, unrows):
+        return super().noise(t, module, rows, unrows) + self.alpha * self.eta_a * torch.sin(t)
+
+
+@pytest.mark.parametrize("cls, failing", [
+    (NoiseOnFirst16Filters, "grad w_noise1 (noise_w.fc1.weight)"), (NoiseOnFullBatchTiles, "output"),
+    (ClampsWeights, "weight after the forward with autograd"), (NoGradientPastTwoPi, "grad input"),
+    (RunningScaleForEval, "output"), (ReusesOutputBuffer, "output without autograd, read again after the later calls"),
+    (SeedsTheGlobalGenerator, "torch's global random generator"),
+    (InferenceModeDropsScale, "output in inference mode after new parameters (written in place)"),
+    (LearnableEta, "eta_a (a parameter of the module)")], ids=lambda v: getattr(v, "__name__", ""))
+def test_the_seventh_rounds_layers_fail(cls, failing):
+    assert failing in failed_outputs(check(cls))
+
+
+class NoiseAsOneByOneConv(Good):    # the per-pixel module as two 1x1 convolutions: weights (m, C, 1, 1), right
+    def __init__(self, *args):
+        super().__init__(*args)
+        c = self.weight.shape[1]
+        m = max(1, c // 64)
+        self.noise_a = torch.nn.Module()
+        self.noise_a.fc1 = torch.nn.Conv2d(c, m, 1, bias=False)
+        self.noise_a.fc2 = torch.nn.Conv2d(m, c, 1, bias=False)
+
+    def quantize(self, t, module, rows, unrows):
+        if module is not self.noise_a:
+            return super().quantize(t, module, rows, unrows)
+        q = self.sign.apply(t, self.n)
+        if not self.training or self.alpha == 0:
+            return q
+        return q + self.alpha * (module.fc2(F.relu(module.fc1(t))) + 0.1 * torch.sin(t))
+
+
+def test_noise_weights_of_a_one_by_one_conv_map():
+    assert check(NoiseAsOneByOneConv, dtypes=("float64", "float32")).ok()

@@ -134,7 +134,7 @@ def _eval_backward(build, t, g, w1, w2, alpha, layout, params, estimator, name) 
                           float(np.max(np.abs(want[np.isfinite(want)]), initial=1e-30)), t.dtype.name)
     if not diff.ok:
         raise AssertionError(f"{name}: in eval the backward must be that of sign, g * est'(t) (SEMANTICS 4): "
-                             + diff.summary())
+                             + "; ".join(line.strip() for line in diff.summary().splitlines()))
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,8 @@ class TorchLayerMapping:
     W1 and W2 of its two noise modules (None: it has none); ``noise_as_linear``: W1 / W2 are stored as
     ``nn.Linear`` weights, i.e. transposed; ``n`` / ``alpha``: the attributes the schedule sets (SEMANTICS 6);
     ``schedule``: instead, the name of the layer's method ``(epoch, epochs)`` that sets them (its own
-    schedule then runs, so it must be SEMANTICS 6's; fdaref's torch modules have ``set_schedule``);
+    schedule then runs; with ``n`` / ``alpha`` paths too, where to read them back, it is checked at every run
+    length by :func:`~.schedules.check_schedule`; fdaref's torch modules have ``set_schedule``);
     ``sign``: optionally the layer's sign Function (``apply(x, n)``), whose surrogate is then checked op by
     op too; ``implements``: the option values it implements (``zero``, ``clip``, ``eval_noise``, ...).
     """
@@ -567,6 +568,9 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
                 # sign(NaN) = NaN, seen where the noise module is not evaluated: eval, alpha = 0
                 report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, EPOCHS - 1,
                                        False, nn, nan=True))
+    if mapping.schedule and (mapping.n or mapping.alpha) and preset and not declined:
+        for res in _layer_schedule(factory, kind, mapping, preset).results:
+            report.add(res)
     if mapping.sign is not None and options.estimator == "fda" and not declined:
         table = torch_sign_table(mapping.sign, zero=options.zero, estimator="fda",
                                  params={"omega": options.omega, "clip": options.clip}, label=f"{label} sign")
@@ -670,6 +674,29 @@ def _plant_far_values(x: np.ndarray, rng: np.random.Generator, omega: float, inf
     x.flat[rng.choice(free, size=count, replace=False)] = values[:count]
 
 
+def _layer_schedule(factory: Callable[..., Any], kind: str, mapping: TorchLayerMapping, preset: str) -> SuiteReport:
+    """The layer's own schedule method (``mapping.schedule``) through :func:`~.schedules.check_schedule`: n and
+    alpha read back at ``mapping.n`` / ``mapping.alpha`` after each call, for every run length it sweeps."""
+    from .schedules import check_schedule
+    cin, cout, k, stride, padding, bias, _ = (CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES)[0]
+    layer = factory(cin, cout, k, stride, padding, bias) if kind == "conv2d" else factory(cin, cout, bias)
+
+    def read(path: Optional[str]) -> Optional[Callable[[int, int], Any]]:
+        if not path:
+            return None
+
+        def value(epoch: int, epochs: int) -> Any:
+            getattr(layer, mapping.schedule)(epoch, epochs)
+            v = resolve(layer, path)
+            return v.detach().clone() if isinstance(v, _torch().Tensor) else v
+        value.__qualname__ = f"{getattr(factory, '__qualname__', 'layer')}.{mapping.schedule} -> {path}"
+        return value
+    from fdaref.presets import get_preset
+    uses_n = get_preset(preset).uses_n   # an estimator without n (the release's ste): its n is not the schedule's
+    return check_schedule(read(mapping.n) if uses_n else None, read(mapping.alpha), preset=preset,
+                          raise_on_failure=False)
+
+
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
                 nan: bool = False, epochs: int = EPOCHS) -> CaseResult:
     """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
@@ -742,6 +769,32 @@ def _layer_reproduction(factory: Any, kind: str, options: Any, dtype: str) -> st
             f"                        options=BinaryOptions(**{options.to_dict()!r})).render())")
 
 
+def _eval_leaves_state(model: Any, x: np.ndarray, dtype: str) -> CaseResult:
+    """After ``model.eval()`` a forward changes no parameter or buffer: batch norm left in training mode (a
+    block whose ``train()`` does not reach it) updates its running statistics there. Needs no reference, so
+    it holds where comparing eval outputs cannot (see :func:`check_torch_model`)."""
+    torch = _torch()
+    res = CaseResult("model", f"eval: a forward leaves parameters and buffers as they were", type(model).__name__,
+                     "cpu", dtype, PASS, 1)
+    mode = model.training
+    try:
+        model.eval()
+        before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+        with torch.no_grad():
+            model(_tensor(x))
+        changed = [k for k, v in model.state_dict(keep_vars=True).items()
+                   if k.rpartition(".")[2] not in _TORCH_COUNTERS and not _same(before.get(k), v.detach())]
+        if changed:
+            res.outcome = FAIL
+            res.message = (f"changed by a forward in eval: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''} "
+                           f"(a module still in training mode: model.eval() must reach every submodule)")
+    except Exception:  # noqa: BLE001 - the user's model raising is this case's failure
+        res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the eval forward raised"
+    finally:
+        model.train(mode)
+    return res
+
+
 def check_torch_model(model: Any, reference: Any, names: Mapping[str, str], x_shape: tuple[int, ...], *,
                       transposed: Iterable[str] = (), schedule: Optional[Callable[[Any, Any], None]] = None,
                       dtypes: Iterable[str] = ("float64",), training: bool = True, seed: int = 0,
@@ -770,6 +823,7 @@ def check_torch_model(model: Any, reference: Any, names: Mapping[str, str], x_sh
         report.add(compare_with_reference(f"model: {type(model).__name__}, input {list(x_shape)}, "
                                           f"{'train' if training else 'eval'}", "model", model, reference, mapped,
                                           x, dtype, seed=seed, prepare=prepare))
+        report.add(_eval_leaves_state(model, x.astype(dtype), dtype))
     if raise_on_failure and not report.ok():
         raise AssertionError(report.render())
     return report
