@@ -103,8 +103,10 @@ def test_bibench_style_layer_passes_bibench_with_its_declared_differences(bibenc
     report = check_torch_layer(lambda *a: layer(*a), mapping=mapping, kind="conv2d", preset="bibench",
                                dtypes=("float64", "float32"))
     assert report.ok()
-    refused = [r for r in report.results if r.outcome == "declined"]
+    refused = [r for r in report.results if r.outcome == "declined" and "dilation" not in r.check]
     assert refused and all("eval_noise=True" in r.message and "eval" in r.check for r in refused)
+    geometry = [r for r in report.results if r.outcome == "declined" and "dilation" in r.check]
+    assert len(geometry) == 1 and "dilation / pairs=True" in geometry[0].message
     checked = [r for r in report.results if r.op == "binary_conv2d" and r.outcome == "pass"]
     names = {d["output"] for r in checked for d in r.diffs}
     assert {"output", "grad input", "grad weight (weight)", "grad w_noise1 (noise_w.fc1.weight)",
@@ -362,8 +364,8 @@ def test_fdarefs_own_torch_layers_pass_the_layer_check_through_their_set_schedul
     noise = {"weight_noise": ("w_quant.noise.w1", "w_quant.noise.w2"),
              "activation_noise": ("a_quant.noise.w1", "a_quant.noise.w2")} if options.noise else {}
     mapping = TorchLayerMapping(**noise, noise_as_linear=False, n="w_quant.n", alpha="w_quant.alpha",
-                                schedule="set_schedule")
-    conv = check_torch_layer(lambda i, o, k, s, p, b: FDAConv2d(i, o, k, s, p, bias=b, options=options),
+                                schedule="set_schedule", dilation=True, pairs=True)
+    conv = check_torch_layer(lambda i, o, k, s, p, b, d=1: FDAConv2d(i, o, k, s, p, d, bias=b, options=options),
                              mapping=mapping, preset=preset, raise_on_failure=False)
     linear = check_torch_layer(lambda i, o, b: FDALinear(i, o, b, options=options), kind="linear",
                                mapping=mapping, preset=preset, raise_on_failure=False)
@@ -373,4 +375,5 @@ def test_fdarefs_own_torch_layers_pass_the_layer_check_through_their_set_schedul
         assert any(c.startswith("initialisation") for c in checks) == bool(options.noise)
         assert sum(c.startswith("layer:") for c in checks) >= 2 * 3 * 4
         wanted = {"schedule n_e", "schedule alpha_e"} if options.uses_n else {"schedule alpha_e"}
+        assert not [r for r in report.results if r.outcome == "declined"]   # dilation and pairs run too
         assert {r.op for r in report.results if r.outcome == "pass"} >= wanted

@@ -501,3 +501,53 @@ class NoiseAsOneByOneConv(Good):    # the per-pixel module as two 1x1 convolutio
 
 def test_noise_weights_of_a_one_by_one_conv_map():
     assert check(NoiseAsOneByOneConv, dtypes=("float64", "float32")).ok()
+
+
+# --- dilation and (h, w) pairs, where the mapping declares the factory takes them ------------------------------
+
+class GoodPairs(Good):              # kernel, stride and padding as (h, w) pairs, and a dilation
+    def __init__(self, cin, cout, k, stride, padding, bias, dilation=1):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        super().__init__(cin, cout, 1, stride, padding, bias)
+        self.weight = torch.nn.Parameter(torch.randn(cout, cin, kh, kw))
+        self.noise_w = Noise(cin * kh * kw)
+        self.dilation = dilation
+
+    def forward(self, x):
+        w = self.weight
+        qw = self.quantize(w, self.noise_w, lambda t: t.reshape(len(t), -1), lambda r: r.reshape(w.shape))
+        qx = self.quantize(x, self.noise_a, self.activation_rows, lambda r: r.movedim(-1, 1))
+        scale = w.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
+        return F.conv2d(qx, qw * scale, self.bias, self.stride, self.padding, self.dilation)
+
+
+class IgnoresDilation(GoodPairs):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.dilation = 1
+
+
+class SwapsStride(GoodPairs):       # a (sh, sw) stride applied as (sw, sh)
+    def __init__(self, *args):
+        super().__init__(*args)
+        if not isinstance(self.stride, int):
+            self.stride = tuple(reversed(self.stride))
+
+
+def check_pairs(cls):
+    mapping = TorchLayerMapping(weight_noise=("noise_w.fc1.weight", "noise_w.fc2.weight"),
+                                activation_noise=("noise_a.fc1.weight", "noise_a.fc2.weight"), implements=PAPER,
+                                dilation=True, pairs=True)
+    make = lambda *args: cls(*args)  # noqa: E731
+    make.__qualname__ = cls.__name__
+    return check_torch_layer(make, mapping=mapping, preset="paper", dtypes=("float64",), raise_on_failure=False)
+
+
+def test_dilation_and_pairs_run_where_declared():
+    good = check_pairs(GoodPairs)
+    assert good.ok() and any("dilation 2" in r.check for r in good.results if r.outcome == "pass")
+    for cls, where in ((IgnoresDilation, "dilation 2"), (SwapsStride, "3x2")):
+        failures = check_pairs(cls).failures()
+        assert failures and all(where in r.check for r in failures), cls
+    undeclared = check(Good)
+    assert [r.outcome for r in undeclared.results if "dilation" in r.check] == ["declined"]

@@ -221,6 +221,8 @@ class TorchLayerMapping:
     ``schedule``: instead, the name of the layer's method ``(epoch, epochs)`` that sets them (its own
     schedule then runs; with ``n`` / ``alpha`` paths too, where to read them back, it is checked at every run
     length by :func:`~.schedules.check_schedule`; fdaref's torch modules have ``set_schedule``);
+    ``dilation``: a conv factory takes a 7th argument, the dilation (a geometry with dilation 2 is added);
+    ``pairs``: it takes (h, w) pairs for kernel, stride and padding (a non-square geometry is added);
     ``sign``: optionally the layer's sign Function (``apply(x, n)``), whose surrogate is then checked op by
     op too; ``implements``: the option values it implements (``zero``, ``clip``, ``eval_noise``, ...).
     """
@@ -233,6 +235,8 @@ class TorchLayerMapping:
     n: Optional[str] = "n"
     alpha: Optional[str] = "alpha"
     schedule: Optional[str] = None
+    dilation: bool = False
+    pairs: bool = False
     sign: Optional[Callable[..., Any]] = None
     implements: Mapping[str, Any] = field(default_factory=dict)
 
@@ -502,6 +506,11 @@ CONV_GEOMETRIES = ((5, 6, 3, 1, 1, True, (2, 5, 6, 6)), (70, 4, 2, 2, 0, False, 
 # 96 features at batch 1: m = 96 // 64 = 1 where round(96 / 64) = 2, and a batch axis that x.squeeze() drops
 LINEAR_GEOMETRIES = ((20, 33, None, None, None, True, (5, 20)), (130, 3, None, None, None, False, (2, 130)),
                      (96, 5, None, None, None, True, (1, 96)))
+# Run where the mapping declares the factory takes them (TorchLayerMapping.dilation / .pairs), declined
+# otherwise: dilation 2 with padding 2, and a 3x2 kernel with stride (1, 2) and padding (1, 0), where a port
+# that swaps h and w or ignores the dilation differs.
+EXTRA_CONV_GEOMETRIES = (("dilation", (3, 5, 3, 1, 2, True, (2, 3, 9, 9), 2)),
+                         ("pairs", (3, 4, (3, 2), (1, 2), (1, 0), True, (2, 3, 7, 8))))
 # The schedule of the layer checks runs over EPOCHS epochs, so that n = 9 + e at epoch e (SEMANTICS 6).
 EPOCHS = 10
 # ... and the first geometry also trains at the last nonzero alpha of a 10,000-epoch run (2.5e-9; the paper's
@@ -554,6 +563,15 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
         report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, DECLINED, message="; ".join(declined)))
     else:
         geometries = CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES
+        if kind == "conv2d":
+            geometries += tuple(g for flag, g in EXTRA_CONV_GEOMETRIES if getattr(mapping, flag))
+            missing = [flag for flag, _ in EXTRA_CONV_GEOMETRIES if not getattr(mapping, flag)]
+            if missing:
+                report.add(CaseResult(op, "layer: dilation 2 and a 3x2 kernel with stride (1, 2)", label, "cpu",
+                                      report.dtype, DECLINED, message=(
+                                          f"the mapping does not declare {' / '.join(missing)}=True (a factory that "
+                                          f"takes the dilation as a 7th argument / (h, w) pairs), so those "
+                                          f"geometries are not run")))
         init = _init_case(factory, kind, mapping, options, op, geometries, nn)
         if init is not None:
             report.add(init)
@@ -595,11 +613,8 @@ def _init_draws(factory, kind, mapping, options, geometries, nn, paths, pools, d
     """Build the layer of each geometry; check each noise weight's bound into ``diffs`` and pool its scaled
     values in ``pools`` (for :func:`_init_case`)."""
     for geometry in geometries:
-        cin, cout, k, stride, padding, bias, _ = geometry
-        rng = np.random.default_rng(0)   # the reference layer only tells d and m
-        ref = (nn.BinaryConv2d(cin, cout, k, stride, padding, bias=bias, options=options, rng=rng) if kind == "conv2d"
-               else nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng))
-        mod = factory(cin, cout, k, stride, padding, bias) if kind == "conv2d" else factory(cin, cout, bias)
+        cin, cout = geometry[:2]
+        ref, mod, _ = _build(factory, kind, geometry, options, nn, np.random.default_rng(0))   # ref: d and m
         state = ref.state_dict()
         for prefix, pair in paths.items():
             if not pair or f"{prefix}1" not in state:
@@ -677,9 +692,11 @@ def _plant_far_values(x: np.ndarray, rng: np.random.Generator, omega: float, inf
 def _layer_schedule(factory: Callable[..., Any], kind: str, mapping: TorchLayerMapping, preset: str) -> SuiteReport:
     """The layer's own schedule method (``mapping.schedule``) through :func:`~.schedules.check_schedule`: n and
     alpha read back at ``mapping.n`` / ``mapping.alpha`` after each call, for every run length it sweeps."""
+    from fdaref.presets import get_preset
     from .schedules import check_schedule
-    cin, cout, k, stride, padding, bias, _ = (CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES)[0]
-    layer = factory(cin, cout, k, stride, padding, bias) if kind == "conv2d" else factory(cin, cout, bias)
+    from fdaref import nn
+    geometry = (CONV_GEOMETRIES if kind == "conv2d" else LINEAR_GEOMETRIES)[0]
+    layer = _build(factory, kind, geometry, get_preset(preset), nn, np.random.default_rng(0))[1]
 
     def read(path: Optional[str]) -> Optional[Callable[[int, int], Any]]:
         if not path:
@@ -691,10 +708,26 @@ def _layer_schedule(factory: Callable[..., Any], kind: str, mapping: TorchLayerM
             return v.detach().clone() if isinstance(v, _torch().Tensor) else v
         value.__qualname__ = f"{getattr(factory, '__qualname__', 'layer')}.{mapping.schedule} -> {path}"
         return value
-    from fdaref.presets import get_preset
     uses_n = get_preset(preset).uses_n   # an estimator without n (the release's ste): its n is not the schedule's
     return check_schedule(read(mapping.n) if uses_n else None, read(mapping.alpha), preset=preset,
                           raise_on_failure=False)
+
+
+def _build(factory: Callable[..., Any], kind: str, geometry: tuple, options: Any, nn: Any,
+           rng: np.random.Generator) -> tuple[Any, Any, str]:
+    """(the reference layer, the factory's layer, a description) of one geometry: (C_in, C_out, kernel,
+    stride, padding, bias, input shape[, dilation]); a dilation other than 1 is the factory's 7th argument."""
+    cin, cout, k, stride, padding, bias, _, *rest = geometry
+    if kind != "conv2d":
+        return (nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng), factory(cin, cout, bias),
+                f"{cin} -> {cout}{', bias' if bias else ''}")
+    dilation = rest[0] if rest else 1
+    ref = nn.BinaryConv2d(cin, cout, k, stride, padding, dilation, bias=bias, options=options, rng=rng)
+    mod = factory(cin, cout, k, stride, padding, bias, *((dilation,) if dilation != 1 else ()))
+    kh, kw = (k, k) if isinstance(k, int) else k
+    desc = (f"{cin} -> {cout}, {kh}x{kw}, stride {stride}, pad {padding}"
+            f"{f', dilation {dilation}' if dilation != 1 else ''}{', bias' if bias else ''}")
+    return ref, mod, desc
 
 
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
@@ -704,16 +737,8 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
     and, with ``nan``, one NaN; the weight a zero and an all-zero filter, W1 a zero column (m > 1). A NaN
     case compares the output and the input gradient only."""
     from ..layers import plant_probes
-    cin, cout, k, stride, padding, bias, x_shape = geometry
-    rng = np.random.default_rng(100 + gi)
-    if kind == "conv2d":
-        ref = nn.BinaryConv2d(cin, cout, k, stride, padding, bias=bias, options=options, rng=rng)
-        mod = factory(cin, cout, k, stride, padding, bias)
-        desc = f"{cin} -> {cout}, {k}x{k}, stride {stride}, pad {padding}{', bias' if bias else ''}"
-    else:
-        ref = nn.BinaryLinear(cin, cout, bias=bias, options=options, rng=rng)
-        mod = factory(cin, cout, bias)
-        desc = f"{cin} -> {cout}{', bias' if bias else ''}"
+    bias, x_shape = geometry[5], geometry[6]
+    ref, mod, desc = _build(factory, kind, geometry, options, nn, np.random.default_rng(100 + gi))
     ref.set_schedule(epoch, epochs)
     n, alpha = ref.params.get("n"), ref.alpha
     label = (f"layer: {desc}; epoch {epoch}/{epochs} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
