@@ -82,8 +82,9 @@ def tiny_values(dtype: str) -> list[float]:
 # alone never shows that.
 NEGATIVE_NAN = math.copysign(math.nan, -1.0)
 
-# SEMANTICS 10 for every surrogate: fda and sign_swish give NaN at +-inf and NaN, the clipped ones 0 at +-inf,
-# every one NaN at NaN (where a port's clip mask or cosh guard often returns 0 instead).
+# SEMANTICS 10 for every surrogate: fda and sign_swish give NaN at +-inf and NaN (where a port's clip mask or
+# cosh guard often returns 0 instead), the clipped ones 0 at +-inf; the straight-through masks 1 (ste) or 0
+# (clipped_ste, approx_sign) at NaN.
 NON_FINITE = (math.inf, -math.inf, math.nan, NEGATIVE_NAN)
 NANS = (math.nan, NEGATIVE_NAN)
 
