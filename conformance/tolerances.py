@@ -120,6 +120,18 @@ def _abs_reduction(case: Case, args: list, outs: list) -> Magnitudes:
     if "pad_value" in kwargs:
         kwargs["pad_value"] = abs(float(kwargs["pad_value"]))
     bound = [None if b is None else np.abs(b) for b in _outputs(getattr(REFERENCE, case.op)(*new_args, **kwargs))]
+    if case.op.startswith("conv2d_"):   # FFT and Winograd convolutions mix an output's rounding with its
+        # neighbours' and the input's: every element is allowed at least 1/16 of the largest bound a window
+        # can have (forward: max |x| times the largest sum |w| of a filter; backward: the tensor's largest),
+        # so an output whose products are all 0 is not held to 0 exactly; a wrong pad value or bias is far
+        # larger than that
+        if case.op == "conv2d_forward":   # finite values only: a NaN or inf input must not allow everything
+            x, w = (np.where(np.isfinite(a), np.abs(a), 0.0) for a in new_args[:2])
+            reach = [max(float(np.max(x, initial=0.0)), kwargs.get("pad_value", 0.0))
+                     * float(np.max(w.reshape(len(w), -1).sum(axis=1), initial=0.0))]
+        else:
+            reach = [float(np.max(b[np.isfinite(b)], initial=0.0)) if b is not None else 0.0 for b in bound]
+        bound = [None if b is None else np.maximum(b, r / 16) for b, r in zip(bound, reach)]
     return bound
 
 
