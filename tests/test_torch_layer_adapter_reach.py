@@ -551,3 +551,33 @@ def test_dilation_and_pairs_run_where_declared():
         assert failures and all(where in r.check for r in failures), cls
     undeclared = check(Good)
     assert [r.outcome for r in undeclared.results if "dilation" in r.check] == ["declined"]
+
+
+# --- a layer's own schedule method, named in the mapping, is checked at every run length -----------------------
+
+class OwnSchedule(Good):
+    def set_schedule(self, epoch, epochs):
+        self.n = 9 + (9 * epoch) // max(1, epochs - 1) if epochs > 1 else 18      # SEMANTICS 6
+        self.alpha = 0.05 * (1 + math.cos(math.pi * (epoch + 1) / epochs))
+        if epoch == epochs - 1:
+            self.alpha = 0.0
+
+
+class FloatStepSchedule(OwnSchedule):   # n = 9 + int(e * (9 / (E - 1))): a float step that rounds down
+    def set_schedule(self, epoch, epochs):
+        super().set_schedule(epoch, epochs)
+        if epochs > 1:
+            self.n = 9 + int(epoch * (9 / (epochs - 1)))
+
+
+def test_a_layers_own_schedule_is_checked_at_every_run_length():
+    def run(cls):
+        mapping = TorchLayerMapping(weight_noise=("noise_w.fc1.weight", "noise_w.fc2.weight"),
+                                    activation_noise=("noise_a.fc1.weight", "noise_a.fc2.weight"), implements=PAPER,
+                                    schedule="set_schedule")
+        make = factory(cls)
+        make.fdaref_mapping = mapping
+        return check_torch_layer(make, preset="paper", dtypes=("float64",), raise_on_failure=False)
+    good = run(OwnSchedule)
+    assert good.ok() and {"schedule n_e", "schedule alpha_e"} <= {r.op for r in good.results}
+    assert {r.op for r in run(FloatStepSchedule).failures()} == {"schedule n_e"}
