@@ -16,7 +16,7 @@ from .args import check_output_file, non_empty, seconds
 
 # Options of the backend suite that the torch layer adapter does not use: given with --torch-layer they would
 # be silently ignored, so they are refused (dest -> flag).
-BACKEND_ONLY = {"backend": "--backend", "ops": "--ops", "device": "--device", "seed": "--seed",
+BACKEND_ONLY = {"backend": "--backend", "ops": "--ops", "seed": "--seed",
                 "strict": "--strict", "allow_missing": "--allow-missing", "no_isolation": "--no-isolation",
                 "case_timeout": "--case-timeout", "warmup_timeout": "--warmup-timeout",
                 "layer_timeout": "--layer-timeout"}
@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("conform", help="check a backend against the reference (conformance suite)")
     p.add_argument("--backend", type=non_empty, default=None,
                    help="a registered backend name or package.module:object")
-    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default cpu")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default cpu (also for --torch-layer)")
     p.add_argument("--dtype", default=None, choices=("float32", "float64"),
                    help="default float32 for --backend; --torch-layer checks both unless given")
     p.add_argument("--profile", default="ci", choices=("quick", "ci", "thorough"),

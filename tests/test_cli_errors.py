@@ -476,12 +476,23 @@ def test_vectors_compute_backend_spec_that_cannot_be_imported(bad_modules: None,
     assert not (tmp_path / "r").exists()
 
 
+def test_conform_torch_layer_on_cuda_without_a_device(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("hypothesis")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: the layer check runs there (tests/test_torch_gpu.py)")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "examples" / "torch_layer"))
+    assert main(["conform", "--torch-layer", "check_layer:make_layer", "--device", "cuda"]) == 2
+    assert "torch sees no CUDA device" in one_line_error(capsys, "conform")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--torch-layer", ".x:y"], "importing '.x' raised TypeError"),
     (["--torch-layer", "os:path"], "expected a layer factory"),
     (["--torch-layer", "check_layer:make_layer", "--torch-mapping", "os:sep"], "expected a fdaref.conformance"),
     (["--torch-layer", "check_layer:make_layer", "--backend", "numpy"], "--backend would be ignored"),
-    (["--torch-layer", "check_layer:make_layer", "--ops", "sign", "--device", "cpu"], "--ops, --device would be"),
+    (["--torch-layer", "check_layer:make_layer", "--ops", "sign", "--seed", "3"], "--ops, --seed would be"),
     (["--backend", "numpy", "--torch-mapping", "os:sep"], "--torch-mapping apply only with --torch-layer"),
 ])
 def test_conform_torch_layer_specs(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch,

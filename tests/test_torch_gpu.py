@@ -205,3 +205,23 @@ def test_torch_engine_run_on_cuda_is_read_by_the_reference(tmp_path):
         gpu = model(torch.from_numpy(x).cuda()).cpu().numpy()
     assert np.abs(gpu - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
     assert load_checkpoint(tmp_path / "checkpoint.npz")["config"]["device"] == "cuda"
+
+
+def test_fdarefs_torch_layers_pass_the_layer_check_on_cuda():
+    """The torch layer adapter on CUDA (the layer moved there, its inputs made there), TF32 off: fdaref's own
+    layers pass as on the CPU (tests/test_adapters.py), so a path taken only on CUDA is checked there."""
+    from fdaref.conformance.adapters import TorchLayerMapping, check_torch_layer
+    from fdaref.presets import get_preset
+    options = get_preset("paper")
+    mapping = TorchLayerMapping(weight_noise=("w_quant.noise.w1", "w_quant.noise.w2"),
+                                activation_noise=("a_quant.noise.w1", "a_quant.noise.w2"), noise_as_linear=False,
+                                n="w_quant.n", alpha="w_quant.alpha", schedule="set_schedule", dilation=True,
+                                pairs=True)
+    with ieee_fp32():
+        conv = check_torch_layer(lambda i, o, k, s, p, b, d=1: M.FDAConv2d(i, o, k, s, p, d, bias=b, options=options),
+                                 mapping=mapping, preset="paper", device="cuda", raise_on_failure=False)
+        linear = check_torch_layer(lambda i, o, b: M.FDALinear(i, o, b, options=options), kind="linear",
+                                   mapping=mapping, preset="paper", device="cuda", raise_on_failure=False)
+    for report in (conv, linear):
+        assert report.ok(), report.render()
+        assert any(r.device.startswith("cuda") for r in report.results if r.check.startswith("layer:"))

@@ -52,7 +52,7 @@ def load_object(spec: str, what: str, check: Callable[[Any], bool] = lambda obj:
 def run(args: argparse.Namespace) -> int:
     """Run the layer check; print failures, declined cases and the summary; exit 0 only if all pass."""
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         raise InputError("--torch-layer needs PyTorch, which is not installed here") from None
     from .torch_adapter import TorchLayerMapping, check_torch_layer
@@ -62,11 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if args.torch_mapping is not None:
         mapping = load_object(args.torch_mapping, "--torch-mapping", lambda m: isinstance(m, TorchLayerMapping),
                               "a fdaref.conformance.adapters.TorchLayerMapping")
+    device = args.device or "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     kind = args.layer_kind if args.layer_kind is not None else "conv2d"
     # both dtypes unless --dtype: a layer that computes in float32 whatever it is given is right there only
     dtypes = ("float64", "float32") if args.dtype is None else (args.dtype,)
     report = check_torch_layer(factory, kind=kind, mapping=mapping, preset=args.preset,
-                               dtypes=dtypes, profile=args.profile, raise_on_failure=False)
+                               dtypes=dtypes, profile=args.profile, device=device, raise_on_failure=False)
     print(report.render(verbose=args.verbose))
     if args.report is not None:   # checked by cli/conform.py before anything ran
         from fdaref.atomic import write_json_atomic

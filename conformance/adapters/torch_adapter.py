@@ -43,13 +43,22 @@ def _torch():
     return torch
 
 
-def _tensor(a: np.ndarray, requires_grad: bool = False) -> Any:
+def _tensor(a: np.ndarray, requires_grad: bool = False, device: Any = None) -> Any:
     t = _torch().from_numpy(np.array(a, copy=True))
+    t = t if device is None else t.to(device)
     return t.requires_grad_(True) if requires_grad else t
 
 
 def _numpy(t: Any) -> Optional[np.ndarray]:
     return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _device_of(module: Any) -> Any:
+    """The device of the module's first parameter or buffer (the CPU for one with neither): where the checks
+    put its inputs."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return _torch().device("cpu")
 
 
 def resolve(obj: Any, path: str) -> Any:
@@ -299,7 +308,7 @@ def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: 
              for key, value in before.items()
              if key not in skip and key.rpartition(".")[2] not in _TORCH_COUNTERS
              and not _same(value, after.get(key))]
-    if not _same(xt.detach(), _torch().from_numpy(x)):
+    if not _same(xt.detach().cpu(), _torch().from_numpy(x)):
         diffs.append(OutputDiff(f"input after the forward {call}", False,
                                 problem="changed in place (a layer must not write to its caller's input)"))
     return diffs
@@ -328,7 +337,7 @@ def _warm_up(module: Any, x: np.ndarray, seed: int) -> None:
     module.train(True)
     rng = np.random.default_rng(seed + 7)
     for _ in range(2):
-        out = module(_tensor(rng.standard_normal(x.shape).astype(x.dtype), requires_grad=True))
+        out = module(_tensor(rng.standard_normal(x.shape).astype(x.dtype), True, _device_of(module)))
         out.sum().backward()
     module.zero_grad(set_to_none=True)
     module.train(mode)
@@ -375,7 +384,7 @@ def _after_new_parameters(module: Any, reference: Any, names: Mapping[str, tuple
             assign(module, path, state[key].T if transposed else state[key])
     reference.load_state_dict(state)
     with torch.inference_mode():      # the other way to turn autograd off, which deployment code uses
-        out = module(_tensor(x))
+        out = module(_tensor(x, device=_device_of(module)))
     want = reference(Tensor.from_numpy(x.astype(np.float64), REFERENCE)).numpy()
     return _compare("output in inference mode after new parameters (written in place)", _numpy(out), want, dtype)
 
@@ -433,11 +442,13 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         callers_rng = torch.random.get_rng_state()
         torch.random.manual_seed(int(rng.integers(2 ** 31)))   # not a state a forward's own reseed restores
         rng_state = torch.random.get_rng_state()
-        xt = _tensor(x, requires_grad=True)
+        device = _device_of(torch_module)
+        res.device = str(device)
+        xt = _tensor(x, True, device)
         out = torch_module(xt)
         out_first = _numpy(out)
         r = rng.standard_normal(tuple(out.shape))
-        (out * torch.from_numpy(r.astype(dtype))).sum().backward()
+        (out * torch.from_numpy(r.astype(dtype)).to(device)).sum().backward()
         xr = Tensor.from_numpy(x.astype(np.float64), REFERENCE, requires_grad=True)
         reference.zero_grad()
         out_r = reference(xr)
@@ -457,7 +468,8 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
                                       _as_reference(buffer, names[key][1], value.shape), value, dtype))
         diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
-        xn = _torch().from_numpy(noncontiguous(x, "channels_last"))   # torch's other memory format for 4-d
+        # torch's other memory format for 4-d (.to() keeps the strides of a dense tensor)
+        xn = _torch().from_numpy(noncontiguous(x, "channels_last")).to(device)
         with torch.no_grad():
             out_n = torch_module(xn)
         out_n_first = _numpy(out_n)
@@ -533,7 +545,8 @@ _OPTION_FIELDS = (("zero", "zero"), ("estimator", "estimator"), ("omega", "omega
 
 def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapping: Optional[TorchLayerMapping] = None,
                       preset: Optional[str] = None, dtypes: Iterable[str] = ("float64", "float32"),
-                      profile: str = "quick", options: Any = None, raise_on_failure: bool = True) -> SuiteReport:
+                      profile: str = "quick", options: Any = None, device: str = "cpu",
+                      raise_on_failure: bool = True) -> SuiteReport:
     """Check the binary layer built by ``factory`` against fdaref's reference layer under ``preset``.
 
     ``factory(in_channels, out_channels, kernel_size, stride, padding, bias)`` for ``kind="conv2d"``,
@@ -544,7 +557,8 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     First the noise modules' initialisation (:func:`_init_case`), then per dtype and geometry: the cases of
     :func:`schedule_points`, and eval at the last epoch with a NaN in the input; for the first geometry
     also training at ``LONG_RUN`` (alpha 2.5e-9); with ``mapping.sign`` also that Function's ``sign`` and
-    ``surrogate`` op by op.
+    ``surrogate`` op by op. ``device``: where the layer cases run (``"cuda"``: the layer moved there, its
+    inputs made there; a path a layer takes only on one device is checked there only).
     Returns the report; raises AssertionError with it on a failure by default.
     """
     from fdaref import nn
@@ -557,7 +571,7 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
     label = getattr(factory, "__qualname__", type(factory).__name__)
     decl = Declaration(label, mapping.implements)
     op = f"binary_{kind}"
-    report = SuiteReport(label, f"torch {_torch().__version__}", "cpu", ",".join(dtypes), profile, preset)
+    report = SuiteReport(label, f"torch {_torch().__version__}", device, ",".join(dtypes), profile, preset)
     declined = [r for r in (decl.supports(op, name, getattr(options, attr)) for name, attr in _OPTION_FIELDS) if r]
     if declined:
         report.add(CaseResult(op, "layer checks", label, "cpu", report.dtype, DECLINED, message="; ".join(declined)))
@@ -577,15 +591,15 @@ def check_torch_layer(factory: Callable[..., Any], *, kind: str = "conv2d", mapp
             report.add(init)
         for dtype in dtypes:
             for gi, geometry in enumerate(geometries):
+                def case(epoch: int, training: bool, **kw: Any) -> CaseResult:
+                    return _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch,
+                                       training, nn, device=device, **kw)
                 for epoch, training in schedule_points(gi, len(geometries)):
-                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch,
-                                           training, nn))
+                    report.add(case(epoch, training))
                 if gi == 0:
-                    report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry,
-                                           LONG_RUN[0], True, nn, epochs=LONG_RUN[1]))
+                    report.add(case(LONG_RUN[0], True, epochs=LONG_RUN[1]))
                 # sign(NaN) = NaN, seen where the noise module is not evaluated: eval, alpha = 0
-                report.add(_layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, EPOCHS - 1,
-                                       False, nn, nan=True))
+                report.add(case(EPOCHS - 1, False, nan=True))
     if mapping.schedule and (mapping.n or mapping.alpha) and preset and not declined:
         for res in _layer_schedule(factory, kind, mapping, preset).results:
             report.add(res)
@@ -731,7 +745,7 @@ def _build(factory: Callable[..., Any], kind: str, geometry: tuple, options: Any
 
 
 def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, epoch, training, nn,
-                nan: bool = False, epochs: int = EPOCHS) -> CaseResult:
+                nan: bool = False, epochs: int = EPOCHS, device: str = "cpu") -> CaseResult:
     """One layer case. The input holds zeros, the probes of :func:`~..layers.plant_probes` (signed zeros,
     subnormals, the clip and its neighbours, |omega x| near pi), an all-zero row of the activation module
     and, with ``nan``, one NaN; the weight a zero and an all-zero filter, W1 a zero column (m > 1). A NaN
@@ -739,6 +753,7 @@ def _layer_case(factory, kind, mapping, options, decl, op, dtype, gi, geometry, 
     from ..layers import plant_probes
     bias, x_shape = geometry[5], geometry[6]
     ref, mod, desc = _build(factory, kind, geometry, options, nn, np.random.default_rng(100 + gi))
+    mod = mod.to(device)
     ref.set_schedule(epoch, epochs)
     n, alpha = ref.params.get("n"), ref.alpha
     label = (f"layer: {desc}; epoch {epoch}/{epochs} (n={n}, alpha={alpha:.4g}), {'train' if training else 'eval'}"
@@ -806,7 +821,7 @@ def _eval_leaves_state(model: Any, x: np.ndarray, dtype: str) -> CaseResult:
         model.eval()
         before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
         with torch.no_grad():
-            model(_tensor(x))
+            model(_tensor(x, device=_device_of(model)))
         changed = [k for k, v in model.state_dict(keep_vars=True).items()
                    if k.rpartition(".")[2] not in _TORCH_COUNTERS and not _same(before.get(k), v.detach())]
         if changed:
