@@ -313,17 +313,23 @@ def bn_edges(backward: bool) -> Builder:
                                            "129 channels")):
             for training in (True, False):
                 label = f"{what} ({'training' if training else 'eval'})"
-                if backward:
-                    mean, invstd = bn_statistics(x, m0, v0, training, 1e-5, dtype)
-                    g = r.standard_normal(x.shape).astype(dtype)
-                    cases.append(Case("batch_norm_backward", (("g", g), ("x", x), ("gamma", gm), ("mean", mean),
-                                                              ("invstd", invstd)), {"training": training}, label))
-                else:
-                    cases.append(Case("batch_norm_forward", (("x", x), ("gamma", gm), ("beta", bt), ("running_mean", m0),
-                                                             ("running_var", v0)),
-                                      {"training": training, "momentum": 0.1, "eps": 1e-5}, label))
+                cases.append(bn_case(backward, x, (gm, bt, m0, v0), training, label, r))
         return cases
     return build
+
+
+def bn_case(backward: bool, x: np.ndarray, params: tuple, training: bool, label: str,
+            r: np.random.Generator) -> Case:
+    """A batch-norm forward case (momentum 0.1, eps 1e-5) or a backward one (a random g, the statistics of
+    the forward) on ``x`` with ``params`` = (gamma, beta, running_mean, running_var)."""
+    gm, bt, m0, v0 = params
+    if backward:
+        mean, invstd = bn_statistics(x, m0, v0, training, 1e-5, x.dtype.name)
+        g = r.standard_normal(x.shape).astype(x.dtype)
+        return Case("batch_norm_backward", (("g", g), ("x", x), ("gamma", gm), ("mean", mean), ("invstd", invstd)),
+                    {"training": training}, label)
+    return Case("batch_norm_forward", (("x", x), ("gamma", gm), ("beta", bt), ("running_mean", m0),
+                                       ("running_var", v0)), {"training": training, "momentum": 0.1, "eps": 1e-5}, label)
 
 
 def relu_edges(backward: bool) -> Builder:

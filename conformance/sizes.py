@@ -13,7 +13,8 @@ import numpy as np
 from .bits import pack_signs_independent
 from .case import Case
 from .probes import NEGATIVE_NAN, kpi_points
-from .strategies import OptionSpace, bn_statistics
+from .edges import bn_case
+from .strategies import OptionSpace
 
 # 5,000 elements: past blocks of 256, 1024 and 4096
 LONG = 5000
@@ -158,19 +159,9 @@ def batch_norm(backward: bool):
         x = x.astype(dtype)
         gm, bt = r.standard_normal(3).astype(dtype), r.standard_normal(3).astype(dtype)
         m0, v0 = r.standard_normal(3).astype(dtype), r.uniform(0.5, 2.0, 3).astype(dtype)
-        cases = []
-        for training in (True, False):
-            label = f"40 images, 4840 values a channel, a channel at mean 1000 ({'training' if training else 'eval'})"
-            if backward:
-                mean, invstd = bn_statistics(x, m0, v0, training, 1e-5, dtype)
-                cases.append(Case("batch_norm_backward", (("g", r.standard_normal(x.shape).astype(dtype)), ("x", x),
-                                                          ("gamma", gm), ("mean", mean), ("invstd", invstd)),
-                                  {"training": training}, label))
-            else:
-                cases.append(Case("batch_norm_forward", (("x", x), ("gamma", gm), ("beta", bt), ("running_mean", m0),
-                                                         ("running_var", v0)),
-                                  {"training": training, "momentum": 0.1, "eps": 1e-5}, label))
-        return cases
+        return [bn_case(backward, x, (gm, bt, m0, v0), training,
+                        f"40 images, 4840 values a channel, a channel at mean 1000 "
+                        f"({'training' if training else 'eval'})", r) for training in (True, False)]
     return build
 
 
