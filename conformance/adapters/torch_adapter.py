@@ -296,18 +296,27 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _unchanged(module: Any, before: Mapping[str, Any], skip: Iterable[str], xt: Any, x: np.ndarray,
-               call: str) -> list[OutputDiff]:
-    """A failure for each entry of ``before`` (:func:`_snapshot`) that the forward ``call`` changed, except those
-    in ``skip`` (buffers the reference updates too, compared with it) and torch's batch counters; and one if
-    it wrote to its input ``xt``, which held ``x``."""
+               call: str, repeat: Callable[[], Any]) -> list[OutputDiff]:
+    """Failures for what the forward ``call`` changed: a parameter (against ``before``, a :func:`_snapshot`);
+    a buffer or public number / tensor attribute that ``repeat()``, the same call again, changes once more
+    (a per-call schedule, a counter; a cache the first call fills and a repeat leaves as it is passes),
+    except those in ``skip`` (buffers the reference updates too, compared with it) and torch's batch
+    counters; and its input ``xt``, which held ``x``, written to."""
     skip = set(skip)
+    params = {key for key, _ in module.named_parameters()}
     after = _snapshot(module)
     diffs = [OutputDiff(f"{key} after the forward {call}", False,
-                        problem="changed by the forward (it must leave parameters, buffers and attributes as "
-                                "they were; the schedule and the optimizer set them)")
-             for key, value in before.items()
-             if key not in skip and key.rpartition(".")[2] not in _TORCH_COUNTERS
-             and not _same(value, after.get(key))]
+                        problem="changed by the forward (it must leave the parameters as they were; the optimizer "
+                                "sets them)")
+             for key, value in before.items() if key in params and not _same(value, after.get(key))]
+    repeat()
+    again = _snapshot(module)
+    diffs += [OutputDiff(f"{key} after a repeated forward {call}", False,
+                         problem="changed again by the same call (a forward must leave buffers and attributes as "
+                                 "they were, but for a cache it fills; the schedule sets n and alpha)")
+              for key, value in after.items()
+              if key not in params and key not in skip and key.rpartition(".")[2] not in _TORCH_COUNTERS
+              and not _same(value, again.get(key))]
     if not _same(xt.detach().cpu(), _torch().from_numpy(x)):
         diffs.append(OutputDiff(f"input after the forward {call}", False,
                                 problem="changed in place (a layer must not write to its caller's input)"))
@@ -466,7 +475,8 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
                 diffs.append(_compare(f"buffer {key} ({names[key][0]}) after the step",
                                       _as_reference(buffer, names[key][1], value.shape), value, dtype))
-        diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd")
+        diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd",
+                            lambda: torch_module(_tensor(x, True, device)))
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
         # torch's other memory format for 4-d (.to() keeps the strides of a dense tensor)
         xn = _torch().from_numpy(noncontiguous(x, "channels_last")).to(device)
@@ -475,7 +485,9 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         out_n_first = _numpy(out_n)
         diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
                               f"input", out_n_first, out_r.numpy(), dtype))
-        diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd")
+        with torch.no_grad():
+            diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd",
+                                lambda: torch_module(_torch().from_numpy(noncontiguous(x, "channels_last")).to(device)))
         diffs += _registered(torch_module, names, param_keys, state)
         diffs.append(_after_new_parameters(torch_module, reference, names, param_keys, x, dtype, rng))
         # results handed out earlier stay as they were (a reused output buffer changes under its caller)
