@@ -12,8 +12,8 @@ reference layer / model of :mod:`fdaref.nn` in float64 with identical weights).
 Layer and model checks compare the output, the input gradient and every parameter gradient, with the
 layer tolerance of the suite (``LAYER_TOL``: relative to the largest finite reference value of each tensor),
 the output of a second forward without autograd on a non-contiguous input and of a third after new
-parameters are written in place; no forward may change the module's parameters, buffers or attributes, or
-its input, and every mapped tensor must be registered in the module. The layer check also checks the noise
+parameters are written in place; no forward may change the module's parameters or its input, nor change a
+buffer or attribute again when repeated, and every mapped tensor must be registered in the module. The layer check also checks the noise
 modules' initialisation as the factory builds them.
 """
 from __future__ import annotations
@@ -355,8 +355,9 @@ def _warm_up(module: Any, x: np.ndarray, seed: int) -> None:
 def _registered(module: Any, names: Mapping[str, tuple[str, bool]], param_keys: Iterable[str],
                 state: Mapping[str, Any]) -> list[OutputDiff]:
     """A failure for each trainable parameter of the module that is not mapped, and for each mapped tensor
-    the module does not own: a reference parameter whose counterpart is not among ``module.parameters()`` (an optimizer built from them never updates it; ``.to()`` and
-    ``state_dict`` miss it, e.g. noise modules kept in a plain list), a buffer not in ``module.state_dict()``."""
+    the module does not own: a reference parameter whose counterpart is not among ``module.parameters()``
+    (an optimizer built from them never updates it; ``.to()`` and ``state_dict`` miss it, e.g. noise modules
+    kept in a plain list), a buffer not in ``module.state_dict()``."""
     params = {id(p) for p in module.parameters()}
     stored = {id(t) for t in module.state_dict(keep_vars=True).values()}
     mapped = {id(resolve(module, path)) for path, _ in names.values()}
@@ -408,9 +409,10 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
     norm's running statistics). A second forward, without autograd, in the same mode, on a non-contiguous
     copy of the input (channels-last for 4-d), must give the same output, and a third without autograd after
     new parameters are written in place on both sides (:func:`_after_new_parameters`). Neither of the first
-    two forwards may change the module's parameters, buffers (but those the reference updates) or public
-    number / tensor attributes, or write to its input; every mapped tensor must be registered
-    (:func:`_registered`). ``parameters=False`` leaves out the parameter gradients and the buffers (an input
+    two forwards may change the module's parameters or write to its input, nor change a buffer (but those the
+    reference updates) or public number / tensor attribute again when it is repeated (:func:`_unchanged`);
+    every mapped tensor must be registered (:func:`_registered`); earlier outputs must stay as they were,
+    and torch's global generator untouched. ``parameters=False`` leaves out the parameter gradients and the buffers (an input
     with a NaN: a noise module multiplied by alpha = 0 spreads it there, where the reference skips the
     module). The reference runs in float64 on the values rounded to ``dtype``."""
     from fdaref.autodiff import Tensor
@@ -418,6 +420,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
     torch = _torch()
     t0 = time.perf_counter()
     res = CaseResult(op, label, str(type(torch_module).__name__), "cpu", dtype, PASS, 1)
+    callers_rng = torch.random.get_rng_state()
     try:
         state = {k: (v.astype(dtype).astype(np.float64) if v.dtype.kind == "f" else v)
                  for k, v in reference.state_dict().items()}
@@ -448,7 +451,6 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         param_keys = {key for key, _ in reference.named_parameters()}
         updated = [names[key][0] for key in state if key not in param_keys]   # buffers: compared with the reference
         before = _snapshot(torch_module)
-        callers_rng = torch.random.get_rng_state()
         torch.random.manual_seed(int(rng.integers(2 ** 31)))   # not a state a forward's own reseed restores
         rng_state = torch.random.get_rng_state()
         device = _device_of(torch_module)
@@ -475,8 +477,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             if isinstance(buffer, torch.Tensor) and buffer.is_floating_point():
                 diffs.append(_compare(f"buffer {key} ({names[key][0]}) after the step",
                                       _as_reference(buffer, names[key][1], value.shape), value, dtype))
-        diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd",
-                            lambda: torch_module(_tensor(x, True, device)))
+        diffs += _unchanged(torch_module, before, updated, xt, x, "with autograd", lambda: torch_module(xt))
         # inference code may take another path without autograd (an XNOR kernel), or assume a contiguous input
         # torch's other memory format for 4-d (.to() keeps the strides of a dense tensor)
         xn = _torch().from_numpy(noncontiguous(x, "channels_last")).to(device)
@@ -486,8 +487,7 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
         diffs.append(_compare(f"output without autograd, {'channels-last' if x.ndim == 4 else 'column-major'} "
                               f"input", out_n_first, out_r.numpy(), dtype))
         with torch.no_grad():
-            diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd",
-                                lambda: torch_module(_torch().from_numpy(noncontiguous(x, "channels_last")).to(device)))
+            diffs += _unchanged(torch_module, before, updated, xn, x, "without autograd", lambda: torch_module(xn))
         diffs += _registered(torch_module, names, param_keys, state)
         diffs.append(_after_new_parameters(torch_module, reference, names, param_keys, x, dtype, rng))
         # results handed out earlier stay as they were (a reused output buffer changes under its caller)
@@ -499,10 +499,11 @@ def compare_with_reference(label: str, op: str, torch_module: Any, reference: An
             diffs.append(OutputDiff("torch's global random generator", False,
                                     problem="drawn from or reseeded by a forward (SEMANTICS has no randomness in "
                                             "a forward; a reseed also changes the caller's own draws)"))
-        torch.random.set_rng_state(callers_rng)
     except Exception:  # noqa: BLE001 - the user's module raising is this case's failure
         res.outcome, res.traceback, res.message = ERROR, traceback.format_exc(), "the check raised"
         return res
+    finally:
+        torch.random.set_rng_state(callers_rng)   # the check seeds torch's generator; the caller's comes back
     res.diffs = [d.to_dict() for d in diffs]
     bad = [d for d in diffs if not d.ok]
     if bad:
@@ -826,7 +827,7 @@ def _eval_leaves_state(model: Any, x: np.ndarray, dtype: str) -> CaseResult:
     block whose ``train()`` does not reach it) updates its running statistics there. Needs no reference, so
     it holds where comparing eval outputs cannot (see :func:`check_torch_model`)."""
     torch = _torch()
-    res = CaseResult("model", f"eval: a forward leaves parameters and buffers as they were", type(model).__name__,
+    res = CaseResult("model", "eval: a forward leaves parameters and buffers as they were", type(model).__name__,
                      "cpu", dtype, PASS, 1)
     mode = model.training
     try:
