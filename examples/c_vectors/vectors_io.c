@@ -114,7 +114,7 @@ int vectors_open(Vectors *v, const char *dir) {
     const char *p = text;
     v->manifest = parse_value(&p);
     const char *format = json_str(v->manifest, "format");
-    if (!format || strcmp(format, "fdaref-golden-vectors/3")) {
+    if (!format || strcmp(format, "fdaref-golden-vectors/4")) {
         fprintf(stderr, "%s: not fdaref golden vectors format 2\n", path);
         return 1;
     }
